@@ -1,0 +1,1 @@
+"""Postgres access: one module per aggregate, SQL only here."""

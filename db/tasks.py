@@ -1,0 +1,172 @@
+"""ai_tasks rows: created in one statement with their run, finalized in one statement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+TASK_COLUMNS = (
+    "task_id, run_id, user_id, prompt_id, prompt_version, builtin, provider, model, status,"
+    " request, response_text, input_tokens, output_tokens, total_tokens, usage_source,"
+    " cost_usd, last_seq, ttft_ms, latency_ms, finish_reason, error, validation_status,"
+    " validation_errors, created_at, started_at, completed_at"
+)
+
+
+@dataclass(frozen=True)
+class NewTask:
+    task_id: UUID
+    user_id: UUID
+    provider: str
+    model: str
+    request: dict[str, Any]
+    run_id: UUID | None = None
+    create_run: bool = False
+    run_name: str = ""
+    prompt_id: UUID | None = None
+    prompt_version: int | None = None
+    builtin: str | None = None
+    request_id: str | None = None
+    variable_values: dict[str, Any] = field(default_factory=dict)
+    broker_values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    status: str
+    text: str
+    input_tokens: int
+    output_tokens: int
+    usage_source: str
+    cost_usd: Decimal | None
+    last_seq: int
+    ttft_ms: int | None
+    latency_ms: int
+    finish_reason: str
+    error: dict[str, Any] | None
+    validation_status: str
+    run_messages: list[dict[str, str]]
+    events: list[dict[str, Any]]
+
+
+_CREATE = """
+WITH r AS (
+    INSERT INTO ai_runs (id, user_id, prompt_id, name, variable_values, broker_values)
+    SELECT $2, $3, $4, $5, $6, $7 WHERE $8::bool
+    RETURNING id
+), t AS (
+    INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
+                          request_id, provider, model, status, request, started_at)
+    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now())
+    RETURNING task_id
+)
+INSERT INTO task_events (task_id, kind, message, metadata)
+SELECT task_id, 'queued', 'task created', jsonb_build_object('provider', $12::text,
+       'model', $13::text)
+FROM t
+"""
+
+
+async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) -> None:
+    """Insert the task (status running) and, when asked, its new run: one round trip."""
+    await conn.execute(
+        _CREATE, task.task_id, task.run_id, task.user_id, task.prompt_id, task.run_name,
+        task.variable_values, task.broker_values, task.create_run, task.prompt_version,
+        task.builtin, task.request_id, task.provider, task.model, task.request,
+    )
+
+
+_FINALIZE = """
+WITH t AS (
+    UPDATE ai_tasks SET status = $2, response_text = $3, input_tokens = $4::int,
+        output_tokens = $5::int, total_tokens = $4::int + $5::int, usage_source = $6,
+        cost_usd = $7::numeric, last_seq = $8, ttft_ms = $9, latency_ms = $10,
+        finish_reason = $11, error = $12, validation_status = $13,
+        completed_at = GREATEST(now(), started_at)
+    WHERE task_id = $1 AND status IN ('queued', 'running')
+    RETURNING task_id, run_id, user_id, provider, model
+), r AS (
+    UPDATE ai_runs SET messages = ai_runs.messages || $14::jsonb,
+        input_tokens = ai_runs.input_tokens + $4::int,
+        output_tokens = ai_runs.output_tokens + $5::int,
+        total_tokens = ai_runs.total_tokens + $4::int + $5::int,
+        total_cost_usd = ai_runs.total_cost_usd + COALESCE($7::numeric, 0),
+        task_count = ai_runs.task_count + 1, updated_at = now()
+    FROM t WHERE ai_runs.id = t.run_id
+), u AS (
+    INSERT INTO ai_usage_logs (task_id, user_id, tier, provider, model, input_tokens,
+                               output_tokens, cost_usd, status, day)
+    SELECT t.task_id, t.user_id,
+           COALESCE((SELECT tier FROM user_ai_settings s WHERE s.user_id = t.user_id), 'free'),
+           t.provider, t.model, $4::int, $5::int, COALESCE($7::numeric, 0), $2,
+           (now() AT TIME ZONE 'UTC')::date
+    FROM t
+    ON CONFLICT (task_id) DO NOTHING
+), e AS (
+    INSERT INTO task_events (task_id, at, level, kind, message, metadata)
+    SELECT t.task_id, ev.at, ev.level, ev.kind, ev.message, COALESCE(ev.metadata, '{}')
+    FROM t, jsonb_to_recordset($15::jsonb)
+         AS ev(at timestamptz, level text, kind text, message text, metadata jsonb)
+)
+SELECT count(*) FROM t
+"""
+
+
+async def finalize_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID,
+                        out: TaskOutcome) -> bool:
+    """Record the task's outcome, its run's totals, its usage row and its events atomically.
+
+    Idempotent: a task that has already ended is left as it is and False is returned.
+    """
+    count = await conn.fetchval(
+        _FINALIZE, task_id, out.status, out.text, out.input_tokens, out.output_tokens,
+        out.usage_source, out.cost_usd, out.last_seq, out.ttft_ms, out.latency_ms,
+        out.finish_reason, out.error, out.validation_status, out.run_messages, out.events,
+    )
+    return bool(count)
+
+
+async def get_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID,
+                   user_id: UUID) -> asyncpg.Record | None:
+    """The caller's task, or None (also when it is someone else's)."""
+    return await conn.fetchrow(
+        f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE task_id = $1 AND user_id = $2",
+        task_id, user_id,
+    )
+
+
+async def find_by_request_id(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
+                             request_id: str) -> asyncpg.Record | None:
+    """The caller's most recent task with this idempotency key in the last 24 hours."""
+    return await conn.fetchrow(
+        "SELECT task_id, run_id, status FROM ai_tasks WHERE user_id = $1 AND request_id = $2"
+        " AND created_at > now() - interval '24 hours' ORDER BY created_at DESC LIMIT 1",
+        user_id, request_id,
+    )
+
+
+async def list_run_tasks(conn: asyncpg.Connection | asyncpg.Pool,
+                         run_id: UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE run_id = $1 ORDER BY created_at", run_id,
+    )
+
+
+async def list_events(conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID,
+                      user_id: UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT e.at, e.level, e.kind, e.message, e.metadata FROM task_events e"
+        " JOIN ai_tasks t ON t.task_id = e.task_id"
+        " WHERE e.task_id = $1 AND t.user_id = $2 ORDER BY e.id",
+        task_id, user_id,
+    )
+
+
+async def get_task_unscoped(conn: asyncpg.Connection | asyncpg.Pool,
+                            task_id: UUID) -> asyncpg.Record | None:
+    """A task by id alone, for internal use after the caller's ownership was checked."""
+    return await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE task_id = $1", task_id)

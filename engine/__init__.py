@@ -1,0 +1,1 @@
+"""Execution engine: prompts, variables, providers, streaming and finalization."""

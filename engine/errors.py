@@ -1,0 +1,91 @@
+"""One root error with a stable code and a message safe to show, split by fault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PromptstreamError(Exception):
+    """Base of every error a client may see. `message` never holds secrets."""
+
+    code = "internal"
+    http_status = 500
+    retryable = False
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `error` object of an ack or an HTTP error body."""
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            out["details"] = self.details
+        return out
+
+
+class ClientError(PromptstreamError):
+    """The caller's fault: bad input, unknown ids, limits."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class InvalidRequest(ClientError):
+    code = "invalid_request"
+    http_status = 400
+
+
+class PayloadTooLarge(ClientError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class NotFound(ClientError):
+    code = "not_found"
+    http_status = 404
+
+
+class MissingVariables(ClientError):
+    code = "missing_variables"
+    http_status = 400
+
+
+class Unauthorized(ClientError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class ProviderFault(PromptstreamError):
+    """The provider's fault. `retryable` tells whether trying again may help."""
+
+    code = "provider_error"
+    http_status = 502
+
+
+class ProviderRejected(ProviderFault):
+    code = "provider_error"
+    http_status = 502
+
+
+class ProviderUnavailable(ProviderFault):
+    code = "provider_unavailable"
+    http_status = 503
+    retryable = True
+
+
+class StreamTimeout(ProviderFault):
+    code = "timeout"
+    http_status = 504
+    retryable = True
+
+
+class InternalError(PromptstreamError):
+    """Our fault. The message is generic; the log has the details."""
+
+    code = "internal"
+    http_status = 500

@@ -1,0 +1,89 @@
+"""The adapter interface every provider implements."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    """What one model call sends: the model name without its provider prefix."""
+
+    model: str
+    messages: list[dict[str, str]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Usage:
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class ProviderStream(abc.ABC):
+    """An open streaming call: iterate it for text deltas; close it to end the upstream request.
+
+    After iteration ends, `finish_reason` is set when the provider ended the stream itself
+    (None means the stream was cut), and `usage` when the provider reported it.
+    """
+
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.deltas()
+
+    @abc.abstractmethod
+    def deltas(self) -> AsyncIterator[str]:
+        """Yield text deltas as they arrive."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close the upstream connection (idempotent)."""
+
+    async def __aenter__(self) -> ProviderStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Provider(abc.ABC):
+    """One provider. `open` starts a streaming call; errors are raised as ours."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def open(self, request: ProviderRequest) -> ProviderStream:
+        """Start the call; raises ProviderFault subclasses before the stream starts."""
+
+    def price(self, model: str, usage: Usage) -> Decimal | None:
+        """Cost in USD of `usage` on `model`, or None when the price is unknown."""
+        return None
+
+    async def close(self) -> None:  # noqa: B027 - most adapters hold nothing to release
+        """Release clients and connections."""
+
+
+def count_words(messages: list[dict[str, str]]) -> int:
+    """Whitespace-separated words over every message's content."""
+    return sum(len(m.get("content", "").split()) for m in messages)
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters a token) for when a provider reports none."""
+    return (len(text) + 3) // 4

@@ -1,0 +1,86 @@
+"""OpenAI (and any OpenAI-compatible server) through the official `openai` SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import openai
+
+from engine.errors import ProviderFault, ProviderRejected, ProviderUnavailable
+from engine.pricing import catalog_price
+from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+
+# Settings the Chat Completions API takes as they are.
+_PASSTHROUGH = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty",
+                "frequency_penalty")
+
+
+def convert_error(exc: openai.OpenAIError) -> ProviderFault:
+    """Our error for an SDK error; the message names the status, never the SDK's text."""
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429 or status >= 500:
+            return ProviderUnavailable(f"openai answered HTTP {status}")
+        return ProviderRejected(f"openai rejected the request (HTTP {status})")
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderUnavailable("openai did not answer in time")
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderUnavailable("could not connect to openai")
+    return ProviderUnavailable("openai stream failed")
+
+
+class OpenAIStream(ProviderStream):
+    def __init__(self, stream: openai.AsyncStream[Any]) -> None:
+        self._stream = stream
+
+    async def deltas(self) -> AsyncIterator[str]:
+        try:
+            async for chunk in self._stream:
+                if chunk.usage is not None:
+                    self.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.finish_reason is not None:
+                    self.finish_reason = choice.finish_reason
+                content = choice.delta.content if choice.delta is not None else None
+                if content:
+                    yield content
+        except openai.OpenAIError as exc:
+            raise convert_error(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._stream.close()
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+
+    def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float,
+                 max_retries: int = 2) -> None:
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or "unset", base_url=base_url, timeout=timeout_s,
+            max_retries=max_retries,
+        )
+
+    async def open(self, request: ProviderRequest) -> ProviderStream:
+        params = {k: request.settings[k] for k in _PASSTHROUGH if k in request.settings}
+        try:
+            stream = await self._client.chat.completions.create(
+                model=request.model,
+                messages=request.messages,  # type: ignore[arg-type]
+                stream=True,
+                stream_options={"include_usage": True},
+                **params,
+            )
+        except openai.OpenAIError as exc:
+            raise convert_error(exc) from exc
+        return OpenAIStream(stream)
+
+    def price(self, model: str, usage: Usage) -> Decimal | None:
+        return catalog_price("openai", model, usage.input_tokens, usage.output_tokens)
+
+    async def close(self) -> None:
+        await self._client.close()

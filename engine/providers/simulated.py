@@ -1,0 +1,77 @@
+"""A deterministic simulator of a streaming model, for demos, tests and load tests.
+
+It calls nothing. The output is a fixed function of the input messages; tokens arrive at
+`settings.tokens_per_second` (0 = as fast as possible) and `settings.max_tokens` of them
+(default 64). Usage: input = words in the prompt, output = tokens emitted. Cost 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage, count_words
+
+WORDS = (
+    "stream token relay socket chunk model prompt river signal packet window lantern "
+    "harbor orbit meadow copper velvet summit cipher echo ember falcon glacier marble "
+    "nimbus quartz willow zephyr beacon canyon delta fable"
+).split()
+
+DEFAULT_MAX_TOKENS = 64
+DEFAULT_TOKENS_PER_SECOND = 50.0
+_YIELD_EVERY = 32  # at full speed, give the event loop a turn this often
+
+
+def simulated_token(seed: int, index: int) -> str:
+    """Token `index` of the output for `seed`: a word and a space."""
+    return WORDS[(seed + index * 7) % len(WORDS)] + " "
+
+
+class SimulatedStream(ProviderStream):
+    def __init__(self, request: ProviderRequest) -> None:
+        settings = request.settings
+        self._count = int(settings.get("max_tokens") or DEFAULT_MAX_TOKENS)
+        tps = settings.get("tokens_per_second")
+        self._tps = DEFAULT_TOKENS_PER_SECOND if tps is None else float(tps)
+        digest = hashlib.sha256(repr(request.messages).encode()).digest()
+        self._seed = int.from_bytes(digest[:4], "big")
+        self._input = count_words(request.messages)
+        self._emitted = 0
+        self.usage = Usage(self._input, 0)
+
+    async def deltas(self) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while self._emitted < self._count:
+            if self._tps > 0:
+                # Sleep until the next token is due, then hand over every token that is due.
+                due = start + (self._emitted + 1) / self._tps
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                ready = int((loop.time() - start) * self._tps)
+                n = max(1, min(ready, self._count) - self._emitted)
+            else:
+                n = min(_YIELD_EVERY, self._count - self._emitted)
+                await asyncio.sleep(0)
+            text = "".join(simulated_token(self._seed, self._emitted + i) for i in range(n))
+            self._emitted += n
+            self.usage = Usage(self._input, self._emitted)
+            yield text
+        self.finish_reason = "stop"
+
+    async def aclose(self) -> None:
+        self._count = self._emitted
+
+
+class SimulatedProvider(Provider):
+    name = "simulated"
+
+    async def open(self, request: ProviderRequest) -> ProviderStream:
+        return SimulatedStream(request)
+
+    def price(self, model: str, usage: Usage) -> Decimal | None:
+        return Decimal(0)

@@ -1,0 +1,240 @@
+"""Deliver task records from Redis to this node's subscribers: history, then live, no gap.
+
+A node subscribes on Redis only to the live channels of tasks its own subscribers watch.
+Per watched task one coroutine handles, in order, the live records and the arrival of new
+subscribers; a new subscriber is replayed from the history stream after the live channel
+is confirmed, so every record is either in the history read or arrives live after it.
+Each subscriber keeps the last seq it got, which drops duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from engine.wire import CHUNK, DONE, Keys, decode_record
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_TIMEOUT_S = 10.0
+
+
+class Subscriber(Protocol):
+    """Where a task's events go: a socket, an SSE response."""
+
+    async def send(self, event: str, payload: dict[str, Any]) -> None: ...
+
+
+# Loads the terminal `task_done` payload from the database when history has expired.
+FinalLoader = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass
+class SubscribeResult:
+    status: str
+    last_seq: int
+
+
+@dataclass
+class _Sub:
+    subscriber: Subscriber
+    last_seq: int
+    done: bool = False
+
+
+class _Add:
+    def __init__(self, key: str, sub: _Sub) -> None:
+        self.key = key
+        self.sub = sub
+        self.result: asyncio.Future[SubscribeResult] = asyncio.get_running_loop().create_future()
+
+
+class _TaskWatch:
+    """The live channel of one task on this node and its local subscribers."""
+
+    def __init__(self, relay: Relay, task_id: str) -> None:
+        self.relay = relay
+        self.task_id = task_id
+        self.subs: dict[str, _Sub] = {}
+        self.queue: asyncio.Queue[_Add | str | bytes | None] = asyncio.Queue()
+        self.confirmed = asyncio.Event()
+        self.done_payload: dict[str, Any] | None = None
+        self.runner: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            await asyncio.wait_for(self.confirmed.wait(), SUBSCRIBE_TIMEOUT_S)
+            while True:
+                item = await self.queue.get()
+                if item is None:
+                    pass
+                elif isinstance(item, _Add):
+                    await self._replay(item)
+                else:
+                    await self._live(item)
+                if self.queue.empty() and (self.done_payload is not None or not self.subs):
+                    return
+        finally:
+            self.relay._forget(self)
+            while not self.queue.empty():
+                item = self.queue.get_nowait()
+                if isinstance(item, _Add) and not item.result.done():
+                    # Arrived after the end: a fresh watch replays it from history.
+                    self.relay._resubmit(self.task_id, item)
+
+    async def _replay(self, add: _Add) -> None:
+        sub = add.sub
+        try:
+            status = "running"
+            entries = await self.relay.redis.xrange(self.relay.keys.history(self.task_id))
+            for _, fields in entries:
+                kind, payload = decode_record(fields[b"r"])
+                await self._send(sub, kind, payload)
+            if not entries:
+                final = await self.relay.load_final(self.task_id)
+                if final is not None:
+                    await self._send(sub, DONE, final)
+            if sub.done:
+                status = self._final_status(sub)
+            else:
+                self.subs[add.key] = sub
+            add.result.set_result(SubscribeResult(status, sub.last_seq))
+        except BaseException as exc:
+            if not add.result.done():
+                add.result.set_exception(exc)
+            raise
+
+    def _final_status(self, sub: _Sub) -> str:
+        return str(self.done_payload["status"]) if self.done_payload else "completed"
+
+    async def _live(self, raw: str | bytes) -> None:
+        kind, payload = decode_record(raw)
+        for key, sub in list(self.subs.items()):
+            try:
+                await self._send(sub, kind, payload)
+            except ConnectionError:
+                self.subs.pop(key, None)
+            if sub.done:
+                self.subs.pop(key, None)
+
+    async def _send(self, sub: _Sub, kind: str, payload: dict[str, Any]) -> None:
+        if sub.done:
+            return
+        if kind == CHUNK:
+            seq = payload["seq"]
+            if seq <= sub.last_seq:
+                return
+            sub.last_seq = seq
+            await sub.subscriber.send("task_chunk", payload)
+        elif kind == DONE:
+            self.done_payload = payload
+            sub.done = True
+            sub.last_seq = max(sub.last_seq, int(payload.get("last_seq") or 0))
+            await sub.subscriber.send("task_done", payload)
+
+
+class Relay:
+    """One pub/sub connection per node, routed per task."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, load_final: FinalLoader) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.load_final = load_final
+        self._pubsub = redis.pubsub()
+        self._watches: dict[str, _TaskWatch] = {}
+        self._by_channel: dict[str, _TaskWatch] = {}
+        self._runners: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()  # one pub/sub command at a time on the shared connection
+        self._active = asyncio.Event()
+
+    async def subscribe(self, task_id: str, key: str, subscriber: Subscriber,
+                        after_seq: int = 0) -> SubscribeResult:
+        """Send the task's records after `after_seq` to `subscriber`, then live ones, then done.
+
+        Returns once the history is sent and live delivery is in place. `key` names the
+        subscription (one per socket and task); subscribing again replaces it.
+        """
+        add = _Add(key, _Sub(subscriber, after_seq))
+        await self._submit(task_id, add)
+        return await add.result
+
+    def unsubscribe(self, task_id: str, key: str) -> None:
+        watch = self._watches.get(task_id)
+        if watch is not None and watch.subs.pop(key, None) is not None:
+            watch.queue.put_nowait(None)  # lets the watch end when it has no subscriber left
+
+    async def _submit(self, task_id: str, add: _Add) -> None:
+        watch = self._watches.get(task_id)
+        if watch is None:
+            watch = _TaskWatch(self, task_id)
+            channel = self.keys.live(task_id)
+            self._watches[task_id] = watch
+            self._by_channel[channel] = watch
+            watch.runner = asyncio.create_task(watch.run())
+            self._runners.add(watch.runner)
+            watch.runner.add_done_callback(self._runners.discard)
+            try:
+                async with self._lock:
+                    await self._pubsub.subscribe(channel)
+                self._active.set()
+            except RedisError:
+                self._forget(watch)
+                watch.runner.cancel()
+                raise
+        watch.queue.put_nowait(add)
+
+    def _resubmit(self, task_id: str, add: _Add) -> None:
+        task = asyncio.create_task(self._submit(task_id, add))
+        self._runners.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._runners.discard)  # type: ignore[arg-type]
+
+    def _forget(self, watch: _TaskWatch) -> None:
+        if self._watches.get(watch.task_id) is watch:
+            del self._watches[watch.task_id]
+            channel = self.keys.live(watch.task_id)
+            self._by_channel.pop(channel, None)
+            unsub = asyncio.create_task(self._unsubscribe_channel(channel))
+            self._runners.add(unsub)
+            unsub.add_done_callback(self._runners.discard)
+
+    async def _unsubscribe_channel(self, channel: str) -> None:
+        if channel in self._by_channel:
+            return  # watched again meanwhile
+        try:
+            async with self._lock:
+                await self._pubsub.unsubscribe(channel)
+        except RedisError as exc:
+            log.warning("unsubscribe failed: %s", type(exc).__name__)
+
+    async def run(self) -> None:
+        """Read the pub/sub connection until cancelled, routing each message to its task."""
+        while True:
+            if not self._pubsub.subscribed:
+                self._active.clear()
+                await self._active.wait()
+                continue
+            message = await self._pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            channel = message["channel"]
+            if isinstance(channel, bytes):
+                channel = channel.decode()
+            watch = self._by_channel.get(channel)
+            if watch is None:
+                continue
+            if message["type"] == "subscribe":
+                watch.confirmed.set()
+            elif message["type"] == "message":
+                watch.queue.put_nowait(message["data"])
+
+    async def close(self) -> None:
+        for task in list(self._runners):
+            task.cancel()
+        await asyncio.gather(*self._runners, return_exceptions=True)
+        await self._pubsub.aclose()

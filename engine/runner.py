@@ -1,0 +1,204 @@
+"""Run one task: stream from the provider, coalesce into chunks, finalize exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from db import tasks as task_rows
+from engine.errors import InternalError, PromptstreamError, ProviderUnavailable, StreamTimeout
+from engine.providers.base import Provider, ProviderRequest, Usage, estimate_tokens
+from engine.publisher import ChunkPublisher
+from engine.wire import Keys, encode_done
+
+log = logging.getLogger(__name__)
+
+_RESCHEDULE_EVERY_S = 0.5  # move the idle deadline at most this often (timers are not free)
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """Everything a runner needs, decided before the task row was written."""
+
+    task_id: UUID
+    run_id: UUID | None
+    user_id: UUID
+    provider: Provider
+    provider_name: str
+    request: ProviderRequest
+    new_messages: list[dict[str, str]]  # appended to the run with the assistant's answer
+
+
+@dataclass
+class RunnerDeps:
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    keys: Keys
+    publisher: ChunkPublisher
+    first_token_timeout_s: float
+    idle_timeout_s: float
+    history_ttl_s: int
+
+
+@dataclass
+class _Progress:
+    started: float = field(default_factory=time.monotonic)
+    parts: list[str] = field(default_factory=list)
+    ttft_ms: int | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, kind: str, message: str = "", level: str = "info", **metadata: Any) -> None:
+        self.events.append({"at": datetime.now(UTC).isoformat(), "level": level, "kind": kind,
+                            "message": message, "metadata": metadata})
+
+
+class CancelReason:
+    """Why a runner was cancelled: a client's cancel, or the node shutting down."""
+
+    CLIENT = "cancelled"
+    SHUTDOWN = "shutdown"
+
+
+async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> dict[str, Any]:
+    """Stream the task to its end and finalize it; returns the `task_done` payload.
+
+    `reason["why"]` is set by whoever cancels the task before cancelling it.
+    """
+    task_id = str(plan.task_id)
+    progress = _Progress()
+    deps.publisher.open(task_id)
+    status, error, finish, usage = "completed", None, "stop", None
+    progress.event("provider_call", provider=plan.provider_name, model=plan.request.model)
+    try:
+        stream = await plan.provider.open(plan.request)
+        async with stream:
+            try:
+                await _consume(deps, plan, stream, progress)
+            finally:
+                usage = stream.usage
+            if stream.finish_reason is None:
+                raise ProviderUnavailable("the provider stream ended before it finished")
+            finish = stream.finish_reason
+    except asyncio.CancelledError:
+        if reason.get("why") != CancelReason.CLIENT:
+            status, finish = "failed", "error"
+            error = _error_dict(InternalError("the server stopped while the task ran"), True)
+        else:
+            status, finish = "cancelled", "cancelled"
+        await asyncio.shield(_finish(deps, plan, progress, status, finish, usage, error))
+        raise
+    except PromptstreamError as exc:
+        status, finish, error = "failed", "error", _error_dict(exc, exc.retryable)
+        progress.event("error", exc.message, level="error", code=exc.code)
+    except Exception:
+        log.exception("task %s failed", task_id)
+        status, finish = "failed", "error"
+        error = _error_dict(InternalError("internal error"), False)
+        progress.event("error", "internal error", level="error", code="internal")
+    return await asyncio.shield(_finish(deps, plan, progress, status, finish, usage, error))
+
+
+async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Progress) -> None:
+    task_id = str(plan.task_id)
+    loop = asyncio.get_running_loop()
+    append = deps.publisher.append
+    try:
+        async with asyncio.timeout(deps.first_token_timeout_s) as deadline:
+            moved = 0.0
+            async for delta in stream:
+                if progress.ttft_ms is None:
+                    progress.ttft_ms = int((time.monotonic() - progress.started) * 1000)
+                    progress.event("first_token", ttft_ms=progress.ttft_ms)
+                progress.parts.append(delta)
+                append(task_id, delta)
+                now = loop.time()
+                if now - moved > _RESCHEDULE_EVERY_S:
+                    deadline.reschedule(now + deps.idle_timeout_s)
+                    moved = now
+    except TimeoutError:
+        which = "first token" if progress.ttft_ms is None else "next token"
+        raise StreamTimeout(f"no {which} from the provider in time") from None
+
+
+def _error_dict(exc: PromptstreamError, retryable: bool) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "retryable": retryable}
+
+
+async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status: str,
+                  finish: str, usage: Usage | None, error: dict[str, Any] | None
+                  ) -> dict[str, Any]:
+    """Flush, write the outcome in one statement, then put the terminal record on Redis."""
+    task_id = str(plan.task_id)
+    last_seq = await deps.publisher.drain(task_id)
+    text = "".join(progress.parts)
+    usage_source = "provider"
+    if usage is None or (usage.output_tokens == 0 and text):
+        usage_source = "estimated"
+        usage = Usage(_estimate_input(plan.request), estimate_tokens(text))
+    cost = plan.provider.price(plan.request.model, usage)
+    latency_ms = int((time.monotonic() - progress.started) * 1000)
+    progress.event("finalized", status=status, last_seq=last_seq)
+    run_messages = [*plan.new_messages, {"role": "assistant", "content": text}]
+    outcome = task_rows.TaskOutcome(
+        status=status, text=text, input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens, usage_source=usage_source, cost_usd=cost,
+        last_seq=last_seq, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
+        finish_reason=finish, error=error, validation_status="skipped",
+        run_messages=run_messages, events=progress.events,
+    )
+    await task_rows.finalize_task(deps.pool, plan.task_id, outcome)
+    payload = done_payload(
+        task_id=task_id, run_id=plan.run_id, status=status, text=text, last_seq=last_seq,
+        finish_reason=finish, provider=plan.provider_name, model=plan.request.model,
+        usage=usage, cost=cost, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
+        validation={"status": "skipped", "errors": []}, error=error,
+    )
+    await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
+    return payload
+
+
+def _estimate_input(request: ProviderRequest) -> int:
+    return sum(estimate_tokens(m.get("content", "")) for m in request.messages)
+
+
+def done_payload(*, task_id: str, run_id: UUID | None, status: str, text: str, last_seq: int,
+                 finish_reason: str | None, provider: str, model: str, usage: Usage | None,
+                 cost: Decimal | None, ttft_ms: int | None, latency_ms: int | None,
+                 validation: dict[str, Any], error: dict[str, Any] | None) -> dict[str, Any]:
+    """The `task_done` event of PROTOCOL.md."""
+    return {
+        "task_id": task_id, "run_id": str(run_id) if run_id else None, "status": status,
+        "text": text, "last_seq": last_seq, "finish_reason": finish_reason,
+        "provider": provider, "model": model,
+        "usage": None if usage is None else {
+            "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        "cost_usd": None if cost is None else format_money(cost),
+        "ttft_ms": ttft_ms, "latency_ms": latency_ms, "validation": validation, "error": error,
+    }
+
+
+def format_money(value: Decimal) -> str:
+    """A decimal string with no exponent and no float rounding."""
+    return format(value.normalize() if value else Decimal(0), "f")
+
+
+async def publish_done(redis: aioredis.Redis, keys: Keys, task_id: str,
+                       payload: dict[str, Any], ttl_s: int) -> None:
+    """Write the terminal record into the history stream and announce it live."""
+    record = encode_done(payload)
+    pipe = redis.pipeline(transaction=True)
+    pipe.xadd(keys.history(task_id), {"r": record})
+    pipe.expire(keys.history(task_id), ttl_s)
+    pipe.publish(keys.live(task_id), record)
+    await pipe.execute()

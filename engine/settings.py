@@ -1,0 +1,60 @@
+"""One settings object, read once at start (environment or .env) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Where the embedded Postgres and Redis keep their data by default."""
+    return Path(platformdirs.user_data_dir("promptstream"))
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Environment variables use the field name in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    promptstream_data_dir: Path = Field(default_factory=default_data_dir)
+    redis_prefix: str = "ps:"
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+
+    # Streaming
+    coalesce_ms: float = Field(20.0, ge=0, le=1000)
+    history_ttl_s: int = Field(3600, ge=1)
+    history_maxlen: int = Field(100_000, ge=100)
+    first_token_timeout_s: float = Field(60.0, gt=0)
+    idle_timeout_s: float = Field(30.0, gt=0)
+
+    # Input limits
+    max_payload_bytes: int = Field(1024 * 1024, ge=1024)
+    max_messages: int = Field(500, ge=1)
+    idempotency_ttl_s: int = Field(24 * 3600, ge=1)
+
+    # Providers
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    default_model: str | None = None
+    provider_timeout_s: float = Field(600.0, gt=0)
+
+    # Database pool
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(20, ge=1)
+    db_acquire_timeout_s: float = Field(10.0, gt=0)
+
+    def resolved_default_model(self) -> str:
+        """The model of an execute that names none: OpenAI when a key is set, else the simulator."""
+        if self.default_model:
+            return self.default_model
+        if self.openai_api_key is not None:
+            return "openai/gpt-4o-mini"
+        return "simulated/default"

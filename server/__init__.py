@@ -1,0 +1,1 @@
+"""Transport: Socket.IO and HTTP gateway, authentication, the command line."""

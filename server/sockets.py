@@ -1,0 +1,137 @@
+"""Socket.IO events of PROTOCOL.md: parse, call the engine, answer with an ack."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from db.users import User
+from engine.errors import InternalError, PromptstreamError, Unauthorized
+from engine.protocol import ExecuteRequest, SubscribeRequest, TaskRef, decode
+from server.auth import authenticate, token_from
+from server.state import ENGINE, POOL, RELAY, SETTINGS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+
+class SocketSubscriber:
+    """Relay subscriber that emits to one socket."""
+
+    __slots__ = ("sio", "sid")
+
+    def __init__(self, sio: socketio.AsyncServer, sid: str) -> None:
+        self.sio = sio
+        self.sid = sid
+
+    async def send(self, event: str, payload: dict[str, Any]) -> None:
+        await self.sio.emit(event, payload, to=self.sid)
+
+
+def error_ack(exc: PromptstreamError) -> dict[str, Any]:
+    return {"ok": False, "error": exc.to_dict()}
+
+
+def acked(handler: Handler) -> Handler:
+    """Turn our errors into `{ok: false, error}` acks; nothing else escapes a handler."""
+
+    @functools.wraps(handler)
+    async def wrapper(sid: str, data: Any = None) -> dict[str, Any]:
+        try:
+            return await handler(sid, data)
+        except PromptstreamError as exc:
+            return error_ack(exc)
+        except Exception:
+            log.exception("event handler failed")
+            return error_ack(InternalError("internal error"))
+
+    return wrapper
+
+
+class SocketGateway:
+    """Connection state of this node's sockets and the event handlers."""
+
+    def __init__(self, sio: socketio.AsyncServer, app: web.Application) -> None:
+        self.sio = sio
+        self.app = app
+        self.users: dict[str, User] = {}
+        self.watching: dict[str, set[str]] = {}
+
+    def register(self) -> None:
+        self.sio.on("connect", self.connect)
+        self.sio.on("disconnect", self.disconnect)
+        self.sio.on("execute", acked(self.execute))
+        self.sio.on("subscribe", acked(self.subscribe))
+        self.sio.on("unsubscribe", acked(self.unsubscribe))
+        self.sio.on("cancel", acked(self.cancel))
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
+        try:
+            user = await authenticate(self.app[POOL], token_from(auth, headers))
+        except Unauthorized as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.to_dict()) from None
+        self.users[sid] = user
+        self.watching[sid] = set()
+
+    async def disconnect(self, sid: str, reason: Any = None) -> None:
+        # A closed socket stops receiving; its tasks go on (disconnect is not cancel).
+        for task_id in self.watching.pop(sid, set()):
+            self.app[RELAY].unsubscribe(task_id, sid)
+        self.users.pop(sid, None)
+
+    def _user(self, sid: str) -> User:
+        user = self.users.get(sid)
+        if user is None:
+            raise Unauthorized("not connected")
+        return user
+
+    def _limit(self) -> int:
+        return self.app[SETTINGS].max_payload_bytes
+
+    async def _watch(self, sid: str, task_id: str, after_seq: int) -> tuple[str, int]:
+        watching = self.watching.get(sid)
+        if watching is None:
+            raise Unauthorized("not connected")
+        watching.add(task_id)
+        result = await self.app[RELAY].subscribe(
+            task_id, sid, SocketSubscriber(self.sio, sid), after_seq
+        )
+        return result.status, result.last_seq
+
+    async def execute(self, sid: str, data: Any) -> dict[str, Any]:
+        user = self._user(sid)
+        req = decode(ExecuteRequest, data, max_bytes=self._limit())
+        result = await self.app[ENGINE].execute(user, req)
+        await self._watch(sid, str(result.task_id), 0)
+        return {"ok": True, **result.to_dict()}
+
+    async def subscribe(self, sid: str, data: Any) -> dict[str, Any]:
+        user = self._user(sid)
+        req = decode(SubscribeRequest, data, max_bytes=self._limit())
+        # not_found for tasks of others, before anything is sent
+        db_status = await self.app[ENGINE].task_status(user, req.task_id)
+        status, last_seq = await self._watch(sid, str(req.task_id), req.after_seq)
+        if status == "running":
+            status = db_status
+        return {"ok": True, "status": status, "last_seq": last_seq}
+
+    async def unsubscribe(self, sid: str, data: Any) -> dict[str, Any]:
+        self._user(sid)
+        req = decode(TaskRef, data, max_bytes=self._limit())
+        task_id = str(req.task_id)
+        self.watching.get(sid, set()).discard(task_id)
+        self.app[RELAY].unsubscribe(task_id, sid)
+        return {"ok": True}
+
+    async def cancel(self, sid: str, data: Any) -> dict[str, Any]:
+        user = self._user(sid)
+        req = decode(TaskRef, data, max_bytes=self._limit())
+        status = await self.app[ENGINE].cancel(user, req.task_id)
+        return {"ok": True, "status": status}

@@ -1,0 +1,17 @@
+"""Typed keys of the aiohttp application state."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from engine.executor import Engine
+from engine.relay import Relay
+from engine.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", aioredis.Redis)
+ENGINE = web.AppKey("engine", Engine)
+RELAY = web.AppKey("relay", Relay)

@@ -1,0 +1,193 @@
+"""Real Postgres and Redis once per session; a fresh database and key prefix per test;
+the server on an ephemeral port; real Socket.IO clients over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import tempfile
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+import socketio
+from aiohttp import web
+
+from db import users
+from db.migrate import apply_migrations
+from db.pool import connect
+from engine.settings import Settings
+from server.app import create_app
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.state import ENGINE
+
+TEMPLATE_DB = "ps_template"
+_db_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class Infra:
+    admin_url: str
+    redis_url: str
+    base_url: str
+
+    def database_url(self, name: str) -> str:
+        return self.base_url.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    root = Path(tempfile.mkdtemp(prefix="ps-test-"))
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(root))
+    pg = EmbeddedPostgres(root / "pg")
+    redis = EmbeddedRedis(root / "redis")
+    url = pg.start()
+    redis.start()
+
+    async def make_template() -> None:
+        conn = await asyncpg.connect(url)
+        await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+        await conn.close()
+        tconn = await connect(url.replace("/postgres?", f"/{TEMPLATE_DB}?", 1))
+        await apply_migrations(tconn)
+        await tconn.close()
+
+    asyncio.run(make_template())
+    try:
+        yield Infra(admin_url=url, redis_url=redis.url, base_url=url)
+    finally:
+        redis.stop()
+        pg.stop()
+
+
+@pytest_asyncio.fixture
+async def database_url(infra: Infra) -> AsyncIterator[str]:
+    name = f"t_{os.getpid()}_{next(_db_counter)}"
+    conn = await asyncpg.connect(infra.admin_url)
+    await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    await conn.close()
+    yield infra.database_url(name)
+    conn = await asyncpg.connect(infra.admin_url)
+    await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    await conn.close()
+
+
+@pytest.fixture
+def settings(infra: Infra, database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url, redis_url=infra.redis_url,
+        redis_prefix=f"t{uuid.uuid4().hex[:8]}:", port=0, openai_api_key=None,
+        coalesce_ms=10, db_pool_min=1, db_pool_max=10,
+    )
+
+
+@dataclass
+class Server:
+    url: str
+    app: web.Application
+    settings: Settings
+    clients: list[socketio.AsyncClient] = field(default_factory=list)
+
+    async def new_key(self, email: str | None = None) -> str:
+        conn = await connect(self.settings.database_url or "")
+        try:
+            user = await users.ensure_user(conn, email or f"{uuid.uuid4().hex[:8]}@test")
+            return (await users.create_api_key(conn, user.id)).key
+        finally:
+            await conn.close()
+
+    async def client(self, token: str, transports: list[str] | None = None) -> Client:
+        sio = socketio.AsyncClient(reconnection=False)
+        client = Client(sio)
+        await sio.connect(self.url, auth={"token": token},
+                          transports=transports or ["websocket"], wait_timeout=10)
+        self.clients.append(sio)
+        return client
+
+    @property
+    def engine(self) -> Any:
+        return self.app[ENGINE]
+
+
+class Client:
+    """A Socket.IO client that records every task event it receives."""
+
+    def __init__(self, sio: socketio.AsyncClient) -> None:
+        self.sio = sio
+        self.chunks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.done: dict[str, dict[str, Any]] = {}
+        self.order: dict[str, list[str]] = defaultdict(list)
+        self._done_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        sio.on("task_chunk", self._on_chunk)
+        sio.on("task_done", self._on_done)
+
+    async def _on_chunk(self, data: dict[str, Any]) -> None:
+        self.chunks[data["task_id"]].append(data)
+        self.order[data["task_id"]].append("chunk")
+
+    async def _on_done(self, data: dict[str, Any]) -> None:
+        self.done[data["task_id"]] = data
+        self.order[data["task_id"]].append("done")
+        self._done_events[data["task_id"]].set()
+
+    async def call(self, event: str, data: Any, timeout: float = 20) -> dict[str, Any]:
+        result: dict[str, Any] = await self.sio.call(event, data, timeout=timeout)
+        return result
+
+    async def wait_done(self, task_id: str, timeout: float = 20) -> dict[str, Any]:
+        await asyncio.wait_for(self._done_events[task_id].wait(), timeout)
+        return self.done[task_id]
+
+    def text(self, task_id: str) -> str:
+        return "".join(c["text"] for c in self.chunks[task_id])
+
+    def seqs(self, task_id: str) -> list[int]:
+        return [c["seq"] for c in self.chunks[task_id]]
+
+
+@pytest_asyncio.fixture
+async def server(settings: Settings) -> AsyncIterator[Server]:
+    srv = await start_server(settings)
+    try:
+        yield srv
+    finally:
+        await stop_server(srv)
+
+
+async def start_server(settings: Settings) -> Server:
+    app = create_app(settings)
+    runner = web.AppRunner(app, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    srv = Server(url=f"http://127.0.0.1:{port}", app=app, settings=settings)
+    srv.runner = runner  # type: ignore[attr-defined]
+    return srv
+
+
+async def stop_server(srv: Server) -> None:
+    for sio in srv.clients:
+        if sio.connected:
+            await sio.disconnect()
+    await srv.runner.cleanup()  # type: ignore[attr-defined]
+
+
+def assert_intact(client: Client, task_id: str) -> dict[str, Any]:
+    """The stream contract: seq 1..n without gaps, text = concat of chunks, done last."""
+    done = client.done[task_id]
+    seqs = client.seqs(task_id)
+    assert seqs == list(range(1, len(seqs) + 1)), seqs
+    assert done["last_seq"] == len(seqs)
+    assert client.text(task_id) == done["text"]
+    assert client.order[task_id][-1] == "done"
+    assert client.order[task_id].count("done") == 1
+    return done

@@ -1,0 +1,266 @@
+"""A local fake of the OpenAI Chat Completions API (streaming and not), built on aiohttp.
+
+It speaks the real wire protocol, so ``openai.AsyncOpenAI(base_url=fake_url)`` works unchanged.
+Behaviour is selected through the request's ``model`` string: a base name followed by
+colon-separated ``key=value`` options, e.g. ``"fake:tokens=5:delay_ms=10"``.
+
+Options:
+    tokens=N      number of output tokens (default 8); token i is ``f"tok{i} "``
+    delay_ms=D    sleep D ms before each token (default 0)
+    usage=0|1     send the final usage chunk when ``stream_options.include_usage`` (default 1)
+    cut_after=K   after K tokens, close the TCP connection (no finish_reason, no [DONE])
+    status=CODE   answer CODE immediately with OpenAI's error JSON (429 adds ``retry-after: 0``)
+    finish=REASON finish_reason of the last chunk (default ``stop``)
+    fail_first=N  the first N requests with this exact model string get a 500
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import web
+
+_ERROR_TYPES: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", None),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def parse_model(model: str) -> dict[str, str]:
+    """Split ``"base:k=v:k2=v2"`` into ``{"k": "v", "k2": "v2"}`` (the base name is ignored)."""
+    opts: dict[str, str] = {}
+    for part in model.split(":")[1:]:
+        key, sep, value = part.partition("=")
+        if sep:
+            opts[key.strip()] = value.strip()
+    return opts
+
+
+def token_text(i: int) -> str:
+    """The deterministic text of output token ``i``."""
+    return f"tok{i} "
+
+
+def count_prompt_words(messages: Any) -> int:
+    """Whitespace-separated words across all message contents (string or text parts)."""
+    total = 0
+    for msg in messages if isinstance(messages, list) else []:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, str):
+            total += len(content.split())
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    total += len(part["text"].split())
+    return total
+
+
+def error_response(status: int, message: str, code: str | None = None) -> web.Response:
+    """An OpenAI-shaped JSON error response."""
+    etype, default_code = _ERROR_TYPES.get(status, ("server_error", None))
+    body = {
+        "error": {"message": message, "type": etype, "param": None, "code": code or default_code}
+    }
+    headers = {"retry-after": "0"} if status == 429 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+class FakeOpenAI:
+    """In-process fake OpenAI server; ``await start()`` returns its ``.../v1`` base URL."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects: int = 0
+        self.cuts: int = 0
+        self.base_url: str = ""
+        self._fail_counts: defaultdict[str, int] = defaultdict(int)
+        self._disconnect_event = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._stopping = False
+
+    async def start(self) -> str:
+        """Bind 127.0.0.1 on an ephemeral port and return the base URL."""
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        # handler_cancellation: a client disconnect cancels the handler at once, even mid-sleep.
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Shut the server down (in-flight streams are cancelled)."""
+        if self._runner is not None:
+            self._stopping = True
+            await self._runner.cleanup()
+            self._stopping = False
+            self._runner = None
+
+    async def __aenter__(self) -> FakeOpenAI:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait_for_disconnect(self, timeout: float = 5.0) -> bool:
+        """Wait until at least one client disconnect has been counted; False on timeout."""
+        try:
+            await asyncio.wait_for(self._disconnect_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return error_response(400, "Request body is not valid JSON.")
+        if not isinstance(body, dict):
+            return error_response(400, "Request body must be a JSON object.")
+        self.requests.append(body)
+
+        auth = request.headers.get("Authorization", "")
+        key = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
+        if not key:
+            return error_response(401, "You didn't provide an API key.", "invalid_api_key")
+        if key == "bad-key":
+            return error_response(401, f"Incorrect API key provided: {key}.", "invalid_api_key")
+
+        model = str(body.get("model", ""))
+        try:
+            opts = parse_model(model)
+            n_tokens = int(opts.get("tokens", 8))
+            delay = int(opts.get("delay_ms", 0)) / 1000.0
+            send_usage = opts.get("usage", "1") != "0"
+            cut_after = int(opts["cut_after"]) if "cut_after" in opts else None
+            status = int(opts["status"]) if "status" in opts else None
+            fail_first = int(opts.get("fail_first", 0))
+        except ValueError:
+            return error_response(400, f"Bad fake model options: {model!r}")
+        finish = opts.get("finish", "stop")
+
+        if status is not None:
+            return error_response(status, f"Fake error {status} for model {model!r}.")
+        if fail_first:
+            self._fail_counts[model] += 1
+            if self._fail_counts[model] <= fail_first:
+                return error_response(500, f"Fake failure {self._fail_counts[model]}/{fail_first}.")
+
+        prompt_tokens = count_prompt_words(body.get("messages"))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": n_tokens,
+            "total_tokens": prompt_tokens + n_tokens,
+        }
+        created = int(time.time())
+        if not body.get("stream"):
+            text = "".join(token_text(i) for i in range(n_tokens))
+            return web.json_response(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": finish,
+                            "logprobs": None,
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+        stream_opts = body.get("stream_options") or {}
+        include_usage = bool(stream_opts.get("include_usage")) and send_usage
+        return await self._stream(
+            request,
+            model,
+            created,
+            n_tokens,
+            delay,
+            cut_after,
+            finish,
+            usage if include_usage else None,
+        )
+
+    async def _stream(
+        self,
+        request: web.Request,
+        model: str,
+        created: int,
+        n_tokens: int,
+        delay: float,
+        cut_after: int | None,
+        finish: str,
+        usage: dict[str, int] | None,
+    ) -> web.StreamResponse:
+        """Write the SSE stream; count client disconnects that happen before [DONE]."""
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+            return {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+
+        async def send(data: Any) -> None:
+            payload = data if isinstance(data, str) else json.dumps(data)
+            await resp.write(f"data: {payload}\n\n".encode())
+
+        finished = cut = False
+        try:
+            await resp.prepare(request)
+            await send(chunk({"role": "assistant", "content": ""}))
+            for i in range(n_tokens):
+                if cut_after is not None and i >= cut_after:
+                    cut = True
+                    self.cuts += 1
+                    if request.transport is not None:
+                        # flushes what was written, then drops the TCP link
+                        request.transport.close()
+                    return resp
+                if delay:
+                    await asyncio.sleep(delay)
+                await send(chunk({"content": token_text(i)}))
+            await send(chunk({}, finish))
+            if usage is not None:
+                await send(
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            await send("[DONE]")
+            await resp.write_eof()
+            finished = True
+            return resp
+        except (ConnectionResetError, ConnectionError):
+            return resp
+        finally:
+            if not finished and not cut and not self._stopping:
+                self.disconnects += 1
+                self._disconnect_event.set()
