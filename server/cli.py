@@ -52,8 +52,6 @@ async def _prepare(database_url: str) -> str | None:
 
 def _print_welcome(settings: Settings, demo_key: str | None) -> None:
     url = f"http://{settings.host}:{settings.port}"
-    print(f"promptstream listening on {url}  (Socket.IO path /socket.io)")
-    print(f"default model: {settings.resolved_default_model()}")
     if demo_key:
         print(f"created demo user {DEMO_EMAIL}; its API key (shown once):")
         print(f"  {demo_key}")
@@ -63,6 +61,9 @@ def _print_welcome(settings: Settings, demo_key: str | None) -> None:
         print("       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'")
     else:
         print("create an API key with: promptstream keys create --user you@example.com")
+    print(f"default model: {settings.resolved_default_model()}")
+    # Last, so that scripts can wait for this line.
+    print(f"promptstream listening on {url}  (Socket.IO path /socket.io)")
     sys.stdout.flush()
 
 
