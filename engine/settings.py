@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     port: int = 8080
     log_level: str = "INFO"
 
+    # Socket.IO heartbeats (also how long an idle long-poll request is held)
+    ping_interval_s: float = Field(25.0, gt=0)
+    ping_timeout_s: float = Field(20.0, gt=0)
+
     # Streaming
     coalesce_ms: float = Field(20.0, ge=0, le=1000)
     history_ttl_s: int = Field(3600, ge=1)

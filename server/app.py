@@ -80,6 +80,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
     sio = socketio.AsyncServer(
         async_mode="aiohttp", cors_allowed_origins="*", logger=False, engineio_logger=False,
+        ping_interval=settings.ping_interval_s, ping_timeout=settings.ping_timeout_s,
         # Room to read an oversized event and answer payload_too_large instead of dropping
         # the connection; beyond this the transport itself refuses it.
         max_http_buffer_size=settings.max_payload_bytes * 2 + 64 * 1024,

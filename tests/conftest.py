@@ -86,6 +86,8 @@ def settings(infra: Infra, database_url: str) -> Settings:
         database_url=database_url, redis_url=infra.redis_url,
         redis_prefix=f"t{uuid.uuid4().hex[:8]}:", port=0, openai_api_key=None,
         coalesce_ms=10, db_pool_min=1, db_pool_max=10,
+        # Short heartbeats: a long-poll client's disconnect waits out the pending poll.
+        ping_interval_s=1, ping_timeout_s=2,
     )
 
 

@@ -191,3 +191,11 @@ async def test_other_users_task_is_not_found(server: Server) -> None:
     await alice.call("cancel", {"task_id": ack["task_id"]})
     await asyncio.sleep(0.1)
     assert ack["task_id"] not in bob.chunks and ack["task_id"] not in bob.done
+
+
+async def test_long_polling_transport_streams_too(server: Server) -> None:
+    client = await server.client(await server.new_key(), transports=["polling"])
+    ack = await client.call("execute", adhoc(max_tokens=25, tokens_per_second=250))
+    done = await client.wait_done(ack["task_id"])
+    assert_intact(client, ack["task_id"])
+    assert done["status"] == "completed" and len(done["text"].split()) == 25
