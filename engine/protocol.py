@@ -61,7 +61,7 @@ class ExecuteRequest(_Strict):
     run_id: UUID | None = None
     track_in_runs: bool = True
     model: ModelName | None = None
-    settings: ModelSettings = Field(default_factory=ModelSettings)
+    settings: ModelSettings = Field(default_factory=lambda: ModelSettings())
     scope: Scope | None = None
     request_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     broker_values: dict[str, Any] = Field(default_factory=dict)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -92,7 +92,9 @@ class _TaskWatch:
         sub = add.sub
         try:
             status = "running"
-            entries = await self.relay.redis.xrange(self.relay.keys.history(self.task_id))
+            history = self.relay.keys.history(self.task_id)
+            entries = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                           await self.relay.redis.xrange(history))
             for _, fields in entries:
                 kind, payload = decode_record(fields[b"r"])
                 await self._send(sub, kind, payload)
@@ -191,8 +193,8 @@ class Relay:
 
     def _resubmit(self, task_id: str, add: _Add) -> None:
         task = asyncio.create_task(self._submit(task_id, add))
-        self._runners.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._runners.discard)  # type: ignore[arg-type]
+        self._runners.add(task)
+        task.add_done_callback(self._runners.discard)
 
     def _forget(self, watch: _TaskWatch) -> None:
         if self._watches.get(watch.task_id) is watch:
@@ -237,4 +239,4 @@ class Relay:
         for task in list(self._runners):
             task.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]

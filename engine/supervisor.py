@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from engine.runner import CancelReason
 
 log = logging.getLogger(__name__)
 
-TaskFactory = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
+TaskFactory = Callable[[dict[str, str]], Coroutine[Any, Any, dict[str, Any]]]
 
 
 class TaskSupervisor:

@@ -68,9 +68,9 @@ class OpenAIProvider(Provider):
     async def open(self, request: ProviderRequest) -> ProviderStream:
         params = {k: request.settings[k] for k in _PASSTHROUGH if k in request.settings}
         try:
-            stream = await self._client.chat.completions.create(
+            stream = await self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=request.model,
-                messages=request.messages,  # type: ignore[arg-type]
+                messages=request.messages,
                 stream=True,
                 stream_options={"include_usage": True},
                 **params,
