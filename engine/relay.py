@@ -55,6 +55,10 @@ class _Add:
         self.result: asyncio.Future[SubscribeResult] = asyncio.get_running_loop().create_future()
 
 
+class _Resync:
+    """Re-read history after the pub/sub connection was re-established (messages may be lost)."""
+
+
 class _TaskWatch:
     """The live channel of one task on this node and its local subscribers."""
 
@@ -62,7 +66,7 @@ class _TaskWatch:
         self.relay = relay
         self.task_id = task_id
         self.subs: dict[str, _Sub] = {}
-        self.queue: asyncio.Queue[_Add | str | bytes | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[_Add | _Resync | str | bytes | None] = asyncio.Queue()
         self.confirmed = asyncio.Event()
         self.done_payload: dict[str, Any] | None = None
         self.runner: asyncio.Task[None] | None = None
@@ -76,6 +80,8 @@ class _TaskWatch:
                     pass
                 elif isinstance(item, _Add):
                     await self._replay(item)
+                elif isinstance(item, _Resync):
+                    await self._resync()
                 else:
                     await self._live(item)
                 if self.queue.empty() and (self.done_payload is not None or not self.subs):
@@ -92,11 +98,8 @@ class _TaskWatch:
         sub = add.sub
         try:
             status = "running"
-            history = self.relay.keys.history(self.task_id)
-            entries = cast(list[tuple[bytes, dict[bytes, bytes]]],
-                           await self.relay.redis.xrange(history))
-            for _, fields in entries:
-                kind, payload = decode_record(fields[b"r"])
+            entries = await self._history()
+            for kind, payload in entries:
                 await self._send(sub, kind, payload)
             if not entries:
                 final = await self.relay.load_final(self.task_id)
@@ -111,6 +114,19 @@ class _TaskWatch:
             if not add.result.done():
                 add.result.set_exception(exc)
             raise
+
+    async def _resync(self) -> None:
+        for kind, payload in await self._history():
+            for key, sub in list(self.subs.items()):
+                await self._send(sub, kind, payload)
+                if sub.done:
+                    self.subs.pop(key, None)
+
+    async def _history(self) -> list[tuple[str, dict[str, Any]]]:
+        history = self.relay.keys.history(self.task_id)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                       await self.relay.redis.xrange(history))
+        return [decode_record(fields[b"r"]) for _, fields in entries]
 
     def _final_status(self, sub: _Sub) -> str:
         return str(self.done_payload["status"]) if self.done_payload else "completed"
@@ -221,7 +237,14 @@ class Relay:
                 self._active.clear()
                 await self._active.wait()
                 continue
-            message = await self._pubsub.get_message(timeout=1.0)
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+            except (RedisError, OSError) as exc:
+                # redis-py reconnects and re-subscribes on the next read; each channel's
+                # new confirmation makes its watch re-read history for what was missed.
+                log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
             if message is None:
                 continue
             channel = message["channel"]
@@ -231,6 +254,8 @@ class Relay:
             if watch is None:
                 continue
             if message["type"] == "subscribe":
+                if watch.confirmed.is_set():
+                    watch.queue.put_nowait(_Resync())
                 watch.confirmed.set()
             elif message["type"] == "message":
                 watch.queue.put_nowait(message["data"])

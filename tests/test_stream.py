@@ -199,3 +199,16 @@ async def test_long_polling_transport_streams_too(server: Server) -> None:
     done = await client.wait_done(ack["task_id"])
     assert_intact(client, ack["task_id"])
     assert done["status"] == "completed" and len(done["text"].split()) == 25
+
+
+async def test_stream_survives_pubsub_connection_loss(server: Server) -> None:
+    client = await server.client(await server.new_key())
+    ack = await client.call("execute", adhoc(max_tokens=150, tokens_per_second=150))
+    task_id = ack["task_id"]
+    while len(client.chunks[task_id]) < 3:
+        await asyncio.sleep(0.01)
+    killed = await server.engine.redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert killed >= 1
+    done = await client.wait_done(task_id, timeout=30)
+    assert_intact(client, task_id)
+    assert len(done["text"].split()) == 150
