@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
 
 from engine.errors import InvalidRequest, PayloadTooLarge
 
@@ -31,9 +40,9 @@ class ModelSettings(_Strict):
 
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    max_tokens: StrictInt | None = Field(None, ge=1, le=1_000_000)
     stop: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(None, max_length=8)
-    seed: int | None = None
+    seed: StrictInt | None = Field(None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     tokens_per_second: float | None = Field(None, ge=0, le=1_000_000)
@@ -53,13 +62,13 @@ class Scope(_Strict):
 class ExecuteRequest(_Strict):
     prompt_id: UUID | None = None
     builtin: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    version: int | None = Field(None, ge=1)
+    version: StrictInt | None = Field(None, ge=1, le=2**31 - 1)
     messages: list[Message] = Field(default_factory=list)
     variables: dict[Annotated[str, StringConstraints(max_length=200)], VariableValue] = Field(
         default_factory=dict
     )
     run_id: UUID | None = None
-    track_in_runs: bool = True
+    track_in_runs: StrictBool = True
     model: ModelName | None = None
     settings: ModelSettings = Field(default_factory=lambda: ModelSettings())
     scope: Scope | None = None
@@ -69,7 +78,7 @@ class ExecuteRequest(_Strict):
 
 class SubscribeRequest(_Strict):
     task_id: UUID
-    after_seq: int = Field(0, ge=0)
+    after_seq: StrictInt = Field(0, ge=0)
 
 
 class TaskRef(_Strict):
@@ -97,10 +106,37 @@ def decode(model: type[M], payload: Any, *, max_bytes: int | None = None) -> M:
             "payload must be a JSON object",
             details={"errors": [{"field": "(payload)", "message": "expected an object"}]},
         )
+    unstorable = unstorable_values(payload)
+    if unstorable:
+        raise InvalidRequest("payload holds values that cannot be stored",
+                             details={"errors": unstorable})
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise InvalidRequest("invalid payload", details={"errors": field_errors(exc)}) from None
+
+
+def unstorable_values(payload: Any, limit: int = 20) -> list[dict[str, str]]:
+    """Field errors for text with NUL characters and non-finite numbers (JSON cannot hold
+    them in Postgres). Iterative, so deep nesting cannot exhaust the stack."""
+    errors: list[dict[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack and len(errors) < limit:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                errors.append({"field": path or "(payload)", "message": "NUL character"})
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                errors.append({"field": path or "(payload)", "message": "not a finite number"})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and "\x00" in key:
+                    errors.append({"field": path or "(payload)", "message": "NUL in a key"})
+                stack.append((f"{path}.{key}" if path else str(key), item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", item) for i, item in enumerate(value))
+    return errors
 
 
 def _size(payload: Any) -> int:
@@ -109,6 +145,6 @@ def _size(payload: Any) -> int:
     if isinstance(payload, str):
         return len(payload.encode())
     try:
-        return len(json.dumps(payload, separators=(",", ":")).encode())
-    except (TypeError, ValueError):
+        return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError, RecursionError):
         return 0

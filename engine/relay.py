@@ -99,17 +99,19 @@ class _TaskWatch:
         try:
             status = "running"
             entries = await self._history()
-            for kind, payload in entries:
-                await self._send(sub, kind, payload)
             if not entries:
                 final = await self.relay.load_final(self.task_id)
                 if final is not None:
-                    await self._send(sub, DONE, final)
+                    entries = [(DONE, final)]
+            known = 0  # the task's last seq as far as history tells
+            for kind, payload in entries:
+                known = max(known, int(payload.get("seq") or payload.get("last_seq") or 0))
+                await self._send(sub, kind, payload)
             if sub.done:
                 status = self._final_status(sub)
             else:
                 self.subs[add.key] = sub
-            add.result.set_result(SubscribeResult(status, sub.last_seq))
+            add.result.set_result(SubscribeResult(status, known))
         except BaseException as exc:
             if not add.result.done():
                 add.result.set_exception(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -61,7 +62,7 @@ def _uuid(value: str, field: str = "id") -> UUID:
 async def _json_body(request: web.Request) -> Any:
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest(
             "body must be JSON",
             details={"errors": [{"field": "(body)", "message": "invalid JSON"}]},
@@ -136,9 +137,22 @@ class SseSubscriber:
 
     async def send(self, event: str, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        await self.response.write(f"event: {event}\ndata: {data}\n\n".encode())
+        try:
+            await self.response.write(f"event: {event}\ndata: {data}\n\n".encode())
+        except ConnectionError:
+            self.finished.set()  # the client left; the relay drops this subscriber
+            raise
         if event == "task_done":
             self.finished.set()
+
+    async def wait(self, request: web.Request, poll_s: float = 1.0) -> None:
+        """Until task_done was sent or the client went away (aiohttp does not tell)."""
+        while not self.finished.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.finished.wait(), poll_s)
 
 
 @routes.get("/v1/tasks/{id}/stream")
@@ -165,8 +179,10 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
     relay = request.app[RELAY]
     try:
         await relay.subscribe(str(task_id), key, subscriber, after_seq)
-        await subscriber.finished.wait()
+        await subscriber.wait(request)
     finally:
         relay.unsubscribe(str(task_id), key)
-    await response.write_eof()
+    if subscriber.finished.is_set():
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
     return response

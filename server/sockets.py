@@ -11,7 +11,7 @@ import socketio
 from aiohttp import web
 
 from db.users import User
-from engine.errors import InternalError, PromptstreamError, Unauthorized
+from engine.errors import InternalError, InvalidRequest, PromptstreamError, Unauthorized
 from engine.protocol import ExecuteRequest, SubscribeRequest, TaskRef, decode
 from server.auth import authenticate, token_from
 from server.state import ENGINE, POOL, RELAY, SETTINGS
@@ -42,8 +42,13 @@ def acked(handler: Handler) -> Handler:
     """Turn our errors into `{ok: false, error}` acks; nothing else escapes a handler."""
 
     @functools.wraps(handler)
-    async def wrapper(sid: str, data: Any = None) -> dict[str, Any]:
+    async def wrapper(sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
         try:
+            if extra:
+                raise InvalidRequest(
+                    "an event takes one payload object",
+                    details={"errors": [{"field": "(payload)", "message": "extra arguments"}]},
+                )
             return await handler(sid, data)
         except PromptstreamError as exc:
             return error_ack(exc)
@@ -76,7 +81,8 @@ class SocketGateway:
         try:
             user = await authenticate(self.app[POOL], token_from(auth, headers))
         except Unauthorized as exc:
-            raise socketio.exceptions.ConnectionRefusedError(exc.to_dict()) from None
+            # The client's connect_error gets {message, data: {code, message}}.
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.users[sid] = user
         self.watching[sid] = set()
 

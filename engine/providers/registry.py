@@ -32,7 +32,7 @@ class ProviderRegistry:
         provider = self._providers.get(provider_name)
         if provider is None or not model:
             raise InvalidRequest(
-                f"unknown model {model_ref!r}: expected provider/model with provider one of "
+                "unknown provider: model must be provider/model with provider one of "
                 + ", ".join(self.names()),
                 details={"errors": [{"field": "model", "message": "unknown provider"}]},
             )
