@@ -29,6 +29,7 @@ from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import ENGINE
 
 TEMPLATE_DB = "ps_template"
+SMALL_LIMIT = 4096  # max_payload_bytes of the `small_server` fixture
 _db_counter = itertools.count()
 
 
@@ -158,6 +159,16 @@ class Client:
 @pytest_asyncio.fixture
 async def server(settings: Settings) -> AsyncIterator[Server]:
     srv = await start_server(settings)
+    try:
+        yield srv
+    finally:
+        await stop_server(srv)
+
+
+@pytest_asyncio.fixture
+async def small_server(settings: Settings) -> AsyncIterator[Server]:
+    """A server whose payload limit is SMALL_LIMIT bytes."""
+    srv = await start_server(settings.model_copy(update={"max_payload_bytes": SMALL_LIMIT}))
     try:
         yield srv
     finally:

@@ -12,10 +12,8 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from engine.settings import Settings
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import SMALL_LIMIT, Server
 
-SMALL_LIMIT = 4096
 STREAM_SETTINGS = {"max_tokens": 30, "tokens_per_second": 200}
 Event = tuple[str, dict[str, Any]]
 
@@ -33,15 +31,6 @@ def auth(key: str) -> dict[str, str]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         yield session
-
-
-@pytest_asyncio.fixture
-async def small_server(settings: Settings) -> AsyncIterator[Server]:
-    srv = await start_server(settings.model_copy(update={"max_payload_bytes": SMALL_LIMIT}))
-    try:
-        yield srv
-    finally:
-        await stop_server(srv)
 
 
 async def request(http: aiohttp.ClientSession, method: str, url: str,

@@ -6,19 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 import socketio
 
-from engine.settings import Settings
-from tests.conftest import Client, Server, assert_intact, start_server, stop_server
+from tests.conftest import SMALL_LIMIT, Client, Server, assert_intact
 
 EVENTS = ["execute", "subscribe", "unsubscribe", "cancel"]
-SMALL_LIMIT = 4096
 TRACE_MARKERS = ("Traceback", 'File "', " object at 0x", "<class '", "Error(")
 
 
@@ -78,15 +74,6 @@ async def assert_still_works(client: Client) -> None:
     done = await client.wait_done(ack["task_id"])
     assert_intact(client, ack["task_id"])
     assert done["status"] == "completed"
-
-
-@pytest_asyncio.fixture
-async def small_server(settings: Settings) -> AsyncIterator[Server]:
-    srv = await start_server(settings.model_copy(update={"max_payload_bytes": SMALL_LIMIT}))
-    try:
-        yield srv
-    finally:
-        await stop_server(srv)
 
 
 # -- shapes that are not an object at all -------------------------------------------------
