@@ -155,7 +155,7 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
         finish_reason=finish, error=error, validation_status="skipped",
         run_messages=run_messages, events=progress.events,
     )
-    await task_rows.finalize_task(deps.pool, plan.task_id, outcome)
+    await _finalize_with_retries(deps.pool, plan.task_id, outcome)
     payload = done_payload(
         task_id=task_id, run_id=plan.run_id, status=status, text=text, last_seq=last_seq,
         finish_reason=finish, provider=plan.provider_name, model=plan.request.model,
@@ -164,6 +164,24 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
     )
     await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
     return payload
+
+
+async def _finalize_with_retries(pool: asyncpg.Pool, task_id: UUID,
+                                 outcome: task_rows.TaskOutcome, attempts: int = 6) -> None:
+    """Postgres may blink; the finalize is idempotent, so trying again is safe."""
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            await task_rows.finalize_task(pool, task_id, outcome)
+            return
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
+                TimeoutError) as exc:
+            if attempt == attempts:
+                raise
+            log.warning("finalize of task %s failed (%s); retrying", task_id,
+                        type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _estimate_input(request: ProviderRequest) -> int:

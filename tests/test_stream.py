@@ -212,3 +212,24 @@ async def test_stream_survives_pubsub_connection_loss(server: Server) -> None:
     done = await client.wait_done(task_id, timeout=30)
     assert_intact(client, task_id)
     assert len(done["text"].split()) == 150
+
+
+async def test_finalize_survives_dropped_database_connections(server: Server) -> None:
+    client = await server.client(await server.new_key())
+    ack = await client.call("execute", adhoc(max_tokens=40, tokens_per_second=100))
+    task_id = ack["task_id"]
+    while not client.chunks[task_id]:
+        await asyncio.sleep(0.01)
+    conn = await asyncpg.connect(server.settings.database_url)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        assert killed >= 1  # the server's pooled connections are gone
+        done = await client.wait_done(task_id)
+        status = await conn.fetchval("SELECT status FROM ai_tasks WHERE task_id = $1",
+                                     uuid.UUID(task_id))
+    finally:
+        await conn.close()
+    assert done["status"] == "completed" and status == "completed"
+    assert_intact(client, task_id)
