@@ -107,8 +107,8 @@ class _TaskWatch:
             for kind, payload in entries:
                 known = max(known, int(payload.get("seq") or payload.get("last_seq") or 0))
                 await self._send(sub, kind, payload)
-            if sub.done:
-                status = self._final_status(sub)
+            if sub.done and self.done_payload is not None:  # _send set both
+                status = str(self.done_payload["status"])
             else:
                 self.subs[add.key] = sub
             add.result.set_result(SubscribeResult(status, known))
@@ -129,9 +129,6 @@ class _TaskWatch:
         entries = cast(list[tuple[bytes, dict[bytes, bytes]]],
                        await self.relay.redis.xrange(history))
         return [decode_record(fields[b"r"]) for _, fields in entries]
-
-    def _final_status(self, sub: _Sub) -> str:
-        return str(self.done_payload["status"]) if self.done_payload else "completed"
 
     async def _live(self, raw: str | bytes) -> None:
         kind, payload = decode_record(raw)
