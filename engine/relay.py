@@ -102,7 +102,9 @@ class _TaskWatch:
             if not entries:
                 final = await self.relay.load_final(self.task_id)
                 if final is not None:
-                    entries = [(DONE, final)]
+                    # The task may have streamed and ended between the empty read and the
+                    # database's answer: history, when there is one now, has every chunk.
+                    entries = await self._history() or [(DONE, final)]
             known = 0  # the task's last seq as far as history tells
             for kind, payload in entries:
                 known = max(known, int(payload.get("seq") or payload.get("last_seq") or 0))
