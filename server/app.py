@@ -20,6 +20,7 @@ from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
 from engine.wire import Keys
 from server.http import errors_middleware, routes
+from server.routes_web import add_web_routes
 from server.sockets import SocketGateway
 from server.state import ENGINE, POOL, REDIS, RELAY, SETTINGS
 
@@ -88,4 +89,5 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     SocketGateway(sio, app).register()
     app.add_routes(routes)
+    add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     return app

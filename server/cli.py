@@ -17,6 +17,7 @@ from db.pool import connect
 from engine.settings import Settings
 from server.app import create_app
 from server.embedded import embedded_servers
+from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
 
@@ -55,6 +56,7 @@ def _print_welcome(settings: Settings, demo_key: str | None) -> None:
     if demo_key:
         print(f"created demo user {DEMO_EMAIL}; its API key (shown once):")
         print(f"  {demo_key}")
+        print(f"open the playground: {url}/#key={demo_key}")
         print("try it:")
         print(f"  curl -s -X POST {url}/v1/executions -H 'Authorization: Bearer {demo_key}' \\")
         print("       -H 'Content-Type: application/json' \\")
@@ -68,6 +70,9 @@ def _print_welcome(settings: Settings, demo_key: str | None) -> None:
 
 
 def cmd_serve(settings: Settings) -> int:
+    problem = ensure_installed()  # the playground's socket.io-client, once
+    if problem:
+        print(problem, file=sys.stderr)
     with infrastructure(settings) as live:
         assert live.database_url is not None
         demo_key = asyncio.run(_prepare(live.database_url))

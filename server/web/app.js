@@ -1,0 +1,434 @@
+// promptstream playground: plain ES module, no build step. Talks to the server with the
+// official socket.io-client (global `io`, served from /playground/vendor/) and plain fetch.
+// Types of every payload: clients/typescript/protocol.d.ts (GET /v1/protocol.json).
+
+const KEY_STORE = "promptstream.key";
+const CHAT_STORE = "promptstream.chat";
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  socket: null,
+  key: "",
+  catalog: new Map(), // option value -> {kind, ref, variables}
+  chat: loadChat(), // {run_id, turns: [...]}, kept in sessionStorage to survive a reload
+  early: new Map(), // task_id -> events that arrived before the execute ack
+};
+
+function loadChat() {
+  try {
+    const chat = JSON.parse(sessionStorage.getItem(CHAT_STORE) || "null");
+    if (chat && Array.isArray(chat.turns)) return chat;
+  } catch (_) { /* a damaged entry starts a new conversation */ }
+  return { run_id: null, turns: [] };
+}
+
+function saveChat() {
+  sessionStorage.setItem(CHAT_STORE, JSON.stringify(state.chat));
+}
+
+function showError(text) {
+  const el = $("error");
+  el.textContent = text || "";
+  el.hidden = !text;
+}
+
+function setConn(text) {
+  $("conn").textContent = text;
+}
+
+// ---- key: pasted, or taken from the URL fragment (#key=...), which never reaches a server
+
+function keyFromFragment() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+  const key = params.get("key");
+  if (key) history.replaceState(null, "", location.pathname + location.search);
+  return key;
+}
+
+function connect(key) {
+  if (typeof io === "undefined") {
+    $("missing-client").hidden = false;
+    setConn("Socket.IO client missing");
+    return;
+  }
+  if (state.socket) state.socket.disconnect();
+  state.key = key;
+  sessionStorage.setItem(KEY_STORE, key);
+  setConn("connecting…");
+  const socket = io({ auth: { token: key }, reconnectionDelayMax: 2000 });
+  state.socket = socket;
+  socket.on("connect", () => {
+    setConn("connected");
+    showError("");
+    resubscribeOpenTasks();
+    loadCatalog();
+  });
+  socket.on("disconnect", (reason) => {
+    setConn(socket.active ? `connection lost (${reason}), reconnecting…` : "disconnected");
+  });
+  socket.on("connect_error", (err) => {
+    const refused = err && err.data && err.data.code === "unauthorized";
+    setConn(refused ? "API key refused" : "cannot connect, retrying…");
+    if (refused) showError("The API key was refused (unknown, revoked or expired).");
+  });
+  socket.on("task_chunk", onChunk);
+  socket.on("task_done", onDone);
+}
+
+// ---- what to run: ad hoc, a builtin, or one of the user's prompts
+
+async function getJson(path) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.key}` } });
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function addGroup(label, entries) {
+  const source = $("source");
+  source.querySelectorAll(`optgroup[label="${label}"]`).forEach((g) => g.remove());
+  if (!entries.length) return;
+  const group = document.createElement("optgroup");
+  group.label = label;
+  for (const entry of entries) {
+    const option = document.createElement("option");
+    option.value = entry.value;
+    option.textContent = entry.text;
+    group.append(option);
+    state.catalog.set(entry.value, entry);
+  }
+  source.append(group);
+}
+
+async function loadCatalog() {
+  const selected = $("source").value;
+  try {
+    const { items } = await getJson("/v1/builtins");
+    addGroup("Builtins", items.map((b) => ({
+      value: `builtin:${b.name}`, text: `${b.name}: ${b.description || ""}`.trim(),
+      kind: "builtin", ref: b.name, variables: b.variables || [],
+    })));
+  } catch (_) {
+    addGroup("Builtins", [{ value: "builtin:*", text: "Builtin by name…", kind: "builtin",
+      ref: null, variables: null }]);
+  }
+  try {
+    const { items } = await getJson("/v1/prompts");
+    addGroup("Your prompts", items.map((p) => ({
+      value: `prompt:${p.id}`, text: p.name || p.id, kind: "prompt", ref: p.id,
+      variables: p.variables || null,
+    })));
+  } catch (_) { /* no prompt library on this server (yet) */ }
+  if (state.catalog.has(selected)) $("source").value = selected;
+  await onSourceChange();
+}
+
+async function onSourceChange() {
+  const entry = state.catalog.get($("source").value);
+  $("builtin-name-field").hidden = !(entry && entry.kind === "builtin" && !entry.ref);
+  let variables = entry ? entry.variables : [];
+  if (entry && entry.kind === "prompt" && !variables) {
+    try {
+      variables = (await getJson(`/v1/prompts/${entry.ref}`)).variables || [];
+    } catch (_) { variables = []; }
+    entry.variables = variables;
+  }
+  renderVariables(variables || []);
+}
+
+function renderVariables(definitions) {
+  const box = $("variable-fields");
+  box.replaceChildren();
+  $("variables").hidden = definitions.length === 0;
+  for (const def of definitions) box.append(variableField(def));
+}
+
+function variableField(def) {
+  const id = `var-${def.name}`;
+  const wrap = document.createElement("div");
+  wrap.className = "field";
+  const label = document.createElement("label");
+  label.htmlFor = id;
+  label.textContent = def.name + (def.required ? " (required)" : "");
+  let input;
+  if (def.type === "enum") {
+    input = document.createElement("select");
+    for (const value of def.options || []) {
+      const option = document.createElement("option");
+      option.value = option.textContent = String(value);
+      input.append(option);
+    }
+  } else if (def.type === "boolean") {
+    input = document.createElement("input");
+    input.type = "checkbox";
+    input.checked = def.default === true;
+    label.className = "check";
+  } else if (def.type === "number") {
+    input = document.createElement("input");
+    input.type = "number";
+    input.step = "any";
+  } else {
+    input = document.createElement("textarea");
+    input.rows = 2;
+  }
+  input.id = id;
+  input.dataset.variable = def.name;
+  input.dataset.type = def.type || "string";
+  if (def.required) input.required = true;
+  if (def.default !== undefined && def.default !== null && def.type !== "boolean") {
+    input.value = String(def.default);
+  }
+  if (def.description) input.title = def.description;
+  wrap.append(label, input);
+  return wrap;
+}
+
+function variableValues() {
+  const values = {};
+  for (const input of document.querySelectorAll("[data-variable]")) {
+    const type = input.dataset.type;
+    if (type === "boolean") values[input.dataset.variable] = input.checked;
+    else if (input.value === "") continue; // the server names what is missing
+    else if (type === "number") values[input.dataset.variable] = Number(input.value);
+    else values[input.dataset.variable] = input.value;
+  }
+  return values;
+}
+
+// ---- sending, streaming, cancelling
+
+function buildRequest(message) {
+  const entry = state.catalog.get($("source").value);
+  const request = { request_id: crypto.randomUUID() };
+  if (entry && entry.kind === "builtin") {
+    request.builtin = entry.ref || $("builtin-name").value.trim();
+    request.variables = variableValues();
+  } else if (entry && entry.kind === "prompt") {
+    request.prompt_id = entry.ref;
+    request.variables = variableValues();
+  }
+  if (message) request.messages = [{ role: "user", content: message }];
+  const model = $("model").value.trim();
+  if (model) request.model = model;
+  const settings = {};
+  if ($("max-tokens").value) settings.max_tokens = Number($("max-tokens").value);
+  if ($("tps").value) settings.tokens_per_second = Number($("tps").value);
+  if (Object.keys(settings).length) request.settings = settings;
+  if ($("continue-run").checked && state.chat.run_id) request.run_id = state.chat.run_id;
+  return { request, label: message || `${request.builtin || "prompt"} ${JSON.stringify(request.variables || {})}` };
+}
+
+function describeError(error) {
+  const details = error.details || {};
+  if (details.missing) return `${error.code}: ${error.message} (${details.missing.join(", ")})`;
+  if (details.errors) {
+    return `${error.code}: ${details.errors.map((e) => `${e.field}: ${e.message}`).join("; ")}`;
+  }
+  return `${error.code}: ${error.message}`;
+}
+
+async function send(event) {
+  event.preventDefault();
+  if (!state.socket || !state.socket.connected) {
+    showError("Not connected: enter an API key and press Connect.");
+    return;
+  }
+  const message = $("message").value.trim();
+  const { request, label } = buildRequest(message);
+  if (!request.builtin && !request.prompt_id && !message) {
+    showError("Type a message, or pick a prompt.");
+    return;
+  }
+  $("send").disabled = true;
+  showError("");
+  let ack;
+  try {
+    ack = await state.socket.timeout(20000).emitWithAck("execute", request);
+  } catch (_) {
+    ack = { ok: false, error: { code: "timeout", message: "no answer from the server" } };
+  }
+  $("send").disabled = false;
+  if (!ack.ok) {
+    showError(describeError(ack.error));
+    return;
+  }
+  $("message").value = "";
+  if (ack.run_id) state.chat.run_id = ack.run_id;
+  state.chat.turns.push({ role: "user", text: label });
+  const turn = { role: "assistant", task_id: ack.task_id, text: "", last_seq: 0, done: null };
+  state.chat.turns.push(turn);
+  saveChat();
+  renderAll();
+  for (const [name, payload] of state.early.get(ack.task_id) || []) {
+    name === "task_chunk" ? onChunk(payload) : onDone(payload);
+  }
+  state.early.delete(ack.task_id);
+}
+
+function turnOf(taskId) {
+  return state.chat.turns.find((t) => t.task_id === taskId);
+}
+
+function deferIfUnknown(name, payload) {
+  if (turnOf(payload.task_id)) return false;
+  // The socket is subscribed before the execute ack arrives, so events may come first.
+  const queue = state.early.get(payload.task_id) || [];
+  queue.push([name, payload]);
+  state.early.set(payload.task_id, queue);
+  return true;
+}
+
+function onChunk(chunk) {
+  if (deferIfUnknown("task_chunk", chunk)) return;
+  const turn = turnOf(chunk.task_id);
+  if (turn.done || chunk.seq <= turn.last_seq) return; // already have it
+  if (chunk.seq !== turn.last_seq + 1) { // a gap: ask again from what we have
+    state.socket.emit("subscribe", { task_id: turn.task_id, after_seq: turn.last_seq }, () => {});
+    return;
+  }
+  turn.text += chunk.text;
+  turn.last_seq = chunk.seq;
+  saveChat();
+  renderTurnText(turn);
+}
+
+function onDone(done) {
+  if (deferIfUnknown("task_done", done)) return;
+  const turn = turnOf(done.task_id);
+  if (turn.done) return;
+  turn.done = done;
+  turn.text = done.text; // whole text: also right when history had expired
+  turn.last_seq = done.last_seq;
+  saveChat();
+  renderAll();
+}
+
+function openTurn() {
+  return [...state.chat.turns].reverse().find((t) => t.role === "assistant" && !t.done);
+}
+
+async function cancel() {
+  const turn = openTurn();
+  if (!turn || !state.socket) return;
+  const ack = await state.socket.timeout(20000).emitWithAck("cancel", { task_id: turn.task_id })
+    .catch(() => ({ ok: false, error: { code: "timeout", message: "no answer" } }));
+  if (!ack.ok) showError(describeError(ack.error));
+}
+
+function resubscribeOpenTasks() {
+  for (const turn of state.chat.turns) {
+    if (turn.role !== "assistant" || turn.done) continue;
+    turn.resumed_at = turn.last_seq;
+    state.socket.emit("subscribe", { task_id: turn.task_id, after_seq: turn.last_seq }, (ack) => {
+      if (!ack.ok) {
+        turn.done = { status: "failed", error: ack.error, text: turn.text };
+        saveChat();
+        renderAll();
+      }
+    });
+  }
+  renderAll();
+}
+
+function newConversation() {
+  state.chat = { run_id: null, turns: [] };
+  saveChat();
+  renderAll();
+}
+
+// ---- rendering
+
+function stat(name, value) {
+  const div = document.createElement("div");
+  const dt = document.createElement("dt");
+  const dd = document.createElement("dd");
+  dt.textContent = name;
+  dd.textContent = value;
+  div.append(dt, dd);
+  return div;
+}
+
+function ms(value) {
+  return value === null || value === undefined ? "–" : `${value} ms`;
+}
+
+function renderStats(turn) {
+  const dl = document.createElement("dl");
+  dl.className = "stats";
+  const done = turn.done;
+  if (!done) {
+    const note = turn.resumed_at ? ` (resumed after chunk ${turn.resumed_at})` : "";
+    dl.append(stat("Status", `streaming…${note}`));
+    return dl;
+  }
+  dl.append(stat("Status", done.status + (done.finish_reason ? ` (${done.finish_reason})` : "")));
+  if (done.usage) {
+    const u = done.usage;
+    dl.append(stat("Tokens", `in ${u.input_tokens} · out ${u.output_tokens} · total ${u.total_tokens}`));
+  }
+  if ("cost_usd" in done) dl.append(stat("Cost", done.cost_usd === null ? "unknown" : `$${done.cost_usd}`));
+  if ("ttft_ms" in done) dl.append(stat("First token", ms(done.ttft_ms)));
+  if ("latency_ms" in done) dl.append(stat("Latency", ms(done.latency_ms)));
+  if (done.validation) {
+    const errors = done.validation.errors && done.validation.errors.length
+      ? ` (${done.validation.errors.length} error(s))` : "";
+    dl.append(stat("Validation", done.validation.status + errors));
+  }
+  if (done.error) dl.append(stat("Error", describeError(done.error)));
+  return dl;
+}
+
+function renderTurn(turn) {
+  const li = document.createElement("li");
+  li.className = `turn ${turn.role}` + (turn.done && turn.done.status === "failed" ? " failed" : "");
+  if (turn.task_id) li.dataset.taskId = turn.task_id;
+  if (turn.done) li.dataset.status = turn.done.status;
+  const who = document.createElement("div");
+  who.className = "who";
+  who.textContent = turn.role === "user" ? "You" : "Assistant";
+  const text = document.createElement("p");
+  text.className = "text";
+  text.textContent = turn.text;
+  li.append(who, text);
+  if (turn.role === "assistant") li.append(renderStats(turn));
+  return li;
+}
+
+function renderTurnText(turn) {
+  const li = document.querySelector(`li[data-task-id="${turn.task_id}"] .text`);
+  if (li) li.textContent = turn.text;
+  else renderAll();
+}
+
+function renderAll() {
+  $("transcript").replaceChildren(...state.chat.turns.map(renderTurn));
+  $("run-line").textContent = state.chat.run_id ? `Run ${state.chat.run_id}` : "";
+  $("cancel").disabled = !openTurn();
+}
+
+// ---- wiring
+
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (key) connect(key);
+});
+$("source").addEventListener("change", onSourceChange);
+$("send-form").addEventListener("submit", send);
+$("cancel").addEventListener("click", cancel);
+$("new-chat").addEventListener("click", newConversation);
+$("message").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("send-form").requestSubmit();
+  }
+});
+
+renderAll();
+const initialKey = keyFromFragment() || sessionStorage.getItem(KEY_STORE);
+if (typeof io === "undefined") {
+  $("missing-client").hidden = false;
+  setConn("Socket.IO client missing");
+} else if (initialKey) {
+  $("api-key").value = initialKey;
+  connect(initialKey);
+}
