@@ -239,3 +239,32 @@ async def test_page_and_assets_are_served(server: Server) -> None:
             assert resp.status == 404
         async with http.get(server.url + "/playground/index.py") as resp:
             assert resp.status == 404
+
+
+async def test_page_explains_a_missing_socketio_client(server: Server, browser: Browser) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    # As when the server could not fetch the bundle (offline): the route answers 404.
+    await page.route("**/playground/vendor/socket.io.min.js",
+                     lambda route: route.fulfill(status=404, body="// missing"))
+    await page.goto(f"{server.url}/#key=ps_whatever")
+    await expect(page.locator("#missing-client")).to_be_visible()
+    await expect(page.locator("#missing-client")).to_contain_text("python -m server.web_assets")
+    await expect(page.locator("#conn")).to_have_text("Socket.IO client missing")
+
+
+async def test_builtins_are_listed_for_the_page(server: Server) -> None:
+    key = await server.new_key()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url + "/v1/builtins") as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"]["code"] == "unauthorized"
+        async with http.get(server.url + "/v1/builtins",
+                            headers={"Authorization": f"Bearer {key}"}) as resp:
+            assert resp.status == 200
+            items = (await resp.json())["items"]
+    by_name = {item["name"]: item for item in items}
+    assert {"summarize", "translate", "code-review"} <= set(by_name)
+    assert set(by_name["summarize"]) == {"id", "name", "description", "variables"}
+    sentences = next(v for v in by_name["summarize"]["variables"] if v["name"] == "sentences")
+    assert sentences == {"name": "sentences", "type": "number", "default": 3}
