@@ -208,6 +208,27 @@ async def test_reload_mid_stream_resumes_without_gap_or_repeat(server: Server,
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+async def test_network_drop_mid_stream_resumes_intact(server: Server, browser: Browser) -> None:
+    key = await server.new_key()
+    page = await open_page(browser, f"{server.url}/#key={key}")
+    await expect(page.locator("#conn")).to_have_text("connected", timeout=WAIT_MS)
+    task_id = await send(page, "Keep talking", tps="25", max_tokens="100")
+    text = last_answer(page).locator(".text")
+    await expect(text).not_to_have_text("", timeout=WAIT_MS)
+
+    await page.context.set_offline(True)
+    await expect(page.locator("#conn")).to_contain_text("reconnecting", timeout=WAIT_MS)
+    during = await text.text_content() or ""
+    await page.context.set_offline(False)
+    await expect(page.locator("#conn")).to_have_text("connected", timeout=WAIT_MS)
+    await wait_status(page, task_id, "completed")
+    row = await task_row(server, key, task_id)
+    final = await text.text_content() or ""
+    assert final == row["text"]  # no gap, no repeat
+    assert final.startswith(during)
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 async def test_phone_width_and_refused_key(server: Server, browser: Browser) -> None:
     page = await open_page(browser, f"{server.url}/#key=ps_not_a_key",
                            viewport={"width": 375, "height": 740}, is_mobile=True)
