@@ -13,7 +13,8 @@ from server.state import POOL
 from server.web_assets import INSTALL_HINT, VENDOR_DIR
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+PAGE_FILES = {"app.js": "text/javascript", "view.js": "text/javascript",
+              "style.css": "text/css"}
 # The page holds no secrets, but must not be framed or sniffed; scripts only from here.
 PAGE_HEADERS = {
     "Content-Security-Policy": (

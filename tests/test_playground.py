@@ -253,7 +253,7 @@ async def test_page_and_assets_are_served(server: Server) -> None:
             assert resp.status == 200
             assert "promptstream playground" in await resp.text()
             assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
-        for path in ("/playground/app.js", "/playground/style.css"):
+        for path in ("/playground/app.js", "/playground/view.js", "/playground/style.css"):
             async with http.get(server.url + path) as resp:
                 assert resp.status == 200, path
         async with http.get(server.url + "/playground/../sql/001_schema.sql") as resp:

@@ -2,6 +2,8 @@
 // official socket.io-client (global `io`, served from /playground/vendor/) and plain fetch.
 // Types of every payload: clients/typescript/protocol.d.ts (GET /v1/protocol.json).
 
+import { describeError, renderTurn, variableField } from "./view.js";
+
 const KEY_STORE = "promptstream.key";
 const CHAT_STORE = "promptstream.chat";
 const $ = (id) => document.getElementById(id);
@@ -142,46 +144,6 @@ function renderVariables(definitions) {
   for (const def of definitions) box.append(variableField(def));
 }
 
-function variableField(def) {
-  const id = `var-${def.name}`;
-  const wrap = document.createElement("div");
-  wrap.className = "field";
-  const label = document.createElement("label");
-  label.htmlFor = id;
-  label.textContent = def.name + (def.required ? " (required)" : "");
-  let input;
-  if (def.type === "enum") {
-    input = document.createElement("select");
-    for (const value of def.options || []) {
-      const option = document.createElement("option");
-      option.value = option.textContent = String(value);
-      input.append(option);
-    }
-  } else if (def.type === "boolean") {
-    input = document.createElement("input");
-    input.type = "checkbox";
-    input.checked = def.default === true;
-    label.className = "check";
-  } else if (def.type === "number") {
-    input = document.createElement("input");
-    input.type = "number";
-    input.step = "any";
-  } else {
-    input = document.createElement("textarea");
-    input.rows = 2;
-  }
-  input.id = id;
-  input.dataset.variable = def.name;
-  input.dataset.type = def.type || "string";
-  if (def.required) input.required = true;
-  if (def.default !== undefined && def.default !== null && def.type !== "boolean") {
-    input.value = String(def.default);
-  }
-  if (def.description) input.title = def.description;
-  wrap.append(label, input);
-  return wrap;
-}
-
 function variableValues() {
   const values = {};
   for (const input of document.querySelectorAll("[data-variable]")) {
@@ -215,15 +177,6 @@ function buildRequest(message) {
   if (Object.keys(settings).length) request.settings = settings;
   if ($("continue-run").checked && state.chat.run_id) request.run_id = state.chat.run_id;
   return { request, label: message || `${request.builtin || "prompt"} ${JSON.stringify(request.variables || {})}` };
-}
-
-function describeError(error) {
-  const details = error.details || {};
-  if (details.missing) return `${error.code}: ${error.message} (${details.missing.join(", ")})`;
-  if (details.errors) {
-    return `${error.code}: ${details.errors.map((e) => `${e.field}: ${e.message}`).join("; ")}`;
-  }
-  return `${error.code}: ${error.message}`;
 }
 
 async function send(event) {
@@ -336,62 +289,6 @@ function newConversation() {
 }
 
 // ---- rendering
-
-function stat(name, value) {
-  const div = document.createElement("div");
-  const dt = document.createElement("dt");
-  const dd = document.createElement("dd");
-  dt.textContent = name;
-  dd.textContent = value;
-  div.append(dt, dd);
-  return div;
-}
-
-function ms(value) {
-  return value === null || value === undefined ? "–" : `${value} ms`;
-}
-
-function renderStats(turn) {
-  const dl = document.createElement("dl");
-  dl.className = "stats";
-  const done = turn.done;
-  if (!done) {
-    const note = turn.resumed_at ? ` (resumed after chunk ${turn.resumed_at})` : "";
-    dl.append(stat("Status", `streaming…${note}`));
-    return dl;
-  }
-  dl.append(stat("Status", done.status + (done.finish_reason ? ` (${done.finish_reason})` : "")));
-  if (done.usage) {
-    const u = done.usage;
-    dl.append(stat("Tokens", `in ${u.input_tokens} · out ${u.output_tokens} · total ${u.total_tokens}`));
-  }
-  if ("cost_usd" in done) dl.append(stat("Cost", done.cost_usd === null ? "unknown" : `$${done.cost_usd}`));
-  if ("ttft_ms" in done) dl.append(stat("First token", ms(done.ttft_ms)));
-  if ("latency_ms" in done) dl.append(stat("Latency", ms(done.latency_ms)));
-  if (done.validation) {
-    const errors = done.validation.errors && done.validation.errors.length
-      ? ` (${done.validation.errors.length} error(s))` : "";
-    dl.append(stat("Validation", done.validation.status + errors));
-  }
-  if (done.error) dl.append(stat("Error", describeError(done.error)));
-  return dl;
-}
-
-function renderTurn(turn) {
-  const li = document.createElement("li");
-  li.className = `turn ${turn.role}` + (turn.done && turn.done.status === "failed" ? " failed" : "");
-  if (turn.task_id) li.dataset.taskId = turn.task_id;
-  if (turn.done) li.dataset.status = turn.done.status;
-  const who = document.createElement("div");
-  who.className = "who";
-  who.textContent = turn.role === "user" ? "You" : "Assistant";
-  const text = document.createElement("p");
-  text.className = "text";
-  text.textContent = turn.text;
-  li.append(who, text);
-  if (turn.role === "assistant") li.append(renderStats(turn));
-  return li;
-}
 
 function renderTurnText(turn) {
   const li = document.querySelector(`li[data-task-id="${turn.task_id}"] .text`);
