@@ -242,6 +242,14 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
 EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)
 
 
+def check_ack(event: str, ack: Any) -> None:
+    """Validate an ack of a client event against its model (ValidationError if it drifted)."""
+    if isinstance(ack, dict) and ack.get("ok") is False:
+        ErrorAck.model_validate(ack)
+    elif event in CLIENT_EVENTS:
+        CLIENT_EVENTS[event][1].model_validate(ack)
+
+
 def _all_models() -> list[type[BaseModel]]:
     seen: list[type[BaseModel]] = []
     candidates: list[type[BaseModel] | None] = []

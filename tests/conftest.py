@@ -23,6 +23,7 @@ from aiohttp import web
 from db import users
 from db.migrate import apply_migrations
 from db.pool import connect
+from engine import events
 from engine.settings import Settings
 from server.app import create_app
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -133,16 +134,19 @@ class Client:
         sio.on("task_done", self._on_done)
 
     async def _on_chunk(self, data: dict[str, Any]) -> None:
+        events.TaskChunk.model_validate(data)  # every payload a test sees keeps to its type
         self.chunks[data["task_id"]].append(data)
         self.order[data["task_id"]].append("chunk")
 
     async def _on_done(self, data: dict[str, Any]) -> None:
+        events.TaskDone.model_validate(data)
         self.done[data["task_id"]] = data
         self.order[data["task_id"]].append("done")
         self._done_events[data["task_id"]].set()
 
     async def call(self, event: str, data: Any, timeout: float = 20) -> dict[str, Any]:
         result: dict[str, Any] = await self.sio.call(event, data, timeout=timeout)
+        events.check_ack(event, result)
         return result
 
     async def wait_done(self, task_id: str, timeout: float = 20) -> dict[str, Any]:
