@@ -74,6 +74,9 @@ async def open_page(browser: Browser, url: str, **context_args: Any) -> Page:
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.errors = errors  # type: ignore[attr-defined]
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    page.urls = urls  # type: ignore[attr-defined]
     await page.goto(url)
     return page
 
@@ -126,6 +129,7 @@ async def test_stream_cancel_continue_and_builtin(server: Server, browser: Brows
     page = await open_page(browser, f"{server.url}/#key={key}")
     await expect(page.locator("#conn")).to_have_text("connected", timeout=WAIT_MS)
     assert "key=" not in page.url  # the fragment is dropped once read
+    assert not [u for u in page.urls if key in u]  # type: ignore[attr-defined]
 
     # Streams: the answer grows chunk by chunk, not all at once at the end.
     await record_text_lengths(page)
@@ -181,6 +185,9 @@ async def test_stream_cancel_continue_and_builtin(server: Server, browser: Brows
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
     assert page.errors == []  # type: ignore[attr-defined]
+    # The key travelled in Socket.IO's handshake and Authorization headers, never in a URL.
+    assert len(page.urls) > 3  # type: ignore[attr-defined]
+    assert not [u for u in page.urls if key in u]  # type: ignore[attr-defined]
 
 
 async def test_reload_mid_stream_resumes_without_gap_or_repeat(server: Server,
