@@ -14,6 +14,7 @@ const state = {
   catalog: new Map(), // option value -> {kind, ref, variables}
   chat: loadChat(), // {run_id, turns: [...]}, kept in sessionStorage to survive a reload
   early: new Map(), // task_id -> events that arrived before the execute ack
+  sending: false,
 };
 
 function loadChat() {
@@ -193,14 +194,17 @@ async function send(event) {
   }
   $("send").disabled = true;
   showError("");
+  state.sending = true;
   let ack;
   try {
     ack = await state.socket.timeout(20000).emitWithAck("execute", request);
   } catch (_) {
     ack = { ok: false, error: { code: "timeout", message: "no answer from the server" } };
   }
+  state.sending = false;
   $("send").disabled = false;
   if (!ack.ok) {
+    state.early.clear();
     showError(describeError(ack.error));
     return;
   }
@@ -224,6 +228,8 @@ function turnOf(taskId) {
 function deferIfUnknown(name, payload) {
   if (turnOf(payload.task_id)) return false;
   // The socket is subscribed before the execute ack arrives, so events may come first.
+  // Outside a send, an unknown task is one this page let go of (a new conversation).
+  if (!state.sending) return true;
   const queue = state.early.get(payload.task_id) || [];
   queue.push([name, payload]);
   state.early.set(payload.task_id, queue);
