@@ -15,6 +15,7 @@ from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
 from engine.errors import InvalidRequest, NotFound
+from engine.metrics import Metrics
 from engine.prompts import ResolvedPrompt, resolve_prompt
 from engine.protocol import ExecuteRequest
 from engine.providers.base import ProviderRequest, Usage
@@ -44,7 +45,7 @@ class Engine:
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis,
                  keys: Keys, registry: ProviderRegistry, publisher: ChunkPublisher,
-                 supervisor: TaskSupervisor) -> None:
+                 supervisor: TaskSupervisor, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.redis = redis
@@ -55,6 +56,7 @@ class Engine:
             pool=pool, redis=redis, keys=keys, publisher=publisher,
             first_token_timeout_s=settings.first_token_timeout_s,
             idle_timeout_s=settings.idle_timeout_s, history_ttl_s=settings.history_ttl_s,
+            metrics=metrics or Metrics(),
         )
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from engine.metrics import Metrics
 from engine.wire import Keys, encode_chunk
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ class ChunkPublisher:
     """Owns the flush loop; tasks call `append` per delta and `drain` at their end."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, window_s: float,
-                 history_maxlen: int) -> None:
+                 history_maxlen: int, metrics: Metrics | None = None) -> None:
         self._redis = redis
+        self._metrics = metrics or Metrics()
         self._keys = keys
         self._window_s = window_s
         self._maxlen = history_maxlen
@@ -93,13 +95,16 @@ class ChunkPublisher:
                     pipe.expire(history, RUNNING_TTL_S)
                 pipe.publish(self._keys.live(pending.task_id), record)
             try:
-                await pipe.execute()
+                with self._metrics.redis_publish.time():
+                    await pipe.execute()
                 break
             except RedisError as exc:
                 log.warning("chunk flush failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self.flushes += 1
+        self._metrics.chunks_published.inc(len(records))
+        self._metrics.flush_batch.observe(len(records))
         for pending, _ in records:
             pending.seq += 1
             pending.in_flight = False

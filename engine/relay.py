@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from engine.metrics import Metrics
 from engine.wire import CHUNK, DONE, Keys, decode_record
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,10 @@ class _Sub:
 
 
 class _Add:
-    def __init__(self, key: str, sub: _Sub) -> None:
+    def __init__(self, key: str, sub: _Sub, fresh: bool = False) -> None:
         self.key = key
         self.sub = sub
+        self.fresh = fresh
         self.result: asyncio.Future[SubscribeResult] = asyncio.get_running_loop().create_future()
 
 
@@ -99,7 +101,7 @@ class _TaskWatch:
         try:
             status = "running"
             entries = await self._history()
-            if not entries:
+            if not entries and not add.fresh:
                 final = await self.relay.load_final(self.task_id)
                 if final is not None:
                     # The task may have streamed and ended between the empty read and the
@@ -150,6 +152,7 @@ class _TaskWatch:
             if seq <= sub.last_seq:
                 return
             sub.last_seq = seq
+            self.relay.metrics.chunks_emitted.inc()
             await sub.subscriber.send("task_chunk", payload)
         elif kind == DONE:
             self.done_payload = payload
@@ -161,8 +164,10 @@ class _TaskWatch:
 class Relay:
     """One pub/sub connection per node, routed per task."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, load_final: FinalLoader) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, load_final: FinalLoader,
+                 metrics: Metrics | None = None) -> None:
         self.redis = redis
+        self.metrics = metrics or Metrics()
         self.keys = keys
         self.load_final = load_final
         self._pubsub = redis.pubsub()
@@ -173,13 +178,15 @@ class Relay:
         self._active = asyncio.Event()
 
     async def subscribe(self, task_id: str, key: str, subscriber: Subscriber,
-                        after_seq: int = 0) -> SubscribeResult:
+                        after_seq: int = 0, *, fresh: bool = False) -> SubscribeResult:
         """Send the task's records after `after_seq` to `subscriber`, then live ones, then done.
 
         Returns once the history is sent and live delivery is in place. `key` names the
-        subscription (one per socket and task); subscribing again replaces it.
+        subscription (one per socket and task); subscribing again replaces it. `fresh`: the
+        database said the task runs, so an empty history means no chunk yet, not an expired
+        one (a terminal record stays in history for its TTL): no database read then.
         """
-        add = _Add(key, _Sub(subscriber, after_seq))
+        add = _Add(key, _Sub(subscriber, after_seq), fresh)
         await self._submit(task_id, add)
         return await add.result
 

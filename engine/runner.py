@@ -16,8 +16,10 @@ import redis.asyncio as aioredis
 
 from db import tasks as task_rows
 from engine.errors import InternalError, PromptstreamError, ProviderUnavailable, StreamTimeout
+from engine.metrics import Metrics
 from engine.providers.base import Provider, ProviderRequest, Usage, estimate_tokens
 from engine.publisher import ChunkPublisher
+from engine.tasklog import bind_task, record_end
 from engine.wire import Keys, encode_done
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class RunnerDeps:
     first_token_timeout_s: float
     idle_timeout_s: float
     history_ttl_s: int
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass
@@ -74,6 +77,7 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
     `reason["why"]` is set by whoever cancels the task before cancelling it.
     """
     task_id = str(plan.task_id)
+    bind_task(task_id, plan.run_id)
     progress = _Progress()
     deps.publisher.open(task_id)
     status, error, finish, usage = "completed", None, "stop", None
@@ -155,7 +159,11 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
         finish_reason=finish, error=error, validation_status="skipped",
         run_messages=run_messages, events=progress.events,
     )
-    await _finalize_with_retries(deps.pool, plan.task_id, outcome)
+    with deps.metrics.pg_finalize.time():
+        await _finalize_with_retries(deps.pool, plan.task_id, outcome)
+    record_end(deps.metrics, provider=plan.provider_name, model=plan.request.model,
+               status=status, usage=usage, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
+               last_seq=last_seq, error=error)
     payload = done_payload(
         task_id=task_id, run_id=plan.run_id, status=status, text=text, last_seq=last_seq,
         finish_reason=finish, provider=plan.provider_name, model=plan.request.model,

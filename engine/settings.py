@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, SecretStr
@@ -54,6 +55,10 @@ class Settings(BaseSettings):
     db_pool_min: int = Field(2, ge=1)
     db_pool_max: int = Field(20, ge=1)
     db_acquire_timeout_s: float = Field(10.0, gt=0)
+
+    # Observability and benchmarking (issue 7): log line format; "auto" is text on a terminal,
+    # JSON lines otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""

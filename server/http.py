@@ -18,7 +18,7 @@ from db.users import User
 from engine.errors import InternalError, InvalidRequest, NotFound, PromptstreamError
 from engine.protocol import ExecuteRequest, decode
 from server.auth import authenticate, token_from
-from server.state import ENGINE, POOL, REDIS, RELAY, SETTINGS
+from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -35,6 +35,7 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         response: web.StreamResponse = await handler(request)
         return response
     except PromptstreamError as exc:
+        request.app[METRICS].error_code(exc.code)
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         return web.json_response(

@@ -14,7 +14,7 @@ from db.users import User
 from engine.errors import InternalError, InvalidRequest, PromptstreamError, Unauthorized
 from engine.protocol import ExecuteRequest, SubscribeRequest, TaskRef, decode
 from server.auth import authenticate, token_from
-from server.state import ENGINE, POOL, RELAY, SETTINGS
+from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def error_ack(exc: PromptstreamError) -> dict[str, Any]:
     return {"ok": False, "error": exc.to_dict()}
 
 
-def acked(handler: Handler) -> Handler:
+def acked(handler: Handler, on_error: Callable[[str], None] | None = None) -> Handler:
     """Turn our errors into `{ok: false, error}` acks; nothing else escapes a handler."""
 
     @functools.wraps(handler)
@@ -51,6 +51,8 @@ def acked(handler: Handler) -> Handler:
                 )
             return await handler(sid, data)
         except PromptstreamError as exc:
+            if on_error is not None:
+                on_error(exc.code)
             return error_ack(exc)
         except Exception:
             log.exception("event handler failed")
@@ -71,10 +73,11 @@ class SocketGateway:
     def register(self) -> None:
         self.sio.on("connect", self.connect)
         self.sio.on("disconnect", self.disconnect)
-        self.sio.on("execute", acked(self.execute))
-        self.sio.on("subscribe", acked(self.subscribe))
-        self.sio.on("unsubscribe", acked(self.unsubscribe))
-        self.sio.on("cancel", acked(self.cancel))
+        counted = self.app[METRICS].error_code
+        self.sio.on("execute", acked(self.execute, counted))
+        self.sio.on("subscribe", acked(self.subscribe, counted))
+        self.sio.on("unsubscribe", acked(self.unsubscribe, counted))
+        self.sio.on("cancel", acked(self.cancel, counted))
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
@@ -85,12 +88,14 @@ class SocketGateway:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.users[sid] = user
         self.watching[sid] = set()
+        self.app[METRICS].sockets_connected.inc()
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         # A closed socket stops receiving; its tasks go on (disconnect is not cancel).
         for task_id in self.watching.pop(sid, set()):
             self.app[RELAY].unsubscribe(task_id, sid)
-        self.users.pop(sid, None)
+        if self.users.pop(sid, None) is not None:
+            self.app[METRICS].sockets_connected.dec()
 
     def _user(self, sid: str) -> User:
         user = self.users.get(sid)
@@ -101,13 +106,14 @@ class SocketGateway:
     def _limit(self) -> int:
         return self.app[SETTINGS].max_payload_bytes
 
-    async def _watch(self, sid: str, task_id: str, after_seq: int) -> tuple[str, int]:
+    async def _watch(self, sid: str, task_id: str, after_seq: int,
+                     fresh: bool = False) -> tuple[str, int]:
         watching = self.watching.get(sid)
         if watching is None:
             raise Unauthorized("not connected")
         watching.add(task_id)
         result = await self.app[RELAY].subscribe(
-            task_id, sid, SocketSubscriber(self.sio, sid), after_seq
+            task_id, sid, SocketSubscriber(self.sio, sid), after_seq, fresh=fresh
         )
         return result.status, result.last_seq
 
@@ -115,7 +121,7 @@ class SocketGateway:
         user = self._user(sid)
         req = decode(ExecuteRequest, data, max_bytes=self._limit())
         result = await self.app[ENGINE].execute(user, req)
-        await self._watch(sid, str(result.task_id), 0)
+        await self._watch(sid, str(result.task_id), 0, fresh=result.status == "running")
         return {"ok": True, **result.to_dict()}
 
     async def subscribe(self, sid: str, data: Any) -> dict[str, Any]:

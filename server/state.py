@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from engine.executor import Engine
+from engine.metrics import Metrics
 from engine.relay import Relay
 from engine.settings import Settings
 
@@ -15,3 +16,4 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", aioredis.Redis)
 ENGINE = web.AppKey("engine", Engine)
 RELAY = web.AppKey("relay", Relay)
+METRICS = web.AppKey("metrics", Metrics)

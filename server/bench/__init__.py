@@ -1,0 +1,1 @@
+"""`promptstream bench`: a load generator over real Socket.IO clients, with a report."""

@@ -1,0 +1,114 @@
+"""`promptstream bench`: the report's bookkeeping, a run against the test server, and --spawn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from server.bench.driver import BenchConfig, run_bench
+from server.bench.report import rows, write_json, write_plot
+from server.bench.stats import ProcessResult, TaskTrace, build_report, percentile
+from tests.conftest import Server
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def trace(chunks: list[tuple[int, str]], text: str, last_seq: int,
+          status: str = "completed") -> TaskTrace:
+    t = TaskTrace(sent=100.0, task_id="t")
+    for i, (seq, part) in enumerate(chunks):
+        t.chunk(100.1 + i * 0.01, seq, part)
+    t.finish(101.0, {"status": status, "text": text, "last_seq": last_seq,
+                     "usage": {"output_tokens": 3}, "error": None})
+    return t
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50 and percentile(values, 99) == 99
+    assert percentile(values, 100) == 100 and percentile([], 50) is None
+
+
+def test_a_stream_is_intact_only_when_contiguous_complete_and_done_last() -> None:
+    assert trace([(1, "a "), (2, "b")], "a b", 2).outcome() is None
+    assert trace([(1, "a "), (3, "b")], "a b", 3).outcome() == "stream_broken"  # gap
+    assert trace([(1, "a "), (1, "a ")], "a a ", 2).outcome() == "stream_broken"  # duplicate
+    assert trace([(1, "a "), (2, "c")], "a b", 2).outcome() == "stream_broken"  # text differs
+    late = trace([(1, "a ")], "a ", 1)
+    late.chunk(102.0, 2, "x")
+    assert late.outcome() == "stream_broken"  # a chunk after task_done
+    twice = trace([(1, "a ")], "a ", 1)
+    twice.finish(102.0, twice.done or {})
+    assert twice.outcome() == "stream_broken"
+    failed = trace([], "", 0, status="failed")
+    failed.done = {**(failed.done or {}), "error": {"code": "timeout"}}
+    assert failed.outcome() == "timeout"
+
+
+def test_report_figures_add_up() -> None:
+    result = ProcessResult()
+    for _ in range(4):
+        result.add(trace([(1, "a "), (2, "b "), (3, "c")], "a b c", 3))
+    bad = TaskTrace(sent=100.0)
+    bad.error = "rate_limited"
+    result.add(bad)
+    report = build_report(result, {"model": "simulated/x"})
+    assert report["tasks"] == 5 and report["completed_intact"] == 4
+    assert report["errors"] == {"rate_limited": 1} and not report["all_streams_intact"]
+    assert report["tokens"] == 12 and report["chunks"] == 12
+    assert report["elapsed_s"] == 1.0 and report["tokens_per_s"] == 12.0
+    assert report["ttft_ms"]["p50"] == 100.0 and report["latency_ms"]["p99"] == 1000.0
+    assert round(sum(p["tokens_per_s"] for p in report["timeline"]) * 0.25) == 12
+    assert ("errors by code", "rate_limited 1") in rows(report)
+
+
+async def test_bench_against_the_server(server: Server, tmp_path: Path) -> None:
+    cfg = BenchConfig(url=server.url, token=await server.new_key(), clients=3, concurrency=6,
+                      tasks=24, model="simulated/bench", max_tokens=50, tokens_per_second=0,
+                      duration_s=None, idle_clients=20, procs=2, task_timeout_s=60)
+    # The bench blocks (it waits on its load processes); the server runs on this loop.
+    report = await asyncio.to_thread(run_bench, cfg, Console(file=sys.stderr))
+    assert report["tasks"] == 24 and report["completed_intact"] == 24
+    assert report["all_streams_intact"] and report["errors"] == {}
+    assert report["connect_errors"] == {}
+    assert report["tokens"] == 24 * 50 and report["chunks"] >= 24
+    assert report["tokens_per_s"] > 0 and report["ttft_ms"]["p99"] is not None
+    server_side = report["server"]
+    assert server_side["tasks_ended"] == 24 and server_side["tokens_relayed"] == 24 * 50
+    assert server_side["pg_statements_per_task"] == 2.0
+    assert server_side["sockets_opened"] == 3 + 20
+    assert server_side["chunks_emitted"] == report["chunks"]
+    write_json(report, tmp_path / "r.json")
+    write_plot(report, tmp_path / "r.png")
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["tasks"] == 24 and "token" not in saved["config"] and "_samples" not in saved
+    assert (tmp_path / "r.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_bench_spawn_one_command(tmp_path: Path) -> None:
+    """On a fresh data dir: spawn a server, load it, print the table, write JSON and PNG."""
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "bench", "--spawn", "--tasks", "20",
+         "--concurrency", "5", "--clients", "2", "--max-tokens", "30",
+         "--tokens-per-second", "0", "--json", str(tmp_path / "b.json"),
+         "--plot", str(tmp_path / "b.png")],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "every stream intact" in out.stdout and "delivered tokens/s" in out.stdout
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["completed_intact"] == 20 and report["tokens"] == 20 * 30
+    assert report["server"]["pg_statements_per_task"] == 2.0
+    assert (tmp_path / "b.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_bench_without_a_target_says_what_to_give() -> None:
+    out = subprocess.run([sys.executable, "-m", "server.cli", "bench", "--url",
+                          "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 2 and "--token" in out.stderr
