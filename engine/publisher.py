@@ -1,7 +1,7 @@
 """Coalesce provider deltas into chunks and write them to Redis in batches.
 
 Every running task appends text; one loop per process flushes all of it each window:
-one MULTI/EXEC pipeline carrying, per task, the chunk for the history stream (XADD) and
+one pipeline carrying, per task, the chunk for the history stream (XADD) and
 for live delivery (PUBLISH). Under load a flush takes longer, so the window grows with
 load by itself and shrinks back when idle.
 """
@@ -87,7 +87,10 @@ class ChunkPublisher:
             records.append((pending, encode_chunk(task_id, pending.seq + 1, text)))
         delay = 0.05
         while True:
-            pipe = self._redis.pipeline(transaction=True)
+            # No MULTI/EXEC: one connection keeps the order (XADD before PUBLISH of each
+            # record), a reader that sees a record in both places drops it by seq, and
+            # skipping the transaction halves the replies to parse.
+            pipe = self._redis.pipeline(transaction=False)
             for pending, record in records:
                 history = self._keys.history(pending.task_id)
                 pipe.xadd(history, {"r": record}, maxlen=self._maxlen, approximate=True)

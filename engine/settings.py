@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     # Observability and benchmarking (issue 7): log line format; "auto" is text on a terminal,
     # JSON lines otherwise.
     log_format: Literal["auto", "json", "text"] = "auto"
+    # Redis connections of one node; a command waits up to the timeout for a free one.
+    redis_pool_max: int = Field(200, ge=4)
+    redis_pool_timeout_s: float = Field(20.0, gt=0)
+    # `serve` runs on uvloop where it is installed; false for the standard asyncio loop.
+    uvloop: bool = True
+    # Socket.IO packets encoded and decoded with orjson (false: the standard json module).
+    fast_json: bool = True
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""

@@ -21,6 +21,7 @@ from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
 from engine.wire import Keys
 from server.http import errors_middleware, routes
+from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
 from server.routes_web import add_web_routes
 from server.sockets import SocketGateway
@@ -45,7 +46,10 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url, "redis_url must be set (the CLI starts an embedded one)"
-    client = aioredis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    # Blocking pool: under a burst a command waits for a free connection instead of failing.
+    client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, health_check_interval=30,
+        max_connections=settings.redis_pool_max, timeout=settings.redis_pool_timeout_s))
     await client.ping()
     app[REDIS] = client
     yield
@@ -92,6 +96,7 @@ def create_app(settings: Settings) -> web.Application:
         # Room to read an oversized event and answer payload_too_large instead of dropping
         # the connection; beyond this the transport itself refuses it.
         max_http_buffer_size=settings.max_payload_bytes * 2 + 64 * 1024,
+        serializer=FastPacket if settings.fast_json else "default",
     )
     sio.attach(app)
     SocketGateway(sio, app).register()

@@ -18,6 +18,7 @@ from server.app import create_app
 from server.bench.cli import add_bench_parser, cmd_bench
 from server.embedded import embedded_servers
 from server.logs import configure_logging
+from server.loop import new_loop
 from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
@@ -81,7 +82,7 @@ def cmd_serve(settings: Settings) -> int:
         web.run_app(app, host=live.host, port=live.port,
                     print=lambda _msg: _print_welcome(live, demo_key),
                     handle_signals=True, access_log=None,
-                    shutdown_timeout=10.0)
+                    shutdown_timeout=10.0, loop=new_loop() if live.uvloop else None)
         # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
     return 0
 

@@ -16,3 +16,12 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the same kind `run_loop` uses (for aiohttp's `run_app`)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

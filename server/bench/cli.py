@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--tasks must be at least 1"
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         return "--plot writes a PNG: give a FILE.png"
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        return "--plot needs matplotlib: pip install 'promptstream[bench]'"
     return None
 
 

@@ -20,7 +20,7 @@ import socketio
 
 from server.bench.idle import IdleSockets
 from server.bench.stats import ProcessResult, TaskTrace
-from server.jsonpack import packet_json
+from server.jsonpack import FastClientPacket
 from server.loop import run_loop
 
 PROGRESS_EVERY_S = 0.5
@@ -58,7 +58,7 @@ class BenchClient:
 
     def __init__(self) -> None:
         self.sio = socketio.AsyncClient(reconnection=False, handle_sigint=False,
-                                        json=packet_json)
+                                        serializer=FastClientPacket)
         self.traces: dict[str, TaskTrace] = {}
         self._waiters: dict[str, asyncio.Event] = {}
         self.early: dict[str, list[tuple[str, float, dict[str, Any]]]] = {}
