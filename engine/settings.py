@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     uvloop: bool = True
     # Socket.IO packets encoded and decoded with orjson (false: the standard json module).
     fast_json: bool = True
+    # Allocations between collections of Python's youngest GC generation (0: default, 700).
+    gc_threshold: int = Field(50_000, ge=0)
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""

@@ -18,7 +18,7 @@ from server.app import create_app
 from server.bench.cli import add_bench_parser, cmd_bench
 from server.embedded import embedded_servers
 from server.logs import configure_logging
-from server.loop import new_loop
+from server.loop import new_loop, tune_gc
 from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
@@ -79,6 +79,7 @@ def cmd_serve(settings: Settings) -> int:
         assert live.database_url is not None
         demo_key = asyncio.run(_prepare(live.database_url))
         app = create_app(live)
+        tune_gc(live.gc_threshold)
         web.run_app(app, host=live.host, port=live.port,
                     print=lambda _msg: _print_welcome(live, demo_key),
                     handle_signals=True, access_log=None,
