@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -10,10 +12,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from server.bench.direct import run_direct as direct_run
 from server.bench.driver import BenchConfig, run_bench
 from server.bench.report import rows, write_json, write_plot
 from server.bench.stats import ProcessResult, TaskTrace, build_report, percentile
+from server.loop import tune_gc
 from tests.conftest import Server
+from tests.fakes.openai_server import FakeOpenAI
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -112,3 +117,24 @@ def test_bench_without_a_target_says_what_to_give() -> None:
                           "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60,
                          env={"PATH": "/usr/bin:/bin"})
     assert out.returncode == 2 and "--token" in out.stderr
+
+
+def test_tune_gc_sets_the_young_threshold_and_zero_leaves_it() -> None:
+    saved = gc.get_threshold()
+    try:
+        tune_gc(0)
+        assert gc.get_threshold() == saved
+        tune_gc(12_345)
+        assert gc.get_threshold() == (12_345, *saved[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
+
+
+async def test_direct_client_reads_the_fake_openai_server() -> None:
+    async with FakeOpenAI() as fake:
+        args = argparse.Namespace(base_url=fake.base_url, model="fake:tokens=16",
+                                  concurrency=3, tasks=7)
+        result = await direct_run(args)
+    assert result["tasks"] == 7 and result["tokens"] == 7 * 16
+    assert result["tokens_per_s"] > 0 and result["cpu_s_per_1k_tokens"] >= 0

@@ -22,7 +22,7 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _run(args: argparse.Namespace) -> dict[str, float]:
+async def run_direct(args: argparse.Namespace) -> dict[str, float]:
     client = AsyncOpenAI(base_url=args.base_url, api_key="bench", max_retries=0)
     left = args.tasks
     tokens = 0
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--model", default="fake:tokens=256")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=2000)
-    print(json.dumps(asyncio.run(_run(parser.parse_args()))))
+    print(json.dumps(asyncio.run(run_direct(parser.parse_args()))))
 
 
 if __name__ == "__main__":
