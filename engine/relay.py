@@ -69,12 +69,14 @@ class _TaskWatch:
         self.task_id = task_id
         self.subs: dict[str, _Sub] = {}
         self.queue: asyncio.Queue[_Add | _Resync | str | bytes | None] = asyncio.Queue()
+        self.sent = asyncio.Event()  # SUBSCRIBE has gone out (it may wait for the lock)
         self.confirmed = asyncio.Event()
         self.done_payload: dict[str, Any] | None = None
         self.runner: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         try:
+            await self.sent.wait()
             await asyncio.wait_for(self.confirmed.wait(), SUBSCRIBE_TIMEOUT_S)
             while True:
                 item = await self.queue.get()
@@ -202,17 +204,23 @@ class Relay:
             channel = self.keys.live(task_id)
             self._watches[task_id] = watch
             self._by_channel[channel] = watch
+            # Queued before any wait: a watch that ends unconfirmed hands `add` on, so an
+            # execute under heavy load is late, never left without its ack.
+            watch.queue.put_nowait(add)
             watch.runner = asyncio.create_task(watch.run())
             self._runners.add(watch.runner)
             watch.runner.add_done_callback(self._runners.discard)
             try:
                 async with self._lock:
                     await self._pubsub.subscribe(channel)
+                watch.sent.set()
                 self._active.set()
             except RedisError:
+                add.result.cancel()  # answered by the raise: the watch must not hand it on
                 self._forget(watch)
                 watch.runner.cancel()
                 raise
+            return
         watch.queue.put_nowait(add)
 
     def _resubmit(self, task_id: str, add: _Add) -> None:
