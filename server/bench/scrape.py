@@ -43,7 +43,7 @@ def parse(text: str) -> Snapshot:
     return Snapshot(**values)
 
 
-def scrape(url: str, timeout_s: float = 10.0) -> Snapshot | None:
+def scrape(url: str, timeout_s: float = 30.0) -> Snapshot | None:
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=timeout_s) as resp:
             return parse(resp.read().decode())
