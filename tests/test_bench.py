@@ -15,6 +15,7 @@ from rich.console import Console
 from server.bench.direct import run_direct as direct_run
 from server.bench.driver import BenchConfig, run_bench
 from server.bench.report import rows, write_json, write_plot
+from server.bench.scrape import Snapshot, server_figures
 from server.bench.stats import ProcessResult, TaskTrace, build_report, percentile
 from server.loop import tune_gc
 from tests.conftest import Server
@@ -138,3 +139,15 @@ async def test_direct_client_reads_the_fake_openai_server() -> None:
         result = await direct_run(args)
     assert result["tasks"] == 7 and result["tokens"] == 7 * 16
     assert result["tokens_per_s"] > 0 and result["cpu_s_per_1k_tokens"] >= 0
+
+
+def test_memory_per_socket_needs_many_sockets() -> None:
+    def snap(rss_mb: float, sockets: float, tasks: float = 0) -> Snapshot:
+        return Snapshot(cpu_s=tasks / 100, rss_bytes=rss_mb * 2**20, sockets=sockets,
+                        pg_queries=2 * tasks, tasks=tasks, tokens=10 * tasks,
+                        chunks_emitted=tasks)
+
+    few = server_figures(snap(100, 0), snap(101, 20), snap(101, 20, 50))
+    assert few["rss_kb_per_socket"] is None and few["pg_statements_per_task"] == 2.0
+    many = server_figures(snap(100, 0), snap(132, 1024), snap(132, 1024, 50))
+    assert many["rss_kb_per_socket"] == 32.0 and many["cpu_s_per_1k_tokens"] == 1.0

@@ -22,6 +22,8 @@ class Snapshot:
     chunks_emitted: float
 
 
+MIN_SOCKETS_FOR_MEMORY = 500
+
 _WANTED = {
     "process_cpu_seconds_total": "cpu_s",
     "process_resident_memory_bytes": "rss_bytes",
@@ -66,8 +68,9 @@ def server_figures(before: Snapshot | None, connected: Snapshot | None,
         "cpu_s": round(cpu, 2),
         "cpu_s_per_1k_tokens": round(cpu / tokens * 1000, 4) if tokens else None,
         "sockets_opened": sockets,
+        # Resident memory moves in pages and allocator arenas: only many sockets tell.
         "rss_kb_per_socket": round((connected.rss_bytes - before.rss_bytes) / sockets / 1024, 1)
-        if sockets else None,
+        if sockets >= MIN_SOCKETS_FOR_MEMORY else None,
         "rss_mb_before": round(before.rss_bytes / 2**20, 1),
         "rss_mb_connected": round(connected.rss_bytes / 2**20, 1),
         "rss_mb_end": round(after.rss_bytes / 2**20, 1),
