@@ -89,3 +89,18 @@ class InternalError(PromptstreamError):
 
     code = "internal"
     http_status = 500
+
+
+class QuotaExceeded(ClientError):
+    """The tier's daily or monthly task quota is used up; `details` has limit, used, resets_at."""
+
+    code = "quota_exceeded"
+    http_status = 429
+
+
+class RateLimited(ClientError):
+    """Too many concurrent tasks, events or connections; `details.retry_after_ms`."""
+
+    code = "rate_limited"
+    http_status = 429
+    retryable = True

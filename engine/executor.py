@@ -21,6 +21,7 @@ from engine.protocol import ExecuteRequest
 from engine.providers.base import ProviderRequest, Usage
 from engine.providers.registry import ProviderRegistry
 from engine.publisher import ChunkPublisher
+from engine.quotas import Quotas
 from engine.runner import RunnerDeps, TaskPlan, done_payload, format_money, run_task
 from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
@@ -52,11 +53,13 @@ class Engine:
         self.keys = keys
         self.registry = registry
         self.supervisor = supervisor
+        self.quotas = Quotas(redis, keys, settings)
         self.deps = RunnerDeps(
             pool=pool, redis=redis, keys=keys, publisher=publisher,
             first_token_timeout_s=settings.first_token_timeout_s,
             idle_timeout_s=settings.idle_timeout_s, history_ttl_s=settings.history_ttl_s,
             metrics=metrics or Metrics(),
+            quotas=self.quotas,
         )
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
@@ -99,9 +102,12 @@ class Engine:
             prompt_version=prompt.version, builtin=prompt.builtin, request_id=req.request_id,
             variable_values=prompt.variables, broker_values=req.broker_values,
         )
+        reservation = None
         try:
+            reservation = await self.quotas.reserve(user.id, user.tier, str(task_id))
             await task_rows.create_task(self.pool, row)
         except BaseException:
+            await self.quotas.settle(reservation, give_back=True)
             if req.request_id is not None:
                 await self.redis.delete(self.keys.idempotency(user.id, req.request_id))
             raise
@@ -109,7 +115,7 @@ class Engine:
             task_id=task_id, run_id=run_id, user_id=user.id, provider=provider,
             provider_name=provider.name,
             request=ProviderRequest(model=model, messages=sent, settings=settings),
-            new_messages=new_messages,
+            new_messages=new_messages, reservation=reservation,
         )
         self.supervisor.start(str(task_id), lambda reason: run_task(self.deps, plan, reason))
         return ExecuteResult(task_id, run_id, "running")

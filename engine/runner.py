@@ -20,6 +20,7 @@ from engine.metrics import Metrics
 from engine.providers.base import Provider, ProviderRequest, Usage, estimate_tokens
 from engine.publisher import ChunkPublisher
 from engine.tasklog import bind_task, record_end
+from engine.quotas import Quotas, Reservation
 from engine.wire import Keys, encode_done
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class TaskPlan:
     provider_name: str
     request: ProviderRequest
     new_messages: list[dict[str, str]]  # appended to the run with the assistant's answer
+    reservation: Reservation | None = None  # the quota unit taken at execute
 
 
 @dataclass
@@ -50,6 +52,7 @@ class RunnerDeps:
     idle_timeout_s: float
     history_ttl_s: int
     metrics: Metrics = field(default_factory=Metrics)
+    quotas: Quotas | None = None
 
 
 @dataclass
@@ -164,6 +167,9 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
     record_end(deps.metrics, provider=plan.provider_name, model=plan.request.model,
                status=status, usage=usage, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
                last_seq=last_seq, error=error)
+    if deps.quotas is not None:  # a task that failed before its first token costs nothing
+        await deps.quotas.settle(plan.reservation,
+                                 give_back=status == "failed" and progress.ttft_ms is None)
     payload = done_payload(
         task_id=task_id, run_id=plan.run_id, status=status, text=text, last_seq=last_seq,
         finish_reason=finish, provider=plan.provider_name, model=plan.request.model,

@@ -68,6 +68,25 @@ class Settings(BaseSettings):
     fast_json: bool = True
     # Allocations between collections of Python's youngest GC generation (0: default, 700).
     gc_threshold: int = Field(50_000, ge=0)
+    # Tenancy, auth and quotas (issue 5)
+    jwt_secret: SecretStr | None = None
+    jwt_audience: str | None = None  # Supabase issues "authenticated"
+    jwt_issuer: str | None = None
+    jwt_leeway_s: float = Field(0.0, ge=0, le=300)
+    # tasks per quota day / UTC month by tier; -1 = unlimited
+    quota_free_daily: int = Field(10, ge=-1)
+    quota_free_monthly: int = Field(-1, ge=-1)
+    quota_premium_daily: int = Field(100, ge=-1)
+    quota_premium_monthly: int = Field(-1, ge=-1)
+    quota_byok_daily: int = Field(-1, ge=-1)
+    quota_byok_monthly: int = Field(-1, ge=-1)
+    quota_utc_offset_min: int = Field(0, ge=-14 * 60, le=14 * 60)  # the quota day's time zone
+    max_concurrent_tasks: int = Field(20, ge=1)
+    max_events_per_second: float = Field(50.0, gt=0)
+    max_connections_per_user: int = Field(50, ge=1)
+    max_variables: int = Field(200, ge=1)
+    max_message_chars: int = Field(200_000, ge=1)
+    auth_recheck_s: float = Field(30.0, gt=0)
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""

@@ -90,6 +90,8 @@ def settings(infra: Infra, database_url: str) -> Settings:
         coalesce_ms=10, db_pool_min=1, db_pool_max=10,
         # Short heartbeats: a long-poll client's disconnect waits out the pending poll.
         ping_interval_s=1, ping_timeout_s=2,
+        # Quotas and caps are tested in tests/test_quotas.py; elsewhere they stay out of the way.
+        quota_free_daily=-1, max_concurrent_tasks=10_000, max_events_per_second=10_000,
     )
 
 

@@ -1,0 +1,174 @@
+"""Quotas by tier and the running-task cap, over real Socket.IO clients, real Redis and
+Postgres; the race proof runs two server apps on the same database and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from db import users
+from db.pool import connect
+from engine.quotas import Period
+from engine.settings import Settings
+from tests.conftest import Client, start_server, stop_server
+
+FAST = {"max_tokens": 2, "tokens_per_second": 0}
+
+
+def adhoc(settings: dict[str, Any] | None = None, text: str = "hi") -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}], "model": "simulated/q",
+            "settings": settings or FAST}
+
+
+async def key_for(settings: Settings, tier: str, email: str) -> str:
+    conn = await connect(settings.database_url or "")
+    try:
+        user = await users.ensure_user(conn, email, tier)
+        return (await users.create_api_key(conn, user.id)).key
+    finally:
+        await conn.close()
+
+
+async def run_to_end(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    ack = await client.call("execute", body)
+    assert ack["ok"], ack
+    return await client.wait_done(ack["task_id"])
+
+
+async def test_free_tier_daily_quota_then_quota_exceeded(settings: Settings) -> None:
+    srv = await start_server(settings.model_copy(update={"quota_free_daily": 3}))
+    try:
+        client = await srv.client(await key_for(srv.settings, "free", "free@test"))
+        for _ in range(3):
+            assert (await run_to_end(client, adhoc()))["status"] == "completed"
+        ack = await client.call("execute", adhoc())
+        assert ack["ok"] is False and ack["error"]["code"] == "quota_exceeded", ack
+        details = ack["error"]["details"]
+        assert details["limit"] == 3 and details["used"] == 3 and details["period"] == "day"
+        tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+        assert details["resets_at"] == datetime(
+            tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=UTC).isoformat()
+        # byok is unlimited by default, premium has its own limit
+        byok = await srv.client(await key_for(srv.settings, "byok", "byok@test"))
+        for _ in range(5):
+            assert (await run_to_end(byok, adhoc()))["status"] == "completed"
+        # The counter expires by itself after its day.
+        redis = srv.engine.redis
+        keys = [k async for k in redis.scan_iter(f"{srv.settings.redis_prefix}q:*:d:*")]
+        assert len(keys) == 2
+        for key in keys:
+            ttl = await redis.ttl(key)
+            assert 0 < ttl <= 24 * 3600 + 60
+    finally:
+        await stop_server(srv)
+
+
+async def test_monthly_quota(settings: Settings) -> None:
+    srv = await start_server(settings.model_copy(
+        update={"quota_premium_daily": -1, "quota_premium_monthly": 2}))
+    try:
+        client = await srv.client(await key_for(srv.settings, "premium", "p@test"))
+        for _ in range(2):
+            await run_to_end(client, adhoc())
+        ack = await client.call("execute", adhoc())
+        assert ack["error"]["code"] == "quota_exceeded"
+        assert ack["error"]["details"]["period"] == "month"
+        assert ack["error"]["details"]["limit"] == 2
+    finally:
+        await stop_server(srv)
+
+
+async def test_50_concurrent_executes_at_limit_minus_one_over_two_nodes_admit_one(
+        settings: Settings) -> None:
+    limit = 5
+    shared = settings.model_copy(update={"quota_free_daily": limit,
+                                         "max_concurrent_tasks": 1000})
+    node_a, node_b = await start_server(shared), await start_server(shared)
+    try:
+        key = await key_for(shared, "free", "race@test")
+        warm = await node_a.client(key)
+        for _ in range(limit - 1):
+            await run_to_end(warm, adhoc())
+        clients = [await (node_a if i % 2 == 0 else node_b).client(key) for i in range(10)]
+        acks = await asyncio.gather(*(
+            clients[i % 10].call("execute", adhoc(text=f"race {i}")) for i in range(50)))
+        admitted = [a for a in acks if a["ok"]]
+        refused = [a for a in acks if not a["ok"]]
+        assert len(admitted) == 1, admitted
+        assert {a["error"]["code"] for a in refused} == {"quota_exceeded"}
+        assert all(a["error"]["details"]["used"] == limit for a in refused)
+        conn = await asyncpg.connect(shared.database_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM ai_tasks") == limit
+        finally:
+            await conn.close()
+    finally:
+        await stop_server(node_a)
+        await stop_server(node_b)
+
+
+async def test_task_failing_before_first_token_gives_its_unit_back(settings: Settings) -> None:
+    srv = await start_server(settings.model_copy(
+        update={"quota_free_daily": 1, "first_token_timeout_s": 0.3}))
+    try:
+        client = await srv.client(await key_for(srv.settings, "free", "refund@test"))
+        slow = adhoc({"max_tokens": 2, "tokens_per_second": 0.5})  # first token after 2 s
+        done = await run_to_end(client, slow)
+        assert done["status"] == "failed" and done["error"]["code"] == "timeout"
+        # the unit came back: one more task runs, and then the quota is used up
+        assert (await run_to_end(client, adhoc()))["status"] == "completed"
+        ack = await client.call("execute", adhoc())
+        assert ack["error"]["code"] == "quota_exceeded"
+    finally:
+        await stop_server(srv)
+
+
+async def test_cancelled_after_tokens_keeps_its_unit(settings: Settings) -> None:
+    srv = await start_server(settings.model_copy(update={"quota_free_daily": 1}))
+    try:
+        client = await srv.client(await key_for(srv.settings, "free", "keep@test"))
+        ack = await client.call("execute", adhoc({"max_tokens": 500, "tokens_per_second": 50}))
+        while not client.chunks[ack["task_id"]]:
+            await asyncio.sleep(0.02)
+        assert (await client.call("cancel", {"task_id": ack["task_id"]}))["ok"]
+        again = await client.call("execute", adhoc())
+        assert again["error"]["code"] == "quota_exceeded"
+    finally:
+        await stop_server(srv)
+
+
+async def test_running_task_cap_answers_rate_limited_then_frees(settings: Settings) -> None:
+    srv = await start_server(settings.model_copy(update={"max_concurrent_tasks": 2}))
+    try:
+        client = await srv.client(await key_for(srv.settings, "free", "cap@test"))
+        slow = adhoc({"max_tokens": 1000, "tokens_per_second": 20})
+        first = [await client.call("execute", slow) for _ in range(2)]
+        assert all(a["ok"] for a in first)
+        capped = await client.call("execute", slow)
+        assert capped["ok"] is False and capped["error"]["code"] == "rate_limited"
+        assert capped["error"]["details"]["retry_after_ms"] > 0
+        # another user is not affected
+        other = await srv.client(await key_for(srv.settings, "free", "other@test"))
+        assert (await other.call("execute", adhoc()))["ok"]
+        await client.call("cancel", {"task_id": first[0]["task_id"]})
+        assert (await client.call("execute", adhoc()))["ok"]
+        await client.call("cancel", {"task_id": first[1]["task_id"]})
+    finally:
+        await stop_server(srv)
+
+
+@pytest.mark.parametrize(("now", "offset", "day", "ends"), [
+    (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), 0, "2026-12-31", "2027-01-01T00:00:00+00:00"),
+    (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), 60, "2027-01-01", "2027-01-01T23:00:00+00:00"),
+    (datetime(2026, 3, 1, 2, 0, tzinfo=UTC), -300, "2026-02-28", "2026-03-01T05:00:00+00:00"),
+])
+def test_quota_period(now: datetime, offset: int, day: str, ends: str) -> None:
+    period = Period.at(now, offset)
+    assert period.day.isoformat() == day
+    assert period.day_ends.isoformat() == ends
+    assert period.day_ends > now
+    assert period.month_ends >= period.day_ends
