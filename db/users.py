@@ -18,6 +18,7 @@ class User:
     id: UUID
     email: str | None
     tier: str
+    key_id: UUID | None = None  # the API key this caller authenticated with, if any
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,40 @@ async def user_for_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> Use
         " FROM users u LEFT JOIN user_ai_settings s ON s.user_id = u.id"
         " WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id"
         "   AND u.deleted_at IS NULL"
-        " RETURNING u.id, u.email, COALESCE(s.tier, 'free') AS tier",
+        " RETURNING u.id, u.email, COALESCE(s.tier, 'free') AS tier, k.id AS key_id",
         hash_key(key),
     )
     if row is None:
         return None
-    return User(row["id"], row["email"], row["tier"])
+    return User(row["id"], row["email"], row["tier"], row["key_id"])
+
+
+_SUBJECT = """
+WITH ins AS (
+    INSERT INTO users (id, email)
+    SELECT $1, CASE WHEN EXISTS (SELECT 1 FROM users WHERE email = $2) THEN NULL ELSE $2 END
+    ON CONFLICT DO NOTHING
+    RETURNING id, email, deleted_at
+), u AS (
+    SELECT id, email, deleted_at FROM ins
+    UNION ALL
+    SELECT id, email, deleted_at FROM users WHERE id = $1
+)
+SELECT u.id, u.email, COALESCE(s.tier, 'free') AS tier
+FROM u LEFT JOIN user_ai_settings s ON s.user_id = u.id
+WHERE u.deleted_at IS NULL
+LIMIT 1
+"""
+
+
+async def user_for_subject(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
+                           email: str | None) -> User | None:
+    """The user whose id is a verified token's `sub`, created on first sight; None when
+    that user was deleted (a deleted user is never brought back by a token)."""
+    for _ in range(2):  # a concurrent first sight can lose the email race; then try again
+        try:
+            row = await conn.fetchrow(_SUBJECT, user_id, email)
+        except asyncpg.UniqueViolationError:
+            continue
+        return None if row is None else User(row["id"], row["email"], row["tier"])
+    return None

@@ -50,7 +50,8 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
 
 
 async def _user(request: web.Request) -> User:
-    return await authenticate(request.app[POOL], token_from(None, request.headers))
+    return await authenticate(request.app[POOL], token_from(None, request.headers),
+                              request.app[SETTINGS])
 
 
 def _uuid(value: str, field: str = "id") -> UUID:

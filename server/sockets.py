@@ -82,7 +82,8 @@ class SocketGateway:
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
         try:
-            user = await authenticate(self.app[POOL], token_from(auth, headers))
+            user = await authenticate(self.app[POOL], token_from(auth, headers),
+                                      self.app[SETTINGS])
         except Unauthorized as exc:
             # The client's connect_error gets {message, data: {code, message}}.
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
