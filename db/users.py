@@ -57,7 +57,8 @@ async def count_users(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM users"))
 
 
-async def create_api_key(conn: asyncpg.Connection, user_id: UUID, name: str = "") -> NewKey:
+async def create_api_key(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
+                         name: str = "") -> NewKey:
     """A new key for the user. The full key exists only in the returned value."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = uuid.uuid4()

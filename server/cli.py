@@ -16,6 +16,7 @@ from db.pool import connect
 from engine.settings import Settings
 from server.app import create_app
 from server.bench.cli import add_bench_parser, cmd_bench
+from server.cli_keys import add_key_commands, run_key_command
 from server.embedded import embedded_servers
 from server.logs import configure_logging
 from server.loop import new_loop, tune_gc
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tier", choices=["free", "premium", "byok"], default=None)
     create.add_argument("--name", default="cli")
     add_bench_parser(sub)
+    add_key_commands(keys_sub)
     return parser
 
 
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_bench(args)
     if args.command == "migrate":
         return cmd_migrate(settings)
+    if args.keys_command != "create":
+        return run_key_command(settings, args)
     return cmd_keys_create(settings, args.user, args.tier, args.name)
 
 

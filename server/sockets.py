@@ -11,9 +11,16 @@ import socketio
 from aiohttp import web
 
 from db.users import User
-from engine.errors import InternalError, InvalidRequest, PromptstreamError, Unauthorized
+from engine.errors import (
+    InternalError,
+    InvalidRequest,
+    PromptstreamError,
+    RateLimited,
+    Unauthorized,
+)
 from engine.protocol import ExecuteRequest, SubscribeRequest, TaskRef, decode
 from server.auth import authenticate, token_from
+from server.sessions import SESSIONS, Sessions
 from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -69,6 +76,7 @@ class SocketGateway:
         self.app = app
         self.users: dict[str, User] = {}
         self.watching: dict[str, set[str]] = {}
+        self.sessions = app[SESSIONS] = Sessions(sio, app)
 
     def register(self) -> None:
         self.sio.on("connect", self.connect)
@@ -84,7 +92,8 @@ class SocketGateway:
         try:
             user = await authenticate(self.app[POOL], token_from(auth, headers),
                                       self.app[SETTINGS])
-        except Unauthorized as exc:
+            self.sessions.open(sid, user)  # per-user connection cap
+        except (Unauthorized, RateLimited) as exc:
             # The client's connect_error gets {message, data: {code, message}}.
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.users[sid] = user
@@ -97,11 +106,13 @@ class SocketGateway:
             self.app[RELAY].unsubscribe(task_id, sid)
         if self.users.pop(sid, None) is not None:
             self.app[METRICS].sockets_connected.dec()
+        self.sessions.close(sid)
 
     def _user(self, sid: str) -> User:
         user = self.users.get(sid)
         if user is None:
             raise Unauthorized("not connected")
+        self.sessions.allow_event(sid)  # every event handler starts here
         return user
 
     def _limit(self) -> int:

@@ -1,0 +1,153 @@
+"""Who is connected to this node: per-user connection cap, per-socket event rate, and the
+disconnection of sockets whose key was revoked or whose user was deleted.
+
+Revocations arrive on a Redis channel (engine/accounts.py announces them), so every node
+drops the sockets at once; a periodic re-check against Postgres is the backstop for keys
+revoked or users deleted by other means (the CLI, SQL), and for a lost pub/sub message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import socketio
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from db.keys import live_callers
+from db.users import User
+from engine.accounts import revoked_channel
+from engine.errors import RateLimited
+from server.state import ENGINE, POOL, REDIS, SETTINGS
+
+log = logging.getLogger(__name__)
+RECONNECT_DELAY_S = 1.0
+
+
+@dataclass
+class _Session:
+    user_id: UUID
+    key_id: UUID | None
+    tokens: float
+    stamp: float = field(default_factory=time.monotonic)
+
+
+class Sessions:
+    """Connection bookkeeping of one node; its two loops are owned by `sessions_ctx`."""
+
+    def __init__(self, sio: socketio.AsyncServer, app: web.Application) -> None:
+        self.sio = sio
+        self.app = app
+        self.by_sid: dict[str, _Session] = {}
+        self.per_user: Counter[UUID] = Counter()
+
+    def open(self, sid: str, user: User) -> None:
+        """Admit a new socket of `user`, or RateLimited past the per-user connection cap."""
+        settings = self.app[SETTINGS]
+        if self.per_user[user.id] >= settings.max_connections_per_user:
+            raise RateLimited(
+                f"at most {settings.max_connections_per_user} connections per user",
+                details={"retry_after_ms": 1000})
+        self.per_user[user.id] += 1
+        self.by_sid[sid] = _Session(user.id, user.key_id, settings.max_events_per_second)
+
+    def close(self, sid: str) -> None:
+        session = self.by_sid.pop(sid, None)
+        if session is not None:
+            self.per_user[session.user_id] -= 1
+            if self.per_user[session.user_id] <= 0:
+                del self.per_user[session.user_id]
+
+    def allow_event(self, sid: str) -> None:
+        """Token bucket per socket: MAX_EVENTS_PER_SECOND, with bursts of as many."""
+        session = self.by_sid.get(sid)
+        if session is None:
+            return
+        rate = self.app[SETTINGS].max_events_per_second
+        now = time.monotonic()
+        session.tokens = min(rate, session.tokens + (now - session.stamp) * rate)
+        session.stamp = now
+        if session.tokens < 1:
+            raise RateLimited(f"at most {rate:g} events per second per connection",
+                              details={"retry_after_ms": int((1 - session.tokens) / rate * 1000)
+                                       + 1})
+        session.tokens -= 1
+
+    async def drop(self, predicate: Any, why: str) -> int:
+        """Disconnect every local socket whose session matches `predicate`."""
+        sids = [sid for sid, s in self.by_sid.items() if predicate(s)]
+        for sid in sids:
+            log.info("disconnecting socket %s: %s", sid, why)
+            await self.sio.disconnect(sid)
+            self.close(sid)
+        return len(sids)
+
+    async def on_revoked(self, raw: bytes | str) -> None:
+        try:
+            message = json.loads(raw)
+            user_id = UUID(message["user_id"]) if message.get("user_id") else None
+            key_id = UUID(message["key_id"]) if message.get("key_id") else None
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed revocation message")
+            return
+        await self.drop(lambda s: (key_id is not None and s.key_id == key_id)
+                        or (user_id is not None and s.user_id == user_id), "revoked")
+
+    async def listen(self) -> None:
+        """Follow the revocation channel; reconnect when Redis goes away."""
+        channel = revoked_channel(self.app[ENGINE].keys)
+        while True:
+            try:
+                async with self.app[REDIS].pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(channel)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            await self.on_revoked(message["data"])
+            except (RedisError, OSError) as exc:
+                log.warning("revocation listener lost Redis (%s); retrying",
+                            type(exc).__name__)
+                await asyncio.sleep(RECONNECT_DELAY_S)
+
+    async def recheck(self) -> None:
+        """Every AUTH_RECHECK_S, drop sockets whose key or user is no longer live."""
+        while True:
+            await asyncio.sleep(self.app[SETTINGS].auth_recheck_s)
+            if not self.by_sid:
+                continue
+            sessions = list(self.by_sid.values())
+            try:
+                users, keys = await live_callers(
+                    self.app[POOL], list({s.user_id for s in sessions}),
+                    list({s.key_id for s in sessions if s.key_id is not None}))
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
+                    TimeoutError) as exc:
+                log.warning("auth re-check failed (%s)", type(exc).__name__)
+                continue
+            await self.drop(_not_in(users, keys), "no longer live")
+
+
+def _not_in(users: set[UUID], keys: set[UUID]) -> Any:
+    return lambda s: s.user_id not in users or (s.key_id is not None and s.key_id not in keys)
+
+
+SESSIONS = web.AppKey("sessions", Sessions)
+
+
+async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the revocation listener and the re-check for the app's lifetime."""
+    sessions = app[SESSIONS]
+    loops = [asyncio.create_task(sessions.listen(), name="revocation-listener"),
+             asyncio.create_task(sessions.recheck(), name="auth-recheck")]
+    yield
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
