@@ -16,6 +16,7 @@ from db import tasks as task_rows
 from db.users import User
 from engine.errors import InvalidRequest, NotFound
 from engine.metrics import Metrics
+from engine.limits import check_request_limits
 from engine.prompts import ResolvedPrompt, resolve_prompt
 from engine.protocol import ExecuteRequest
 from engine.providers.base import ProviderRequest, Usage
@@ -64,6 +65,7 @@ class Engine:
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""
+        check_request_limits(req, self.settings)
         if req.request_id is not None:
             earlier = await self._earlier(user, req.request_id)
             if earlier is not None:

@@ -1,0 +1,163 @@
+"""The isolation matrix: user B against user A's tasks, runs, prompts and keys, through
+every Socket.IO event and every HTTP route. Each answer is exactly the answer for an id that
+does not exist (`not_found`, nothing confirmed), A's work is untouched, and B's sockets get
+no event of A's.
+
+To cover a new route or event, add a row to SOCKET_CASES or HTTP_CASES; the coverage test
+fails for any route of the app that has no row (or is not listed in NO_FOREIGN_IDS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from db.pool import connect
+from tests.conftest import Client, Server
+
+SLOW = {"max_tokens": 300, "tokens_per_second": 100}
+
+
+@dataclass(frozen=True)
+class Objects:
+    """Ids of A's objects (or, for the control, ids that do not exist)."""
+
+    task: str
+    run: str
+    prompt: str
+    key: str
+
+    def fill(self, template: Any) -> Any:
+        text = json.dumps(template)
+        for name in ("task", "run", "prompt", "key"):
+            text = text.replace("{" + name + "}", getattr(self, name))
+        return json.loads(text)
+
+
+def _execute(**extra: Any) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": "hi"}], "model": "simulated/iso",
+            "settings": {"max_tokens": 2, "tokens_per_second": 0}, **extra}
+
+
+# (event, payload template)
+SOCKET_CASES: list[tuple[str, Any]] = [
+    ("subscribe", {"task_id": "{task}", "after_seq": 0}),
+    ("unsubscribe", {"task_id": "{task}"}),
+    ("cancel", {"task_id": "{task}"}),
+    ("execute", _execute(run_id="{run}")),
+    ("execute", {"prompt_id": "{prompt}", "variables": {"topic": "x"}}),
+]
+
+# (method, path template, JSON body template or None)
+HTTP_CASES: list[tuple[str, str, Any]] = [
+    ("GET", "/v1/tasks/{task}", None),
+    ("GET", "/v1/tasks/{task}/events", None),
+    ("GET", "/v1/tasks/{task}/stream?after_seq=0", None),
+    ("POST", "/v1/tasks/{task}/cancel", None),
+    ("GET", "/v1/runs/{run}", None),
+    ("DELETE", "/v1/keys/{key}", None),
+    ("POST", "/v1/executions", _execute(run_id="{run}")),
+    ("POST", "/v1/executions", {"prompt_id": "{prompt}", "variables": {"topic": "x"}}),
+]
+
+# Routes that take no id of another user's object; they are checked to show B only B's own.
+NO_FOREIGN_IDS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/me"),
+                  ("GET", "/v1/keys"), ("POST", "/v1/keys"), ("GET", "/v1/usage"),
+                  ("POST", "/v1/executions")}
+OWN_VIEWS = ["/v1/me", "/v1/keys", "/v1/usage"]
+
+
+async def make_prompt(server: Server, email: str) -> str:
+    conn = await connect(server.settings.database_url or "")
+    try:
+        user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1", email)
+        prompt_id = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO prompts (id, user_id, name, status, published_version)"
+            " VALUES ($1, $2, 'mine', 'published', 1)", prompt_id, user_id)
+        await conn.execute(
+            "INSERT INTO prompt_versions (prompt_id, version, messages, model, settings)"
+            " VALUES ($1, 1, $2, 'simulated/p', $3)", prompt_id,
+            [{"role": "user", "content": "About {{topic}}"}],
+            {"max_tokens": 2, "tokens_per_second": 0})
+    finally:
+        await conn.close()
+    return str(prompt_id)
+
+
+async def http_answer(http: aiohttp.ClientSession, server: Server, key: str, method: str,
+                      path: str, body: Any) -> tuple[int, Any]:
+    async with http.request(method, server.url + path, json=body,
+                            headers={"Authorization": f"Bearer {key}"}) as resp:
+        data = await resp.json() if resp.content_type == "application/json" else await resp.text()
+        return resp.status, data
+
+
+async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) -> None:
+    key_a, key_b = await server.new_key("a@iso"), await server.new_key("b@iso")
+    a, b = await server.client(key_a), await server.client(key_b)
+    running = await a.call("execute", _execute(settings=SLOW))
+    assert running["ok"], running
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
+        _, a_key = await http_answer(http, server, key_a, "POST", "/v1/keys", {"name": "a2"})
+        theirs = Objects(task=running["task_id"], run=running["run_id"],
+                         prompt=await make_prompt(server, "a@iso"), key=a_key["id"])
+        nobody = Objects(task=str(uuid.uuid4()), run=str(uuid.uuid4()),
+                         prompt=str(uuid.uuid4()), key=str(uuid.uuid4()))
+        await _socket_matrix(b, theirs, nobody)
+        await _http_matrix(http, server, key_b, theirs, nobody)
+        for path in OWN_VIEWS:
+            status, body = await http_answer(http, server, key_b, "GET", path, None)
+            assert status == 200, (path, body)
+            for secret in (theirs.task, theirs.run, theirs.key, a_key["prefix"], "a@iso"):
+                assert secret not in json.dumps(body), (path, secret)
+        # A's key survived B's DELETE, and A's task was not cancelled by B
+        assert (await http_answer(http, server, a_key["key"], "GET", "/v1/me", None))[0] == 200
+    done = await a.wait_done(running["task_id"], timeout=30)
+    assert done["status"] == "completed"
+    await asyncio.sleep(0.2)
+    assert not b.chunks and not b.done, "B received events of A's task"
+
+
+async def _socket_matrix(b: Client, theirs: Objects, nobody: Objects) -> None:
+    for event, template in SOCKET_CASES:
+        answer = await b.call(event, theirs.fill(template))
+        control = await b.call(event, nobody.fill(template))
+        assert answer == control, (event, answer, control)
+        if event != "unsubscribe":  # unsubscribing from anything is a harmless ok
+            assert answer["ok"] is False and answer["error"]["code"] == "not_found", answer
+
+
+async def _http_matrix(http: aiohttp.ClientSession, server: Server, key_b: str,
+                       theirs: Objects, nobody: Objects) -> None:
+    for method, path, body in HTTP_CASES:
+        status, answer = await http_answer(http, server, key_b, method, theirs.fill(path),
+                                           theirs.fill(body))
+        c_status, control = await http_answer(http, server, key_b, method, nobody.fill(path),
+                                              nobody.fill(body))
+        assert (status, answer) == (c_status, control), (method, path, answer, control)
+        assert status == 404 and answer["error"]["code"] == "not_found", (method, path, answer)
+
+
+def test_every_route_is_in_the_matrix(server: Server) -> None:
+    covered = {(m, p.split("?")[0]) for m, p, _ in HTTP_CASES} | NO_FOREIGN_IDS
+    canonical = {"{task}": "{id}", "{run}": "{id}", "{key}": "{id}", "{prompt}": "{id}"}
+    normalized = set()
+    for method, path in covered:
+        for old, new in canonical.items():
+            path = path.replace(old, new)
+        normalized.add((method, path))
+    missing = []
+    for route in server.app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("formatter") or info.get("path") or ""
+        if route.method in ("HEAD", "OPTIONS", "*") or path.startswith("/socket.io"):
+            continue
+        if (route.method, path) not in normalized:
+            missing.append((route.method, path))
+    assert not missing, f"routes without a row in the isolation matrix: {missing}"
