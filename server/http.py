@@ -42,6 +42,8 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
             {"error": {"code": "payload_too_large", "message": "request body too large"}},
             status=413,
         )
+    except web.HTTPNotFound:  # no route matched: the same JSON error as an unknown id
+        return error_response(NotFound("not found"))
     except web.HTTPException:
         raise
     except Exception:
