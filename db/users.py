@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -72,15 +73,18 @@ async def create_api_key(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
 
 async def user_for_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> User | None:
     """The live user owning a live key, or None. The lookup is by hash, never by key text."""
+    digest = hash_key(key)
     row = await conn.fetchrow(
         "UPDATE api_keys k SET last_used_at = now()"
         " FROM users u LEFT JOIN user_ai_settings s ON s.user_id = u.id"
         " WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND u.id = k.user_id"
         "   AND u.deleted_at IS NULL"
-        " RETURNING u.id, u.email, COALESCE(s.tier, 'free') AS tier, k.id AS key_id",
-        hash_key(key),
+        " RETURNING u.id, u.email, COALESCE(s.tier, 'free') AS tier, k.id AS key_id,"
+        " k.key_hash",
+        digest,
     )
-    if row is None:
+    # The index found the row by hash; the hashes are also compared in constant time.
+    if row is None or not hmac.compare_digest(bytes(row["key_hash"]), digest):
         return None
     return User(row["id"], row["email"], row["tier"], row["key_id"])
 

@@ -10,6 +10,7 @@ that dies mid-task does not keep its user capped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 UNLIMITED = -1
 RETRY_AFTER_MS = 1000
+# Quota scripts in flight per process: a burst of executes queues here instead of taking
+# every connection of the Redis pool (redis-py raises past its max_connections).
+MAX_IN_FLIGHT = 16
 
 # KEYS: daily, monthly, running.  ARGV: daily limit, monthly limit, daily ttl, monthly ttl,
 # running cap, now (s), task id, lease end (s).
@@ -119,6 +123,7 @@ class Quotas:
         self.settings = settings
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     def _keys(self, user_id: UUID, period: Period) -> tuple[str, str, str]:
         base = f"{self.keys.prefix}q:{user_id}"
@@ -135,12 +140,13 @@ class Quotas:
         daily, monthly, running = self._keys(user_id, period)
         lease_s = self.settings.first_token_timeout_s + self.settings.provider_timeout_s
         ts = now.timestamp()
-        result: Any = await self._reserve(
-            keys=[daily, monthly, running],
-            args=[limits.daily, limits.monthly, _ttl(period.day_ends, now),
-                  _ttl(period.month_ends, now), self.settings.max_concurrent_tasks,
-                  ts, task_id, ts + lease_s],
-        )
+        async with self._in_flight:
+            result: Any = await self._reserve(
+                keys=[daily, monthly, running],
+                args=[limits.daily, limits.monthly, _ttl(period.day_ends, now),
+                      _ttl(period.month_ends, now), self.settings.max_concurrent_tasks,
+                      ts, task_id, ts + lease_s],
+            )
         verdict, used = int(result[0]), int(result[1])
         if verdict == 3:
             raise RateLimited(
@@ -168,10 +174,12 @@ class Quotas:
         if reservation is None:
             return
         try:
-            await self._settle(
-                keys=[reservation.daily_key, reservation.monthly_key, reservation.running_key],
-                args=[reservation.task_id, "1" if give_back else "0"],
-            )
+            async with self._in_flight:
+                await self._settle(
+                    keys=[reservation.daily_key, reservation.monthly_key,
+                          reservation.running_key],
+                    args=[reservation.task_id, "1" if give_back else "0"],
+                )
         except RedisError as exc:
             log.warning("settling the quota of task %s failed (%s)", reservation.task_id,
                         type(exc).__name__)

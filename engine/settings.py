@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     max_connections_per_user: int = Field(50, ge=1)
     max_variables: int = Field(200, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
-    auth_recheck_s: float = Field(30.0, gt=0)
+    auth_recheck_s: float = Field(5.0, gt=0)  # backstop for revocations and deleted users
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""
