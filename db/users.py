@@ -20,6 +20,7 @@ class User:
     email: str | None
     tier: str
     key_id: UUID | None = None  # the API key this caller authenticated with, if any
+    expires_at: float | None = None  # when the caller's token expires (JWT `exp`)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ server's secret, from the Socket.IO auth payload or the `Authorization` header."
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -73,6 +74,8 @@ async def authenticate(pool: asyncpg.Pool, token: str | None,
             raise Unauthorized("missing or invalid token") from None
         email = claims.get("email")
         user = await user_for_subject(pool, user_id, email if isinstance(email, str) else None)
+        if user is not None:
+            user = dataclasses.replace(user, expires_at=float(claims["exp"]))
     else:
         user = await user_for_key(pool, token)
     if user is None:

@@ -37,6 +37,7 @@ RECONNECT_DELAY_S = 1.0
 class _Session:
     user_id: UUID
     key_id: UUID | None
+    expires_at: float | None
     tokens: float
     stamp: float = field(default_factory=time.monotonic)
 
@@ -58,7 +59,8 @@ class Sessions:
                 f"at most {settings.max_connections_per_user} connections per user",
                 details={"retry_after_ms": 1000})
         self.per_user[user.id] += 1
-        self.by_sid[sid] = _Session(user.id, user.key_id, settings.max_events_per_second)
+        self.by_sid[sid] = _Session(user.id, user.key_id, user.expires_at,
+                                    settings.max_events_per_second)
 
     def close(self, sid: str) -> None:
         session = self.by_sid.pop(sid, None)
@@ -118,9 +120,11 @@ class Sessions:
                 await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def recheck(self) -> None:
-        """Every AUTH_RECHECK_S, drop sockets whose key or user is no longer live."""
+        """Every AUTH_RECHECK_S, drop sockets whose token expired or whose key or user is no
+        longer live."""
         while True:
             await asyncio.sleep(self.app[SETTINGS].auth_recheck_s)
+            await self.drop(_expired(time.time()), "token expired")
             if not self.by_sid:
                 continue
             sessions = list(self.by_sid.values())
@@ -133,6 +137,10 @@ class Sessions:
                 log.warning("auth re-check failed (%s)", type(exc).__name__)
                 continue
             await self.drop(_not_in(users, keys), "no longer live")
+
+
+def _expired(now: float) -> Any:
+    return lambda s: s.expires_at is not None and s.expires_at <= now
 
 
 def _not_in(users: set[UUID], keys: set[UUID]) -> Any:

@@ -3,6 +3,7 @@ the user on first sight; every kind of bad token is refused with `unauthorized`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -147,3 +148,19 @@ async def test_deleted_user_token_is_refused_and_not_recreated(jwt_server: Serve
 async def test_jwt_refused_when_no_secret_is_configured(server: Server) -> None:
     err = await connect_error(server.url, token(claims()))
     assert err is not None and err["code"] == "unauthorized"
+
+
+async def test_socket_is_closed_when_its_jwt_expires(settings: Settings) -> None:
+    srv = await start_server(settings.model_copy(update={
+        "jwt_secret": SecretStr(SECRET), "jwt_audience": AUDIENCE, "jwt_issuer": ISSUER,
+        "auth_recheck_s": 0.3}))
+    try:
+        short = await srv.client(token(claims(exp=int(time.time()) + 2)))
+        long = await srv.client(token(claims()))
+        deadline = time.monotonic() + 10
+        while short.sio.connected:
+            assert time.monotonic() < deadline, "socket outlived its token"
+            await asyncio.sleep(0.1)
+        assert long.sio.connected
+    finally:
+        await stop_server(srv)
