@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from db.keys import live_callers
 from db.users import User
 from engine.accounts import revoked_channel
+from engine.connections import ConnectionCounter
 from engine.errors import RateLimited
 from server.state import ENGINE, POOL, REDIS, SETTINGS
 
@@ -48,26 +49,34 @@ class Sessions:
     def __init__(self, sio: socketio.AsyncServer, app: web.Application) -> None:
         self.sio = sio
         self.app = app
+        self.node = uuid.uuid4().hex
         self.by_sid: dict[str, _Session] = {}
-        self.per_user: Counter[UUID] = Counter()
+        self._counter: ConnectionCounter | None = None
 
-    def open(self, sid: str, user: User) -> None:
-        """Admit a new socket of `user`, or RateLimited past the per-user connection cap."""
+    @property
+    def counter(self) -> ConnectionCounter:
+        if self._counter is None:
+            settings = self.app[SETTINGS]
+            self._counter = ConnectionCounter(
+                self.app[REDIS], self.app[ENGINE].keys, settings.max_connections_per_user,
+                lease_s=max(15.0, settings.auth_recheck_s * 3))
+        return self._counter
+
+    async def open(self, sid: str, user: User) -> None:
+        """Admit a new socket of `user`, or RateLimited past the per-user connection cap
+        (counted over every node)."""
         settings = self.app[SETTINGS]
-        if self.per_user[user.id] >= settings.max_connections_per_user:
+        if not await self.counter.admit(user.id, f"{self.node}:{sid}"):
             raise RateLimited(
                 f"at most {settings.max_connections_per_user} connections per user",
                 details={"retry_after_ms": 1000})
-        self.per_user[user.id] += 1
         self.by_sid[sid] = _Session(user.id, user.key_id, user.expires_at,
                                     settings.max_events_per_second)
 
-    def close(self, sid: str) -> None:
+    async def close(self, sid: str) -> None:
         session = self.by_sid.pop(sid, None)
         if session is not None:
-            self.per_user[session.user_id] -= 1
-            if self.per_user[session.user_id] <= 0:
-                del self.per_user[session.user_id]
+            await self.counter.release(session.user_id, f"{self.node}:{sid}")
 
     def allow_event(self, sid: str) -> None:
         """Token bucket per socket: MAX_EVENTS_PER_SECOND, with bursts of as many."""
@@ -90,7 +99,7 @@ class Sessions:
         for sid in sids:
             log.info("disconnecting socket %s: %s", sid, why)
             await self.sio.disconnect(sid)
-            self.close(sid)
+            await self.close(sid)
         return len(sids)
 
     async def on_revoked(self, raw: bytes | str) -> None:
@@ -124,6 +133,8 @@ class Sessions:
         longer live."""
         while True:
             await asyncio.sleep(self.app[SETTINGS].auth_recheck_s)
+            await self.counter.renew([(s.user_id, f"{self.node}:{sid}")
+                                      for sid, s in self.by_sid.items()])
             await self.drop(_expired(time.time()), "token expired")
             if not self.by_sid:
                 continue

@@ -92,7 +92,7 @@ class SocketGateway:
         try:
             user = await authenticate(self.app[POOL], token_from(auth, headers),
                                       self.app[SETTINGS])
-            self.sessions.open(sid, user)  # per-user connection cap
+            await self.sessions.open(sid, user)  # per-user connection cap
         except (Unauthorized, RateLimited) as exc:
             # The client's connect_error gets {message, data: {code, message}}.
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
@@ -106,7 +106,7 @@ class SocketGateway:
             self.app[RELAY].unsubscribe(task_id, sid)
         if self.users.pop(sid, None) is not None:
             self.app[METRICS].sockets_connected.dec()
-        self.sessions.close(sid)
+        await self.sessions.close(sid)
 
     def _user(self, sid: str) -> User:
         user = self.users.get(sid)

@@ -182,20 +182,25 @@ async def test_deleted_user_and_cli_revoke_are_caught_by_the_recheck(
         await stop_server(srv)
 
 
-async def test_connection_cap_per_user(settings: Settings) -> None:
-    srv = await start_server(settings.model_copy(update={"max_connections_per_user": 2}))
+async def test_connection_cap_per_user_over_every_node(settings: Settings) -> None:
+    shared = settings.model_copy(update={"max_connections_per_user": 2})
+    node_a, node_b = await start_server(shared), await start_server(shared)
     try:
-        key = await srv.new_key("conns@test")
-        first = await srv.client(key)
-        await srv.client(key)
-        err = await connect_error(srv.url, key)
-        assert err is not None and err["code"] == "rate_limited"
-        assert (await connect_error(srv.url, await srv.new_key("else@test"))) is None
+        key = await node_a.new_key("conns@test")
+        first = await node_a.client(key)
+        await node_b.client(key)
+        for node in (node_a, node_b):  # the third is refused on either node
+            err = await connect_error(node.url, key)
+            assert err is not None and err["code"] == "rate_limited"
+        assert (await connect_error(node_b.url, await node_a.new_key("else@test"))) is None
         await first.sio.disconnect()
-        await asyncio.sleep(0.2)
-        assert (await connect_error(srv.url, key)) is None
+        deadline = time.monotonic() + 5
+        while (err := await connect_error(node_b.url, key)) is not None:
+            assert time.monotonic() < deadline, err  # the slot is freed on disconnect
+            await asyncio.sleep(0.1)
     finally:
-        await stop_server(srv)
+        await stop_server(node_a)
+        await stop_server(node_b)
 
 
 async def test_events_per_second_cap_per_socket(settings: Settings) -> None:
