@@ -101,9 +101,8 @@ WITH ins AS (
     UNION ALL
     SELECT id, email, deleted_at FROM users WHERE id = $1
 )
-SELECT u.id, u.email, COALESCE(s.tier, 'free') AS tier
+SELECT u.id, u.email, u.deleted_at, COALESCE(s.tier, 'free') AS tier
 FROM u LEFT JOIN user_ai_settings s ON s.user_id = u.id
-WHERE u.deleted_at IS NULL
 LIMIT 1
 """
 
@@ -112,10 +111,10 @@ async def user_for_subject(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUI
                            email: str | None) -> User | None:
     """The user whose id is a verified token's `sub`, created on first sight; None when
     that user was deleted (a deleted user is never brought back by a token)."""
-    for _ in range(2):  # a concurrent first sight can lose the email race; then try again
-        try:
-            row = await conn.fetchrow(_SUBJECT, user_id, email)
-        except asyncpg.UniqueViolationError:
-            continue
-        return None if row is None else User(row["id"], row["email"], row["tier"])
+    for _ in range(3):
+        # A concurrent first sight of the same user commits its row while this statement
+        # waits on the conflict; its snapshot cannot see that row, the next statement can.
+        row = await conn.fetchrow(_SUBJECT, user_id, email)
+        if row is not None:
+            return None if row["deleted_at"] else User(row["id"], row["email"], row["tier"])
     return None

@@ -164,3 +164,14 @@ async def test_socket_is_closed_when_its_jwt_expires(settings: Settings) -> None
         assert long.sio.connected
     finally:
         await stop_server(srv)
+
+
+async def test_first_sight_from_many_sockets_at_once(jwt_server: Server) -> None:
+    tok = token(claims())
+    errors = await asyncio.gather(*(connect_error(jwt_server.url, tok) for _ in range(10)))
+    assert errors == [None] * 10
+    conn = await asyncpg.connect(jwt_server.settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM users") == 1
+    finally:
+        await conn.close()
