@@ -4,17 +4,24 @@ Postgres; the race proof runs two server apps on the same database and Redis."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+import socketio
 
 from db import users
 from db.pool import connect
 from engine.quotas import Period
 from engine.settings import Settings
 from tests.conftest import Client, start_server, stop_server
+from tests.test_cli import cli
 
 FAST = {"max_tokens": 2, "tokens_per_second": 0}
 
@@ -109,6 +116,57 @@ async def test_50_concurrent_executes_at_limit_minus_one_over_two_nodes_admit_on
     finally:
         await stop_server(node_a)
         await stop_server(node_b)
+
+
+async def connect_client(url: str, key: str) -> Client:
+    sio = socketio.AsyncClient(reconnection=False)
+    client = Client(sio)
+    await sio.connect(url, auth={"token": key}, transports=["websocket"], wait_timeout=10)
+    return client
+
+
+@asynccontextmanager
+async def serve_process(settings: Settings, **env: str) -> AsyncIterator[str]:
+    """`promptstream serve` in its own OS process on the test's Postgres and Redis."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        *cli(), "serve", "--port", str(port), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "DATABASE_URL": settings.database_url or "",
+             "REDIS_URL": settings.redis_url or "", "REDIS_PREFIX": settings.redis_prefix,
+             "PYTHONUNBUFFERED": "1", **env})
+    assert proc.stdout is not None
+    seen = b""
+    try:
+        async with asyncio.timeout(60):
+            while b"promptstream listening on" not in seen:
+                line = await proc.stdout.readline()
+                assert line, f"serve exited:\n{seen.decode()}"
+                seen += line
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.communicate()
+
+
+async def test_50_concurrent_executes_over_two_os_processes_admit_one(
+        settings: Settings) -> None:
+    limit = 5
+    key = await key_for(settings, "free", "procs@test")
+    env = {"QUOTA_FREE_DAILY": str(limit), "MAX_CONCURRENT_TASKS": "1000"}
+    async with serve_process(settings, **env) as url_a, serve_process(settings, **env) as url_b:
+        warm = await connect_client(url_a, key)
+        for _ in range(limit - 1):
+            await run_to_end(warm, adhoc())
+        clients = [await connect_client(url, key) for url in (url_a, url_b) * 5]
+        acks = await asyncio.gather(*(
+            clients[i % 10].call("execute", adhoc(text=f"proc race {i}")) for i in range(50)))
+        for client in [warm, *clients]:
+            await client.sio.disconnect()
+    assert len([a for a in acks if a["ok"]]) == 1, acks
+    assert {a["error"]["code"] for a in acks if not a["ok"]} == {"quota_exceeded"}
 
 
 async def test_task_failing_before_first_token_gives_its_unit_back(settings: Settings) -> None:
