@@ -32,11 +32,13 @@ async def test_request_limits(settings: Settings, payload: dict[str, Any], limit
         ack = await client.call("execute", payload)
         assert ack["ok"] is False and ack["error"]["code"] == "invalid_request", ack
         details = ack["error"]["details"]
-        assert details["limit"] == limit and details["errors"][0]["field"] == field
-        assert (await client.call("execute", body()))["ok"]  # within limits: fine
+        assert details["limit"] == limit and details["errors"][0]["field"] == field, ack
+        within = await client.call("execute", body())
+        assert within["ok"], within  # within limits: fine
         conn = await asyncpg.connect(srv.settings.database_url)
         try:
-            assert await conn.fetchval("SELECT count(*) FROM ai_tasks") == 1
+            tasks = await conn.fetch("SELECT task_id, status FROM ai_tasks")
+            assert [str(t["task_id"]) for t in tasks] == [within["task_id"]], tasks
         finally:
             await conn.close()
     finally:
