@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     quota_byok_monthly: int = Field(-1, ge=-1)
     quota_utc_offset_min: int = Field(0, ge=-14 * 60, le=14 * 60)  # the quota day's time zone
     max_concurrent_tasks: int = Field(20, ge=1)
-    max_events_per_second: float = Field(50.0, gt=0)
+    max_events_per_second: float = Field(100.0, gt=0)
     max_connections_per_user: int = Field(50, ge=1)
     max_variables: int = Field(200, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
