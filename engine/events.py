@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from engine.protocol import ExecuteRequest, SubscribeRequest, TaskRef
+from engine.protocol import ExecuteRequest, NewKeyRequest, SubscribeRequest, TaskRef
 
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 EndStatus = Literal["completed", "failed", "cancelled"]
@@ -51,10 +51,12 @@ class HttpError(_Payload):
 
 
 class ConnectErrorData(_Payload):
-    """`err.data` of socket.io-client's `connect_error` when the token is refused."""
+    """`err.data` of socket.io-client's `connect_error` when the token is refused
+    (`unauthorized`) or the user has too many connections open (`rate_limited`)."""
 
-    code: Literal["unauthorized"]
+    code: Literal["unauthorized", "rate_limited"]
     message: str
+    details: dict[str, Any] | None = None  # `retry_after_ms` with `rate_limited`
 
 
 class ConnectError(_Payload):
@@ -202,6 +204,75 @@ class RunView(_Payload):
     updated_at: str
 
 
+# --- account (docs/tenancy.md) ----------------------------------------------------------
+
+class TierLimits(_Payload):
+    """Tasks per quota day and month (null: unlimited) and the running-task cap."""
+
+    daily: int | None
+    monthly: int | None
+    concurrent_tasks: int
+
+
+class UsageToday(_Payload):
+    day: str
+    tasks_today: int
+    tasks_this_month: int
+    day_resets_at: str
+    month_resets_at: str
+
+
+class Me(_Payload):
+    """`GET /v1/me`."""
+
+    id: str
+    email: str | None
+    tier: Literal["free", "premium", "byok"]
+    limits: TierLimits
+    usage_today: UsageToday
+
+
+class KeyCreated(_Payload):
+    """`201` answer of `POST /v1/keys`: the only time the key itself is shown."""
+
+    id: str
+    name: str
+    prefix: str
+    key: str
+
+
+class KeyInfo(_Payload):
+    id: str
+    name: str
+    prefix: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class KeyList(_Payload):
+    """`GET /v1/keys` (no key material)."""
+
+    items: list[KeyInfo]
+    next_cursor: str | None
+
+
+class UsageRow(_Payload):
+    day: str
+    provider: str
+    model: str
+    tasks: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str
+
+
+class UsageList(_Payload):
+    """`GET /v1/usage?from=&to=`: the caller's totals by day, provider and model."""
+
+    items: list[UsageRow]
+
+
 class Health(_Payload):
     """`GET /healthz`."""
 
@@ -237,6 +308,10 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "GET /v1/tasks/{id}/stream": (None, None),
     "POST /v1/tasks/{id}/cancel": (None, CancelResult),
     "GET /v1/runs/{id}": (None, RunView),
+    "GET /v1/me": (None, Me),
+    "POST /v1/keys": (NewKeyRequest, KeyCreated),
+    "GET /v1/keys": (None, KeyList),
+    "GET /v1/usage": (None, UsageList),
 }
 
 EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)
@@ -272,7 +347,8 @@ def _ref(model: type[BaseModel] | None) -> dict[str, str] | None:
 def protocol_schema() -> dict[str, Any]:
     """One JSON Schema document: every payload under `$defs`, and maps of the Socket.IO
     events (`x-client-events`, `x-server-events`) and HTTP routes (`x-http`) onto them."""
-    requests = {model for model, _ack in CLIENT_EVENTS.values()}
+    requests = {model for model, _ack in CLIENT_EVENTS.values()} | {
+        body for body, _answer in HTTP_ROUTES.values() if body is not None}
     pairs = [(m, "validation" if m in requests else "serialization") for m in _all_models()]
     _keys, schema = models_json_schema(pairs, ref_template="#/$defs/{model}")  # type: ignore[arg-type]
     return {

@@ -85,6 +85,12 @@ class TaskRef(_Strict):
     task_id: UUID
 
 
+class NewKeyRequest(_Strict):
+    """`POST /v1/keys`."""
+
+    name: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

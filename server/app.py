@@ -23,8 +23,8 @@ from engine.wire import Keys
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
-from server.routes_web import add_web_routes
 from server.routes_account import routes as account_routes
+from server.routes_web import add_web_routes
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated
 
 from aiohttp import web
-from pydantic import StringConstraints
 
 from engine.accounts import Accounts
 from engine.errors import InvalidRequest
-from engine.protocol import _Strict, decode
+from engine.protocol import NewKeyRequest, decode
 from server.http import _json_body, _user, _uuid
 from server.state import ENGINE, POOL, REDIS, SETTINGS
 
 routes = web.RouteTableDef()
 DEFAULT_PAGE, MAX_PAGE = 50, 200
-
-
-class NewKeyRequest(_Strict):
-    name: Annotated[str, StringConstraints(max_length=200)] = ""
 
 
 def _accounts(request: web.Request) -> Accounts:

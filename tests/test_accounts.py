@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from engine import events
 from engine.settings import Settings
 from server.cli import main as cli_main
 from tests.conftest import Client, Server, start_server, stop_server
@@ -63,6 +64,7 @@ async def test_me_reports_tier_limits_and_usage_today(server: Server,
     await run_to_end(client, adhoc())
     status, me = await call(http, "GET", server.url + "/v1/me", key)
     assert status == 200, me
+    events.Me.model_validate(me)
     assert me["email"] == "me@test" and me["tier"] == "free"
     assert me["limits"]["daily"] is None  # the test settings make free unlimited
     assert me["usage_today"]["tasks_today"] == 1
@@ -73,10 +75,12 @@ async def test_keys_create_list_revoke(server: Server, http: aiohttp.ClientSessi
     key = await server.new_key("keys@test")
     status, new = await call(http, "POST", server.url + "/v1/keys", key, json={"name": "ci"})
     assert status == 201 and new["key"].startswith(new["prefix"]) and new["name"] == "ci"
+    events.KeyCreated.model_validate(new)
     # the new key works and its use is recorded
     assert (await call(http, "GET", server.url + "/v1/me", new["key"]))[0] == 200
     status, page = await call(http, "GET", server.url + "/v1/keys", key)
     assert status == 200 and page["next_cursor"] is None
+    events.KeyList.model_validate(page)
     listed = {k["id"]: k for k in page["items"]}
     assert set(listed) >= {new["id"]} and len(listed) == 2
     assert listed[new["id"]]["last_used_at"] is not None
@@ -108,6 +112,7 @@ async def test_usage_by_day_and_model(server: Server, http: aiohttp.ClientSessio
     today = datetime.now(UTC).date()
     status, body = await call(http, "GET", f"{server.url}/v1/usage?from={today}&to={today}", key)
     assert status == 200, body
+    events.UsageList.model_validate(body)
     by_model = {i["model"]: i for i in body["items"]}
     assert set(by_model) == {"a", "b"}
     assert by_model["a"]["tasks"] == 2 and by_model["b"]["tasks"] == 1
@@ -192,6 +197,7 @@ async def test_connection_cap_per_user_over_every_node(settings: Settings) -> No
         for node in (node_a, node_b):  # the third is refused on either node
             err = await connect_error(node.url, key)
             assert err is not None and err["code"] == "rate_limited"
+            events.ConnectErrorData.model_validate(err)
         assert (await connect_error(node_b.url, await node_a.new_key("else@test"))) is None
         await first.sio.disconnect()
         deadline = time.monotonic() + 5

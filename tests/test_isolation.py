@@ -68,7 +68,10 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
 # Routes that take no id of another user's object; they are checked to show B only B's own.
 NO_FOREIGN_IDS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/me"),
                   ("GET", "/v1/keys"), ("POST", "/v1/keys"), ("GET", "/v1/usage"),
-                  ("POST", "/v1/executions")}
+                  ("POST", "/v1/executions"), ("GET", "/v1/builtins"),
+                  # public, holding no user data: the playground and the protocol schema
+                  ("GET", "/"), ("GET", "/playground/{name}"),
+                  ("GET", "/playground/vendor/socket.io.min.js"), ("GET", "/v1/protocol.json")}
 OWN_VIEWS = ["/v1/me", "/v1/keys", "/v1/usage"]
 
 

@@ -17,10 +17,11 @@ export interface ConnectError {
   data: ConnectErrorData;
 }
 
-/** `err.data` of socket.io-client's `connect_error` when the token is refused. */
+/** `err.data` of socket.io-client's `connect_error` when the token is refused (`unauthorized`) or the user has too many connections open (`rate_limited`). */
 export interface ConnectErrorData {
-  code: "unauthorized";
+  code: "unauthorized" | "rate_limited";
   message: string;
+  details?: Record<string, unknown> | null;
 }
 
 export interface ErrorAck {
@@ -74,6 +75,38 @@ export interface HttpError {
   error: ErrorBody;
 }
 
+/** `201` answer of `POST /v1/keys`: the only time the key itself is shown. */
+export interface KeyCreated {
+  id: string;
+  name: string;
+  prefix: string;
+  key: string;
+}
+
+export interface KeyInfo {
+  id: string;
+  name: string;
+  prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+/** `GET /v1/keys` (no key material). */
+export interface KeyList {
+  items: Array<KeyInfo>;
+  next_cursor: string | null;
+}
+
+/** `GET /v1/me`. */
+export interface Me {
+  id: string;
+  email: string | null;
+  tier: "free" | "premium" | "byok";
+  limits: TierLimits;
+  usage_today: UsageToday;
+}
+
 export interface Message {
   role: "system" | "user" | "assistant";
   content: string;
@@ -89,6 +122,11 @@ export interface ModelSettings {
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
   tokens_per_second?: number | null;
+}
+
+/** `POST /v1/keys`. */
+export interface NewKeyRequest {
+  name?: string;
 }
 
 /** `GET /readyz`. */
@@ -201,6 +239,13 @@ export interface TaskView {
   ended_at: string | null;
 }
 
+/** Tasks per quota day and month (null: unlimited) and the running-task cap. */
+export interface TierLimits {
+  daily: number | null;
+  monthly: number | null;
+  concurrent_tasks: number;
+}
+
 export interface UnsubscribeAck {
   ok: true;
 }
@@ -209,6 +254,29 @@ export interface Usage {
   input_tokens: number;
   output_tokens: number;
   total_tokens: number;
+}
+
+/** `GET /v1/usage?from=&to=`: the caller's totals by day, provider and model. */
+export interface UsageList {
+  items: Array<UsageRow>;
+}
+
+export interface UsageRow {
+  day: string;
+  provider: string;
+  model: string;
+  tasks: number;
+  input_tokens: number;
+  output_tokens: number;
+  cost_usd: string;
+}
+
+export interface UsageToday {
+  day: string;
+  tasks_today: number;
+  tasks_this_month: number;
+  day_resets_at: string;
+  month_resets_at: string;
 }
 
 export interface Validation {
