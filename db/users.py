@@ -72,6 +72,14 @@ async def create_api_key(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
     return NewKey(key_id, name, prefix, key)
 
 
+async def mark_deleted(conn: asyncpg.Connection | asyncpg.Pool, email: str) -> bool:
+    """Mark the live user `email` deleted (rows are kept for the records); False if none."""
+    row = await conn.fetchrow(
+        "UPDATE users SET deleted_at = now() WHERE email = $1 AND deleted_at IS NULL"
+        " RETURNING id", email)
+    return row is not None
+
+
 async def user_for_key(conn: asyncpg.Connection | asyncpg.Pool, key: str) -> User | None:
     """The live user owning a live key, or None. The lookup is by hash, never by key text."""
     digest = hash_key(key)

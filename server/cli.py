@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tier", choices=["free", "premium", "byok"], default=None)
     create.add_argument("--name", default="cli")
     add_bench_parser(sub)
-    add_key_commands(keys_sub)
+    add_key_commands(keys_sub, sub)
     return parser
 
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_bench(args)
     if args.command == "migrate":
         return cmd_migrate(settings)
-    if args.keys_command != "create":
+    if args.command == "users" or args.keys_command != "create":
         return run_key_command(settings, args)
     return cmd_keys_create(settings, args.user, args.tier, args.name)
 

@@ -1,4 +1,5 @@
-"""`promptstream keys list|revoke`: a user's keys by email, without key material."""
+"""`promptstream keys list|revoke` (a user's keys by email, never key material) and
+`promptstream users delete`."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import asyncpg
 from db import keys as key_rows
 from db.migrate import apply_migrations
 from db.pool import connect
+from db.users import mark_deleted
 from engine.settings import Settings
 
 T = TypeVar("T")
 
 
-def add_key_commands(keys_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_key_commands(keys_sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+                     sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     listing = keys_sub.add_parser("list", help="list a user's keys (prefix and last use)")
     listing.add_argument("--user", required=True, help="the user's email")
     revoke = keys_sub.add_parser(
@@ -26,6 +29,12 @@ def add_key_commands(keys_sub: argparse._SubParsersAction) -> None:  # type: ign
                        "every node within AUTH_RECHECK_S")
     revoke.add_argument("--user", required=True, help="the user's email")
     revoke.add_argument("--prefix", required=True, help="the key's prefix as `keys list` shows")
+    users = sub.add_parser("users", help="manage users")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    delete = users_sub.add_parser(
+        "delete", help="mark a user deleted: their keys and tokens stop working and their "
+                       "open sockets are closed by every node within AUTH_RECHECK_S")
+    delete.add_argument("--user", required=True, help="the user's email")
 
 
 def _with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -45,7 +54,11 @@ def _with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[
 
 
 def run_key_command(settings: Settings, args: argparse.Namespace) -> int:
-    """`keys list` or `keys revoke`; returns the exit status."""
+    """`keys list`, `keys revoke` or `users delete`; returns the exit status."""
+    if args.command == "users":
+        deleted = _with_db(settings, lambda conn: mark_deleted(conn, args.user))
+        print(f"deleted {args.user}" if deleted else "no such live user")
+        return 0 if deleted else 1
     if args.keys_command == "list":
         rows = _with_db(settings, lambda conn: key_rows.list_keys_of(conn, args.user))
         print("prefix       name                 created                    last used"

@@ -167,14 +167,13 @@ async def test_deleted_user_and_cli_revoke_are_caught_by_the_recheck(
     try:
         gone_key, kept_key = await srv.new_key("gone@test"), await srv.new_key("cli@test")
         gone, by_cli = await srv.client(gone_key), await srv.client(kept_key)
-        conn = await asyncpg.connect(srv.settings.database_url)
-        try:
-            await conn.execute("UPDATE users SET deleted_at = now() WHERE email = 'gone@test'")
-        finally:
-            await conn.close()
+        monkeypatch.setenv("DATABASE_URL", srv.settings.database_url or "")
+        assert await asyncio.to_thread(cli_main, ["users", "delete", "--user", "gone@test"]) == 0
         await wait_disconnected(gone, 5)
         assert by_cli.sio.connected
-        monkeypatch.setenv("DATABASE_URL", srv.settings.database_url or "")
+        err = await connect_error(srv.url, gone_key)
+        assert err is not None and err["code"] == "unauthorized"
+        assert await asyncio.to_thread(cli_main, ["users", "delete", "--user", "gone@test"]) == 1
         assert await asyncio.to_thread(cli_main, ["keys", "list", "--user", "cli@test"]) == 0
         listed = capsys.readouterr().out
         assert kept_key[:10] in listed and kept_key not in listed
