@@ -146,7 +146,9 @@ async def test_revoked_key_disconnects_sockets_on_every_node(
         _, new = await call(http, "POST", node_a.url + "/v1/keys", owner, json={})
         on_a, on_b = await node_a.client(new["key"]), await node_b.client(new["key"])
         bystander = await node_b.client(owner)  # same user, another key: stays
-        await asyncio.sleep(0.2)  # both listeners subscribed
+        channel = f"{shared.redis_prefix}auth:revoked"
+        while (await node_a.engine.redis.pubsub_numsub(channel))[0][1] < 2:
+            await asyncio.sleep(0.05)  # until both nodes' listeners are subscribed
         status, _ = await call(http, "DELETE", f"{node_a.url}/v1/keys/{new['id']}", owner)
         assert status == 204
         await wait_disconnected(on_a, 5)
