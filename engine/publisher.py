@@ -69,7 +69,12 @@ class ChunkPublisher:
 
     async def run(self) -> None:
         """The flush loop; runs until cancelled."""
+        me = asyncio.current_task()
         while True:
+            # A cancel can be swallowed inside a Redis call (seen as a hang at shutdown on
+            # Python 3.11); once this task was asked to stop, it never waits again.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             await self._wake.wait()
             if self._window_s:
                 await asyncio.sleep(self._window_s)
