@@ -117,6 +117,7 @@ class Sessions:
         """Follow the revocation channel; reconnect when Redis goes away."""
         channel = revoked_channel(self.app[ENGINE].keys)
         while True:
+            _stop_if_asked()
             try:
                 async with self.app[REDIS].pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(channel)
@@ -132,6 +133,7 @@ class Sessions:
         """Every AUTH_RECHECK_S, drop sockets whose token expired or whose key or user is no
         longer live."""
         while True:
+            _stop_if_asked()
             await asyncio.sleep(self.app[SETTINGS].auth_recheck_s)
             await self.counter.renew([(s.user_id, f"{self.node}:{sid}")
                                       for sid, s in self.by_sid.items()])
@@ -148,6 +150,14 @@ class Sessions:
                 log.warning("auth re-check failed (%s)", type(exc).__name__)
                 continue
             await self.drop(_not_in(users, keys), "no longer live")
+
+
+def _stop_if_asked() -> None:
+    """Leave a loop whose task was cancelled, even if a Redis call swallowed the cancel
+    (see engine/publisher.py)."""
+    me = asyncio.current_task()
+    if me is not None and me.cancelling():
+        raise asyncio.CancelledError
 
 
 def _expired(now: float) -> Any:
