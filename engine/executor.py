@@ -15,8 +15,8 @@ from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
 from engine.errors import InvalidRequest, NotFound
-from engine.metrics import Metrics
 from engine.limits import check_request_limits
+from engine.metrics import Metrics
 from engine.prompts import ResolvedPrompt, resolve_prompt
 from engine.protocol import ExecuteRequest
 from engine.providers.base import ProviderRequest, Usage

@@ -19,8 +19,8 @@ from engine.errors import InternalError, PromptstreamError, ProviderUnavailable,
 from engine.metrics import Metrics
 from engine.providers.base import Provider, ProviderRequest, Usage, estimate_tokens
 from engine.publisher import ChunkPublisher
-from engine.tasklog import bind_task, record_end
 from engine.quotas import Quotas, Reservation
+from engine.tasklog import bind_task, record_end
 from engine.wire import Keys, encode_done
 
 log = logging.getLogger(__name__)

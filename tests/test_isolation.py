@@ -71,7 +71,8 @@ NO_FOREIGN_IDS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/me"),
                   ("POST", "/v1/executions"), ("GET", "/v1/builtins"),
                   # public, holding no user data: the playground and the protocol schema
                   ("GET", "/"), ("GET", "/playground/{name}"),
-                  ("GET", "/playground/vendor/socket.io.min.js"), ("GET", "/v1/protocol.json")}
+                  ("GET", "/playground/vendor/socket.io.min.js"), ("GET", "/v1/protocol.json"),
+                  ("GET", "/metrics")}  # counts and timings only, no user data
 OWN_VIEWS = ["/v1/me", "/v1/keys", "/v1/usage"]
 
 
