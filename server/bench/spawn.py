@@ -63,7 +63,11 @@ def spawned_server(env_overrides: dict[str, str] | None = None) -> Iterator[Spaw
     with tempfile.TemporaryDirectory(prefix="ps-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update({"PROMPTSTREAM_DATA_DIR": str(Path(tmp) / "data"), "PYTHONUNBUFFERED": "1",
-                    "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING", **(env_overrides or {})})
+                    "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING",
+                    # one bench key drives every socket and task: lift the per-user caps
+                    # (docs/tenancy.md), which would otherwise refuse most of the load
+                    "MAX_CONCURRENT_TASKS": "1000000", "MAX_CONNECTIONS_PER_USER": "1000000",
+                    "MAX_EVENTS_PER_SECOND": "1000000", **(env_overrides or {})})
         log_path = Path(tmp) / "server.log"
         with open(log_path, "w") as log_file:
             proc = subprocess.Popen(_cli("serve", "--port", str(_free_port())), env=env,
