@@ -98,6 +98,7 @@ class Engine:
             run_name=_run_name(prompt, new_messages), prompt_id=prompt.prompt_id,
             prompt_version=prompt.version, builtin=prompt.builtin, request_id=req.request_id,
             variable_values=prompt.variables, broker_values=req.broker_values,
+            events=prompt.events(),
         )
         try:
             await task_rows.create_task(self.pool, row)
@@ -109,7 +110,7 @@ class Engine:
             task_id=task_id, run_id=run_id, user_id=user.id, provider=provider,
             provider_name=provider.name,
             request=ProviderRequest(model=model, messages=sent, settings=settings),
-            new_messages=new_messages,
+            new_messages=new_messages, validations=prompt.validations,
         )
         self.supervisor.start(str(task_id), lambda reason: run_task(self.deps, plan, reason))
         return ExecuteResult(task_id, run_id, "running")
