@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from engine.protocol import Message, ModelName, ModelSettings, VariableValue
+from engine.validation import remote_refs
+from engine.variables import type_error
 
 VariableName = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=200)
@@ -51,8 +53,6 @@ class VariableDefinition(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> VariableDefinition:
-        from engine.variables import type_error  # the one place values are checked
-
         if self.type == "enum" and not self.options:
             raise ValueError(f"variable {self.name!r}: an enum needs `options`")
         if self.type != "enum" and self.options is not None:
@@ -77,6 +77,9 @@ class JsonSchemaValidation(_Strict):
             validator_for(schema).check_schema(schema)
         except SchemaError as exc:
             raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        if remote_refs(schema):
+            raise ValueError("a JSON Schema may only use local `$ref`s (starting with #);"
+                             " nothing is fetched")
         return schema
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import regex
 from jsonschema.validators import validator_for
+from referencing import Registry
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def check_json_schema(text: str, schema: dict[str, Any]) -> list[dict[str, Any]]
     if not found:
         return [{"type": "json_schema", "path": "",
                  "message": "the output holds no JSON (whole text or a ```json block)"}]
-    validator = validator_for(schema)(schema)
+    # An empty registry: a `$ref` is resolved inside the schema only, never fetched.
+    validator = validator_for(schema)(schema, registry=Registry())
     errors = []
     for err in validator.iter_errors(value):
         errors.append({"type": "json_schema", "path": "/".join(str(p) for p in err.path),
@@ -77,6 +79,24 @@ def check_regex(text: str, pattern: str) -> list[dict[str, Any]]:
     if matched:
         return []
     return [{"type": "regex", "pattern": pattern, "message": "the output does not match"}]
+
+
+def remote_refs(schema: Any, limit: int = 10) -> list[str]:
+    """`$ref` / `$dynamicRef` values that point outside the schema (refused when saved)."""
+    found: list[str] = []
+    stack = [schema]
+    while stack and len(found) < limit:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("$ref", "$dynamicRef") and isinstance(value, str) \
+                        and not value.startswith("#"):
+                    found.append(value)
+                else:
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 def validate_text(text: str, specs: Sequence[dict[str, Any]]) -> ValidationResult:

@@ -95,6 +95,8 @@ async def test_bad_bodies_are_refused_when_saved(server: Server,
         "function": {"validations": [{"type": "function", "code": "return true"}]},
         "schema": {"validations": [{"type": "json_schema", "schema": {"type": "nope"}}]},
         "regex": {"validations": [{"type": "regex", "pattern": "(unclosed"}]},
+        "remote_ref": {"validations": [{"type": "json_schema", "schema": {
+            "properties": {"a": {"$ref": "http://127.0.0.1:9/evil.json"}}}}]},
         "enum": {"variables": [{"name": "x", "type": "enum"}]},
         "default": {"variables": [{"name": "n", "type": "number", "default": "many"}]},
         "twice": {"variables": [{"name": "a"}, {"name": "a"}]},

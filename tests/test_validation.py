@@ -30,6 +30,9 @@ def test_json_is_taken_from_the_whole_text_or_the_first_json_fence() -> None:
     assert validate_text("plain words", [SCHEMA]).errors[0]["message"].startswith(
         "the output holds no JSON")
     assert validate_text("anything", []).status == "skipped"
+    local = {"type": "json_schema", "schema": {"$defs": {"s": {"type": "string"}},
+                                               "properties": {"answer": {"$ref": "#/$defs/s"}}}}
+    assert validate_text('{"answer": 1}', [local]).status == "failed"
 
 
 def test_regexes_match_and_hostile_ones_are_cut_off() -> None:
