@@ -159,12 +159,13 @@ async def list_prompts(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, *
 
 
 async def list_versions(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID,
-                        user_id: UUID) -> list[asyncpg.Record]:
+                        user_id: UUID, *, after: int, limit: int) -> list[asyncpg.Record]:
+    """Versions above `after`, oldest first."""
     return await conn.fetch(
         "SELECT v.version, v.change_log, v.model, v.created_at"
         " FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id"
-        " WHERE p.id = $1 AND p.user_id = $2 ORDER BY v.version",
-        prompt_id, user_id,
+        " WHERE p.id = $1 AND p.user_id = $2 AND v.version > $3 ORDER BY v.version LIMIT $4",
+        prompt_id, user_id, after, limit,
     )
 
 

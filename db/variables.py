@@ -35,12 +35,14 @@ async def scoped_values(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
     return out
 
 
-async def list_values(conn: asyncpg.Connection | asyncpg.Pool, scope: str,
-                      owner_id: UUID) -> list[asyncpg.Record]:
+async def list_values(conn: asyncpg.Connection | asyncpg.Pool, scope: str, owner_id: UUID,
+                      *, after: str, limit: int) -> list[asyncpg.Record]:
+    """One scope's variables with names after `after`, by name."""
     table, column = _TABLES[scope]
     return await conn.fetch(
-        f"SELECT name, value, updated_at FROM {table} WHERE {column} = $1 ORDER BY name",
-        owner_id,
+        f"SELECT name, value, updated_at FROM {table} WHERE {column} = $1"
+        ' AND name COLLATE "C" > $2 ORDER BY name COLLATE "C" LIMIT $3',
+        owner_id, after, limit,
     )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from db import prompts as prompt_rows
+from engine import paging
 from engine.errors import InvalidRequest, NotFound
 from engine.prompt_models import PromptCreate, PromptFields, PromptUpdate, validation_specs
 
@@ -87,12 +86,21 @@ async def update(pool: asyncpg.Pool, user_id: UUID, prompt_id: UUID,
     return await get(pool, user_id, prompt_id, version)
 
 
-async def versions(pool: asyncpg.Pool, user_id: UUID, prompt_id: UUID) -> list[dict[str, Any]]:
-    rows = await prompt_rows.list_versions(pool, prompt_id, user_id)
-    if not rows:
-        raise NotFound("prompt not found")
-    return [{"version": r["version"], "change_log": r["change_log"], "model": r["model"],
-             "created_at": r["created_at"].isoformat()} for r in rows]
+async def versions(pool: asyncpg.Pool, user_id: UUID, prompt_id: UUID, *, limit: int,
+                   cursor: str | None) -> dict[str, Any]:
+    """`{items, next_cursor}` of a prompt's versions, oldest first."""
+    await get(pool, user_id, prompt_id)
+    position = paging.decode(cursor)
+    if position is not None and not position.isdigit():
+        raise paging.bad_cursor()
+    rows = await prompt_rows.list_versions(pool, prompt_id, user_id,
+                                           after=int(position or 0), limit=limit + 1)
+    return paging.page(rows, limit, _version_view, lambda r: str(r["version"]))
+
+
+def _version_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {"version": row["version"], "change_log": row["change_log"], "model": row["model"],
+            "created_at": row["created_at"].isoformat()}
 
 
 async def publish(pool: asyncpg.Pool, user_id: UUID, prompt_id: UUID,
@@ -121,30 +129,21 @@ async def list_page(pool: asyncpg.Pool, user_id: UUID, *, status: str | None, ta
         raise InvalidRequest("unknown status", details={"errors": [
             {"field": "status", "message": "one of " + ", ".join(STATUSES)}]})
     rows = await prompt_rows.list_prompts(pool, user_id, status=status, tag=tag, text=text,
-                                          limit=limit + 1, after=decode_cursor(cursor))
-    items = [prompt_view(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    next_cursor = encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"]) \
-        if more else None
-    return {"items": items, "next_cursor": next_cursor}
+                                          limit=limit + 1, after=_after(cursor))
+    return paging.page(rows, limit, prompt_view,
+                       lambda r: f"{r['created_at'].isoformat()}|{r['id']}")
 
 
-def encode_cursor(created_at: datetime, row_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
-    """The (created_at, id) a page continues after; `invalid_request` when malformed."""
-    if not cursor:
+def _after(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """The (created_at, id) a page of prompts continues after."""
+    position = paging.decode(cursor)
+    if position is None:
         return None
+    stamp, _, row_id = position.partition("|")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, row_id = raw.partition("|")
         return datetime.fromisoformat(stamp), UUID(row_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest("invalid cursor", details={"errors": [
-            {"field": "cursor", "message": "not a cursor from this list"}]}) from None
+    except ValueError:
+        raise paging.bad_cursor() from None
 
 
 async def builtins(pool: asyncpg.Pool) -> list[dict[str, Any]]:

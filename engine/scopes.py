@@ -15,6 +15,7 @@ import asyncpg
 
 from db import orgs as org_rows
 from db import variables as variable_rows
+from engine import paging
 from engine.errors import Forbidden, InvalidRequest, NotFound
 from engine.prompt_models import MemberAdd
 from engine.protocol import Scope
@@ -94,10 +95,13 @@ def _view(row: asyncpg.Record) -> dict[str, Any]:
             "updated_at": row["updated_at"].isoformat()}
 
 
-async def list_variables(pool: asyncpg.Pool, user_id: UUID, scope: str,
-                         owner_id: UUID | None) -> list[dict[str, Any]]:
+async def list_variables(pool: asyncpg.Pool, user_id: UUID, scope: str, owner_id: UUID | None,
+                         *, limit: int, cursor: str | None) -> dict[str, Any]:
+    """`{items, next_cursor}` of one scope's variables, by name."""
     owner = await _owner(pool, user_id, scope, owner_id, write=False)
-    return [_view(r) for r in await variable_rows.list_values(pool, scope, owner)]
+    rows = await variable_rows.list_values(pool, scope, owner, after=paging.decode(cursor) or "",
+                                           limit=limit + 1)
+    return paging.page(rows, limit, _view, lambda r: str(r["name"]))
 
 
 async def set_variable(pool: asyncpg.Pool, user_id: UUID, scope: str, owner_id: UUID | None,

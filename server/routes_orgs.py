@@ -13,6 +13,7 @@ from engine.prompt_models import MemberAdd, OrgCreate, VariableSet
 from engine.protocol import decode
 from engine.template import PLACEHOLDER
 from server.http import _json_body, _user, _uuid
+from server.routes_prompts import page_limit
 from server.state import POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -83,8 +84,10 @@ VARIABLES = ["/v1/me/variables", "/v1/{kind:orgs|projects}/{id}/variables"]
 async def list_variables(request: web.Request) -> web.Response:
     user = await _user(request)
     scope, owner = _scope(request)
-    items = await scopes.list_variables(request.app[POOL], user.id, scope, owner)
-    return web.json_response({"items": items, "next_cursor": None})
+    page = await scopes.list_variables(request.app[POOL], user.id, scope, owner,
+                                       limit=page_limit(request),
+                                       cursor=request.query.get("cursor") or None)
+    return web.json_response(page)
 
 
 async def set_variable(request: web.Request) -> web.Response:

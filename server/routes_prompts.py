@@ -81,8 +81,10 @@ async def update_prompt(request: web.Request) -> web.Response:
 async def list_versions(request: web.Request) -> web.Response:
     user = await _user(request)
     prompt_id = _uuid(request.match_info["id"], "prompt")
-    items = await library.versions(request.app[POOL], user.id, prompt_id)
-    return web.json_response({"items": items, "next_cursor": None})
+    page = await library.versions(request.app[POOL], user.id, prompt_id,
+                                  limit=page_limit(request),
+                                  cursor=request.query.get("cursor") or None)
+    return web.json_response(page)
 
 
 @routes.get("/v1/prompts/{id}/versions/{n}")

@@ -38,6 +38,12 @@ async def test_prompt_lifecycle_versions_publish_archive_delete(
     versions = await owner.call("GET", f"/v1/prompts/{pid}/versions", expect=200)
     assert [(v["version"], v["change_log"]) for v in versions["items"]] == [
         (1, "created"), (2, "shorter")]
+    first_page = await owner.call("GET", f"/v1/prompts/{pid}/versions?limit=1", expect=200)
+    assert [v["version"] for v in first_page["items"]] == [1]
+    rest = await owner.call(
+        "GET", f"/v1/prompts/{pid}/versions?limit=1&cursor={first_page['next_cursor']}",
+        expect=200)
+    assert [v["version"] for v in rest["items"]] == [2] and rest["next_cursor"] is None
 
     published = await owner.call("POST", f"/v1/prompts/{pid}/versions/2/publish", expect=200)
     assert published["status"] == "published" and published["published_version"] == 2

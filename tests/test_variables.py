@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.template import render
@@ -64,6 +64,7 @@ values_text = st.one_of(
 )
 
 
+@settings(deadline=None)  # a busy machine must not fail a property
 @given(values_text, values_text, names.filter(lambda n: n not in ("a", "b")))
 def test_values_are_inserted_literally(a: str, b: str, other: str) -> None:
     """Whatever a value holds (placeholders, braces, backslashes, regex group references)
@@ -72,11 +73,13 @@ def test_values_are_inserted_literally(a: str, b: str, other: str) -> None:
     assert render("{{a}}|{{ b }}", values) == f"{a}|{b}"
 
 
+@settings(deadline=None)  # a busy machine must not fail a property
 @given(st.text().filter(lambda t: "{{" not in t))
 def test_text_without_placeholders_is_unchanged(text: str) -> None:
     assert render(text, {"a": "V", "topic": "V"}) == text
 
 
+@settings(deadline=None)  # a busy machine must not fail a property
 @given(st.dictionaries(names, st.text(), max_size=5), st.text())
 def test_rendering_is_one_pass(values: dict[str, str], tail: str) -> None:
     template = " ".join("{{" + name + "}}" for name in values) + tail.replace("{", "")
@@ -153,6 +156,25 @@ async def test_scoped_variables_reach_an_execute_only_through_membership(
     await member.call("DELETE", "/v1/me/variables/language", expect=404)
     mine = await member.call("GET", "/v1/me/variables", expect=200)
     assert [v["name"] for v in mine["items"]] == ["persona"]
+
+
+async def test_user_variables_set_list_page_delete(server: Server,
+                                                  http: aiohttp.ClientSession) -> None:
+    user = await api_for(http, server)
+    for name, value in (("b_var", "two"), ("a_var", 1), ("C_var", True), ("a_var", "one")):
+        await user.call("PUT", f"/v1/me/variables/{name}", {"value": value}, expect=200)
+    first = await user.call("GET", "/v1/me/variables?limit=2", expect=200)
+    assert [(v["name"], v["value"]) for v in first["items"]] == [("C_var", "true"),
+                                                                 ("a_var", "one")]
+    rest = await user.call("GET", f"/v1/me/variables?limit=2&cursor={first['next_cursor']}",
+                           expect=200)
+    assert [v["name"] for v in rest["items"]] == ["b_var"] and rest["next_cursor"] is None
+    other = await api_for(http, server)
+    assert (await other.call("GET", "/v1/me/variables", expect=200))["items"] == []
+    await other.call("DELETE", "/v1/me/variables/a_var", expect=404)
+    for bad in ("1abc", "a%20b", "-x"):
+        await user.call("PUT", f"/v1/me/variables/{bad}", {"value": "v"}, expect=400)
+    await user.call("PUT", "/v1/me/variables/ok", {"value": {"no": "objects"}}, expect=400)
 
 
 async def test_missing_and_mistyped_variables_before_any_row(
