@@ -18,15 +18,19 @@ _TABLES = {
 async def scoped_values(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
                         org_id: UUID | None, project_id: UUID | None
                         ) -> dict[str, dict[str, str]]:
-    """Values by scope. Org and project values come only where the user is a member."""
+    """Values by scope. Org and project values come only where the user is a member (an
+    org admin counts as a member of the org's projects)."""
     rows = await conn.fetch(
         "SELECT 'user' AS scope, name, value FROM user_variables WHERE user_id = $1"
         " UNION ALL SELECT 'org', v.name, v.value FROM org_variables v"
         "   JOIN organization_members m ON m.org_id = v.org_id AND m.user_id = $1"
         "   WHERE v.org_id = $2"
         " UNION ALL SELECT 'project', v.name, v.value FROM project_variables v"
-        "   JOIN project_members m ON m.project_id = v.project_id AND m.user_id = $1"
-        "   WHERE v.project_id = $3",
+        "   JOIN projects p ON p.id = v.project_id WHERE v.project_id = $3 AND ("
+        "     EXISTS (SELECT 1 FROM project_members m WHERE m.project_id = p.id"
+        "             AND m.user_id = $1)"
+        "     OR EXISTS (SELECT 1 FROM organization_members o WHERE o.org_id = p.org_id"
+        "                AND o.user_id = $1 AND o.role = 'admin'))",
         user_id, org_id, project_id,
     )
     out: dict[str, dict[str, str]] = {"user": {}, "org": {}, "project": {}}

@@ -29,7 +29,6 @@ VariableName = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=200)
 ]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
 FUNCTION_REFUSED = ("`function` validations (user JavaScript) are refused: no user code runs"
                     " on this server; use `json_schema` or `regex`")
 
@@ -154,10 +153,14 @@ class PromptUpdate(PromptFields):
 
 
 class OrgCreate(_Strict):
+    """`POST /v1/orgs` and `POST /v1/orgs/{id}/projects`."""
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class MemberAdd(_Strict):
+    """`POST /v1/orgs/{id}/members` and `POST /v1/projects/{id}/members`."""
+
     user_id: UUID
     role: Literal["admin", "member"] = "member"
 
@@ -172,9 +175,3 @@ def validation_specs(items: list[JsonSchemaValidation | RegexValidation]) -> lis
     """The stored form of validations: `{type, schema}` / `{type, pattern}`."""
     return [v.model_dump(by_alias=True) for v in items]
 
-
-__all__ = [
-    "FUNCTION_REFUSED", "JsonSchemaValidation", "MemberAdd", "OrgCreate", "PromptCreate",
-    "PromptFields", "PromptUpdate", "RegexValidation", "ShortText", "VariableDefinition",
-    "VariableSet", "validation_specs",
-]

@@ -125,8 +125,9 @@ async def execution_scope(pool: asyncpg.Pool | asyncpg.Connection, user_id: UUID
                           scope: Scope | None) -> tuple[UUID | None, UUID | None]:
     """(org_id, project_id) whose variables an execute may use.
 
-    A named org or project the caller is not a member of is `not_found`. A project alone
-    brings its org's values too when the caller is also a member of that org.
+    A named org or project the caller is not a member of is `not_found` (an org admin is
+    a member of the org's projects). A project alone brings its org's values too when the
+    caller is also a member of that org.
     """
     if scope is None or (scope.org_id is None and scope.project_id is None):
         return None, None
@@ -136,7 +137,7 @@ async def execution_scope(pool: asyncpg.Pool | asyncpg.Connection, user_id: UUID
     if scope.project_id is None:
         return org_id, None
     row = await org_rows.project_roles(pool, scope.project_id, user_id)
-    if row is None or row["project_role"] is None:
+    if row is None or (row["project_role"] is None and row["org_role"] != "admin"):
         raise NotFound("project not found")
     if org_id is not None and row["org_id"] != org_id:
         raise InvalidRequest(

@@ -130,6 +130,13 @@ async def test_scoped_variables_reach_an_execute_only_through_membership(
     assert await sent_messages(db, overridden["task_id"]) == [
         "You are an org voice.", "Explain seas in English."]
 
+    # The org's admin is not a project member but administers its projects.
+    admin_prompt = await admin.call("POST", "/v1/prompts", prompt_body(), expect=201)
+    by_admin = await admin.run({"prompt_id": admin_prompt["id"], "version": 1,
+                                "scope": {"project_id": project}})
+    assert await sent_messages(db, by_admin["task_id"]) == [
+        "You are an org voice.", "Explain rivers in English."]
+
     run_view = await member.call("GET", f"/v1/runs/{scoped['run_id']}", expect=200)
     assert run_view["variable_values"] == {"persona": "an org voice", "topic": "rivers",
                                            "language": "German"}
