@@ -39,7 +39,7 @@ async def get_builtin(conn: asyncpg.Connection | asyncpg.Pool,
     )
 
 
-async def upsert_builtin(conn: TxConnection, name: str, description: str,
+async def upsert_builtin(conn: asyncpg.Connection, name: str, description: str,
                          messages: list[dict[str, str]], model: str | None,
                          settings: dict[str, object], variables: list[dict[str, object]],
                          builtin_id: UUID) -> None:
