@@ -105,6 +105,8 @@ async def test_scoped_variables_reach_an_execute_only_through_membership(
                      expect=200)
     await member.call("PUT", "/v1/me/variables/persona", {"value": "my own voice"}, expect=200)
     await member.call("PUT", "/v1/me/variables/language", {"value": "German"}, expect=200)
+    await member.call("PUT", "/v1/me/variables/private_note", {"value": "not for runs"},
+                      expect=200)
     # Members read, only admins write; outsiders see nothing.
     listed = await member.call("GET", f"/v1/orgs/{org}/variables", expect=200)
     assert [(v["name"], v["value"]) for v in listed["items"]] == [("persona", "an org voice")]
@@ -162,7 +164,7 @@ async def test_scoped_variables_reach_an_execute_only_through_membership(
     await member.call("DELETE", "/v1/me/variables/language", expect=204)
     await member.call("DELETE", "/v1/me/variables/language", expect=404)
     mine = await member.call("GET", "/v1/me/variables", expect=200)
-    assert [v["name"] for v in mine["items"]] == ["persona"]
+    assert [v["name"] for v in mine["items"]] == ["persona", "private_note"]
 
 
 async def test_user_variables_set_list_page_delete(server: Server,
