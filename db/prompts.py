@@ -202,13 +202,6 @@ async def delete_prompt(conn: TxConnection, prompt_id: UUID, user_id: UUID) -> b
     return row is not None
 
 
-async def list_builtins(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT id, name, description, variables, validations FROM prompt_builtins ORDER BY name"
-    )
-
-
-
 async def cache_render(conn: asyncpg.Connection | asyncpg.Pool, cache_key: bytes,
                        prompt_id: UUID | None, version: int | None,
                        rendered: list[dict[str, str]]) -> list[dict[str, str]]:

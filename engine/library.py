@@ -145,8 +145,3 @@ def _after(cursor: str | None) -> tuple[datetime, UUID] | None:
     except ValueError:
         raise paging.bad_cursor() from None
 
-
-async def builtins(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    return [{"id": str(r["id"]), "name": r["name"], "description": r["description"],
-             "variables": r["variables"], "validations": r["validations"]}
-            for r in await prompt_rows.list_builtins(pool)]

@@ -23,9 +23,9 @@ from engine.wire import Keys
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
-from server.routes_web import add_web_routes
 from server.routes_orgs import routes as org_routes
 from server.routes_prompts import routes as prompt_routes
+from server.routes_web import add_web_routes
 from server.sockets import SocketGateway
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine import library
+from engine.catalog import builtin_summaries
 from engine.errors import InvalidRequest, NotFound
 from engine.prompt_models import PromptCreate, PromptUpdate
 from engine.protocol import decode
@@ -119,6 +120,6 @@ async def delete_prompt(request: web.Request) -> web.Response:
 
 @routes.get("/v1/builtins")
 async def list_builtins(request: web.Request) -> web.Response:
+    """PROTOCOL.md's `{items: [{id, name, description, variables}]}`, the whole list."""
     await _user(request)
-    return web.json_response({"items": await library.builtins(request.app[POOL]),
-                              "next_cursor": None})
+    return web.json_response({"items": await builtin_summaries(request.app[POOL])})
