@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from engine.prompt_views import LIBRARY_ROUTES
 from engine.protocol import ExecuteRequest, SubscribeRequest, TaskRef
 
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -237,6 +238,7 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "GET /v1/tasks/{id}/stream": (None, None),
     "POST /v1/tasks/{id}/cancel": (None, CancelResult),
     "GET /v1/runs/{id}": (None, RunView),
+    **LIBRARY_ROUTES,  # issue 4: prompts, builtins, orgs, projects, variables
 }
 
 EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,9 +13,27 @@ import aiohttp
 import asyncpg
 import pytest_asyncio
 
+from engine.events import HTTP_ROUTES
 from tests.conftest import Server
 
 SIM = {"max_tokens": 4, "tokens_per_second": 0}
+# Each route of the typed protocol as a pattern, so every answer a test reads is checked
+# against its model (extra keys forbidden): the protocol's schema cannot drift from it.
+_ROUTES = [(method, re.compile("^" + re.sub(r"\\{[a-z_]+\\}", "[^/]+", re.escape(path)) + "$"),
+            answer)
+           for method, path, answer in ((*key.split(" ", 1), answer)
+                                        for key, (_body, answer) in HTTP_ROUTES.items())]
+
+
+def check_answer(method: str, path: str, data: Any) -> None:
+    """Validate a 2xx answer against the model its route names in engine.events."""
+    bare = path.split("?", 1)[0]
+    for route_method, pattern, answer in _ROUTES:
+        if route_method == method and pattern.match(bare):
+            if answer is not None:
+                answer.model_validate(data)
+            return
+    raise AssertionError(f"{method} {bare} is not in the typed protocol")
 
 
 @pytest_asyncio.fixture
@@ -45,6 +64,8 @@ class Api:
         async with self.http.request(method, self.server.url + path, json=body,
                                      headers=headers) as resp:
             data = await resp.json() if resp.status != 204 else None
+            if resp.status < 300:
+                check_answer(method, path, data)
             if expect is not None:
                 assert resp.status == expect, (resp.status, data)
             if resp.status >= 400:
