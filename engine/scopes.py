@@ -107,11 +107,8 @@ async def list_variables(pool: asyncpg.Pool, user_id: UUID, scope: str, owner_id
 async def set_variable(pool: asyncpg.Pool, user_id: UUID, scope: str, owner_id: UUID | None,
                        name: str, value: object) -> dict[str, Any]:
     owner = await _owner(pool, user_id, scope, owner_id, write=True)
-    text = format_value(value)
-    if "\x00" in text:
-        raise InvalidRequest("a variable value cannot hold NUL characters",
-                             details={"errors": [{"field": "value", "message": "NUL character"}]})
-    return _view(await variable_rows.set_value(pool, scope, owner, name, text))
+    # NUL characters and non-finite numbers were refused when the body was decoded.
+    return _view(await variable_rows.set_value(pool, scope, owner, name, format_value(value)))
 
 
 async def delete_variable(pool: asyncpg.Pool, user_id: UUID, scope: str,
