@@ -184,6 +184,7 @@ async def test_user_variables_set_list_page_delete(server: Server,
     for bad in ("1abc", "a%20b", "-x"):
         await user.call("PUT", f"/v1/me/variables/{bad}", {"value": "v"}, expect=400)
     await user.call("PUT", "/v1/me/variables/ok", {"value": {"no": "objects"}}, expect=400)
+    await user.call("PUT", "/v1/me/variables/ok", {"value": "a\x00b"}, expect=400)
 
 
 async def test_missing_and_mistyped_variables_before_any_row(
