@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -45,3 +46,7 @@ async def connect(dsn: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
+
+
+# A connection that can open a transaction: a plain one, or one acquired from the pool.
+TxConnection = asyncpg.Connection | PoolConnectionProxy

@@ -33,6 +33,7 @@ class NewTask:
     request_id: str | None = None
     variable_values: dict[str, Any] = field(default_factory=dict)
     broker_values: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)  # logged after `queued`
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TaskOutcome:
     validation_status: str
     run_messages: list[dict[str, str]]
     events: list[dict[str, Any]]
+    validation_errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 _CREATE = """
@@ -65,9 +67,16 @@ WITH r AS (
     RETURNING task_id
 )
 INSERT INTO task_events (task_id, kind, message, metadata)
-SELECT task_id, 'queued', 'task created', jsonb_build_object('provider', $12::text,
-       'model', $13::text)
-FROM t
+SELECT task_id, kind, message, metadata FROM (
+    SELECT t.task_id, 0::bigint AS ord, 'queued' AS kind, 'task created' AS message,
+           jsonb_build_object('provider', $12::text, 'model', $13::text) AS metadata
+    FROM t
+    UNION ALL
+    SELECT t.task_id, ev.ord, ev.kind, COALESCE(ev.message, ''), COALESCE(ev.metadata, '{}')
+    FROM t, ROWS FROM (jsonb_to_recordset($15::jsonb)
+                       AS (kind text, message text, metadata jsonb))
+         WITH ORDINALITY AS ev(kind, message, metadata, ord)
+) e ORDER BY ord
 """
 
 
@@ -76,7 +85,7 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
     await conn.execute(
         _CREATE, task.task_id, task.run_id, task.user_id, task.prompt_id, task.run_name,
         task.variable_values, task.broker_values, task.create_run, task.prompt_version,
-        task.builtin, task.request_id, task.provider, task.model, task.request,
+        task.builtin, task.request_id, task.provider, task.model, task.request, task.events,
     )
 
 
@@ -85,7 +94,7 @@ WITH t AS (
     UPDATE ai_tasks SET status = $2, response_text = $3, input_tokens = $4::int,
         output_tokens = $5::int, total_tokens = $4::int + $5::int, usage_source = $6,
         cost_usd = $7::numeric, last_seq = $8, ttft_ms = $9, latency_ms = $10,
-        finish_reason = $11, error = $12, validation_status = $13,
+        finish_reason = $11, error = $12, validation_status = $13, validation_errors = $16,
         completed_at = GREATEST(now(), started_at)
     WHERE task_id = $1 AND status IN ('queued', 'running')
     RETURNING task_id, run_id, user_id, provider, model
@@ -126,6 +135,7 @@ async def finalize_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID,
         _FINALIZE, task_id, out.status, out.text, out.input_tokens, out.output_tokens,
         out.usage_source, out.cost_usd, out.last_seq, out.ttft_ms, out.latency_ms,
         out.finish_reason, out.error, out.validation_status, out.run_messages, out.events,
+        out.validation_errors,
     )
     return bool(count)
 

@@ -50,6 +50,13 @@ class NotFound(ClientError):
     http_status = 404
 
 
+class Forbidden(ClientError):
+    """The caller may see this but not change it (only for things they are a member of)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class MissingVariables(ClientError):
     code = "missing_variables"
     http_status = 400

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from engine.prompt_views import LIBRARY_ROUTES
 from engine.protocol import ExecuteRequest, NewKeyRequest, SubscribeRequest, TaskRef
 
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -312,6 +313,7 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "POST /v1/keys": (NewKeyRequest, KeyCreated),
     "GET /v1/keys": (None, KeyList),
     "GET /v1/usage": (None, UsageList),
+    **LIBRARY_ROUTES,  # issue 4: prompts, builtins, orgs, projects, variables
 }
 
 EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)

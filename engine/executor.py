@@ -103,6 +103,7 @@ class Engine:
             run_name=_run_name(prompt, new_messages), prompt_id=prompt.prompt_id,
             prompt_version=prompt.version, builtin=prompt.builtin, request_id=req.request_id,
             variable_values=prompt.variables, broker_values=req.broker_values,
+            events=prompt.events(),
         )
         reservation = None
         try:
@@ -118,6 +119,7 @@ class Engine:
             provider_name=provider.name,
             request=ProviderRequest(model=model, messages=sent, settings=settings),
             new_messages=new_messages, reservation=reservation,
+            validations=prompt.validations,
         )
         self.supervisor.start(str(task_id), lambda reason: run_task(self.deps, plan, reason))
         return ExecuteResult(task_id, run_id, "running")

@@ -21,6 +21,7 @@ from engine.providers.base import Provider, ProviderRequest, Usage, estimate_tok
 from engine.publisher import ChunkPublisher
 from engine.quotas import Quotas, Reservation
 from engine.tasklog import bind_task, record_end
+from engine.validation import validate_output
 from engine.wire import Keys, encode_done
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class TaskPlan:
     request: ProviderRequest
     new_messages: list[dict[str, str]]  # appended to the run with the assistant's answer
     reservation: Reservation | None = None  # the quota unit taken at execute
+    validations: list[dict[str, Any]] = field(default_factory=list)  # run on the final text
 
 
 @dataclass
@@ -153,14 +155,15 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
         usage = Usage(_estimate_input(plan.request), estimate_tokens(text))
     cost = plan.provider.price(plan.request.model, usage)
     latency_ms = int((time.monotonic() - progress.started) * 1000)
-    progress.event("finalized", status=status, last_seq=last_seq)
+    validation = await validate_output(plan.validations, text, status)
+    progress.event("finalized", status=status, last_seq=last_seq, validation=validation.status)
     run_messages = [*plan.new_messages, {"role": "assistant", "content": text}]
     outcome = task_rows.TaskOutcome(
         status=status, text=text, input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens, usage_source=usage_source, cost_usd=cost,
         last_seq=last_seq, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
-        finish_reason=finish, error=error, validation_status="skipped",
-        run_messages=run_messages, events=progress.events,
+        finish_reason=finish, error=error, validation_status=validation.status,
+        run_messages=run_messages, events=progress.events, validation_errors=validation.errors,
     )
     with deps.metrics.pg_finalize.time():
         await _finalize_with_retries(deps.pool, plan.task_id, outcome)
@@ -174,7 +177,7 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
         task_id=task_id, run_id=plan.run_id, status=status, text=text, last_seq=last_seq,
         finish_reason=finish, provider=plan.provider_name, model=plan.request.model,
         usage=usage, cost=cost, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
-        validation={"status": "skipped", "errors": []}, error=error,
+        validation=validation.to_dict(), error=error,
     )
     await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
     return payload

@@ -24,6 +24,8 @@ from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
 from server.routes_account import routes as account_routes
+from server.routes_orgs import routes as org_routes
+from server.routes_prompts import routes as prompt_routes
 from server.routes_web import add_web_routes
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
@@ -106,5 +108,6 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(metrics_routes)
     app.add_routes(account_routes)
     app.cleanup_ctx.append(sessions_ctx)  # after engine_ctx: its loops stop first
+    app.add_routes([*prompt_routes, *org_routes])  # issue 4: prompt library, orgs, variables
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     return app

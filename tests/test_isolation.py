@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +32,12 @@ class Objects:
     run: str
     prompt: str
     key: str
+    org: str
+    project: str
 
     def fill(self, template: Any) -> Any:
         text = json.dumps(template)
-        for name in ("task", "run", "prompt", "key"):
+        for name in ("task", "run", "prompt", "key", "org", "project"):
             text = text.replace("{" + name + "}", getattr(self, name))
         return json.loads(text)
 
@@ -63,6 +66,24 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("DELETE", "/v1/keys/{key}", None),
     ("POST", "/v1/executions", _execute(run_id="{run}")),
     ("POST", "/v1/executions", {"prompt_id": "{prompt}", "variables": {"topic": "x"}}),
+    # the prompt library
+    ("GET", "/v1/prompts/{prompt}", None),
+    ("PATCH", "/v1/prompts/{prompt}", {"name": "taken", "change_log": "B was here"}),
+    ("GET", "/v1/prompts/{prompt}/versions", None),
+    ("GET", "/v1/prompts/{prompt}/versions/1", None),
+    ("POST", "/v1/prompts/{prompt}/versions/1/publish", None),
+    ("POST", "/v1/prompts/{prompt}/archive", None),
+    ("DELETE", "/v1/prompts/{prompt}", None),
+    # organizations, projects and their variables (B is not a member)
+    ("POST", "/v1/orgs/{org}/members", {"user_id": "{key}", "role": "admin"}),
+    ("POST", "/v1/orgs/{org}/projects", {"name": "B's project"}),
+    ("POST", "/v1/projects/{project}/members", {"user_id": "{key}", "role": "admin"}),
+    ("GET", "/v1/orgs/{org}/variables", None),
+    ("PUT", "/v1/orgs/{org}/variables/color", {"value": "red"}),
+    ("DELETE", "/v1/orgs/{org}/variables/color", None),
+    ("GET", "/v1/projects/{project}/variables", None),
+    ("PUT", "/v1/projects/{project}/variables/color", {"value": "red"}),
+    ("DELETE", "/v1/projects/{project}/variables/color", None),
 ]
 
 # Routes that take no id of another user's object; they are checked to show B only B's own.
@@ -72,8 +93,12 @@ NO_FOREIGN_IDS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/me"),
                   # public, holding no user data: the playground and the protocol schema
                   ("GET", "/"), ("GET", "/playground/{name}"),
                   ("GET", "/playground/vendor/socket.io.min.js"), ("GET", "/v1/protocol.json"),
-                  ("GET", "/metrics")}  # counts and timings only, no user data
-OWN_VIEWS = ["/v1/me", "/v1/keys", "/v1/usage"]
+                  ("GET", "/metrics"),  # counts and timings only, no user data
+                  # the caller's own prompts, orgs and variables
+                  ("POST", "/v1/prompts"), ("GET", "/v1/prompts"), ("POST", "/v1/orgs"),
+                  ("GET", "/v1/me/variables"), ("PUT", "/v1/me/variables/{name}"),
+                  ("DELETE", "/v1/me/variables/{name}")}
+OWN_VIEWS = ["/v1/me", "/v1/keys", "/v1/usage", "/v1/prompts", "/v1/me/variables"]
 
 
 async def make_prompt(server: Server, email: str) -> str:
@@ -109,19 +134,36 @@ async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) ->
     assert running["ok"], running
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
         _, a_key = await http_answer(http, server, key_a, "POST", "/v1/keys", {"name": "a2"})
+        _, org = await http_answer(http, server, key_a, "POST", "/v1/orgs", {"name": "A org"})
+        _, project = await http_answer(http, server, key_a, "POST",
+                                       f"/v1/orgs/{org['id']}/projects", {"name": "A proj"})
+        for scope in (f"/v1/orgs/{org['id']}", f"/v1/projects/{project['id']}"):
+            status, _ = await http_answer(http, server, key_a, "PUT",
+                                          scope + "/variables/color", {"value": "blue"})
+            assert status == 200, scope
         theirs = Objects(task=running["task_id"], run=running["run_id"],
-                         prompt=await make_prompt(server, "a@iso"), key=a_key["id"])
+                         prompt=await make_prompt(server, "a@iso"), key=a_key["id"],
+                         org=org["id"], project=project["id"])
         nobody = Objects(task=str(uuid.uuid4()), run=str(uuid.uuid4()),
-                         prompt=str(uuid.uuid4()), key=str(uuid.uuid4()))
+                         prompt=str(uuid.uuid4()), key=str(uuid.uuid4()),
+                         org=str(uuid.uuid4()), project=str(uuid.uuid4()))
         await _socket_matrix(b, theirs, nobody)
         await _http_matrix(http, server, key_b, theirs, nobody)
         for path in OWN_VIEWS:
             status, body = await http_answer(http, server, key_b, "GET", path, None)
             assert status == 200, (path, body)
-            for secret in (theirs.task, theirs.run, theirs.key, a_key["prefix"], "a@iso"):
+            for secret in (theirs.task, theirs.run, theirs.key, theirs.prompt, theirs.org,
+                           a_key["prefix"], "a@iso"):
                 assert secret not in json.dumps(body), (path, secret)
         # A's key survived B's DELETE, and A's task was not cancelled by B
         assert (await http_answer(http, server, a_key["key"], "GET", "/v1/me", None))[0] == 200
+        # A's prompt and org variable survived B's PATCH, DELETE and PUT
+        status, prompt = await http_answer(http, server, key_a, "GET",
+                                           f"/v1/prompts/{theirs.prompt}", None)
+        assert status == 200 and prompt["name"] == "mine", prompt
+        _, variables = await http_answer(http, server, key_a, "GET",
+                                         f"/v1/orgs/{theirs.org}/variables", None)
+        assert [v["value"] for v in variables["items"]] == ["blue"], variables
     done = await a.wait_done(running["task_id"], timeout=30)
     assert done["status"] == "completed"
     await asyncio.sleep(0.2)
@@ -150,11 +192,15 @@ async def _http_matrix(http: aiohttp.ClientSession, server: Server, key_b: str,
 
 def test_every_route_is_in_the_matrix(server: Server) -> None:
     covered = {(m, p.split("?")[0]) for m, p, _ in HTTP_CASES} | NO_FOREIGN_IDS
-    canonical = {"{task}": "{id}", "{run}": "{id}", "{key}": "{id}", "{prompt}": "{id}"}
+    canonical = {"{task}": "{id}", "{run}": "{id}", "{key}": "{id}", "{prompt}": "{id}",
+                 "{org}": "{id}", "{project}": "{id}"}
     normalized = set()
     for method, path in covered:
         for old, new in canonical.items():
             path = path.replace(old, new)
+        path = re.sub(r"/versions/\d+", "/versions/{n}", path)
+        path = re.sub(r"/variables/[^/{]+$", "/variables/{name}", path)
+        path = re.sub(r"^/v1/(orgs|projects)/\{id\}/variables", "/v1/{kind}/{id}/variables", path)
         normalized.add((method, path))
     missing = []
     for route in server.app.router.routes():

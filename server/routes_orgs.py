@@ -1,0 +1,112 @@
+"""HTTP routes of orgs, projects, members and scoped variables (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+from uuid import UUID
+
+from aiohttp import web
+
+from engine import scopes
+from engine.errors import InvalidRequest
+from engine.prompt_models import MemberAdd, OrgCreate, VariableSet
+from engine.protocol import decode
+from engine.template import PLACEHOLDER
+from server.http import _json_body, _user, _uuid
+from server.routes_prompts import page_limit
+from server.state import POOL, SETTINGS
+
+routes = web.RouteTableDef()
+M = TypeVar("M", OrgCreate, MemberAdd, VariableSet)
+
+
+async def _decode(request: web.Request, model: type[M]) -> M:
+    return decode(model, await _json_body(request),
+                  max_bytes=request.app[SETTINGS].max_payload_bytes)
+
+
+@routes.post("/v1/orgs")
+async def create_org(request: web.Request) -> web.Response:
+    user = await _user(request)
+    body = await _decode(request, OrgCreate)
+    org_id = await scopes.create_org(request.app[POOL], user.id, body.name)
+    return web.json_response({"id": str(org_id), "name": body.name}, status=201)
+
+
+@routes.post("/v1/orgs/{id}/members")
+async def add_org_member(request: web.Request) -> web.Response:
+    user = await _user(request)
+    org_id = _uuid(request.match_info["id"], "organization")
+    body = await _decode(request, MemberAdd)
+    await scopes.add_org_member(request.app[POOL], user.id, org_id, body)
+    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=201)
+
+
+@routes.post("/v1/orgs/{id}/projects")
+async def create_project(request: web.Request) -> web.Response:
+    user = await _user(request)
+    org_id = _uuid(request.match_info["id"], "organization")
+    body = await _decode(request, OrgCreate)
+    project_id = await scopes.create_project(request.app[POOL], user.id, org_id, body.name)
+    return web.json_response({"id": str(project_id), "org_id": str(org_id), "name": body.name},
+                             status=201)
+
+
+@routes.post("/v1/projects/{id}/members")
+async def add_project_member(request: web.Request) -> web.Response:
+    user = await _user(request)
+    project_id = _uuid(request.match_info["id"], "project")
+    body = await _decode(request, MemberAdd)
+    await scopes.add_project_member(request.app[POOL], user.id, project_id, body)
+    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=201)
+
+
+def _scope(request: web.Request) -> tuple[str, UUID | None]:
+    """(scope, owner id) from the route: /v1/me, /v1/orgs/{id} or /v1/projects/{id}."""
+    kind = request.match_info.get("kind", "me")
+    if kind == "me":
+        return "user", None
+    scope = "org" if kind == "orgs" else "project"
+    return scope, _uuid(request.match_info["id"], "organization" if scope == "org" else "project")
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    if not PLACEHOLDER.fullmatch("{{" + name + "}}") or len(name) > 200:
+        raise InvalidRequest("not a variable name", details={"errors": [
+            {"field": "name", "message": "letters, digits, _ . - ; starting with a letter or _"}]})
+    return name
+
+
+VARIABLES = ["/v1/me/variables", "/v1/{kind:orgs|projects}/{id}/variables"]
+
+
+async def list_variables(request: web.Request) -> web.Response:
+    user = await _user(request)
+    scope, owner = _scope(request)
+    page = await scopes.list_variables(request.app[POOL], user.id, scope, owner,
+                                       limit=page_limit(request),
+                                       cursor=request.query.get("cursor") or None)
+    return web.json_response(page)
+
+
+async def set_variable(request: web.Request) -> web.Response:
+    user = await _user(request)
+    scope, owner = _scope(request)
+    name = _name(request)
+    body = await _decode(request, VariableSet)
+    view = await scopes.set_variable(request.app[POOL], user.id, scope, owner, name, body.value)
+    return web.json_response(view)
+
+
+async def delete_variable(request: web.Request) -> web.Response:
+    user = await _user(request)
+    scope, owner = _scope(request)
+    await scopes.delete_variable(request.app[POOL], user.id, scope, owner, _name(request))
+    return web.Response(status=204)
+
+
+for _base in VARIABLES:
+    routes.get(_base)(list_variables)
+    routes.put(_base + "/{name}")(set_variable)
+    routes.delete(_base + "/{name}")(delete_variable)

@@ -1,0 +1,125 @@
+"""HTTP routes of the prompt library (PROTOCOL.md "Prompts"): parse, call the engine."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from engine import library
+from engine.catalog import builtin_summaries
+from engine.errors import InvalidRequest, NotFound
+from engine.prompt_models import PromptCreate, PromptUpdate
+from engine.protocol import decode
+from server.http import _json_body, _user, _uuid
+from server.state import POOL, SETTINGS
+
+routes = web.RouteTableDef()
+
+
+def page_limit(request: web.Request) -> int:
+    """`limit` of a list route: default 50, at most 200."""
+    raw = request.query.get("limit", "50")
+    try:
+        limit = int(raw)
+        if not 1 <= limit <= 200:
+            raise ValueError
+    except ValueError:
+        raise InvalidRequest("limit must be an integer from 1 to 200", details={"errors": [
+            {"field": "limit", "message": "an integer from 1 to 200"}]}) from None
+    return limit
+
+
+def _version(request: web.Request) -> int:
+    try:
+        version = int(request.match_info["n"])
+        if not 1 <= version <= 2**31 - 1:
+            raise ValueError
+    except ValueError:
+        raise NotFound("version not found") from None
+    return version
+
+
+async def _body(request: web.Request) -> object:
+    return await _json_body(request)
+
+
+@routes.post("/v1/prompts")
+async def create_prompt(request: web.Request) -> web.Response:
+    user = await _user(request)
+    body = decode(PromptCreate, await _body(request),
+                  max_bytes=request.app[SETTINGS].max_payload_bytes)
+    return web.json_response(await library.create(request.app[POOL], user.id, body), status=201)
+
+
+@routes.get("/v1/prompts")
+async def list_prompts(request: web.Request) -> web.Response:
+    user = await _user(request)
+    query = request.query
+    page = await library.list_page(
+        request.app[POOL], user.id, status=query.get("status") or None,
+        tag=query.get("tag") or None, text=query.get("q") or None,
+        limit=page_limit(request), cursor=query.get("cursor") or None,
+    )
+    return web.json_response(page)
+
+
+@routes.get("/v1/prompts/{id}")
+async def get_prompt(request: web.Request) -> web.Response:
+    user = await _user(request)
+    prompt_id = _uuid(request.match_info["id"], "prompt")
+    return web.json_response(await library.get(request.app[POOL], user.id, prompt_id))
+
+
+@routes.patch("/v1/prompts/{id}")
+async def update_prompt(request: web.Request) -> web.Response:
+    user = await _user(request)
+    prompt_id = _uuid(request.match_info["id"], "prompt")
+    body = decode(PromptUpdate, await _body(request),
+                  max_bytes=request.app[SETTINGS].max_payload_bytes)
+    return web.json_response(await library.update(request.app[POOL], user.id, prompt_id, body))
+
+
+@routes.get("/v1/prompts/{id}/versions")
+async def list_versions(request: web.Request) -> web.Response:
+    user = await _user(request)
+    prompt_id = _uuid(request.match_info["id"], "prompt")
+    page = await library.versions(request.app[POOL], user.id, prompt_id,
+                                  limit=page_limit(request),
+                                  cursor=request.query.get("cursor") or None)
+    return web.json_response(page)
+
+
+@routes.get("/v1/prompts/{id}/versions/{n}")
+async def get_version(request: web.Request) -> web.Response:
+    user = await _user(request)
+    prompt_id = _uuid(request.match_info["id"], "prompt")
+    view = await library.get(request.app[POOL], user.id, prompt_id, _version(request))
+    return web.json_response(view)
+
+
+@routes.post("/v1/prompts/{id}/versions/{n}/publish")
+async def publish_version(request: web.Request) -> web.Response:
+    user = await _user(request)
+    prompt_id = _uuid(request.match_info["id"], "prompt")
+    view = await library.publish(request.app[POOL], user.id, prompt_id, _version(request))
+    return web.json_response(view)
+
+
+@routes.post("/v1/prompts/{id}/archive")
+async def archive_prompt(request: web.Request) -> web.Response:
+    user = await _user(request)
+    prompt_id = _uuid(request.match_info["id"], "prompt")
+    return web.json_response(await library.archive(request.app[POOL], user.id, prompt_id))
+
+
+@routes.delete("/v1/prompts/{id}")
+async def delete_prompt(request: web.Request) -> web.Response:
+    user = await _user(request)
+    await library.delete(request.app[POOL], user.id, _uuid(request.match_info["id"], "prompt"))
+    return web.Response(status=204)
+
+
+@routes.get("/v1/builtins")
+async def list_builtins(request: web.Request) -> web.Response:
+    """PROTOCOL.md's `{items: [{id, name, description, variables}]}`, the whole list."""
+    await _user(request)
+    return web.json_response({"items": await builtin_summaries(request.app[POOL])})
