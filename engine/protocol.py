@@ -46,6 +46,9 @@ class ModelSettings(_Strict):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     tokens_per_second: float | None = Field(None, ge=0, le=1_000_000)
+    # `provider/model` names tried in order when the model is unavailable (issue 3)
+    fallbacks: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
+        None, max_length=5)
 
     def merged_over(self, base: dict[str, Any]) -> dict[str, Any]:
         """These settings over `base`, dropping unset values."""

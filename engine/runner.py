@@ -15,8 +15,10 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from db import tasks as task_rows
+from engine.attempts import Candidate, KeySource, RetryPolicy, open_task_stream
 from engine.errors import InternalError, PromptstreamError, ProviderUnavailable, StreamTimeout
 from engine.metrics import Metrics
+from engine.pricing import task_cost
 from engine.providers.base import Provider, ProviderRequest, Usage, estimate_tokens
 from engine.publisher import ChunkPublisher
 from engine.tasklog import bind_task, record_end
@@ -38,6 +40,8 @@ class TaskPlan:
     provider_name: str
     request: ProviderRequest
     new_messages: list[dict[str, str]]  # appended to the run with the assistant's answer
+    fallbacks: tuple[Candidate, ...] = ()  # tried in order when the model is unavailable
+    keys: KeySource | None = None  # a bring-your-own-key user's keys; None: the server's
 
 
 @dataclass
@@ -50,6 +54,7 @@ class RunnerDeps:
     idle_timeout_s: float
     history_ttl_s: int
     metrics: Metrics = field(default_factory=Metrics)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass
@@ -81,9 +86,8 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
     progress = _Progress()
     deps.publisher.open(task_id)
     status, error, finish, usage = "completed", None, "stop", None
-    progress.event("provider_call", provider=plan.provider_name, model=plan.request.model)
     try:
-        stream = await plan.provider.open(plan.request)
+        plan, stream = await open_task_stream(deps, plan, progress.event)  # retries, fallbacks
         async with stream:
             try:
                 await _consume(deps, plan, stream, progress)
@@ -148,7 +152,7 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
     if usage is None or (usage.output_tokens == 0 and text):
         usage_source = "estimated"
         usage = Usage(_estimate_input(plan.request), estimate_tokens(text))
-    cost = plan.provider.price(plan.request.model, usage)
+    cost = await task_cost(deps.pool, plan.provider, plan.request.model, usage)
     latency_ms = int((time.monotonic() - progress.started) * 1000)
     progress.event("finalized", status=status, last_seq=last_seq)
     run_messages = [*plan.new_messages, {"role": "assistant", "content": text}]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     fast_json: bool = True
     # Allocations between collections of Python's youngest GC generation (0: default, 700).
     gc_threshold: int = Field(50_000, ge=0)
+
+    # Providers beyond OpenAI, retries and fallbacks, bring-your-own keys (issue 3)
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    gemini_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("gemini_api_key", "google_api_key"))
+    google_genai_base_url: str | None = None
+    provider_retries: int = Field(2, ge=0, le=10)  # per model, before the first token only
+    provider_backoff_s: float = Field(0.5, ge=0, le=60)
+    provider_backoff_max_s: float = Field(8.0, ge=0, le=600)
+    provider_keys_secret: SecretStr | None = None  # Fernet keys, comma-separated, newest first
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""
