@@ -23,6 +23,7 @@ from engine.wire import Keys
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
+from server.routes_provider_keys import routes as provider_key_routes
 from server.routes_web import add_web_routes
 from server.sockets import SocketGateway
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
@@ -102,5 +103,6 @@ def create_app(settings: Settings) -> web.Application:
     SocketGateway(sio, app).register()
     app.add_routes(routes)
     app.add_routes(metrics_routes)
+    app.add_routes(provider_key_routes)
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     return app

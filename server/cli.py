@@ -14,6 +14,7 @@ from db import users
 from db.migrate import apply_migrations
 from db.pool import connect
 from engine.settings import Settings
+from server import cli_provider_keys
 from server.app import create_app
 from server.bench.cli import add_bench_parser, cmd_bench
 from server.embedded import embedded_servers
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tier", choices=["free", "premium", "byok"], default=None)
     create.add_argument("--name", default="cli")
     add_bench_parser(sub)
+    cli_provider_keys.add_parser(sub)
     return parser
 
 
@@ -155,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_bench(args)
     if args.command == "migrate":
         return cmd_migrate(settings)
+    if args.command == "provider-keys":
+        return cli_provider_keys.run(settings, args, infrastructure)
     return cmd_keys_create(settings, args.user, args.tier, args.name)
 
 

@@ -57,10 +57,10 @@ def build_params(request: ProviderRequest) -> dict[str, Any]:
     }
     if system is not None:
         params["system"] = system
-    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"),
-                         ("stop", "stop_sequences")):
-        if settings.get(ours) is not None:
-            params[theirs] = settings[ours]
+    # The current Messages API (and SDK) takes no sampling settings (temperature, top_p):
+    # they are not sent. Stop sequences are.
+    if settings.get("stop"):
+        params["stop_sequences"] = settings["stop"]
     return params
 
 
@@ -91,6 +91,9 @@ class AnthropicStream(ProviderStream):
         elif kind == "message_delta":
             self._stop_reason = event.delta.stop_reason or self._stop_reason
             self._count(event.usage)
+            # Only message_delta carries the real output count (message_start's is a
+            # placeholder); before it, a cut or cancelled stream is estimated.
+            self.usage = Usage(self._input, self._output, self._cached)
         elif kind == "message_stop":
             # The terminal event: only now did the provider end the stream itself.
             self.finish_reason = FINISH_REASONS.get(self._stop_reason or "end_turn", "stop")
@@ -108,7 +111,6 @@ class AnthropicStream(ProviderStream):
             self._input = uncached + self._cached + written
         if usage.output_tokens is not None:
             self._output = usage.output_tokens
-        self.usage = Usage(self._input, self._output, self._cached)
 
     async def aclose(self) -> None:
         await self._stream.close()
