@@ -84,8 +84,13 @@ def resolve_fallbacks(registry: ProviderRegistry, settings: dict[str, Any]
             details={"errors": [{"field": "settings.fallbacks", "message": "invalid"}]},
         )
     out = []
-    for ref in refs:
-        provider, model = registry.resolve(ref)
+    for index, ref in enumerate(refs):
+        try:
+            provider, model = registry.resolve(ref)
+        except InvalidRequest as exc:
+            raise InvalidRequest(exc.message, details={"errors": [
+                {"field": f"settings.fallbacks.{index}", "message": "unknown provider"}]},
+            ) from None
         out.append(Candidate(provider, model))
     return tuple(out)
 

@@ -205,3 +205,35 @@ async def test_first_token_stall_is_timeout(settings: Settings, fk: Fakes,
         _, done = await run(server, body(flavour.ref(":tokens=2:delay_ms=5000")))
     assert done["status"] == "failed" and done["error"]["code"] == "timeout"
     assert len(fk.of(flavour.provider).requests) == 1
+
+
+@each
+async def test_stall_after_first_token_is_timeout_with_partial_text(
+        settings: Settings, fk: Fakes, flavour: Flavour) -> None:
+    async with provider_server(settings, fk, first_token_timeout_s=5,
+                               idle_timeout_s=0.3) as server:
+        _, done = await run(server, body(flavour.ref(":tokens=3:delay_ms=1000")))
+    assert done["status"] == "failed" and done["error"]["code"] == "timeout"
+    assert done["text"] == "tok0 " and len(fk.of(flavour.provider).requests) == 1
+
+
+async def test_unknown_fallback_is_refused_before_anything_runs(srv: Server, fk: Fakes) -> None:
+    client = await srv.client(await srv.new_key())
+    ack = await client.call("execute", body("openai/gpt-4o-mini",
+                                            settings={"fallbacks": ["nope/x"]}))
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid_request"
+    assert ack["error"]["details"]["errors"][0]["field"] == "settings.fallbacks.0"
+    assert fk.openai.requests == []
+
+
+async def test_anthropic_in_stream_overloaded_error(srv: Server, fk: Fakes) -> None:
+    # After the first token: the task fails with the partial text, no retry.
+    task_id, done = await run(srv, body("anthropic/claude-haiku-4-5:error_after=2"))
+    assert done["status"] == "failed" and done["error"]["code"] == "provider_unavailable"
+    assert done["text"] == "tok0 tok1 " and len(fk.anthropic.requests) == 1
+    # Before the first token: retried like any 5xx, then the fallback answers.
+    task_id, done = await run(srv, body("anthropic/claude-haiku-4-5:error_after=0", settings={
+        "fallbacks": ["google/gemini-2.0-flash:tokens=2"]}))
+    assert done["status"] == "completed" and done["provider"] == "google"
+    assert len(fk.anthropic.requests) == 4 and done["text"] == "tok0 tok1 "
+    assert (await event_kinds(srv, task_id)).count("fallback") == 1

@@ -69,6 +69,7 @@ class AnthropicStream(ProviderStream):
         self._stream = stream
         self._stop_reason: str | None = None
         self._input = self._cached = self._output = 0
+        self._counts: dict[str, int] = {}
 
     async def deltas(self) -> AsyncIterator[str]:
         try:
@@ -100,17 +101,20 @@ class AnthropicStream(ProviderStream):
         return None
 
     def _count(self, usage: Any) -> None:
-        """message_start and message_delta carry cumulative counts; keep the latest."""
+        """message_start and message_delta carry cumulative counts; keep the latest of each."""
         if usage is None:
             return
-        cached = getattr(usage, "cache_read_input_tokens", None)
-        written = getattr(usage, "cache_creation_input_tokens", None) or 0
-        uncached = getattr(usage, "input_tokens", None)
-        if uncached is not None:
-            self._cached = cached or 0
-            self._input = uncached + self._cached + written
-        if usage.output_tokens is not None:
-            self._output = usage.output_tokens
+        for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                     "output_tokens"):
+            value = getattr(usage, name, None)
+            if value is not None:
+                self._counts[name] = value
+        counts = self._counts
+        self._cached = counts.get("cache_read_input_tokens", 0)
+        # Anthropic's input_tokens exclude cache reads and writes; ours count every input token.
+        self._input = (counts.get("input_tokens", 0) + self._cached
+                       + counts.get("cache_creation_input_tokens", 0))
+        self._output = counts.get("output_tokens", 0)
 
     async def aclose(self) -> None:
         await self._stream.close()
