@@ -62,7 +62,14 @@ def override_price(price: ModelPrice, usage: Usage) -> Decimal:
 async def task_cost(pool: asyncpg.Pool, provider: Provider, model: str,
                     usage: Usage) -> Decimal | None:
     """The cost of one task: the override in effect today, else the adapter's own price."""
-    override = await price_rows.current_price(pool, provider.name, model)
+    try:
+        override = await price_rows.current_price(pool, provider.name, model)
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
+            TimeoutError) as exc:
+        # The finalize that follows retries its own write; it must not fail on a price read.
+        log.warning("price override of %s/%s unreadable (%s); using the catalog",
+                    provider.name, model, type(exc).__name__)
+        override = None
     if override is not None:
         return override_price(override, usage)
     return provider.price(model, usage)
