@@ -4,6 +4,8 @@ against local fakes of each wire protocol, end to end through the Socket.IO gate
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,6 +21,7 @@ from tests.provider_env import (
     Fakes,
     event_kinds,
     fakes,
+    fetch,
     provider_server,
     task_row,
 )
@@ -237,3 +240,16 @@ async def test_anthropic_in_stream_overloaded_error(srv: Server, fk: Fakes) -> N
     assert done["status"] == "completed" and done["provider"] == "google"
     assert len(fk.anthropic.requests) == 4 and done["text"] == "tok0 tok1 "
     assert (await event_kinds(srv, task_id)).count("fallback") == 1
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "google"])
+async def test_rate_limit_waits_for_retry_after_then_succeeds(
+        settings: Settings, fk: Fakes, provider: str) -> None:
+    model = {"anthropic": "claude-haiku-4-5", "google": "gemini-2.0-flash"}[provider]
+    async with provider_server(settings, fk, provider_backoff_max_s=5) as server:
+        task_id, done = await run(server, body(
+            f"{provider}/{model}:fail_first=1:fail_with=429:retry_after=1:tokens=2"))
+        rows = await fetch(server, "SELECT kind, metadata FROM task_events"
+                                   " WHERE task_id = $1 AND kind = 'retry'", uuid.UUID(task_id))
+    assert done["status"] == "completed" and len(fk.of(provider).requests) == 2
+    assert len(rows) == 1 and json.loads(rows[0]["metadata"])["wait_ms"] >= 1000

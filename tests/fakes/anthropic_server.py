@@ -57,7 +57,7 @@ class FakeAnthropic(FakeServer):
             return error_response(script.status, f"fake error {script.status}",
                                   script.retry_after)
         if self.fails_now(model, script):
-            return error_response(500, "fake failure")
+            return error_response(script.fail_with, "fake failure", script.retry_after)
         if "max_tokens" not in body or body.get("stream") is not True:
             return error_response(400, "this fake serves streaming calls with max_tokens")
         return await self._stream(request, model, script, count_words(prompt_texts(body)))

@@ -55,7 +55,7 @@ class FakeGemini(FakeServer):
             return error_response(script.status, f"fake error {script.status}",
                                   script.retry_after)
         if self.fails_now(model, script):
-            return error_response(500, "fake failure")
+            return error_response(script.fail_with, "fake failure", script.retry_after)
         return await self._stream(request, model, script, count_words(prompt_texts(body)))
 
     async def _stream(self, request: web.Request, model: str, script: Script,

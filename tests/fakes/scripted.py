@@ -12,7 +12,8 @@ OpenAI fake (``"fake:tokens=5:delay_ms=10"``):
     error_after=K  after K tokens, send the provider's in-stream error (Anthropic: overloaded)
     status=CODE    answer CODE at once with the provider's error JSON
     retry_after=S  the ``retry-after`` header of a 429 (default 0)
-    fail_first=N   the first N requests with this exact model name get a 500
+    fail_first=N   the first N requests with this exact model name fail
+    fail_with=CODE the status of those failures (default 500; 429 adds ``retry_after``)
     finish=REASON  the provider's own finish reason (default: its normal stop)
 """
 
@@ -41,6 +42,7 @@ class Script:
     status: int | None = None
     retry_after: str = "0"
     fail_first: int = 0
+    fail_with: int = 500
     finish: str | None = None
 
     @classmethod
@@ -52,7 +54,8 @@ class Script:
             usage=number.get("usage", 1) != 0, cached=number.get("cached", 0),
             cut_after=number.get("cut_after"), error_after=number.get("error_after"),
             status=number.get("status"), retry_after=opts.get("retry_after", "0"),
-            fail_first=number.get("fail_first", 0), finish=opts.get("finish"),
+            fail_first=number.get("fail_first", 0), fail_with=number.get("fail_with", 500),
+            finish=opts.get("finish"),
         )
 
 
