@@ -253,3 +253,18 @@ async def test_rate_limit_waits_for_retry_after_then_succeeds(
                                    " WHERE task_id = $1 AND kind = 'retry'", uuid.UUID(task_id))
     assert done["status"] == "completed" and len(fk.of(provider).requests) == 2
     assert len(rows) == 1 and json.loads(rows[0]["metadata"])["wait_ms"] >= 1000
+
+
+@each
+async def test_cancel_before_the_first_token_closes_upstream(srv: Server, fk: Fakes,
+                                                             flavour: Flavour) -> None:
+    client = await srv.client(await srv.new_key())
+    ack = await client.call("execute", body(flavour.ref(":tokens=3:delay_ms=10000")))
+    fake = fk.of(flavour.provider)
+    while not fake.requests:
+        await asyncio.sleep(0.01)
+    assert (await client.call("cancel", {"task_id": ack["task_id"]}))["status"] == "cancelled"
+    assert await fake.wait_for_disconnect(5.0)
+    done = await client.wait_done(ack["task_id"])
+    assert done["status"] == "cancelled" and done["text"] == ""
+    assert len(fake.requests) == 1
