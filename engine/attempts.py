@@ -151,20 +151,21 @@ async def prime(provider: Provider, request: ProviderRequest,
 async def _attempts(candidate: Candidate, request: ProviderRequest, policy: RetryPolicy,
                     timeout_s: float, event: EventSink) -> PrimedStream:
     """Up to `1 + retries` attempts on one model; the last transient fault is raised."""
-    for retry in range(policy.retries + 1):
+    retry = 0
+    while True:
         event("provider_call", provider=candidate.provider.name, model=candidate.model,
               attempt=retry + 1)
         try:
             return await prime(candidate.provider, request, timeout_s)
         except ProviderUnavailable as exc:
-            wait = policy.wait_s(retry, exc.retry_after_s)
+            wait = policy.wait_s(retry, exc.retry_after_s)  # None once retries are spent
             if wait is None:
                 raise
             event("retry", exc.message, level="warning", code=exc.code,
                   provider=candidate.provider.name, model=candidate.model,
                   wait_ms=int(wait * 1000))
             await asyncio.sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+            retry += 1
 
 
 async def open_task_stream(deps: RunnerDeps, plan: TaskPlan,
