@@ -39,6 +39,17 @@ def prompt_texts(body: dict[str, Any]) -> list[str]:
     return texts
 
 
+def message_start(model: str, script: Script, prompt_tokens: int) -> dict[str, Any]:
+    """Input usage as Anthropic counts it: cache reads apart from `input_tokens`."""
+    usage: dict[str, Any] = {"input_tokens": prompt_tokens - script.cached, "output_tokens": 1}
+    if script.cached:
+        usage["cache_read_input_tokens"] = script.cached
+    return {"type": "message_start", "message": {
+        "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
+        "model": model, "stop_reason": None, "stop_sequence": None,
+        "usage": usage if script.usage else {"input_tokens": 0, "output_tokens": 0}}}
+
+
 class FakeAnthropic(FakeServer):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._handle)
@@ -73,14 +84,7 @@ class FakeAnthropic(FakeServer):
         finished = False
         try:
             await resp.prepare(request)
-            usage: dict[str, Any] = {"input_tokens": prompt_tokens - script.cached,
-                                     "output_tokens": 1}
-            if script.cached:
-                usage["cache_read_input_tokens"] = script.cached
-            await send("message_start", {"type": "message_start", "message": {
-                "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
-                "model": model, "stop_reason": None, "stop_sequence": None,
-                "usage": usage if script.usage else {"input_tokens": 0, "output_tokens": 0}}})
+            await send("message_start", message_start(model, script, prompt_tokens))
             await send("content_block_start", {"type": "content_block_start", "index": 0,
                                                "content_block": {"type": "text", "text": ""}})
             await send("ping", {"type": "ping"})
