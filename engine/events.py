@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from engine.protocol import ExecuteRequest, SubscribeRequest, TaskRef
+from engine.protocol import ExecuteRequest, ProviderKeyRequest, SubscribeRequest, TaskRef
 
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 EndStatus = Literal["completed", "failed", "cancelled"]
@@ -216,6 +216,25 @@ class Readiness(_Payload):
     redis: bool
 
 
+class ProviderKeyStored(_Payload):
+    """`PUT /v1/me/provider-keys/{provider}`: only the key's last four characters."""
+
+    provider: str
+    last4: str
+
+
+class ProviderKeyItem(_Payload):
+    provider: str
+    last4: str
+    updated_at: str | None
+
+
+class ProviderKeyList(_Payload):
+    """`GET /v1/me/provider-keys`."""
+
+    items: list[ProviderKeyItem]
+
+
 # --- the protocol as data -----------------------------------------------------------------
 
 # Client → server events: (request, success ack). Every ack may also be an ErrorAck.
@@ -227,7 +246,7 @@ CLIENT_EVENTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 }
 SERVER_EVENTS: dict[str, type[BaseModel]] = {"task_chunk": TaskChunk, "task_done": TaskDone}
 
-# HTTP routes: "METHOD path" → (request body or None, success body or None for SSE).
+# HTTP routes: "METHOD path" → (request body or None, success body or None for SSE / 204).
 HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = {
     "GET /healthz": (None, Health),
     "GET /readyz": (None, Readiness),
@@ -237,6 +256,9 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "GET /v1/tasks/{id}/stream": (None, None),
     "POST /v1/tasks/{id}/cancel": (None, CancelResult),
     "GET /v1/runs/{id}": (None, RunView),
+    "PUT /v1/me/provider-keys/{provider}": (ProviderKeyRequest, ProviderKeyStored),
+    "GET /v1/me/provider-keys": (None, ProviderKeyList),
+    "DELETE /v1/me/provider-keys/{provider}": (None, None),
 }
 
 EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)

@@ -79,6 +79,12 @@ class ExecuteRequest(_Strict):
     broker_values: dict[str, Any] = Field(default_factory=dict)
 
 
+class ProviderKeyRequest(_Strict):
+    """`PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider (issue 3)."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
 class SubscribeRequest(_Strict):
     task_id: UUID
     after_seq: StrictInt = Field(0, ge=0)

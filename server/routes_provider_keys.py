@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from engine.protocol import decode
+from engine.protocol import ProviderKeyRequest, decode
 from server.http import _json_body, _user
 from server.state import ENGINE
 
 routes = web.RouteTableDef()
 
 
-class ProviderKeyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-
-
 @routes.put("/v1/me/provider-keys/{provider}")
 async def put_provider_key(request: web.Request) -> web.Response:
     user = await _user(request)
-    body = decode(ProviderKeyBody, await _json_body(request))
+    body = decode(ProviderKeyRequest, await _json_body(request))
     stored = await request.app[ENGINE].provider_keys.store(
         user.id, request.match_info["provider"], body.key)
     return web.json_response(stored)

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from db import users
 from db.pool import connect
+from engine import events
 from engine.secrets import new_secret
 from engine.settings import Settings
 from server.state import REDIS
@@ -88,7 +89,9 @@ async def test_routes_store_list_and_delete_without_showing_the_key(
     base = f"{srv.url}/v1/me/provider-keys"
     status, body = await call(http, "PUT", f"{base}/anthropic", token, {"key": secret})
     assert status == 200 and body == {"provider": "anthropic", "last4": secret[-4:]}
+    events.ProviderKeyStored.model_validate(body)
     status, body = await call(http, "GET", base, token)
+    events.ProviderKeyList.model_validate(body)
     assert status == 200 and [(i["provider"], i["last4"]) for i in body["items"]] == [
         ("anthropic", secret[-4:])]
     assert secret not in str(body) and "ciphertext" not in str(body)
@@ -97,6 +100,7 @@ async def test_routes_store_list_and_delete_without_showing_the_key(
     for bad in ({}, {"key": ""}, {"key": secret, "extra": 1}, {"key": "two words"}):
         status, body = await call(http, "PUT", f"{base}/google", token, bad)
         assert status == 400 and body["error"]["code"] == "invalid_request", bad
+        events.HttpError.model_validate(body)
         assert secret not in str(body)
     assert (await call(http, "DELETE", f"{base}/anthropic", token))[0] == 204
     status, body = await call(http, "DELETE", f"{base}/anthropic", token)
