@@ -1,4 +1,4 @@
-"""What a task cost, as an exact decimal: `model_prices` overrides first, then genai-prices.
+"""What a task cost, as an exact decimal: genai-prices, then `model_prices` for the rest.
 
 None means the price is unknown; it is never guessed as 0.
 """
@@ -61,15 +61,21 @@ def override_price(price: ModelPrice, usage: Usage) -> Decimal:
 
 async def task_cost(pool: asyncpg.Pool, provider: Provider, model: str,
                     usage: Usage) -> Decimal | None:
-    """The cost of one task: the override in effect today, else the adapter's own price."""
+    """The cost of one task: the adapter's own price (genai-prices), else the `model_prices`
+    row in effect today for a model the catalog does not know, else None.
+
+    The table is read only for models without a catalog price, so a task on a known model
+    stays at two Postgres statements (create and finalize).
+    """
+    known = provider.price(model, usage)
+    if known is not None:
+        return known
     try:
         override = await price_rows.current_price(pool, provider.name, model)
     except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
             TimeoutError) as exc:
         # The finalize that follows retries its own write; it must not fail on a price read.
-        log.warning("price override of %s/%s unreadable (%s); using the catalog",
+        log.warning("price of %s/%s unreadable (%s); recorded as unknown",
                     provider.name, model, type(exc).__name__)
-        override = None
-    if override is not None:
-        return override_price(override, usage)
-    return provider.price(model, usage)
+        return None
+    return None if override is None else override_price(override, usage)
