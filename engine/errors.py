@@ -84,6 +84,10 @@ class ProviderUnavailable(ProviderFault):
     http_status = 503
     retryable = True
 
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # the provider's `retry-after`, when it sent one
+
 
 class StreamTimeout(ProviderFault):
     code = "timeout"

@@ -15,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from engine.prompt_views import LIBRARY_ROUTES
-from engine.protocol import ExecuteRequest, NewKeyRequest, SubscribeRequest, TaskRef
+from engine.protocol import (
+    ExecuteRequest,
+    NewKeyRequest,
+    ProviderKeyRequest,
+    SubscribeRequest,
+    TaskRef,
+)
 
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 EndStatus = Literal["completed", "failed", "cancelled"]
@@ -288,6 +294,25 @@ class Readiness(_Payload):
     redis: bool
 
 
+class ProviderKeyStored(_Payload):
+    """`PUT /v1/me/provider-keys/{provider}`: only the key's last four characters."""
+
+    provider: str
+    last4: str
+
+
+class ProviderKeyItem(_Payload):
+    provider: str
+    last4: str
+    updated_at: str | None
+
+
+class ProviderKeyList(_Payload):
+    """`GET /v1/me/provider-keys`."""
+
+    items: list[ProviderKeyItem]
+
+
 # --- the protocol as data -----------------------------------------------------------------
 
 # Client → server events: (request, success ack). Every ack may also be an ErrorAck.
@@ -299,7 +324,7 @@ CLIENT_EVENTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 }
 SERVER_EVENTS: dict[str, type[BaseModel]] = {"task_chunk": TaskChunk, "task_done": TaskDone}
 
-# HTTP routes: "METHOD path" → (request body or None, success body or None for SSE).
+# HTTP routes: "METHOD path" → (request body or None, success body or None for SSE / 204).
 HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = {
     "GET /healthz": (None, Health),
     "GET /readyz": (None, Readiness),
@@ -314,6 +339,9 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "GET /v1/keys": (None, KeyList),
     "GET /v1/usage": (None, UsageList),
     **LIBRARY_ROUTES,  # issue 4: prompts, builtins, orgs, projects, variables
+    "PUT /v1/me/provider-keys/{provider}": (ProviderKeyRequest, ProviderKeyStored),
+    "GET /v1/me/provider-keys": (None, ProviderKeyList),
+    "DELETE /v1/me/provider-keys/{provider}": (None, None),
 }
 
 EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)

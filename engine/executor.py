@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
+from engine.attempts import RetryPolicy, resolve_fallbacks
+from engine.byok import ProviderKeys
 from engine.errors import InvalidRequest, NotFound
 from engine.limits import check_request_limits
 from engine.metrics import Metrics
@@ -24,6 +26,7 @@ from engine.providers.registry import ProviderRegistry
 from engine.publisher import ChunkPublisher
 from engine.quotas import Quotas
 from engine.runner import RunnerDeps, TaskPlan, done_payload, format_money, run_task
+from engine.secrets import KeyRing
 from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
 from engine.wire import Keys
@@ -61,7 +64,10 @@ class Engine:
             idle_timeout_s=settings.idle_timeout_s, history_ttl_s=settings.history_ttl_s,
             metrics=metrics or Metrics(),
             quotas=self.quotas,
+            retry=RetryPolicy.from_settings(settings),
         )
+        self.provider_keys = ProviderKeys(pool, KeyRing.from_setting(settings.provider_keys_secret),
+                                          registry.keyed_names())
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""
@@ -89,6 +95,7 @@ class Engine:
                 details={"errors": [{"field": "messages", "message": "too many messages"}]},
             )
         settings = req.settings.merged_over(prompt.settings)
+        fallbacks = resolve_fallbacks(self.registry, settings)
         tracked = req.track_in_runs
         run_id = (req.run_id or uuid.uuid4()) if tracked else None
         task_id = uuid.uuid4()
@@ -119,7 +126,8 @@ class Engine:
             provider_name=provider.name,
             request=ProviderRequest(model=model, messages=sent, settings=settings),
             new_messages=new_messages, reservation=reservation,
-            validations=prompt.validations,
+            validations=prompt.validations, fallbacks=fallbacks,
+            keys=self.provider_keys.source_for(user),
         )
         self.supervisor.start(str(task_id), lambda reason: run_task(self.deps, plan, reason))
         return ExecuteResult(task_id, run_id, "running")

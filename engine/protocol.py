@@ -46,6 +46,9 @@ class ModelSettings(_Strict):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     tokens_per_second: float | None = Field(None, ge=0, le=1_000_000)
+    # `provider/model` names tried in order when the model is unavailable (issue 3)
+    fallbacks: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
+        None, max_length=5)
 
     def merged_over(self, base: dict[str, Any]) -> dict[str, Any]:
         """These settings over `base`, dropping unset values."""
@@ -74,6 +77,12 @@ class ExecuteRequest(_Strict):
     scope: Scope | None = None
     request_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     broker_values: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProviderKeyRequest(_Strict):
+    """`PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider (issue 3)."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 class SubscribeRequest(_Strict):

@@ -15,8 +15,10 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from db import tasks as task_rows
+from engine.attempts import Candidate, KeySource, RetryPolicy, open_task_stream
 from engine.errors import InternalError, PromptstreamError, ProviderUnavailable, StreamTimeout
 from engine.metrics import Metrics
+from engine.pricing import task_cost
 from engine.providers.base import Provider, ProviderRequest, Usage, estimate_tokens
 from engine.publisher import ChunkPublisher
 from engine.quotas import Quotas, Reservation
@@ -42,6 +44,8 @@ class TaskPlan:
     new_messages: list[dict[str, str]]  # appended to the run with the assistant's answer
     reservation: Reservation | None = None  # the quota unit taken at execute
     validations: list[dict[str, Any]] = field(default_factory=list)  # run on the final text
+    fallbacks: tuple[Candidate, ...] = ()  # tried in order when the model is unavailable
+    keys: KeySource | None = None  # a bring-your-own-key user's keys; None: the server's
 
 
 @dataclass
@@ -55,6 +59,7 @@ class RunnerDeps:
     history_ttl_s: int
     metrics: Metrics = field(default_factory=Metrics)
     quotas: Quotas | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass
@@ -86,9 +91,8 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
     progress = _Progress()
     deps.publisher.open(task_id)
     status, error, finish, usage = "completed", None, "stop", None
-    progress.event("provider_call", provider=plan.provider_name, model=plan.request.model)
     try:
-        stream = await plan.provider.open(plan.request)
+        plan, stream = await open_task_stream(deps, plan, progress.event)  # retries, fallbacks
         async with stream:
             try:
                 await _consume(deps, plan, stream, progress)
@@ -153,7 +157,7 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
     if usage is None or (usage.output_tokens == 0 and text):
         usage_source = "estimated"
         usage = Usage(_estimate_input(plan.request), estimate_tokens(text))
-    cost = plan.provider.price(plan.request.model, usage)
+    cost = await task_cost(deps.pool, plan.provider, plan.request.model, usage)
     latency_ms = int((time.monotonic() - progress.started) * 1000)
     validation = await validate_output(plan.validations, text, status)
     progress.event("finalized", status=status, last_seq=last_seq, validation=validation.status)

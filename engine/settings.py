@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,6 +87,17 @@ class Settings(BaseSettings):
     max_variables: int = Field(200, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
     auth_recheck_s: float = Field(5.0, gt=0)  # backstop for revocations and deleted users
+
+    # Providers beyond OpenAI, retries and fallbacks, bring-your-own keys (issue 3)
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    gemini_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("gemini_api_key", "google_api_key"))
+    google_genai_base_url: str | None = None
+    provider_retries: int = Field(2, ge=0, le=10)  # per model, before the first token only
+    provider_backoff_s: float = Field(0.5, ge=0, le=60)
+    provider_backoff_max_s: float = Field(8.0, ge=0, le=600)
+    provider_keys_secret: SecretStr | None = None  # Fernet keys, comma-separated, newest first
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""

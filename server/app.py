@@ -26,6 +26,7 @@ from server.metrics import routes as metrics_routes
 from server.routes_account import routes as account_routes
 from server.routes_orgs import routes as org_routes
 from server.routes_prompts import routes as prompt_routes
+from server.routes_provider_keys import routes as provider_key_routes
 from server.routes_web import add_web_routes
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
@@ -109,5 +110,6 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(account_routes)
     app.cleanup_ctx.append(sessions_ctx)  # after engine_ctx: its loops stop first
     app.add_routes([*prompt_routes, *org_routes])  # issue 4: prompt library, orgs, variables
+    app.add_routes(provider_key_routes)
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     return app

@@ -14,6 +14,7 @@ from db import users
 from db.migrate import apply_migrations
 from db.pool import connect
 from engine.settings import Settings
+from server import cli_provider_keys
 from server.app import create_app
 from server.bench.cli import add_bench_parser, cmd_bench
 from server.cli_keys import add_key_commands, run_key_command
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="cli")
     add_bench_parser(sub)
     add_key_commands(keys_sub, sub)
+    cli_provider_keys.add_parser(sub)
     return parser
 
 
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_bench(args)
     if args.command == "migrate":
         return cmd_migrate(settings)
+    if args.command == "provider-keys":
+        return cli_provider_keys.run(settings, args, infrastructure)
     if args.command == "users" or args.keys_command != "create":
         return run_key_command(settings, args)
     return cmd_keys_create(settings, args.user, args.tier, args.name)

@@ -97,7 +97,10 @@ NO_FOREIGN_IDS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/me"),
                   # the caller's own prompts, orgs and variables
                   ("POST", "/v1/prompts"), ("GET", "/v1/prompts"), ("POST", "/v1/orgs"),
                   ("GET", "/v1/me/variables"), ("PUT", "/v1/me/variables/{name}"),
-                  ("DELETE", "/v1/me/variables/{name}")}
+                  ("DELETE", "/v1/me/variables/{name}"),
+                  # the caller's own provider keys
+                  ("PUT", "/v1/me/provider-keys/{provider}"), ("GET", "/v1/me/provider-keys"),
+                  ("DELETE", "/v1/me/provider-keys/{provider}")}
 OWN_VIEWS = ["/v1/me", "/v1/keys", "/v1/usage", "/v1/prompts", "/v1/me/variables"]
 
 

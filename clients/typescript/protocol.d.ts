@@ -152,6 +152,7 @@ export interface ModelSettings {
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
   tokens_per_second?: number | null;
+  fallbacks?: Array<string> | null;
 }
 
 /** `POST /v1/keys`. */
@@ -226,6 +227,28 @@ export interface PromptView {
   change_log: string;
   created_at: string;
   updated_at: string;
+}
+
+export interface ProviderKeyItem {
+  provider: string;
+  last4: string;
+  updated_at: string | null;
+}
+
+/** `GET /v1/me/provider-keys`. */
+export interface ProviderKeyList {
+  items: Array<ProviderKeyItem>;
+}
+
+/** `PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider (issue 3). */
+export interface ProviderKeyRequest {
+  key: string;
+}
+
+/** `PUT /v1/me/provider-keys/{provider}`: only the key's last four characters. */
+export interface ProviderKeyStored {
+  provider: string;
+  last4: string;
 }
 
 /** `GET /readyz`. */

@@ -17,12 +17,18 @@ class ProviderRequest:
     model: str
     messages: list[dict[str, str]]
     settings: dict[str, Any] = field(default_factory=dict)
+    # A bring-your-own key for this call only; never printed (repr=False), never stored.
+    api_key: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
 class Usage:
+    """Tokens of one call. `input_tokens` counts every input token, cached ones included;
+    `cached_input_tokens` is the part the provider served from its prompt cache."""
+
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -66,6 +72,7 @@ class Provider(abc.ABC):
     """One provider. `open` starts a streaming call; errors are raised as ours."""
 
     name: str
+    needs_key = True  # False for providers that call nothing (the simulator)
 
     @abc.abstractmethod
     async def open(self, request: ProviderRequest) -> ProviderStream:

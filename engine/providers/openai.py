@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+import httpx2
 import openai
 
-from engine.errors import ProviderFault, ProviderRejected, ProviderUnavailable
+from engine.errors import ProviderFault, ProviderUnavailable
 from engine.pricing import catalog_price
+from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
 
 # Settings the Chat Completions API takes as they are.
@@ -20,15 +22,18 @@ _PASSTHROUGH = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_
 def convert_error(exc: openai.OpenAIError) -> ProviderFault:
     """Our error for an SDK error; the message names the status, never the SDK's text."""
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status == 429 or status >= 500:
-            return ProviderUnavailable(f"openai answered HTTP {status}")
-        return ProviderRejected(f"openai rejected the request (HTTP {status})")
+        return faults.from_status("openai", exc.status_code, exc.response.headers)
     if isinstance(exc, openai.APITimeoutError):
         return ProviderUnavailable("openai did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderUnavailable("could not connect to openai")
-    return ProviderUnavailable("openai stream failed")
+        return faults.unreachable("openai")
+    return faults.cut("openai")
+
+
+def _usage(usage: Any) -> Usage:
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return Usage(usage.prompt_tokens, usage.completion_tokens, cached)
 
 
 class OpenAIStream(ProviderStream):
@@ -39,7 +44,7 @@ class OpenAIStream(ProviderStream):
         try:
             async for chunk in self._stream:
                 if chunk.usage is not None:
-                    self.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    self.usage = _usage(chunk.usage)
                 if not chunk.choices:
                     continue
                 choice = chunk.choices[0]
@@ -50,6 +55,8 @@ class OpenAIStream(ProviderStream):
                     yield content
         except openai.OpenAIError as exc:
             raise convert_error(exc) from exc
+        except (httpx2.TransportError, OSError) as exc:
+            raise faults.cut("openai") from exc
 
     async def aclose(self) -> None:
         await self._stream.close()
@@ -59,7 +66,8 @@ class OpenAIProvider(Provider):
     name = "openai"
 
     def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float,
-                 max_retries: int = 2) -> None:
+                 max_retries: int = 0) -> None:
+        # Retries are ours (engine.attempts) by default, so the SDK makes one request.
         self._client = openai.AsyncOpenAI(
             api_key=api_key or "unset", base_url=base_url, timeout=timeout_s,
             max_retries=max_retries,
@@ -67,8 +75,11 @@ class OpenAIProvider(Provider):
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
         params = {k: request.settings[k] for k in _PASSTHROUGH if k in request.settings}
+        client = self._client
+        if request.api_key is not None:
+            client = client.with_options(api_key=request.api_key)
         try:
-            stream = await self._client.chat.completions.create(  # type: ignore[call-overload]
+            stream = await client.chat.completions.create(  # type: ignore[call-overload]
                 model=request.model,
                 messages=request.messages,
                 stream=True,
@@ -80,7 +91,7 @@ class OpenAIProvider(Provider):
         return OpenAIStream(stream)
 
     def price(self, model: str, usage: Usage) -> Decimal | None:
-        return catalog_price("openai", model, usage.input_tokens, usage.output_tokens)
+        return catalog_price("openai", model, usage)
 
     async def close(self) -> None:
         await self._client.close()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from engine.errors import InvalidRequest
+from engine.providers.anthropic import AnthropicProvider
 from engine.providers.base import Provider
+from engine.providers.google import GoogleProvider
 from engine.providers.openai import OpenAIProvider
 from engine.providers.simulated import SimulatedProvider
 from engine.settings import Settings
@@ -17,14 +21,23 @@ class ProviderRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProviderRegistry:
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        timeout = settings.provider_timeout_s
         return cls({
             "simulated": SimulatedProvider(),
-            "openai": OpenAIProvider(key, settings.openai_base_url, settings.provider_timeout_s),
+            "openai": OpenAIProvider(_secret(settings.openai_api_key), settings.openai_base_url,
+                                     timeout),
+            "anthropic": AnthropicProvider(_secret(settings.anthropic_api_key),
+                                           settings.anthropic_base_url, timeout),
+            "google": GoogleProvider(_secret(settings.gemini_api_key),
+                                     settings.google_genai_base_url, timeout),
         })
 
     def names(self) -> list[str]:
         return sorted(self._providers)
+
+    def keyed_names(self) -> list[str]:
+        """Providers that call out with a key (the ones a user may bring a key for)."""
+        return sorted(n for n, p in self._providers.items() if p.needs_key)
 
     def resolve(self, model_ref: str) -> tuple[Provider, str]:
         """`provider/model` to (adapter, model name); unknown providers are the caller's fault."""
@@ -41,3 +54,7 @@ class ProviderRegistry:
     async def close(self) -> None:
         for provider in self._providers.values():
             await provider.close()
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

@@ -69,6 +69,7 @@ class SimulatedStream(ProviderStream):
 
 class SimulatedProvider(Provider):
     name = "simulated"
+    needs_key = False
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
         return SimulatedStream(request)

@@ -1,0 +1,119 @@
+"""A local fake of Anthropic's Messages API streaming, speaking the real SSE wire format:
+``event: message_start`` / ``content_block_start`` / ``ping`` / ``content_block_delta`` /
+``content_block_stop`` / ``message_delta`` (with usage) / ``message_stop``, and in-stream
+``event: error`` (``overloaded_error`` inside a 200). Scripted by the model name (see
+tests/fakes/scripted.py). ``anthropic.AsyncAnthropic(base_url=fake.base_url)`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.scripted import FakeServer, Script, count_words, token_text
+
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
+                500: "api_error", 529: "overloaded_error"}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    return {"type": "error",
+            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
+
+
+def error_response(status: int, message: str, retry_after: str = "0") -> web.Response:
+    headers = {"retry-after": retry_after} if status == 429 else None
+    return web.json_response(error_body(status, message), status=status, headers=headers)
+
+
+def prompt_texts(body: dict[str, Any]) -> list[str]:
+    texts = [body["system"]] if isinstance(body.get("system"), str) else []
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        texts.extend([content] if isinstance(content, str) else
+                     [p.get("text", "") for p in content or [] if isinstance(p, dict)])
+    return texts
+
+
+def message_start(model: str, script: Script, prompt_tokens: int) -> dict[str, Any]:
+    """Input usage as Anthropic counts it: cache reads apart from `input_tokens`."""
+    usage: dict[str, Any] = {"input_tokens": prompt_tokens - script.cached, "output_tokens": 1}
+    if script.cached:
+        usage["cache_read_input_tokens"] = script.cached
+    return {"type": "message_start", "message": {
+        "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
+        "model": model, "stop_reason": None, "stop_sequence": None,
+        "usage": usage if script.usage else {"input_tokens": 0, "output_tokens": 0}}}
+
+
+class FakeAnthropic(FakeServer):
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self._handle)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.record(request, body)
+        # Older SDKs send `x-api-key`, current ones `Authorization: Bearer`; both are accepted.
+        auth = request.headers.get("Authorization", "")
+        key = request.headers.get("x-api-key") or auth.removeprefix("Bearer ").strip()
+        if not key or key == "bad-key":
+            return error_response(401, "invalid x-api-key")
+        model = str(body.get("model", ""))
+        script = Script.parse(model)
+        if script.status is not None:
+            return error_response(script.status, f"fake error {script.status}",
+                                  script.retry_after)
+        if self.fails_now(model, script):
+            return error_response(script.fail_with, "fake failure", script.retry_after)
+        if "max_tokens" not in body or body.get("stream") is not True:
+            return error_response(400, "this fake serves streaming calls with max_tokens")
+        return await self._stream(request, model, script, count_words(prompt_texts(body)))
+
+    async def _stream(self, request: web.Request, model: str, script: Script,
+                      prompt_tokens: int) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+
+        async def send(event: str, data: dict[str, Any]) -> None:
+            await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+        finished = False
+        try:
+            await resp.prepare(request)
+            await send("message_start", message_start(model, script, prompt_tokens))
+            await send("content_block_start", {"type": "content_block_start", "index": 0,
+                                               "content_block": {"type": "text", "text": ""}})
+            await send("ping", {"type": "ping"})
+            for i in range(script.tokens):
+                if script.cut_after is not None and i >= script.cut_after:
+                    finished = True
+                    self.cut(request)
+                    return resp
+                if script.error_after is not None and i >= script.error_after:
+                    await send("error", error_body(529, "Overloaded"))
+                    await resp.write_eof()
+                    finished = True
+                    return resp
+                if script.delay_s:
+                    await asyncio.sleep(script.delay_s)
+                await send("content_block_delta", {
+                    "type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": token_text(i)}})
+            await send("content_block_stop", {"type": "content_block_stop", "index": 0})
+            await send("message_delta", {
+                "type": "message_delta",
+                "delta": {"stop_reason": script.finish or "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": script.tokens if script.usage else 0}})
+            await send("message_stop", {"type": "message_stop"})
+            await resp.write_eof()
+            finished = True
+            return resp
+        except ConnectionError:
+            return resp
+        finally:
+            if not finished:
+                self.disconnected()

@@ -1,0 +1,101 @@
+"""A local fake of the Gemini API's ``models/{model}:streamGenerateContent?alt=sse``, speaking
+the real wire format (SSE ``data:`` lines of GenerateContentResponse JSON with
+``usageMetadata``; the last one carries ``finishReason``). Scripted by the model name (see
+tests/fakes/scripted.py). ``genai.Client(http_options={"base_url": fake.base_url})`` works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.scripted import FakeServer, Script, count_words, token_text
+
+_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                 503: "UNAVAILABLE"}
+_SUFFIX = ":streamGenerateContent"
+
+
+def error_response(status: int, message: str, retry_after: str = "0") -> web.Response:
+    body = {"error": {"code": status, "message": message,
+                      "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
+    headers = {"retry-after": retry_after} if status == 429 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+def prompt_texts(body: dict[str, Any]) -> list[str]:
+    texts: list[str] = []
+    system = body.get("systemInstruction") or body.get("system_instruction")
+    contents = list(body.get("contents") or []) + ([system] if isinstance(system, dict) else [])
+    for content in contents:
+        texts.extend(p.get("text", "") for p in content.get("parts") or [])
+    return texts
+
+
+class FakeGemini(FakeServer):
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/{version}/models/{rest:.+}", self._handle)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        rest = request.match_info["rest"]
+        if not rest.endswith(_SUFFIX) or request.query.get("alt") != "sse":
+            return error_response(404, "this fake serves streamGenerateContent?alt=sse only")
+        body = await request.json()
+        self.record(request, body)
+        key = request.headers.get("x-goog-api-key", "")
+        if not key or key == "bad-key":
+            return error_response(400, "API key not valid. Please pass a valid API key.")
+        model = rest[: -len(_SUFFIX)]
+        script = Script.parse(model)
+        if script.status is not None:
+            return error_response(script.status, f"fake error {script.status}",
+                                  script.retry_after)
+        if self.fails_now(model, script):
+            return error_response(script.fail_with, "fake failure", script.retry_after)
+        return await self._stream(request, model, script, count_words(prompt_texts(body)))
+
+    async def _stream(self, request: web.Request, model: str, script: Script,
+                      prompt_tokens: int) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+
+        def response(text: str, i: int, last: bool) -> dict[str, Any]:
+            candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"},
+                                         "index": 0}
+            usage: dict[str, Any] = {"promptTokenCount": prompt_tokens,
+                                     "totalTokenCount": prompt_tokens}
+            if last:
+                candidate["finishReason"] = script.finish or "STOP"
+                usage.update(candidatesTokenCount=i + 1,
+                             totalTokenCount=prompt_tokens + i + 1)
+                if script.cached:
+                    usage["cachedContentTokenCount"] = script.cached
+            out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model,
+                                   "responseId": "fake"}
+            if script.usage:
+                out["usageMetadata"] = usage
+            return out
+
+        finished = False
+        try:
+            await resp.prepare(request)
+            for i in range(script.tokens):
+                if script.cut_after is not None and i >= script.cut_after:
+                    finished = True
+                    self.cut(request)
+                    return resp
+                if script.delay_s:
+                    await asyncio.sleep(script.delay_s)
+                data = response(token_text(i), i, i == script.tokens - 1)
+                await resp.write(f"data: {json.dumps(data)}\r\n\r\n".encode())
+            await resp.write_eof()
+            finished = True
+            return resp
+        except ConnectionError:
+            return resp
+        finally:
+            if not finished:
+                self.disconnected()
