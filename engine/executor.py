@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
+from engine.dispatch import Dispatcher, LocalDispatcher
 from engine.errors import InvalidRequest, NotFound
 from engine.metrics import Metrics
 from engine.prompts import ResolvedPrompt, resolve_prompt
@@ -21,7 +22,7 @@ from engine.protocol import ExecuteRequest
 from engine.providers.base import ProviderRequest, Usage
 from engine.providers.registry import ProviderRegistry
 from engine.publisher import ChunkPublisher
-from engine.runner import RunnerDeps, TaskPlan, done_payload, format_money, run_task
+from engine.runner import RunnerDeps, TaskPlan, done_payload, format_money
 from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
 from engine.wire import Keys
@@ -58,6 +59,8 @@ class Engine:
             idle_timeout_s=settings.idle_timeout_s, history_ttl_s=settings.history_ttl_s,
             metrics=metrics or Metrics(),
         )
+        # Replaced by engine/cluster.py for the gateway, worker and serve roles.
+        self.dispatcher: Dispatcher = LocalDispatcher(supervisor, self.deps)
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""
@@ -111,7 +114,7 @@ class Engine:
             request=ProviderRequest(model=model, messages=sent, settings=settings),
             new_messages=new_messages,
         )
-        self.supervisor.start(str(task_id), lambda reason: run_task(self.deps, plan, reason))
+        await self.dispatcher.dispatch(plan)
         return ExecuteResult(task_id, run_id, "running")
 
     async def _earlier(self, user: User, request_id: str) -> ExecuteResult | None:
@@ -144,7 +147,7 @@ class Engine:
             raise NotFound("task not found")
         if row["status"] in ENDED:
             return str(row["status"])
-        if await self.supervisor.cancel(str(task_id)):
+        if await self.dispatcher.cancel(str(task_id)):
             row = await task_rows.get_task(self.pool, task_id, user.id)
             assert row is not None
         return str(row["status"])

@@ -160,7 +160,7 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
         run_messages=run_messages, events=progress.events,
     )
     with deps.metrics.pg_finalize.time():
-        await _finalize_with_retries(deps.pool, plan.task_id, outcome)
+        landed = await _finalize_with_retries(deps.pool, plan.task_id, outcome)
     record_end(deps.metrics, provider=plan.provider_name, model=plan.request.model,
                status=status, usage=usage, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
                last_seq=last_seq, error=error)
@@ -170,18 +170,22 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
         usage=usage, cost=cost, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
         validation={"status": "skipped", "errors": []}, error=error,
     )
-    await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
+    if landed:  # else a sweeper ended the task first and wrote its terminal record
+        await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
     return payload
 
 
 async def _finalize_with_retries(pool: asyncpg.Pool, task_id: UUID,
-                                 outcome: task_rows.TaskOutcome, attempts: int = 6) -> None:
-    """Postgres may blink; the finalize is idempotent, so trying again is safe."""
+                                 outcome: task_rows.TaskOutcome, attempts: int = 6) -> bool:
+    """Postgres may blink; the finalize is idempotent, so trying again is safe.
+
+    False when the task had already ended before the first attempt (someone else ended it).
+    """
     delay = 0.2
     for attempt in range(1, attempts + 1):
         try:
-            await task_rows.finalize_task(pool, task_id, outcome)
-            return
+            # After a dropped connection the earlier attempt may have committed.
+            return await task_rows.finalize_task(pool, task_id, outcome) or attempt > 1
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
                 TimeoutError) as exc:
             if attempt == attempts:
@@ -190,6 +194,7 @@ async def _finalize_with_retries(pool: asyncpg.Pool, task_id: UUID,
                         type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+    return False  # not reached: the last attempt returns or raises
 
 
 def _estimate_input(request: ProviderRequest) -> int:

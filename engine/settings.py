@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     # Allocations between collections of Python's youngest GC generation (0: default, 700).
     gc_threshold: int = Field(50_000, ge=0)
 
+    # Scale-out and crash safety (issue 6): role of this node, job hand-off, leases, SIGTERM.
+    role: Literal["serve", "gateway", "worker"] = "serve"  # set by the CLI command
+    node_id: str | None = None  # consumer name in the job stream; default host-pid-random
+    lease_ttl_s: float = Field(15.0, ge=1)  # a task whose worker is silent this long fails
+    worker_concurrency: int = Field(256, ge=1)  # tasks one worker runs at once
+    shutdown_grace_s: float = Field(25.0, ge=0)  # SIGTERM: running tasks get this long
+    cancel_wait_s: float = Field(10.0, gt=0)  # how long a cancel waits for a remote runner
+
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""
         if self.default_model:

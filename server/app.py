@@ -12,6 +12,7 @@ from aiohttp import web
 
 from db.migrate import apply_migrations
 from db.pool import create_pool
+from engine.cluster import ClusterNode
 from engine.executor import Engine
 from engine.metrics import Metrics
 from engine.providers.registry import ProviderRegistry
@@ -20,12 +21,13 @@ from engine.relay import Relay
 from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
 from engine.wire import Keys
+from server.drain import drain_on_shutdown
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
 from server.routes_web import add_web_routes
 from server.sockets import SocketGateway
-from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
+from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +73,13 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     relay = Relay(app[REDIS], keys, engine.final_payload, metrics)
     app[ENGINE] = engine
     app[RELAY] = relay
+    app[NODE] = node = ClusterNode(settings, engine)  # role: gateway, worker or serve
+    await node.start()
     loops = [asyncio.create_task(publisher.run(), name="chunk-publisher"),
              asyncio.create_task(relay.run(), name="relay-listener")]
     yield
     await supervisor.close()  # running tasks finalize (failed, retryable) while Redis is up
+    await node.close()
     await relay.close()
     for loop in loops:
         loop.cancel()
@@ -103,4 +108,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(routes)
     app.add_routes(metrics_routes)
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
+    app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end
     return app

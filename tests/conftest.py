@@ -90,6 +90,7 @@ def settings(infra: Infra, database_url: str) -> Settings:
         coalesce_ms=10, db_pool_min=1, db_pool_max=10,
         # Short heartbeats: a long-poll client's disconnect waits out the pending poll.
         ping_interval_s=1, ping_timeout_s=2,
+        shutdown_grace_s=0,  # teardown ends running tasks at once (no SIGTERM grace)
     )
 
 
