@@ -215,6 +215,8 @@ class ClusterNode:
     async def drain(self, grace_s: float) -> None:
         """Stop taking jobs, then give running tasks up to `grace_s` to end by themselves."""
         self._stopping.set()
+        log.warning("draining: no new jobs; %d task(s) running, %.0f s to end",
+                    len(self.engine.supervisor), grace_s)
         consumer = self._loops.pop("job-consumer", None)
         if consumer is not None:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -29,6 +30,8 @@ def drain_on_shutdown(sio: socketio.AsyncServer | None) -> ShutdownHandler:
             except (ConnectionError, OSError) as exc:
                 log.warning("could not tell every socket about the shutdown (%s)",
                             type(exc).__name__)
+            # Let the event leave before connections close (a client may also just reconnect).
+            await asyncio.sleep(min(1.0, settings.shutdown_grace_s))
         node = app.get(NODE)
         if node is not None:
             await node.drain(settings.shutdown_grace_s)
