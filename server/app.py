@@ -36,7 +36,8 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url, "database_url must be set (the CLI starts an embedded one)"
     pool = await create_pool(settings.database_url, min_size=settings.db_pool_min,
-                             max_size=settings.db_pool_max, on_query=app[METRICS].count_query)
+                             max_size=settings.db_pool_max, on_query=app[METRICS].count_query,
+                             acquire_timeout_s=settings.db_acquire_timeout_s)
     app[METRICS].watch_pool(pool.get_size, pool.get_idle_size)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
