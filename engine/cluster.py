@@ -4,7 +4,8 @@
 - worker: reads the job stream, claims each task, runs it with the runner, heartbeats its
   lease, and obeys cancels from any node.
 - serve: both; a task it records runs here at once (no hand-off), and it also takes jobs.
-Every role sweeps expired leases (engine/sweeper.py).
+Every role sweeps expired leases (engine/sweeper.py) and lands parked finalizes
+(engine/finalizer.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from redis.exceptions import RedisError
 from db import tasks as task_rows
 from engine.errors import InternalError, InvalidRequest
 from engine.executor import ENDED, Engine
+from engine.finalizer import PendingFinalizes
 from engine.jobs import Job, JobQueue, Leases
 from engine.runner import CancelReason, TaskPlan, run_task
 from engine.settings import Settings
@@ -51,6 +53,8 @@ class ClusterNode:
         self.leases = Leases(engine.redis, engine.keys, self.node_id, settings.lease_ttl_s)
         self.sweeper = Sweeper(engine.deps, engine.registry, self.leases, self.queue,
                                settings.lease_ttl_s / 2)
+        self.finalizes = PendingFinalizes(engine.deps)
+        engine.deps.defer_finalize = self.finalizes.defer
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._owned: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
@@ -64,6 +68,7 @@ class ClusterNode:
         """Create the consumer group and start this role's loops."""
         await self.queue.ensure_group()
         self._spawn_loop("sweeper", self.sweeper.run())
+        self._spawn_loop("finalizer", self.finalizes.run())
         if self.runs_tasks:
             self._spawn_loop("heartbeat", self._heartbeat())
             self._spawn_loop("cancel-listener", self._listen_cancels())

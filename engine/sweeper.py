@@ -44,7 +44,7 @@ WORKER_LOST = Ending("failed", "error", LOST, "lease expired: the worker stopped
 CANCELLED_BEFORE_START = Ending("cancelled", "cancelled", None, "cancelled before it started")
 
 
-async def _history(deps: RunnerDeps, task_id: str) -> tuple[str, int, bool]:
+async def read_history(deps: RunnerDeps, task_id: str) -> tuple[str, int, bool]:
     """(text so far, last seq, whether the terminal record is there) from the history."""
     raw = cast(list[tuple[bytes, dict[bytes, bytes]]],
                await deps.redis.xrange(deps.keys.history(task_id)))
@@ -63,7 +63,7 @@ async def _history(deps: RunnerDeps, task_id: str) -> tuple[str, int, bool]:
 async def end_task(deps: RunnerDeps, registry: ProviderRegistry, task_id: str,
                    job: Job | None, ending: Ending) -> bool:
     """Finalize a task no runner holds and publish its terminal record; True if it landed."""
-    text, last_seq, ended = await _history(deps, task_id)
+    text, last_seq, ended = await read_history(deps, task_id)
     row = await task_rows.get_task_unscoped(deps.pool, UUID(task_id))
     if row is None or ended:
         return False

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,16 @@ from db.pool import connect
 from tests.conftest import Client
 
 STARTUP_S = 90.0  # a loaded 2-core machine imports slowly
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    """Wait for a condition (no timing assertion: the timeout only bounds a failure)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

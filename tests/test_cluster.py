@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from tests.conftest import Client, Infra, assert_intact
-from tests.nodes import Cluster
+from tests.nodes import Cluster, until
 
 LOST = {"code": "internal", "message": "the node running the task stopped", "retryable": True}
 
@@ -22,14 +22,6 @@ LOST = {"code": "internal", "message": "the node running the task stopped", "ret
 def adhoc(max_tokens: int, tokens_per_second: int) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": "go"}], "model": "simulated/test",
             "settings": {"max_tokens": max_tokens, "tokens_per_second": tokens_per_second}}
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
 import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
 
 from engine.settings import Settings
+from server.embedded import EmbeddedPostgres
 from server.state import POOL
-from tests.conftest import start_server, stop_server
+from tests.conftest import assert_intact, start_server, stop_server
+from tests.nodes import until
 
 ADHOC = {"messages": [{"role": "user", "content": "hi"}], "model": "simulated/test",
          "settings": {"max_tokens": 5, "tokens_per_second": 0}}
@@ -35,3 +41,48 @@ async def test_waiting_for_a_database_connection_is_bounded(settings: Settings) 
         assert (await client.wait_done(ack["task_id"]))["status"] == "completed"
     finally:
         await stop_server(srv)
+
+
+async def test_finalize_waits_in_redis_while_postgres_is_down(settings: Settings,
+                                                              tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")  # this test's own Postgres, stopped for real
+    url = pg.start()
+    redis = aioredis.Redis.from_url(settings.redis_url or "")
+    try:
+        srv = await start_server(settings.model_copy(update={"database_url": url}))
+        try:
+            client = await srv.client(await srv.new_key())
+            ack = await client.call("execute", {**ADHOC, "settings": {
+                "max_tokens": 40, "tokens_per_second": 20}})
+            task_id = ack["task_id"]
+            await until(lambda: bool(client.chunks[task_id]), what="a chunk")
+            pg.stop()  # Postgres goes away while the task streams
+            parked = f"{settings.redis_prefix}finalize"
+            for _ in range(1200):
+                if await redis.hlen(parked):
+                    break
+                await asyncio.sleep(0.05)
+            assert await redis.hexists(parked, task_id), "the outcome was not parked"
+            assert task_id not in client.done  # no task_done before the record is written
+            pg.start()  # back: the parked finalize lands
+            done = await client.wait_done(task_id, 60)
+            assert done["status"] == "completed"
+            assert_intact(client, task_id)
+            conn = await asyncpg.connect(url)
+            try:
+                row = await conn.fetchrow(
+                    "SELECT t.status, t.total_tokens, r.task_count, r.total_tokens AS run_total,"
+                    " (SELECT count(*) FROM ai_usage_logs u WHERE u.task_id = t.task_id) AS logs"
+                    " FROM ai_tasks t JOIN ai_runs r ON r.id = t.run_id WHERE t.task_id = $1",
+                    uuid.UUID(task_id))
+            finally:
+                await conn.close()
+            assert row["status"] == "completed" and row["logs"] == 1
+            assert row["task_count"] == 1
+            assert row["total_tokens"] == row["run_total"] == done["usage"]["total_tokens"]
+            assert not await redis.hexists(parked, task_id)
+        finally:
+            await stop_server(srv)
+    finally:
+        await redis.aclose()
+        pg.stop()
