@@ -13,6 +13,7 @@ import asyncpg
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from server.embedded import EmbeddedRedis
 from tests.conftest import Client, Infra, assert_intact
 from tests.nodes import Cluster, until
 
@@ -201,3 +202,29 @@ async def test_sigterm_gateway_tells_clients_to_reconnect_elsewhere(cluster: Clu
     mine = [c["text"] for c in a.chunks[task_id] if c["seq"] <= after]
     assert "".join(mine) + b.text(task_id) == done["text"]
     assert await g1.wait_exit() == 0
+
+
+async def test_redis_restart_mid_stream_loses_nothing(cluster: Cluster, tmp_path: Path) -> None:
+    own = EmbeddedRedis(tmp_path / "redis")  # this test's own Redis, restarted for real
+    own.start()
+    try:
+        cluster.redis_url = own.url
+        g1 = cluster.spawn("gateway", "g1", lease_ttl_s="15")
+        w1 = cluster.spawn("worker", "w1", lease_ttl_s="15")
+        await asyncio.gather(g1.wait_ready(), w1.wait_ready())
+        token = await cluster.new_key()
+        a = await cluster.client(g1, token)
+        ack = await a.call("execute", adhoc(80, 20))  # about 4 s
+        task_id = ack["task_id"]
+        await until(lambda: len(a.chunks[task_id]) >= 2, what="first chunks")
+        own.stop()  # saves its data, as a managed Redis restart does
+        own.start()
+        done = await a.wait_done(task_id, 60)
+        assert done["status"] == "completed"
+        assert_intact(a, task_id)
+        # Both nodes work on after the restart: a new task streams end to end.
+        ack = await a.call("execute", adhoc(10, 0))
+        assert (await a.wait_done(ack["task_id"], 40))["status"] == "completed"
+    finally:
+        await cluster.stop()
+        own.stop()
