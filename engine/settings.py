@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(256, ge=1)  # tasks one worker runs at once
     shutdown_grace_s: float = Field(25.0, ge=0)  # SIGTERM: running tasks get this long
     cancel_wait_s: float = Field(10.0, gt=0)  # how long a cancel waits for a remote runner
+    pubsub_probe_s: float = Field(5.0, gt=0)  # a silent pub/sub connection is renewed after
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""

@@ -71,7 +71,8 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics.tasks_running.set_function(lambda: float(len(supervisor)))
     engine = Engine(settings, app[POOL], app[REDIS], keys, registry, publisher, supervisor,
                     metrics)
-    relay = Relay(app[REDIS], keys, engine.final_payload, metrics)
+    relay = Relay(app[REDIS], keys, engine.final_payload, metrics,
+                  probe_s=settings.pubsub_probe_s)
     app[ENGINE] = engine
     app[RELAY] = relay
     app[NODE] = node = ClusterNode(settings, engine)  # role: gateway, worker or serve

@@ -156,3 +156,61 @@ class Cluster:
         if self.redis is not None:
             await self.redis.aclose()
 
+
+
+class Blackhole:
+    """A TCP proxy on loopback in front of a unix-socket Redis. `silence_subscribers()`
+    makes every connection that has subscribed so far stop delivering anything to its
+    client while staying open: a half-open connection, as a NAT that forgot it leaves."""
+
+    def __init__(self, unix_path: Path) -> None:
+        self.unix_path = unix_path
+        self._silent: dict[int, bool] = {}
+        self._subscribed: set[int] = set()
+        self._server: asyncio.Server | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def silence_subscribers(self) -> None:
+        for conn in self._subscribed:
+            self._silent[conn] = True
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(str(self.unix_path))
+        conn = id(writer)
+        self._silent[conn] = False
+
+        async def upstream() -> None:
+            while data := await reader.read(65536):
+                if b"SUBSCRIBE" in data.upper():
+                    self._subscribed.add(conn)
+                up_writer.write(data)
+                await up_writer.drain()
+
+        async def downstream() -> None:
+            while data := await up_reader.read(65536):
+                if not self._silent[conn]:
+                    writer.write(data)
+                    await writer.drain()
+
+        pumps = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+        self._pumps.update(pumps)
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+            self._pumps.difference_update(pumps)
+            writer.close()
+            up_writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for pump in list(self._pumps):
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)

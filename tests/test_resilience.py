@@ -11,10 +11,10 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from engine.settings import Settings
-from server.embedded import EmbeddedPostgres
-from server.state import POOL
+from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.state import POOL, RELAY
 from tests.conftest import assert_intact, start_server, stop_server
-from tests.nodes import until
+from tests.nodes import Blackhole, until
 
 ADHOC = {"messages": [{"role": "user", "content": "hi"}], "model": "simulated/test",
          "settings": {"max_tokens": 5, "tokens_per_second": 0}}
@@ -86,3 +86,30 @@ async def test_finalize_waits_in_redis_while_postgres_is_down(settings: Settings
     finally:
         await redis.aclose()
         pg.stop()
+
+
+async def test_a_silent_subscription_is_found_by_the_probe_and_renewed(
+        settings: Settings, tmp_path: Path) -> None:
+    own = EmbeddedRedis(tmp_path / "redis")
+    own.start()
+    proxy = Blackhole(own.socket_path)
+    port = await proxy.start()
+    try:
+        srv = await start_server(settings.model_copy(update={
+            "redis_url": f"redis://127.0.0.1:{port}/0", "pubsub_probe_s": 0.5}))
+        try:
+            client = await srv.client(await srv.new_key())
+            ack = await client.call("execute", {**ADHOC, "settings": {
+                "max_tokens": 60, "tokens_per_second": 20}})
+            task_id = ack["task_id"]
+            await until(lambda: bool(client.chunks[task_id]), what="a chunk")
+            proxy.silence_subscribers()  # the relay's connection stays open but goes quiet
+            done = await client.wait_done(task_id, 40)
+            assert done["status"] == "completed"
+            assert_intact(client, task_id)
+            assert srv.app[RELAY].renewals >= 1
+        finally:
+            await stop_server(srv)
+    finally:
+        await proxy.close()
+        own.stop()
