@@ -26,6 +26,7 @@ from engine.errors import InternalError, InvalidRequest
 from engine.executor import ENDED, Engine
 from engine.finalizer import PendingFinalizes
 from engine.jobs import Job, JobQueue, Leases
+from engine.loops import check_cancelled, stop
 from engine.runner import CancelReason, TaskPlan, run_task
 from engine.settings import Settings
 from engine.sweeper import CANCELLED_BEFORE_START, Ending, Sweeper, end_task
@@ -133,6 +134,13 @@ class ClusterNode:
 
         self.engine.supervisor.start(task_id, body)
 
+    async def _ensure_group(self) -> None:
+        """Recreate the consumer group if Redis lost it (restarted without persistence)."""
+        try:
+            await self.queue.ensure_group()
+        except (RedisError, OSError):
+            check_cancelled()
+
     async def _release(self, task_id: str) -> None:
         try:
             await self.leases.release(task_id)
@@ -174,8 +182,10 @@ class ClusterNode:
                 for entry_id, task_id in entries:
                     await self._accept(entry_id, task_id)
             except (RedisError, OSError) as exc:
+                check_cancelled()
                 log.warning("job stream unavailable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
+                await self._ensure_group()
 
     async def _heartbeat(self) -> None:
         """Keep this node's leases alive; obey cancels whose message was missed."""
@@ -186,6 +196,7 @@ class ClusterNode:
                 lost = await self.leases.renew(running)
                 cancelled = await self.leases.cancel_requested(running)
             except (RedisError, OSError) as exc:
+                check_cancelled()
                 log.warning("heartbeat failed (%s)", type(exc).__name__)
                 continue
             for task_id in lost:  # a sweeper ended it: stop streaming into an ended task
@@ -205,6 +216,7 @@ class ClusterNode:
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=1.0)
                 except (RedisError, OSError) as exc:
+                    check_cancelled()
                     log.warning("cancel channel lost (%s); reconnecting", type(exc).__name__)
                     await asyncio.sleep(0.5)
                     continue
@@ -238,8 +250,5 @@ class ClusterNode:
 
     async def close(self) -> None:
         """Stop the loops (after the supervisor has ended this node's tasks)."""
-        tasks = [*self._loops.values(), *self._owned]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop([*self._loops.values(), *self._owned])
         self._loops.clear()

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from db import tasks as task_rows
+from engine.loops import check_cancelled
 from engine.runner import FINALIZE_RETRYABLE, RunnerDeps, publish_done
 from engine.sweeper import read_history
 from engine.wire import Keys
@@ -69,6 +70,7 @@ class PendingFinalizes:
                 log.warning("finalize of task %s parked until Postgres is back", task_id)
                 return
             except (RedisError, OSError) as exc:
+                check_cancelled()
                 log.warning("could not park the finalize of %s (%s)", task_id,
                             type(exc).__name__)
                 await asyncio.sleep(delay)
@@ -100,6 +102,7 @@ class PendingFinalizes:
             try:
                 left = await self.land_once()
             except (RedisError, OSError) as exc:
+                check_cancelled()
                 log.warning("parked finalizes unavailable (%s)", type(exc).__name__)
                 left = 1
             delay = min(delay * 2, MAX_DELAY_S) if left else self.interval_s

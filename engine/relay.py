@@ -24,6 +24,7 @@ from typing import Any, Protocol, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from engine.loops import check_cancelled
 from engine.metrics import Metrics
 from engine.wire import CHUNK, DONE, Keys, decode_record
 
@@ -278,6 +279,7 @@ class Relay:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as exc:
+                check_cancelled()
                 # redis-py reconnects and re-subscribes on the next read; each channel's
                 # new confirmation makes its watch re-read history for what was missed.
                 log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
@@ -314,6 +316,7 @@ class Relay:
             try:
                 await self.redis.publish(self.probe_channel, "probe")
             except (RedisError, OSError):
+                check_cancelled()
                 continue  # Redis itself is away: the reader reconnects when it is back
             try:
                 await asyncio.wait_for(self._probe_seen.wait(), self.probe_s)

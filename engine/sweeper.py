@@ -22,6 +22,7 @@ from db import tasks as task_rows
 from engine.errors import InvalidRequest
 from engine.executor import done_from_row
 from engine.jobs import Job, JobQueue, Leases
+from engine.loops import check_cancelled
 from engine.providers.base import Usage, estimate_tokens
 from engine.providers.registry import ProviderRegistry
 from engine.runner import RunnerDeps, _finalize_with_retries, done_payload, publish_done
@@ -146,4 +147,5 @@ class Sweeper:
                 await self.sweep_once()
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                     TimeoutError) as exc:
+                check_cancelled()
                 log.warning("sweep failed (%s); trying again later", type(exc).__name__)
