@@ -16,13 +16,14 @@ import os
 import socket
 import uuid
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from redis.exceptions import RedisError
 
 from db import tasks as task_rows
-from engine.errors import InternalError, InvalidRequest
+from engine.errors import InternalError, InvalidRequest, ProviderUnavailable
 from engine.executor import ENDED, Engine
 from engine.finalizer import PendingFinalizes
 from engine.jobs import Job, JobQueue, Leases
@@ -88,13 +89,32 @@ class ClusterNode:
     async def dispatch(self, plan: TaskPlan) -> None:
         """Hand the recorded task to a worker (gateway) or run it here (serve, worker)."""
         job = Job.from_plan(plan)
-        if not self.runs_tasks:
-            await self.queue.enqueue(job)
-            return
-        await self.queue.remember(job)
-        if not await self.leases.claim(job.task_id):
+        try:
+            if not self.runs_tasks:
+                await self.queue.enqueue(job)
+                return
+            await self.queue.remember(job)
+            claimed = await self.leases.claim(job.task_id)
+        except (RedisError, OSError):
+            check_cancelled()
+            await self._fail_undispatched(plan)
+            raise ProviderUnavailable("the job queue is unavailable; try again") from None
+        if not claimed:
             raise InternalError("task already claimed")  # a fresh id: cannot happen
         self._run(plan)
+
+    async def _fail_undispatched(self, plan: TaskPlan) -> None:
+        """Redis is away: end the recorded task at once rather than leave it `running`."""
+        error = {"code": "provider_unavailable", "retryable": True,
+                 "message": "the job queue is unavailable; try again"}
+        outcome = task_rows.TaskOutcome(
+            status="failed", text="", input_tokens=0, output_tokens=0,
+            usage_source="estimated", cost_usd=None, last_seq=0, ttft_ms=None, latency_ms=0,
+            finish_reason="error", error=error, validation_status="skipped", run_messages=[],
+            events=[{"at": datetime.now(UTC).isoformat(), "level": "error", "kind": "error",
+                     "message": error["message"], "metadata": {}}],
+        )
+        await task_rows.finalize_task(self.engine.pool, plan.task_id, outcome)
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel here if it runs here; else stop it before it starts, or tell its worker."""

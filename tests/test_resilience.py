@@ -113,3 +113,30 @@ async def test_a_silent_subscription_is_found_by_the_probe_and_renewed(
     finally:
         await proxy.close()
         own.stop()
+
+
+async def test_execute_while_redis_is_down_fails_cleanly(settings: Settings,
+                                                         tmp_path: Path) -> None:
+    own = EmbeddedRedis(tmp_path / "redis")
+    own.start()
+    try:
+        srv = await start_server(settings.model_copy(update={"redis_url": own.url}))
+        try:
+            key = await srv.new_key()
+            own.stop()  # the job queue is gone
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{srv.url}/v1/executions", json=ADHOC,
+                                     headers={"Authorization": f"Bearer {key}"}) as resp:
+                    status, body = resp.status, await resp.json()
+            assert status == 503 and body["error"]["code"] == "provider_unavailable"
+            conn = await asyncpg.connect(settings.database_url or "")
+            try:
+                rows = await conn.fetch("SELECT status, error FROM ai_tasks")
+            finally:
+                await conn.close()
+            assert [r["status"] for r in rows] == ["failed"]  # recorded, and not left running
+        finally:
+            own.start()
+            await stop_server(srv)
+    finally:
+        own.stop()
