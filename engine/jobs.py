@@ -243,6 +243,13 @@ class Leases:
         keys = [self.names.leases, self.names.claim(task_id)]
         return bool(await self._sweep(keys=keys, args=[task_id, JOB_TTL_S]))
 
+    async def handed_over(self, task_ids: list[str]) -> list[bool]:
+        """Whether each task has a job description or a claim (was handed to a runner)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.exists(self.names.job(task_id), self.names.claim(task_id))
+        return [bool(n) for n in await pipe.execute()]
+
     async def restore_expired(self, task_id: str) -> None:
         """Put back a lease taken by a sweep that failed, already expired."""
         await self.redis.zadd(self.names.leases, {task_id: 0})

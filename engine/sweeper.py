@@ -42,6 +42,10 @@ class Ending:
 
 
 WORKER_LOST = Ending("failed", "error", LOST, "lease expired: the worker stopped")
+NEVER_HANDED_OVER = Ending("failed", "error", {
+    "code": "internal", "retryable": True,
+    "message": "the node that accepted the task stopped before handing it over",
+}, "no job and no lease found for a running task")
 CANCELLED_BEFORE_START = Ending("cancelled", "cancelled", None, "cancelled before it started")
 
 
@@ -140,11 +144,28 @@ class Sweeper:
                 raise
         return ended
 
+    async def reconcile_once(self) -> int:
+        """End tasks the database says run but Redis knows nothing of (their node died between
+        recording and handing them over, or Redis lost its data); returns how many."""
+        stale = [str(t) for t in await task_rows.list_stale_running(
+            self.deps.pool, self.interval_s * 4)]
+        if not stale:
+            return 0
+        ended = 0
+        for task_id, known in zip(stale, await self.leases.handed_over(stale), strict=True):
+            if known or not await self.leases.claim(task_id, holder="orphan"):
+                continue
+            log.warning("task %s runs nowhere; ending it as failed", task_id)
+            if await end_task(self.deps, self.registry, task_id, None, NEVER_HANDED_OVER):
+                ended += 1
+        return ended
+
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.sweep_once()
+                await self.reconcile_once()
             except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                     TimeoutError) as exc:
                 check_cancelled()

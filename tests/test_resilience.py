@@ -10,6 +10,8 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
+from db import tasks as task_rows
+from db.pool import connect
 from engine.settings import Settings
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import POOL, RELAY
@@ -140,3 +142,35 @@ async def test_execute_while_redis_is_down_fails_cleanly(settings: Settings,
             await stop_server(srv)
     finally:
         own.stop()
+
+
+async def test_a_task_recorded_but_never_handed_over_is_ended(settings: Settings) -> None:
+    srv = await start_server(settings.model_copy(update={"lease_ttl_s": 1}))
+    try:
+        client = await srv.client(await srv.new_key())
+        conn = await connect(settings.database_url or "")
+        try:
+            # What a gateway leaves behind when it dies right after recording a task.
+            user_id = await conn.fetchval("SELECT id FROM users LIMIT 1")
+            orphan = uuid.uuid4()
+            await task_rows.create_task(conn, task_rows.NewTask(
+                task_id=orphan, user_id=user_id, provider="simulated", model="test",
+                request={"model": "simulated/test", "messages": [], "settings": {}}))
+            # A task that really runs meanwhile is left alone.
+            ack = await client.call("execute", {**ADHOC, "settings": {
+                "max_tokens": 60, "tokens_per_second": 15}})
+            for _ in range(600):
+                row = await conn.fetchrow("SELECT status, error FROM ai_tasks "
+                                          "WHERE task_id = $1", orphan)
+                if row["status"] != "running":
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+        assert row["status"] == "failed"
+        assert row["error"]["code"] == "internal" and row["error"]["retryable"] is True
+        done = await client.wait_done(ack["task_id"], 40)
+        assert done["status"] == "completed"
+        assert_intact(client, ack["task_id"])
+    finally:
+        await stop_server(srv)
