@@ -149,6 +149,11 @@ async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(
             break
         await asyncio.sleep(0.05)
     assert await stream_empty()
+    # A later task is a barrier: a second run of the first one would have written by now.
+    later = await a.call("execute", adhoc(10, 0))
+    assert (await a.wait_done(later["task_id"], 40))["status"] == "completed"
+    history = await redis.xrange(cluster.key(f"h:{task_id}"))
+    assert len(history) == done["last_seq"] + 1  # its chunks once, then one terminal record
     calls = await _row(cluster, task_id, "SELECT count(*) FROM task_events "
                        "WHERE task_id = $1 AND kind = 'provider_call'")
     assert calls == 1
