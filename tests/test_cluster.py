@@ -233,3 +233,28 @@ async def test_redis_restart_mid_stream_loses_nothing(cluster: Cluster, tmp_path
     finally:
         await cluster.stop()
         own.stop()
+
+
+async def test_cancel_before_any_worker_started_the_task(cluster: Cluster) -> None:
+    (g1,) = await cluster.start(("gateway", "g1"))  # no worker yet: the job waits
+    token = await cluster.new_key()
+    a = await cluster.client(g1, token)
+    task_id = (await a.call("execute", adhoc(10, 0)))["task_id"]
+    assert await a.call("cancel", {"task_id": task_id}) == {"ok": True, "status": "cancelled"}
+    done = await a.wait_done(task_id, 30)
+    assert done["status"] == "cancelled" and done["text"] == "" and done["last_seq"] == 0
+
+    # A worker that arrives later acknowledges the job without running it.
+    await cluster.start(("worker", "w1"))
+    redis = cluster.redis
+    assert redis is not None
+    for _ in range(600):
+        if int(await redis.xlen(cluster.key("jobs"))) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert int(await redis.xlen(cluster.key("jobs"))) == 0
+    later = (await a.call("execute", adhoc(10, 0)))["task_id"]  # barrier, as above
+    assert (await a.wait_done(later, 40))["status"] == "completed"
+    assert await _row(cluster, task_id, "SELECT status FROM ai_tasks WHERE task_id = $1") \
+        == "cancelled"
+    assert len(await redis.xrange(cluster.key(f"h:{task_id}"))) == 1  # the terminal record only
