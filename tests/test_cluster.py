@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest_asyncio
 import redis.asyncio as aioredis
@@ -50,8 +51,13 @@ async def _holder(cluster: Cluster, task_id: str) -> str:
 
 
 async def test_tasks_flow_across_gateways_and_workers(cluster: Cluster) -> None:
-    g1, g2, _, _ = await cluster.start(("gateway", "g1"), ("gateway", "g2"),
-                                       ("worker", "w1"), ("worker", "w2"))
+    g1, g2, w1, _ = await cluster.start(("gateway", "g1"), ("gateway", "g2"),
+                                        ("worker", "w1"), ("worker", "w2"))
+    async with aiohttp.ClientSession() as http:  # a worker serves health routes only
+        async with http.get(f"{w1.url}/readyz") as resp:
+            assert resp.status == 200 and (await resp.json())["ok"] is True
+        async with http.post(f"{w1.url}/v1/executions", json=adhoc(5, 0)) as resp:
+            assert resp.status in (404, 405)
     token = await cluster.new_key()
     a, b = await cluster.client(g1, token), await cluster.client(g2, token)
 
