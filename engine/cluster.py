@@ -148,9 +148,17 @@ class ClusterNode:
 
         async def body(reason: dict[str, str]) -> dict[str, Any]:
             try:
-                return await run_task(deps, plan, reason)
-            finally:
+                payload = await run_task(deps, plan, reason)
+            except (RedisError, OSError):
+                # Its terminal record may be missing: keep the lease, let it expire, and a
+                # sweeper writes the record from the database row.
+                log.warning("task %s ended without its terminal record on Redis", task_id)
+                raise
+            except BaseException:
                 await asyncio.shield(self._release(task_id))
+                raise
+            await asyncio.shield(self._release(task_id))
+            return payload
 
         self.engine.supervisor.start(task_id, body)
 
