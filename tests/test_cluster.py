@@ -56,6 +56,8 @@ async def test_tasks_flow_across_gateways_and_workers(cluster: Cluster) -> None:
     async with aiohttp.ClientSession() as http:  # a worker serves health routes only
         async with http.get(f"{w1.url}/readyz") as resp:
             assert resp.status == 200 and (await resp.json())["ok"] is True
+        async with http.get(f"{w1.url}/metrics") as resp:
+            assert resp.status == 200 and "promptstream_tasks_running" in await resp.text()
         async with http.post(f"{w1.url}/v1/executions", json=adhoc(5, 0)) as resp:
             assert resp.status in (404, 405)
     token = await cluster.new_key()
