@@ -1,4 +1,5 @@
-"""The asyncpg pool, with JSON codecs so jsonb columns read and write Python values."""
+"""The asyncpg pool, with JSON codecs so jsonb columns read and write Python values, and a
+bounded wait for a free connection."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -30,15 +31,44 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     session-level SET, advisory locks released in `finally`)."""
 
 
+class DatabaseBusy(Exception):
+    """No Postgres connection became free in time (every one is in use, or Postgres is down)."""
+
+
+class _BoundedAcquire(PoolAcquireContext):
+    __slots__ = ()
+
+    async def __aenter__(self) -> PoolConnectionProxy:
+        try:
+            return await super().__aenter__()
+        except TimeoutError:
+            raise DatabaseBusy("no database connection free in time") from None
+
+
+class BoundedPool(asyncpg.Pool):
+    """A pool whose every acquire (also inside `pool.fetch` and friends) waits at most
+    `acquire_timeout_s`, then raises DatabaseBusy instead of queueing without end."""
+
+    acquire_timeout_s: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return _BoundedAcquire(self, timeout if timeout is not None else self.acquire_timeout_s)
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20,
-                      on_query: Callable[[Any], None] | None = None) -> asyncpg.Pool:
-    """Open a pool to `dsn`; `on_query`, when given, is called after every statement."""
+                      on_query: Callable[[Any], None] | None = None,
+                      acquire_timeout_s: float | None = None) -> asyncpg.Pool:
+    """Open a pool to `dsn`; `on_query`, when given, is called after every statement; with
+    `acquire_timeout_s`, waits for a connection are bounded."""
     init = _init_connection if on_query is None else functools.partial(_init_counted, on_query)
-    pool: Any = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=init, reset=_keep_session,
-        command_timeout=60,
+    pool = BoundedPool(
+        dsn, min_size=min_size, max_size=max_size, max_queries=50_000,
+        max_inactive_connection_lifetime=300.0, loop=None, init=init, reset=_keep_session,
+        connection_class=asyncpg.Connection, record_class=asyncpg.Record, command_timeout=60,
     )
-    return pool  # type: ignore[no-any-return]
+    pool.acquire_timeout_s = acquire_timeout_s
+    await pool
+    return pool
 
 
 async def connect(dsn: str) -> asyncpg.Connection:

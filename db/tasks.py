@@ -180,3 +180,14 @@ async def get_task_unscoped(conn: asyncpg.Connection | asyncpg.Pool,
                             task_id: UUID) -> asyncpg.Record | None:
     """A task by id alone, for internal use after the caller's ownership was checked."""
     return await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE task_id = $1", task_id)
+
+
+async def list_stale_running(conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float,
+                             limit: int = 100) -> list[UUID]:
+    """Tasks still queued or running that started more than `older_than_s` seconds ago."""
+    rows = await conn.fetch(
+        "SELECT task_id FROM ai_tasks WHERE status IN ('queued', 'running')"
+        " AND started_at < now() - make_interval(secs => $1) ORDER BY started_at LIMIT $2",
+        older_than_s, limit,
+    )
+    return [r["task_id"] for r in rows]

@@ -56,6 +56,10 @@ class ProviderKeys:
         """Where `user`'s tasks get provider keys: their own on the byok tier, else the server."""
         return UserKeys(self, user.id) if user.tier == BYOK_TIER else None
 
+    def for_user_id(self, user_id: UUID) -> UserKeys:
+        """The key source of a byok user known only by id (a worker running a job)."""
+        return UserKeys(self, user_id)
+
     def _require_ring(self) -> KeyRing:
         if self._ring is None:
             raise KeysDisabled("this server stores no provider keys (PROVIDER_KEYS_SECRET is"

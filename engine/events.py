@@ -105,6 +105,12 @@ class TaskChunk(_Payload):
     text: str
 
 
+class ServerDraining(_Payload):
+    """The node is shutting down: reconnect (to another node) and resubscribe with after_seq."""
+
+    reconnect: Literal[True]
+
+
 class Usage(_Payload):
     input_tokens: int
     output_tokens: int
@@ -322,7 +328,8 @@ CLIENT_EVENTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "unsubscribe": (TaskRef, UnsubscribeAck),
     "cancel": (TaskRef, CancelAck),
 }
-SERVER_EVENTS: dict[str, type[BaseModel]] = {"task_chunk": TaskChunk, "task_done": TaskDone}
+SERVER_EVENTS: dict[str, type[BaseModel]] = {"task_chunk": TaskChunk, "task_done": TaskDone,
+                                             "server_draining": ServerDraining}
 
 # HTTP routes: "METHOD path" → (request body or None, success body or None for SSE / 204).
 HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = {

@@ -16,6 +16,7 @@ from db import tasks as task_rows
 from db.users import User
 from engine.attempts import RetryPolicy, resolve_fallbacks
 from engine.byok import ProviderKeys
+from engine.dispatch import Dispatcher, LocalDispatcher
 from engine.errors import InvalidRequest, NotFound
 from engine.limits import check_request_limits
 from engine.metrics import Metrics
@@ -25,7 +26,7 @@ from engine.providers.base import ProviderRequest, Usage
 from engine.providers.registry import ProviderRegistry
 from engine.publisher import ChunkPublisher
 from engine.quotas import Quotas
-from engine.runner import RunnerDeps, TaskPlan, done_payload, format_money, run_task
+from engine.runner import RunnerDeps, TaskPlan, done_payload, format_money
 from engine.secrets import KeyRing
 from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
@@ -68,6 +69,8 @@ class Engine:
         )
         self.provider_keys = ProviderKeys(pool, KeyRing.from_setting(settings.provider_keys_secret),
                                           registry.keyed_names())
+        # Replaced by engine/cluster.py for the gateway, worker and serve roles.
+        self.dispatcher: Dispatcher = LocalDispatcher(supervisor, self.deps)
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""
@@ -129,7 +132,7 @@ class Engine:
             validations=prompt.validations, fallbacks=fallbacks,
             keys=self.provider_keys.source_for(user),
         )
-        self.supervisor.start(str(task_id), lambda reason: run_task(self.deps, plan, reason))
+        await self.dispatcher.dispatch(plan)
         return ExecuteResult(task_id, run_id, "running")
 
     async def _earlier(self, user: User, request_id: str) -> ExecuteResult | None:
@@ -162,7 +165,7 @@ class Engine:
             raise NotFound("task not found")
         if row["status"] in ENDED:
             return str(row["status"])
-        if await self.supervisor.cancel(str(task_id)):
+        if await self.dispatcher.cancel(str(task_id)):
             row = await task_rows.get_task(self.pool, task_id, user.id)
             assert row is not None
         return str(row["status"])

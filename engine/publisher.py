@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from engine.loops import check_cancelled
 from engine.metrics import Metrics
 from engine.wire import Keys, encode_chunk
 
@@ -107,6 +108,7 @@ class ChunkPublisher:
                     await pipe.execute()
                 break
             except RedisError as exc:
+                check_cancelled()
                 log.warning("chunk flush failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -20,7 +20,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from engine.errors import QuotaExceeded, RateLimited
+from engine.errors import ProviderUnavailable, QuotaExceeded, RateLimited
 from engine.settings import Settings
 from engine.wire import Keys
 
@@ -140,13 +140,17 @@ class Quotas:
         daily, monthly, running = self._keys(user_id, period)
         lease_s = self.settings.first_token_timeout_s + self.settings.provider_timeout_s
         ts = now.timestamp()
-        async with self._in_flight:
-            result: Any = await self._reserve(
-                keys=[daily, monthly, running],
-                args=[limits.daily, limits.monthly, _ttl(period.day_ends, now),
-                      _ttl(period.month_ends, now), self.settings.max_concurrent_tasks,
-                      ts, task_id, ts + lease_s],
-            )
+        try:
+            async with self._in_flight:
+                result: Any = await self._reserve(
+                    keys=[daily, monthly, running],
+                    args=[limits.daily, limits.monthly, _ttl(period.day_ends, now),
+                          _ttl(period.month_ends, now), self.settings.max_concurrent_tasks,
+                          ts, task_id, ts + lease_s],
+                )
+        except (RedisError, OSError) as exc:
+            # Nothing is recorded yet: the caller gets a clean, retryable 503.
+            raise ProviderUnavailable("the quota store (Redis) is unreachable; try again") from exc
         verdict, used = int(result[0]), int(result[1])
         if verdict == 3:
             raise RateLimited(

@@ -5,12 +5,18 @@ Per watched task one coroutine handles, in order, the live records and the arriv
 subscribers; a new subscriber is replayed from the history stream after the live channel
 is confirmed, so every record is either in the history read or arrives live after it.
 Each subscriber keeps the last seq it got, which drops duplicates.
+
+A pub/sub connection can go silent without an error (a half-open TCP connection through a
+NAT or a load balancer): while the node watches tasks, it publishes a probe on a channel
+of its own every `probe_s`; a probe that does not come back renews the connection, and the
+re-subscription re-reads each task's history for what was missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -18,6 +24,7 @@ from typing import Any, Protocol, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from engine.loops import check_cancelled
 from engine.metrics import Metrics
 from engine.wire import CHUNK, DONE, Keys, decode_record
 
@@ -167,11 +174,16 @@ class Relay:
     """One pub/sub connection per node, routed per task."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, load_final: FinalLoader,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, probe_s: float = 5.0) -> None:
         self.redis = redis
         self.metrics = metrics or Metrics()
         self.keys = keys
         self.load_final = load_final
+        self.probe_s = probe_s
+        self.probe_channel = f"{keys.prefix}probe:{uuid.uuid4().hex}"
+        self.renewals = 0  # silent subscriptions found and renewed
+        self._probe_seen = asyncio.Event()
+        self._probe_subscribed = False
         self._pubsub = redis.pubsub()
         self._watches: dict[str, _TaskWatch] = {}
         self._by_channel: dict[str, _TaskWatch] = {}
@@ -212,6 +224,9 @@ class Relay:
             watch.runner.add_done_callback(self._runners.discard)
             try:
                 async with self._lock:
+                    if not self._probe_subscribed:  # kept across reconnects by redis-py
+                        await self._pubsub.subscribe(self.probe_channel)
+                        self._probe_subscribed = True
                     await self._pubsub.subscribe(channel)
                 watch.sent.set()
                 self._active.set()
@@ -248,6 +263,14 @@ class Relay:
 
     async def run(self) -> None:
         """Read the pub/sub connection until cancelled, routing each message to its task."""
+        prober = asyncio.create_task(self._probe(), name="relay-probe")
+        try:
+            await self._read()
+        finally:
+            prober.cancel()
+            await asyncio.gather(prober, return_exceptions=True)
+
+    async def _read(self) -> None:
         while True:
             if not self._pubsub.subscribed:
                 self._active.clear()
@@ -256,25 +279,57 @@ class Relay:
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except (RedisError, OSError) as exc:
+                check_cancelled()
                 # redis-py reconnects and re-subscribes on the next read; each channel's
                 # new confirmation makes its watch re-read history for what was missed.
                 log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
-            if message is None:
+            if message is not None:
+                self._route(message)
+
+    def _route(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if channel == self.probe_channel:
+            if message["type"] == "message":
+                self._probe_seen.set()
+            return
+        watch = self._by_channel.get(channel)
+        if watch is None:
+            return
+        if message["type"] == "subscribe":
+            if watch.confirmed.is_set():
+                watch.queue.put_nowait(_Resync())
+            watch.confirmed.set()
+        elif message["type"] == "message":
+            watch.queue.put_nowait(message["data"])
+
+    async def _probe(self) -> None:
+        """While tasks are watched, check that the subscription still receives."""
+        while True:
+            await asyncio.sleep(self.probe_s)
+            if not self._watches:
                 continue
-            channel = message["channel"]
-            if isinstance(channel, bytes):
-                channel = channel.decode()
-            watch = self._by_channel.get(channel)
-            if watch is None:
-                continue
-            if message["type"] == "subscribe":
-                if watch.confirmed.is_set():
-                    watch.queue.put_nowait(_Resync())
-                watch.confirmed.set()
-            elif message["type"] == "message":
-                watch.queue.put_nowait(message["data"])
+            self._probe_seen.clear()
+            try:
+                await self.redis.publish(self.probe_channel, "probe")
+            except (RedisError, OSError):
+                check_cancelled()
+                continue  # Redis itself is away: the reader reconnects when it is back
+            try:
+                await asyncio.wait_for(self._probe_seen.wait(), self.probe_s)
+            except TimeoutError:
+                log.warning("pub/sub subscription went silent; renewing it")
+                self.renewals += 1
+                await self._renew()
+
+    async def _renew(self) -> None:
+        """Drop the pub/sub connection: the reader's next read reconnects and re-subscribes."""
+        connection = self._pubsub.connection
+        if connection is not None:
+            await connection.disconnect()
 
     async def close(self) -> None:
         for task in list(self._runners):

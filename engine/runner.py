@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from db import tasks as task_rows
+from db.pool import DatabaseBusy
 from engine.attempts import Candidate, KeySource, RetryPolicy, open_task_stream
 from engine.errors import InternalError, PromptstreamError, ProviderUnavailable, StreamTimeout
 from engine.metrics import Metrics
@@ -29,6 +31,14 @@ from engine.wire import Keys, encode_done
 log = logging.getLogger(__name__)
 
 _RESCHEDULE_EVERY_S = 0.5  # move the idle deadline at most this often (timers are not free)
+
+# Postgres unreachable, restarting or out of free connections: trying again may help.
+FINALIZE_RETRYABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                      asyncpg.exceptions.OperatorInterventionError, DatabaseBusy, OSError,
+                      TimeoutError)
+
+# Parks an outcome that could not be written (task id, outcome, task_done payload).
+FinalizeDeferrer = Callable[[UUID, task_rows.TaskOutcome, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class RunnerDeps:
     metrics: Metrics = field(default_factory=Metrics)
     quotas: Quotas | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    defer_finalize: FinalizeDeferrer | None = None  # set by engine/cluster.py
 
 
 @dataclass
@@ -169,40 +180,52 @@ async def _finish(deps: RunnerDeps, plan: TaskPlan, progress: _Progress, status:
         finish_reason=finish, error=error, validation_status=validation.status,
         run_messages=run_messages, events=progress.events, validation_errors=validation.errors,
     )
-    with deps.metrics.pg_finalize.time():
-        await _finalize_with_retries(deps.pool, plan.task_id, outcome)
-    record_end(deps.metrics, provider=plan.provider_name, model=plan.request.model,
-               status=status, usage=usage, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
-               last_seq=last_seq, error=error)
-    if deps.quotas is not None:  # a task that failed before its first token costs nothing
-        await deps.quotas.settle(plan.reservation,
-                                 give_back=status == "failed" and progress.ttft_ms is None)
     payload = done_payload(
         task_id=task_id, run_id=plan.run_id, status=status, text=text, last_seq=last_seq,
         finish_reason=finish, provider=plan.provider_name, model=plan.request.model,
         usage=usage, cost=cost, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
         validation=validation.to_dict(), error=error,
     )
-    await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
+    try:
+        with deps.metrics.pg_finalize.time():
+            landed = await _finalize_with_retries(deps.pool, plan.task_id, outcome)
+    except FINALIZE_RETRYABLE:
+        if deps.defer_finalize is None:
+            raise
+        # Postgres stays away: park the outcome in Redis; it lands (once) when it is back,
+        # and whoever lands it publishes the terminal record.
+        await deps.defer_finalize(plan.task_id, outcome, payload)
+        landed = False
+    record_end(deps.metrics, provider=plan.provider_name, model=plan.request.model,
+               status=status, usage=usage, ttft_ms=progress.ttft_ms, latency_ms=latency_ms,
+               last_seq=last_seq, error=error)
+    if deps.quotas is not None:  # a task that failed before its first token costs nothing
+        await deps.quotas.settle(plan.reservation,
+                                 give_back=status == "failed" and progress.ttft_ms is None)
+    if landed:  # else a sweeper ended the task first and wrote its terminal record
+        await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
     return payload
 
 
 async def _finalize_with_retries(pool: asyncpg.Pool, task_id: UUID,
-                                 outcome: task_rows.TaskOutcome, attempts: int = 6) -> None:
-    """Postgres may blink; the finalize is idempotent, so trying again is safe."""
+                                 outcome: task_rows.TaskOutcome, attempts: int = 6) -> bool:
+    """Postgres may blink; the finalize is idempotent, so trying again is safe.
+
+    False when the task had already ended before the first attempt (someone else ended it).
+    """
     delay = 0.2
     for attempt in range(1, attempts + 1):
         try:
-            await task_rows.finalize_task(pool, task_id, outcome)
-            return
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError,
-                TimeoutError) as exc:
+            # After a dropped connection the earlier attempt may have committed.
+            return await task_rows.finalize_task(pool, task_id, outcome) or attempt > 1
+        except FINALIZE_RETRYABLE as exc:
             if attempt == attempts:
                 raise
             log.warning("finalize of task %s failed (%s); retrying", task_id,
                         type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+    return False  # not reached: the last attempt returns or raises
 
 
 def _estimate_input(request: ProviderRequest) -> int:

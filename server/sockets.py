@@ -10,11 +10,13 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from db.pool import DatabaseBusy
 from db.users import User
 from engine.errors import (
     InternalError,
     InvalidRequest,
     PromptstreamError,
+    ProviderUnavailable,
     RateLimited,
     Unauthorized,
 )
@@ -61,6 +63,8 @@ def acked(handler: Handler, on_error: Callable[[str], None] | None = None) -> Ha
             if on_error is not None:
                 on_error(exc.code)
             return error_ack(exc)
+        except DatabaseBusy:  # bounded wait for a Postgres connection ran out
+            return error_ack(ProviderUnavailable("the database is busy; try again"))
         except Exception:
             log.exception("event handler failed")
             return error_ack(InternalError("internal error"))

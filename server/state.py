@@ -6,6 +6,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from engine.cluster import ClusterNode
 from engine.executor import Engine
 from engine.metrics import Metrics
 from engine.relay import Relay
@@ -17,3 +18,4 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 ENGINE = web.AppKey("engine", Engine)
 RELAY = web.AppKey("relay", Relay)
 METRICS = web.AppKey("metrics", Metrics)
+NODE = web.AppKey("node", ClusterNode)

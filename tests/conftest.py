@@ -92,6 +92,7 @@ def settings(infra: Infra, database_url: str) -> Settings:
         ping_interval_s=1, ping_timeout_s=2,
         # Quotas and caps are tested in tests/test_quotas.py; elsewhere they stay out of the way.
         quota_free_daily=-1, max_concurrent_tasks=10_000, max_events_per_second=10_000,
+        shutdown_grace_s=0,  # teardown ends running tasks at once (no SIGTERM grace)
     )
 
 

@@ -112,7 +112,7 @@ async def test_protocol_json_is_the_models_schema(server: Server,
                  "SubscribeAck", "CancelAck", "TaskView", "RunView", "HttpError"):
         assert name in served["$defs"], name
     assert set(served["x-client-events"]) == {"execute", "subscribe", "unsubscribe", "cancel"}
-    assert set(served["x-server-events"]) == {"task_chunk", "task_done"}
+    assert set(served["x-server-events"]) == {"task_chunk", "task_done", "server_draining"}
     assert "POST /v1/executions" in served["x-http"]
 
 

@@ -284,6 +284,11 @@ export interface Scope {
   project_id?: string | null;
 }
 
+/** The node is shutting down: reconnect (to another node) and resubscribe with after_seq. */
+export interface ServerDraining {
+  reconnect: true;
+}
+
 export interface SubscribeAck {
   ok: true;
   status: "queued" | "running" | "completed" | "failed" | "cancelled";
@@ -456,6 +461,7 @@ export interface VersionSummary {
 export interface ServerToClientEvents {
   task_chunk: (payload: TaskChunk) => void;
   task_done: (payload: TaskDone) => void;
+  server_draining: (payload: ServerDraining) => void;
 }
 
 export interface ClientToServerEvents {
