@@ -111,7 +111,7 @@ WITH t AS (
                                output_tokens, cost_usd, status, day)
     SELECT t.task_id, t.user_id,
            COALESCE((SELECT tier FROM user_ai_settings s WHERE s.user_id = t.user_id), 'free'),
-           t.provider, t.model, $4::int, $5::int, COALESCE($7::numeric, 0), $2,
+           t.provider, t.model, $4::int, $5::int, $7::numeric, $2,
            (now() AT TIME ZONE 'UTC')::date
     FROM t
     ON CONFLICT (task_id) DO NOTHING

@@ -117,6 +117,9 @@ async def test_unknown_price_is_null_and_an_override_prices_it(
     assert row["cost_usd"] is None and row["status"] == "completed"
     conn = await connect(server.settings.database_url or "")
     try:
+        logged = await conn.fetchval("SELECT cost_usd FROM ai_usage_logs WHERE task_id = $1",
+                                     row["task_id"])
+        assert logged is None, "an unpriced task is billed unknown, not 0"
         await prices.set_price(conn, "openai", "my-local-llm",
                                prices.ModelPrice(Decimal("3"), Decimal("7")))
     finally:
