@@ -18,7 +18,7 @@ def adhoc(text: str = "Hello there", **settings: object) -> dict[str, object]:
 
 async def test_execute_streams_chunks_then_done(server: Server) -> None:
     client = await server.client(await server.new_key())
-    ack = await client.call("execute", adhoc(max_tokens=40, tokens_per_second=400))
+    ack = await client.call("execute", adhoc(max_tokens=40, tokens_per_second=100))
     assert ack["ok"] is True and ack["status"] == "running"
     done = await client.wait_done(ack["task_id"])
     assert_intact(client, ack["task_id"])
