@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.base import FakeServerBase
+
 _ERROR_TYPES: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
     401: ("invalid_request_error", "invalid_api_key"),
@@ -72,56 +74,19 @@ def error_response(status: int, message: str, code: str | None = None) -> web.Re
     return web.json_response(body, status=status, headers=headers)
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeServerBase):
     """In-process fake OpenAI server; ``await start()`` returns its ``.../v1`` base URL."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.disconnects: int = 0
+        super().__init__()
         self.cuts: int = 0
-        self.base_url: str = ""
         self._fail_counts: defaultdict[str, int] = defaultdict(int)
-        self._disconnect_event = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._stopping = False
 
-    async def start(self) -> str:
-        """Bind 127.0.0.1 on an ephemeral port and return the base URL."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._handle)
-        # handler_cancellation: a client disconnect cancels the handler at once, even mid-sleep.
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-        return self.base_url
 
-    async def stop(self) -> None:
-        """Shut the server down (in-flight streams are cancelled)."""
-        if self._runner is not None:
-            self._stopping = True
-            await self._runner.cleanup()
-            self._stopping = False
-            self._runner = None
-
-    async def __aenter__(self) -> FakeOpenAI:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def wait_for_disconnect(self, timeout: float = 5.0) -> bool:
-        """Wait until at least one client disconnect has been counted; False on timeout."""
-        try:
-            await asyncio.wait_for(self._disconnect_event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    def url_of(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}/v1"
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         try:

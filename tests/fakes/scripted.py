@@ -19,13 +19,13 @@ OpenAI fake (``"fake:tokens=5:delay_ms=10"``):
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.base import FakeServerBase
 from tests.fakes.openai_server import parse_model, token_text
 
 __all__ = ["FakeServer", "Script", "token_text"]
@@ -63,56 +63,13 @@ def count_words(texts: list[str]) -> int:
     return sum(len(t.split()) for t in texts)
 
 
-class FakeServer:
-    """Base of the fakes; subclasses add routes in `routes()`."""
+class FakeServer(FakeServerBase):
+    """Base of the Anthropic and Gemini fakes; subclasses add routes in `routes()`."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
+        super().__init__()
         self.headers: list[dict[str, str]] = []
-        self.disconnects = 0
-        self.base_url = ""
         self._fail_counts: defaultdict[str, int] = defaultdict(int)
-        self._disconnect_event = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._stopping = False
-
-    def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
-
-    def url_of(self, port: int) -> str:
-        return f"http://127.0.0.1:{port}"
-
-    async def start(self) -> str:
-        app = web.Application()
-        self.routes(app)
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5,
-                                     access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base_url = self.url_of(self._runner.addresses[0][1])
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            self._stopping = True
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def wait_for_disconnect(self, timeout: float = 5.0) -> bool:
-        """Until a client went away before the stream's end; False on timeout."""
-        try:
-            await asyncio.wait_for(self._disconnect_event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
     def record(self, request: web.Request, body: dict[str, Any]) -> None:
         self.requests.append(body)
