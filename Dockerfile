@@ -24,7 +24,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     PORT=8080
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin promptstream
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin promptrelay
 COPY --from=build /opt/venv /opt/venv
 USER 10001
 WORKDIR /tmp
@@ -32,5 +32,5 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8080') + '/healthz', timeout=2)"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["promptstream"]
+ENTRYPOINT ["promptrelay"]
 CMD ["serve"]

@@ -7,6 +7,8 @@ import asyncpg
 
 async def list_builtins(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
     """Every builtin, by name."""
-    return list(await conn.fetch(
-        "SELECT id, name, description, variables FROM prompt_builtins ORDER BY name"
-    ))
+    return list(
+        await conn.fetch(
+            "SELECT id, name, description, variables FROM prompt_builtins ORDER BY name"
+        )
+    )

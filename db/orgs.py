@@ -14,26 +14,32 @@ async def create_org(conn: TxConnection, org_id: UUID, name: str, user_id: UUID)
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO organizations (id, name, created_by) VALUES ($1, $2, $3)",
-            org_id, name, user_id,
+            org_id,
+            name,
+            user_id,
         )
         await conn.execute(
             "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, 'admin')",
-            org_id, user_id,
+            org_id,
+            user_id,
         )
 
 
-async def org_role(conn: asyncpg.Connection | asyncpg.Pool, org_id: UUID,
-                   user_id: UUID) -> str | None:
+async def org_role(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: UUID, user_id: UUID
+) -> str | None:
     """The user's role in the org, or None when not a member."""
     role: str | None = await conn.fetchval(
         "SELECT role FROM organization_members WHERE org_id = $1 AND user_id = $2",
-        org_id, user_id,
+        org_id,
+        user_id,
     )
     return role
 
 
-async def project_roles(conn: asyncpg.Connection | asyncpg.Pool, project_id: UUID,
-                        user_id: UUID) -> asyncpg.Record | None:
+async def project_roles(
+    conn: asyncpg.Connection | asyncpg.Pool, project_id: UUID, user_id: UUID
+) -> asyncpg.Record | None:
     """`{org_id, project_role, org_role}` of the user for a project, or None if no project."""
     return await conn.fetchrow(
         "SELECT p.org_id,"
@@ -42,40 +48,53 @@ async def project_roles(conn: asyncpg.Connection | asyncpg.Pool, project_id: UUI
         " (SELECT role FROM organization_members WHERE org_id = p.org_id AND user_id = $2)"
         "   AS org_role"
         " FROM projects p WHERE p.id = $1",
-        project_id, user_id,
+        project_id,
+        user_id,
     )
 
 
 async def user_exists(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL)", user_id,
-    ))
-
-
-async def add_org_member(conn: asyncpg.Connection | asyncpg.Pool, org_id: UUID,
-                         user_id: UUID, role: str) -> None:
-    await conn.execute(
-        "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, $3)"
-        " ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role",
-        org_id, user_id, role,
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL)",
+            user_id,
+        )
     )
 
 
-async def create_project(conn: TxConnection, project_id: UUID, org_id: UUID, name: str,
-                         user_id: UUID) -> None:
+async def add_org_member(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: UUID, user_id: UUID, role: str
+) -> None:
+    await conn.execute(
+        "INSERT INTO organization_members (org_id, user_id, role) VALUES ($1, $2, $3)"
+        " ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role",
+        org_id,
+        user_id,
+        role,
+    )
+
+
+async def create_project(
+    conn: TxConnection, project_id: UUID, org_id: UUID, name: str, user_id: UUID
+) -> None:
     """The project, with its creator as `admin`."""
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO projects (id, org_id, name) VALUES ($1, $2, $3)",
-            project_id, org_id, name,
+            project_id,
+            org_id,
+            name,
         )
         await add_project_member(conn, project_id, user_id, "admin")
 
 
-async def add_project_member(conn: TxConnection | asyncpg.Pool, project_id: UUID,
-                             user_id: UUID, role: str) -> None:
+async def add_project_member(
+    conn: TxConnection | asyncpg.Pool, project_id: UUID, user_id: UUID, role: str
+) -> None:
     await conn.execute(
         "INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, $3)"
         " ON CONFLICT (project_id, user_id) DO UPDATE SET role = EXCLUDED.role",
-        project_id, user_id, role,
+        project_id,
+        user_id,
+        role,
     )

@@ -15,7 +15,10 @@ from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(
-            typename, schema="pg_catalog", encoder=json.dumps, decoder=json.loads,
+            typename,
+            schema="pg_catalog",
+            encoder=json.dumps,
+            decoder=json.loads,
             format="text",
         )
 
@@ -55,16 +58,29 @@ class BoundedPool(asyncpg.Pool):
         return _BoundedAcquire(self, timeout if timeout is not None else self.acquire_timeout_s)
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20,
-                      on_query: Callable[[Any], None] | None = None,
-                      acquire_timeout_s: float | None = None) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 20,
+    on_query: Callable[[Any], None] | None = None,
+    acquire_timeout_s: float | None = None,
+) -> asyncpg.Pool:
     """Open a pool to `dsn`; `on_query`, when given, is called after every statement; with
     `acquire_timeout_s`, waits for a connection are bounded."""
     init = _init_connection if on_query is None else functools.partial(_init_counted, on_query)
     pool = BoundedPool(
-        dsn, min_size=min_size, max_size=max_size, max_queries=50_000,
-        max_inactive_connection_lifetime=300.0, loop=None, init=init, reset=_keep_session,
-        connection_class=asyncpg.Connection, record_class=asyncpg.Record, command_timeout=60,
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        init=init,
+        reset=_keep_session,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        command_timeout=60,
     )
     pool.acquire_timeout_s = acquire_timeout_s
     await pool

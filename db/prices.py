@@ -16,23 +16,29 @@ class ModelPrice:
     cached_input_per_mtok: Decimal | None = None
 
 
-async def current_price(conn: asyncpg.Connection | asyncpg.Pool, provider: str,
-                        model: str) -> ModelPrice | None:
+async def current_price(
+    conn: asyncpg.Connection | asyncpg.Pool, provider: str, model: str
+) -> ModelPrice | None:
     """The override in effect today for `provider/model`, or None."""
     row = await conn.fetchrow(
         "SELECT input_per_mtok, output_per_mtok, cached_input_per_mtok FROM model_prices"
         " WHERE provider = $1 AND model = $2 AND effective_from <= CURRENT_DATE"
         " ORDER BY effective_from DESC LIMIT 1",
-        provider, model,
+        provider,
+        model,
     )
     if row is None:
         return None
-    return ModelPrice(row["input_per_mtok"], row["output_per_mtok"],
-                      row["cached_input_per_mtok"])
+    return ModelPrice(row["input_per_mtok"], row["output_per_mtok"], row["cached_input_per_mtok"])
 
 
-async def set_price(conn: asyncpg.Connection | asyncpg.Pool, provider: str, model: str,
-                    price: ModelPrice, effective_from: date | None = None) -> None:
+async def set_price(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    provider: str,
+    model: str,
+    price: ModelPrice,
+    effective_from: date | None = None,
+) -> None:
     """Add (or replace) the override of `provider/model` from `effective_from` (today)."""
     await conn.execute(
         "INSERT INTO model_prices (provider, model, input_per_mtok, output_per_mtok,"
@@ -41,6 +47,10 @@ async def set_price(conn: asyncpg.Connection | asyncpg.Pool, provider: str, mode
         " ON CONFLICT (provider, model, effective_from) DO UPDATE SET"
         " input_per_mtok = EXCLUDED.input_per_mtok, output_per_mtok = EXCLUDED.output_per_mtok,"
         " cached_input_per_mtok = EXCLUDED.cached_input_per_mtok",
-        provider, model, price.input_per_mtok, price.output_per_mtok,
-        price.cached_input_per_mtok, effective_from,
+        provider,
+        model,
+        price.input_per_mtok,
+        price.output_per_mtok,
+        price.cached_input_per_mtok,
+        effective_from,
     )

@@ -12,8 +12,9 @@ import asyncpg
 from db.pool import TxConnection
 
 
-async def get_prompt_version(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID,
-                             user_id: UUID, version: int | None) -> asyncpg.Record | None:
+async def get_prompt_version(
+    conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID, version: int | None
+) -> asyncpg.Record | None:
     """The pinned version, or the published one when none is pinned; owner-scoped.
 
     An archived prompt runs only pinned."""
@@ -24,12 +25,15 @@ async def get_prompt_version(conn: asyncpg.Connection | asyncpg.Pool, prompt_id:
         " WHERE p.id = $1 AND p.user_id = $2"
         "   AND v.version = COALESCE($3::int, p.published_version)"
         "   AND ($3::int IS NOT NULL OR p.status <> 'archived')",
-        prompt_id, user_id, version,
+        prompt_id,
+        user_id,
+        version,
     )
 
 
-async def get_builtin(conn: asyncpg.Connection | asyncpg.Pool,
-                      name_or_id: str) -> asyncpg.Record | None:
+async def get_builtin(
+    conn: asyncpg.Connection | asyncpg.Pool, name_or_id: str
+) -> asyncpg.Record | None:
     """A builtin by name or by id."""
     return await conn.fetchrow(
         "SELECT id, name, description, messages, model, settings, variables, validations,"
@@ -39,17 +43,29 @@ async def get_builtin(conn: asyncpg.Connection | asyncpg.Pool,
     )
 
 
-async def upsert_builtin(conn: asyncpg.Connection, name: str, description: str,
-                         messages: list[dict[str, str]], model: str | None,
-                         settings: dict[str, object], variables: list[dict[str, object]],
-                         builtin_id: UUID) -> None:
+async def upsert_builtin(
+    conn: asyncpg.Connection,
+    name: str,
+    description: str,
+    messages: list[dict[str, str]],
+    model: str | None,
+    settings: dict[str, object],
+    variables: list[dict[str, object]],
+    builtin_id: UUID,
+) -> None:
     await conn.execute(
         "INSERT INTO prompt_builtins (id, name, description, messages, model, settings, variables)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE SET"
         " description = EXCLUDED.description, messages = EXCLUDED.messages,"
         " model = EXCLUDED.model, settings = EXCLUDED.settings,"
         " variables = EXCLUDED.variables, updated_at = now()",
-        builtin_id, name, description, messages, model, settings, variables,
+        builtin_id,
+        name,
+        description,
+        messages,
+        model,
+        settings,
+        variables,
     )
 
 
@@ -57,8 +73,10 @@ PROMPT_COLUMNS = (
     "p.id, p.name, p.description, p.tags, p.status, p.latest_version, p.published_version,"
     " p.created_at, p.updated_at"
 )
-VERSION_COLUMNS = "v.version, v.messages, v.model, v.settings, v.variables, v.change_log,"\
+VERSION_COLUMNS = (
+    "v.version, v.messages, v.model, v.settings, v.variables, v.change_log,"
     " v.created_at AS version_created_at"
+)
 _VALIDATIONS = (
     "(SELECT COALESCE(jsonb_agg(pv.spec ORDER BY pv.ord), '[]'::jsonb) FROM prompt_validations pv"
     " WHERE pv.prompt_id = v.prompt_id AND pv.version = v.version) AS validations"
@@ -77,47 +95,77 @@ class VersionContent:
     change_log: str = ""
 
 
-async def _insert_version(conn: TxConnection, prompt_id: UUID, version: int,
-                          content: VersionContent) -> None:
+async def _insert_version(
+    conn: TxConnection, prompt_id: UUID, version: int, content: VersionContent
+) -> None:
     await conn.execute(
         "INSERT INTO prompt_versions (prompt_id, version, messages, model, settings, variables,"
         " change_log) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        prompt_id, version, content.messages, content.model, content.settings,
-        content.variables, content.change_log,
+        prompt_id,
+        version,
+        content.messages,
+        content.model,
+        content.settings,
+        content.variables,
+        content.change_log,
     )
     await conn.executemany(
         "INSERT INTO prompt_validations (id, prompt_id, version, kind, spec, ord)"
         " VALUES ($1, $2, $3, $4, $5, $6)",
-        [(uuid.uuid4(), prompt_id, version, spec["type"], spec, i)
-         for i, spec in enumerate(content.validations)],
+        [
+            (uuid.uuid4(), prompt_id, version, spec["type"], spec, i)
+            for i, spec in enumerate(content.validations)
+        ],
     )
 
 
-async def create_prompt(conn: TxConnection, prompt_id: UUID, user_id: UUID, name: str,
-                        description: str, tags: list[str], content: VersionContent) -> None:
+async def create_prompt(
+    conn: TxConnection,
+    prompt_id: UUID,
+    user_id: UUID,
+    name: str,
+    description: str,
+    tags: list[str],
+    content: VersionContent,
+) -> None:
     """A new draft prompt with its version 1, in one transaction."""
     async with conn.transaction():
         await conn.execute(
             "INSERT INTO prompts (id, user_id, name, description, tags, status, latest_version)"
             " VALUES ($1, $2, $3, $4, $5, 'draft', 1)",
-            prompt_id, user_id, name, description, tags,
+            prompt_id,
+            user_id,
+            name,
+            description,
+            tags,
         )
         await _insert_version(conn, prompt_id, 1, content)
 
 
-async def get_prompt(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID,
-                     version: int | None = None) -> asyncpg.Record | None:
+async def get_prompt(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    prompt_id: UUID,
+    user_id: UUID,
+    version: int | None = None,
+) -> asyncpg.Record | None:
     """The caller's prompt with one version's content (the latest unless `version`)."""
     return await conn.fetchrow(
         f"SELECT {PROMPT_COLUMNS}, {VERSION_COLUMNS}, {_VALIDATIONS}"
         " FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id"
         " WHERE p.id = $1 AND p.user_id = $2 AND v.version = COALESCE($3::int, p.latest_version)",
-        prompt_id, user_id, version,
+        prompt_id,
+        user_id,
+        version,
     )
 
 
-async def add_version(conn: TxConnection, prompt_id: UUID, user_id: UUID,
-                      header: dict[str, Any], content: VersionContent) -> int | None:
+async def add_version(
+    conn: TxConnection,
+    prompt_id: UUID,
+    user_id: UUID,
+    header: dict[str, Any],
+    content: VersionContent,
+) -> int | None:
     """Write the next immutable version and update name/description/tags; None if not found.
 
     The prompt row is locked, so two concurrent updates get consecutive versions.
@@ -125,7 +173,8 @@ async def add_version(conn: TxConnection, prompt_id: UUID, user_id: UUID,
     async with conn.transaction():
         latest = await conn.fetchval(
             "SELECT latest_version FROM prompts WHERE id = $1 AND user_id = $2 FOR UPDATE",
-            prompt_id, user_id,
+            prompt_id,
+            user_id,
         )
         if latest is None:
             return None
@@ -134,15 +183,26 @@ async def add_version(conn: TxConnection, prompt_id: UUID, user_id: UUID,
         await conn.execute(
             "UPDATE prompts SET latest_version = $2, name = $3, description = $4, tags = $5,"
             " updated_at = now() WHERE id = $1",
-            prompt_id, version, header["name"], header["description"], header["tags"],
+            prompt_id,
+            version,
+            header["name"],
+            header["description"],
+            header["tags"],
         )
         await conn.execute("DELETE FROM generated_prompts WHERE prompt_id = $1", prompt_id)
     return version
 
 
-async def list_prompts(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, *,
-                       status: str | None, tag: str | None, text: str | None, limit: int,
-                       after: tuple[Any, UUID] | None) -> list[asyncpg.Record]:
+async def list_prompts(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    user_id: UUID,
+    *,
+    status: str | None,
+    tag: str | None,
+    text: str | None,
+    limit: int,
+    after: tuple[Any, UUID] | None,
+) -> list[asyncpg.Record]:
     """The caller's prompts, newest first, keyset-paged by (created_at, id)."""
     return await conn.fetch(
         f"SELECT {PROMPT_COLUMNS}, {VERSION_COLUMNS}, {_VALIDATIONS}"
@@ -153,41 +213,58 @@ async def list_prompts(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, *
         "   AND ($4::text IS NULL OR strpos(lower(p.name || ' ' || p.description), lower($4)) > 0)"
         "   AND ($5::timestamptz IS NULL OR (p.created_at, p.id) < ($5, $6::uuid))"
         " ORDER BY p.created_at DESC, p.id DESC LIMIT $7",
-        user_id, status, tag, text, after[0] if after else None, after[1] if after else None,
+        user_id,
+        status,
+        tag,
+        text,
+        after[0] if after else None,
+        after[1] if after else None,
         limit,
     )
 
 
-async def list_versions(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID,
-                        user_id: UUID, *, after: int, limit: int) -> list[asyncpg.Record]:
+async def list_versions(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    prompt_id: UUID,
+    user_id: UUID,
+    *,
+    after: int,
+    limit: int,
+) -> list[asyncpg.Record]:
     """Versions above `after`, oldest first."""
     return await conn.fetch(
         "SELECT v.version, v.change_log, v.model, v.created_at"
         " FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id"
         " WHERE p.id = $1 AND p.user_id = $2 AND v.version > $3 ORDER BY v.version LIMIT $4",
-        prompt_id, user_id, after, limit,
+        prompt_id,
+        user_id,
+        after,
+        limit,
     )
 
 
-async def publish(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID,
-                  version: int) -> bool:
+async def publish(
+    conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID, version: int
+) -> bool:
     """Make `version` the one an unpinned execute runs; False if prompt or version is absent."""
     row = await conn.fetchval(
         "UPDATE prompts p SET published_version = $3, status = 'published', updated_at = now()"
         " WHERE p.id = $1 AND p.user_id = $2 AND EXISTS"
         " (SELECT 1 FROM prompt_versions v WHERE v.prompt_id = p.id AND v.version = $3)"
         " RETURNING p.id",
-        prompt_id, user_id, version,
+        prompt_id,
+        user_id,
+        version,
     )
     return row is not None
 
 
-async def archive(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID,
-                  user_id: UUID) -> bool:
+async def archive(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID) -> bool:
     row = await conn.fetchval(
         "UPDATE prompts SET status = 'archived', updated_at = now()"
         " WHERE id = $1 AND user_id = $2 RETURNING id",
-        prompt_id, user_id,
+        prompt_id,
+        user_id,
     )
     return row is not None
 
@@ -195,16 +272,22 @@ async def archive(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID,
 async def delete_prompt(conn: TxConnection, prompt_id: UUID, user_id: UUID) -> bool:
     async with conn.transaction():
         row = await conn.fetchval(
-            "DELETE FROM prompts WHERE id = $1 AND user_id = $2 RETURNING id", prompt_id, user_id,
+            "DELETE FROM prompts WHERE id = $1 AND user_id = $2 RETURNING id",
+            prompt_id,
+            user_id,
         )
         if row is not None:
             await conn.execute("DELETE FROM generated_prompts WHERE prompt_id = $1", prompt_id)
     return row is not None
 
 
-async def cache_render(conn: asyncpg.Connection | asyncpg.Pool, cache_key: bytes,
-                       prompt_id: UUID | None, version: int | None,
-                       rendered: list[dict[str, str]]) -> list[dict[str, str]]:
+async def cache_render(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    cache_key: bytes,
+    prompt_id: UUID | None,
+    version: int | None,
+    rendered: list[dict[str, str]],
+) -> list[dict[str, str]]:
     """Store a render under its key, or count one more use of the stored one; returns the
     render that is stored (seed 001 `generated_prompts`)."""
     stored: list[dict[str, str]] = await conn.fetchval(
@@ -212,6 +295,9 @@ async def cache_render(conn: asyncpg.Connection | asyncpg.Pool, cache_key: bytes
         " VALUES ($1, $2, $3, $4) ON CONFLICT (cache_key) DO UPDATE SET"
         " usage_count = generated_prompts.usage_count + 1, last_used_at = now()"
         " RETURNING rendered",
-        cache_key, prompt_id, version, rendered,
+        cache_key,
+        prompt_id,
+        version,
+        rendered,
     )
     return stored

@@ -83,9 +83,22 @@ SELECT task_id, kind, message, metadata FROM (
 async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) -> None:
     """Insert the task (status running) and, when asked, its new run: one round trip."""
     await conn.execute(
-        _CREATE, task.task_id, task.run_id, task.user_id, task.prompt_id, task.run_name,
-        task.variable_values, task.broker_values, task.create_run, task.prompt_version,
-        task.builtin, task.request_id, task.provider, task.model, task.request, task.events,
+        _CREATE,
+        task.task_id,
+        task.run_id,
+        task.user_id,
+        task.prompt_id,
+        task.run_name,
+        task.variable_values,
+        task.broker_values,
+        task.create_run,
+        task.prompt_version,
+        task.builtin,
+        task.request_id,
+        task.provider,
+        task.model,
+        task.request,
+        task.events,
     )
 
 
@@ -125,69 +138,94 @@ SELECT count(*) FROM t
 """
 
 
-async def finalize_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID,
-                        out: TaskOutcome) -> bool:
+async def finalize_task(
+    conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID, out: TaskOutcome
+) -> bool:
     """Record the task's outcome, its run's totals, its usage row and its events atomically.
 
     Idempotent: a task that has already ended is left as it is and False is returned.
     """
     count = await conn.fetchval(
-        _FINALIZE, task_id, out.status, out.text, out.input_tokens, out.output_tokens,
-        out.usage_source, out.cost_usd, out.last_seq, out.ttft_ms, out.latency_ms,
-        out.finish_reason, out.error, out.validation_status, out.run_messages, out.events,
+        _FINALIZE,
+        task_id,
+        out.status,
+        out.text,
+        out.input_tokens,
+        out.output_tokens,
+        out.usage_source,
+        out.cost_usd,
+        out.last_seq,
+        out.ttft_ms,
+        out.latency_ms,
+        out.finish_reason,
+        out.error,
+        out.validation_status,
+        out.run_messages,
+        out.events,
         out.validation_errors,
     )
     return bool(count)
 
 
-async def get_task(conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID,
-                   user_id: UUID) -> asyncpg.Record | None:
+async def get_task(
+    conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID, user_id: UUID
+) -> asyncpg.Record | None:
     """The caller's task, or None (also when it is someone else's)."""
     return await conn.fetchrow(
         f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE task_id = $1 AND user_id = $2",
-        task_id, user_id,
+        task_id,
+        user_id,
     )
 
 
-async def find_by_request_id(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
-                             request_id: str) -> asyncpg.Record | None:
+async def find_by_request_id(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, request_id: str
+) -> asyncpg.Record | None:
     """The caller's most recent task with this idempotency key in the last 24 hours."""
     return await conn.fetchrow(
         "SELECT task_id, run_id, status FROM ai_tasks WHERE user_id = $1 AND request_id = $2"
         " AND created_at > now() - interval '24 hours' ORDER BY created_at DESC LIMIT 1",
-        user_id, request_id,
+        user_id,
+        request_id,
     )
 
 
-async def list_run_tasks(conn: asyncpg.Connection | asyncpg.Pool,
-                         run_id: UUID) -> list[asyncpg.Record]:
+async def list_run_tasks(
+    conn: asyncpg.Connection | asyncpg.Pool, run_id: UUID
+) -> list[asyncpg.Record]:
     return await conn.fetch(
-        f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE run_id = $1 ORDER BY created_at", run_id,
+        f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE run_id = $1 ORDER BY created_at",
+        run_id,
     )
 
 
-async def list_events(conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID,
-                      user_id: UUID) -> list[asyncpg.Record]:
+async def list_events(
+    conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID, user_id: UUID
+) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT e.at, e.level, e.kind, e.message, e.metadata FROM task_events e"
         " JOIN ai_tasks t ON t.task_id = e.task_id"
         " WHERE e.task_id = $1 AND t.user_id = $2 ORDER BY e.id",
-        task_id, user_id,
+        task_id,
+        user_id,
     )
 
 
-async def get_task_unscoped(conn: asyncpg.Connection | asyncpg.Pool,
-                            task_id: UUID) -> asyncpg.Record | None:
+async def get_task_unscoped(
+    conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID
+) -> asyncpg.Record | None:
     """A task by id alone, for internal use after the caller's ownership was checked."""
     return await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM ai_tasks WHERE task_id = $1", task_id)
 
 
-async def list_stale_running(conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float,
-                             limit: int = 100) -> list[UUID]:
+async def list_stale_running(
+    conn: asyncpg.Connection | asyncpg.Pool, older_than_s: float, limit: int = 100
+) -> list[UUID]:
     """Tasks still queued or running that started more than `older_than_s` seconds ago."""
     rows = await conn.fetch(
         "SELECT task_id FROM ai_tasks WHERE status IN ('queued', 'running')"
         " AND started_at < now() - make_interval(secs => $1) ORDER BY started_at LIMIT $2",
-        older_than_s, limit,
+        older_than_s,
+        limit,
     )
     return [r["task_id"] for r in rows]

@@ -10,8 +10,7 @@ import asyncpg
 Conn = asyncpg.Connection | asyncpg.Pool
 
 
-async def usage_by_day(conn: Conn, user_id: UUID, first: date,
-                       last: date) -> list[asyncpg.Record]:
+async def usage_by_day(conn: Conn, user_id: UUID, first: date, last: date) -> list[asyncpg.Record]:
     """The user's totals per day, provider and model, from `first` to `last` inclusive."""
     return await conn.fetch(
         "SELECT day, provider, model, count(*) AS tasks,"
@@ -19,5 +18,7 @@ async def usage_by_day(conn: Conn, user_id: UUID, first: date,
         " sum(output_tokens)::bigint AS output_tokens, sum(cost_usd) AS cost_usd"
         " FROM ai_usage_logs WHERE user_id = $1 AND day BETWEEN $2 AND $3"
         " GROUP BY day, provider, model ORDER BY day, provider, model",
-        user_id, first, last,
+        user_id,
+        first,
+        last,
     )

@@ -41,7 +41,8 @@ async def ensure_user(conn: asyncpg.Connection, email: str, tier: str | None = N
         row = await conn.fetchrow(
             "INSERT INTO users (id, email) VALUES ($1, $2)"
             " ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id, email",
-            uuid.uuid4(), email,
+            uuid.uuid4(),
+            email,
         )
         assert row is not None
         tier_row = await conn.fetchrow(
@@ -49,7 +50,8 @@ async def ensure_user(conn: asyncpg.Connection, email: str, tier: str | None = N
             " ON CONFLICT (user_id) DO UPDATE"
             " SET tier = COALESCE($2, user_ai_settings.tier), updated_at = now()"
             " RETURNING tier",
-            row["id"], tier,
+            row["id"],
+            tier,
         )
     assert tier_row is not None
     return User(row["id"], row["email"], tier_row["tier"])
@@ -59,15 +61,20 @@ async def count_users(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM users"))
 
 
-async def create_api_key(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
-                         name: str = "") -> NewKey:
+async def create_api_key(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, name: str = ""
+) -> NewKey:
     """A new key for the user. The full key exists only in the returned value."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = uuid.uuid4()
     prefix = key[:10]
     await conn.execute(
         "INSERT INTO api_keys (id, user_id, name, prefix, key_hash) VALUES ($1, $2, $3, $4, $5)",
-        key_id, user_id, name, prefix, hash_key(key),
+        key_id,
+        user_id,
+        name,
+        prefix,
+        hash_key(key),
     )
     return NewKey(key_id, name, prefix, key)
 
@@ -75,8 +82,9 @@ async def create_api_key(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
 async def mark_deleted(conn: asyncpg.Connection | asyncpg.Pool, email: str) -> bool:
     """Mark the live user `email` deleted (rows are kept for the records); False if none."""
     row = await conn.fetchrow(
-        "UPDATE users SET deleted_at = now() WHERE email = $1 AND deleted_at IS NULL"
-        " RETURNING id", email)
+        "UPDATE users SET deleted_at = now() WHERE email = $1 AND deleted_at IS NULL RETURNING id",
+        email,
+    )
     return row is not None
 
 
@@ -115,8 +123,9 @@ LIMIT 1
 """
 
 
-async def user_for_subject(conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID,
-                           email: str | None) -> User | None:
+async def user_for_subject(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, email: str | None
+) -> User | None:
     """The user whose id is a verified token's `sub`, created on first sight; None when
     that user was deleted (a deleted user is never brought back by a token)."""
     for _ in range(3):

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 
-class PromptstreamError(Exception):
+class PromptrelayError(Exception):
     """Base of every error a client may see. `message` never holds secrets."""
 
     code = "internal"
     http_status = 500
     retryable = False
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None,
-                 code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
@@ -28,7 +29,7 @@ class PromptstreamError(Exception):
         return out
 
 
-class ClientError(PromptstreamError):
+class ClientError(PromptrelayError):
     """The caller's fault: bad input, unknown ids, limits."""
 
     code = "invalid_request"
@@ -67,7 +68,7 @@ class Unauthorized(ClientError):
     http_status = 401
 
 
-class ProviderFault(PromptstreamError):
+class ProviderFault(PromptrelayError):
     """The provider's fault. `retryable` tells whether trying again may help."""
 
     code = "provider_error"
@@ -95,7 +96,7 @@ class StreamTimeout(ProviderFault):
     retryable = True
 
 
-class InternalError(PromptstreamError):
+class InternalError(PromptrelayError):
     """Our fault. The message is generic; the log has the details."""
 
     code = "internal"

@@ -34,49 +34,84 @@ class Metrics:
         # CPU seconds, resident memory and open fds of this process.
         ProcessCollector(registry=r)
         self.sockets_connected = Gauge(
-            "promptstream_sockets_connected", "Socket.IO connections open on this node",
-            registry=r)
+            "promptrelay_sockets_connected", "Socket.IO connections open on this node", registry=r
+        )
         self.tasks = Counter(
-            "promptstream_tasks", "Tasks ended on this node, by status and provider",
-            ["status", "provider"], registry=r)
+            "promptrelay_tasks",
+            "Tasks ended on this node, by status and provider",
+            ["status", "provider"],
+            registry=r,
+        )
         self.tasks_running = Gauge(
-            "promptstream_tasks_running", "Tasks streaming on this node", registry=r)
+            "promptrelay_tasks_running", "Tasks streaming on this node", registry=r
+        )
         self.tokens = Counter(
-            "promptstream_tokens_relayed", "Output tokens of ended tasks (usage)",
-            ["provider"], registry=r)
+            "promptrelay_tokens_relayed",
+            "Output tokens of ended tasks (usage)",
+            ["provider"],
+            registry=r,
+        )
         self.chunks_published = Counter(
-            "promptstream_chunks_published", "Chunks written to Redis (history and live)",
-            registry=r)
+            "promptrelay_chunks_published", "Chunks written to Redis (history and live)", registry=r
+        )
         self.chunks_emitted = Counter(
-            "promptstream_chunks_emitted", "task_chunk events sent to subscribers",
-            registry=r)
+            "promptrelay_chunks_emitted", "task_chunk events sent to subscribers", registry=r
+        )
         self.ttft = Histogram(
-            "promptstream_time_to_first_token_seconds", "From the provider call to its first token",
-            ["provider"], buckets=_LATENCY_BUCKETS, registry=r)
+            "promptrelay_time_to_first_token_seconds",
+            "From the provider call to its first token",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.task_latency = Histogram(
-            "promptstream_task_latency_seconds", "From the provider call to the task's end",
-            ["provider"], buckets=_LATENCY_BUCKETS, registry=r)
+            "promptrelay_task_latency_seconds",
+            "From the provider call to the task's end",
+            ["provider"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.provider_errors = Counter(
-            "promptstream_provider_errors", "Tasks that failed, by provider and error code",
-            ["provider", "code"], registry=r)
+            "promptrelay_provider_errors",
+            "Tasks that failed, by provider and error code",
+            ["provider", "code"],
+            registry=r,
+        )
         self.redis_publish = Histogram(
-            "promptstream_redis_publish_seconds", "One chunk flush (MULTI/EXEC pipeline)",
-            buckets=_IO_BUCKETS, registry=r)
+            "promptrelay_redis_publish_seconds",
+            "One chunk flush (MULTI/EXEC pipeline)",
+            buckets=_IO_BUCKETS,
+            registry=r,
+        )
         self.flush_batch = Histogram(
-            "promptstream_flush_batch_chunks", "Chunks per Redis flush",
-            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000), registry=r)
+            "promptrelay_flush_batch_chunks",
+            "Chunks per Redis flush",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+            registry=r,
+        )
         self.pg_finalize = Histogram(
-            "promptstream_pg_finalize_seconds", "The finalize statement of a task",
-            buckets=_IO_BUCKETS, registry=r)
+            "promptrelay_pg_finalize_seconds",
+            "The finalize statement of a task",
+            buckets=_IO_BUCKETS,
+            registry=r,
+        )
         self.pg_queries = Counter(
-            "promptstream_pg_queries", "Postgres round trips (statements) made by this node",
-            registry=r)
+            "promptrelay_pg_queries",
+            "Postgres round trips (statements) made by this node",
+            registry=r,
+        )
         self.pool_size = Gauge(
-            "promptstream_pg_pool_connections", "Postgres pool connections, by state",
-            ["state"], registry=r)
+            "promptrelay_pg_pool_connections",
+            "Postgres pool connections, by state",
+            ["state"],
+            registry=r,
+        )
         self.rejections = Counter(
-            "promptstream_quota_rejections", "Requests refused with quota_exceeded or rate_limited",
-            ["code"], registry=r)
+            "promptrelay_quota_rejections",
+            "Requests refused with quota_exceeded or rate_limited",
+            ["code"],
+            registry=r,
+        )
 
     def watch_pool(self, size: Callable[[], int], idle: Callable[[], int]) -> None:
         """Report the pool's size and idle connections when scraped."""

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def default_data_dir() -> Path:
     """Where the embedded Postgres and Redis keep their data by default."""
-    return Path(platformdirs.user_data_dir("promptstream"))
+    return Path(platformdirs.user_data_dir("promptrelay"))
 
 
 class Settings(BaseSettings):
@@ -22,7 +22,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     redis_url: str | None = None
-    promptstream_data_dir: Path = Field(default_factory=default_data_dir)
+    promptrelay_data_dir: Path = Field(default_factory=default_data_dir)
     redis_prefix: str = "ps:"
 
     host: str = "127.0.0.1"
@@ -92,7 +92,8 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     gemini_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("gemini_api_key", "google_api_key"))
+        None, validation_alias=AliasChoices("gemini_api_key", "google_api_key")
+    )
     google_genai_base_url: str | None = None
     provider_retries: int = Field(2, ge=0, le=10)  # per model, before the first token only
     provider_backoff_s: float = Field(0.5, ge=0, le=60)

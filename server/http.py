@@ -20,10 +20,10 @@ from engine.errors import (
     InternalError,
     InvalidRequest,
     NotFound,
-    PromptstreamError,
+    PromptrelayError,
     ProviderUnavailable,
 )
-from engine.protocol import ExecuteRequest, decode
+from engine.protocol.requests import ExecuteRequest, decode
 from server.auth import authenticate, token_from
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def error_response(exc: PromptstreamError) -> web.Response:
+def error_response(exc: PromptrelayError) -> web.Response:
     return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
 
 
@@ -41,7 +41,7 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except PromptstreamError as exc:
+    except PromptrelayError as exc:
         request.app[METRICS].error_code(exc.code)
         return error_response(exc)
     except DatabaseBusy:  # bounded wait for a Postgres connection ran out
@@ -61,8 +61,9 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
 
 
 async def _user(request: web.Request) -> User:
-    return await authenticate(request.app[POOL], token_from(None, request.headers),
-                              request.app[SETTINGS])
+    return await authenticate(
+        request.app[POOL], token_from(None, request.headers), request.app[SETTINGS]
+    )
 
 
 def _uuid(value: str, field: str = "id") -> UUID:
@@ -182,10 +183,13 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
             details={"errors": [{"field": "after_seq", "message": "not a non-negative integer"}]},
         ) from None
     await request.app[ENGINE].task_status(user, task_id)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     await response.prepare(request)
     subscriber = SseSubscriber(response)
     key = f"sse:{uuid.uuid4()}"

@@ -1,6 +1,6 @@
 """Logging: one JSON object per line (or readable text on a terminal), task ids on every line.
 
-Lines written while a task runs carry its `task_id` and `run_id` (engine/tasklog.py binds
+Lines written while a task runs carry its `task_id` and `run_id` (engine/tasks/tasklog.py binds
 them in the task's context); fields passed with `extra=` become JSON keys.
 """
 
@@ -12,11 +12,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from engine.tasklog import log_context
+from engine.tasks.tasklog import log_context
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName",
+    "message",
+    "asctime",
+    "taskName",
 }
 
 
@@ -32,7 +34,9 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname, "logger": record.name, "msg": record.getMessage(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
         }
         line.update(_fields(record))
         if record.exc_info:

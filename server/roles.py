@@ -1,5 +1,5 @@
 """The node roles. `serve` and `gateway` are the full application of server/app.py (the
-engine's dispatcher differs by `settings.role`, see engine/cluster.py); a worker has no
+engine's dispatcher differs by `settings.role`, see engine/cluster/node.py); a worker has no
 Socket.IO and no API, only `/healthz`, `/readyz` and `/metrics` for its orchestrator.
 """
 

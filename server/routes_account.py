@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 
 from aiohttp import web
 
-from engine.accounts import Accounts
+from engine.accounts.profile import Accounts
 from engine.errors import InvalidRequest
-from engine.protocol import NewKeyRequest, decode
+from engine.protocol.requests import NewKeyRequest, decode
 from server.http import _json_body, _user, _uuid
 from server.state import ENGINE, POOL, REDIS, SETTINGS
 
@@ -18,13 +18,19 @@ DEFAULT_PAGE, MAX_PAGE = 50, 200
 
 def _accounts(request: web.Request) -> Accounts:
     engine = request.app[ENGINE]
-    return Accounts(request.app[SETTINGS], request.app[POOL], request.app[REDIS], engine.keys,
-                    engine.quotas)
+    return Accounts(
+        request.app[SETTINGS],
+        request.app[POOL],
+        request.app[REDIS],
+        engine.keys,
+        engine.quotas,
+    )
 
 
 def _bad(field: str, message: str) -> InvalidRequest:
-    return InvalidRequest(f"bad `{field}`: {message}",
-                          details={"errors": [{"field": field, "message": message}]})
+    return InvalidRequest(
+        f"bad `{field}`: {message}", details={"errors": [{"field": field, "message": message}]}
+    )
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -59,8 +65,9 @@ async def get_me(request: web.Request) -> web.Response:
 @routes.post("/v1/keys")
 async def create_key(request: web.Request) -> web.Response:
     user = await _user(request)
-    body = decode(NewKeyRequest, await _json_body(request),
-                  max_bytes=request.app[SETTINGS].max_payload_bytes)
+    body = decode(
+        NewKeyRequest, await _json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
+    )
     return web.json_response(await _accounts(request).create_key(user, body.name), status=201)
 
 

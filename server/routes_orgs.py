@@ -7,11 +7,11 @@ from uuid import UUID
 
 from aiohttp import web
 
-from engine import scopes
 from engine.errors import InvalidRequest
-from engine.prompt_models import MemberAdd, OrgCreate, VariableSet
-from engine.protocol import decode
-from engine.template import PLACEHOLDER
+from engine.prompts import scopes
+from engine.prompts.models import MemberAdd, OrgCreate, VariableSet
+from engine.prompts.template import PLACEHOLDER
+from engine.protocol.requests import decode
 from server.http import _json_body, _user, _uuid
 from server.routes_prompts import page_limit
 from server.state import POOL, SETTINGS
@@ -21,8 +21,9 @@ M = TypeVar("M", OrgCreate, MemberAdd, VariableSet)
 
 
 async def _decode(request: web.Request, model: type[M]) -> M:
-    return decode(model, await _json_body(request),
-                  max_bytes=request.app[SETTINGS].max_payload_bytes)
+    return decode(
+        model, await _json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
+    )
 
 
 @routes.post("/v1/orgs")
@@ -48,8 +49,9 @@ async def create_project(request: web.Request) -> web.Response:
     org_id = _uuid(request.match_info["id"], "organization")
     body = await _decode(request, OrgCreate)
     project_id = await scopes.create_project(request.app[POOL], user.id, org_id, body.name)
-    return web.json_response({"id": str(project_id), "org_id": str(org_id), "name": body.name},
-                             status=201)
+    return web.json_response(
+        {"id": str(project_id), "org_id": str(org_id), "name": body.name}, status=201
+    )
 
 
 @routes.post("/v1/projects/{id}/members")
@@ -73,8 +75,17 @@ def _scope(request: web.Request) -> tuple[str, UUID | None]:
 def _name(request: web.Request) -> str:
     name = request.match_info["name"]
     if not PLACEHOLDER.fullmatch("{{" + name + "}}") or len(name) > 200:
-        raise InvalidRequest("not a variable name", details={"errors": [
-            {"field": "name", "message": "letters, digits, _ . - ; starting with a letter or _"}]})
+        raise InvalidRequest(
+            "not a variable name",
+            details={
+                "errors": [
+                    {
+                        "field": "name",
+                        "message": "letters, digits, _ . - ; starting with a letter or _",
+                    }
+                ]
+            },
+        )
     return name
 
 
@@ -84,9 +95,14 @@ VARIABLES = ["/v1/me/variables", "/v1/{kind:orgs|projects}/{id}/variables"]
 async def list_variables(request: web.Request) -> web.Response:
     user = await _user(request)
     scope, owner = _scope(request)
-    page = await scopes.list_variables(request.app[POOL], user.id, scope, owner,
-                                       limit=page_limit(request),
-                                       cursor=request.query.get("cursor") or None)
+    page = await scopes.list_variables(
+        request.app[POOL],
+        user.id,
+        scope,
+        owner,
+        limit=page_limit(request),
+        cursor=request.query.get("cursor") or None,
+    )
     return web.json_response(page)
 
 

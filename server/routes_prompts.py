@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine import library
-from engine.catalog import builtin_summaries
 from engine.errors import InvalidRequest, NotFound
-from engine.prompt_models import PromptCreate, PromptUpdate
-from engine.protocol import decode
+from engine.prompts import library
+from engine.prompts.catalog import builtin_summaries
+from engine.prompts.models import PromptCreate, PromptUpdate
+from engine.protocol.requests import decode
 from server.http import _json_body, _user, _uuid
 from server.state import POOL, SETTINGS
 
@@ -23,8 +23,10 @@ def page_limit(request: web.Request) -> int:
         if not 1 <= limit <= 200:
             raise ValueError
     except ValueError:
-        raise InvalidRequest("limit must be an integer from 1 to 200", details={"errors": [
-            {"field": "limit", "message": "an integer from 1 to 200"}]}) from None
+        raise InvalidRequest(
+            "limit must be an integer from 1 to 200",
+            details={"errors": [{"field": "limit", "message": "an integer from 1 to 200"}]},
+        ) from None
     return limit
 
 
@@ -45,8 +47,9 @@ async def _body(request: web.Request) -> object:
 @routes.post("/v1/prompts")
 async def create_prompt(request: web.Request) -> web.Response:
     user = await _user(request)
-    body = decode(PromptCreate, await _body(request),
-                  max_bytes=request.app[SETTINGS].max_payload_bytes)
+    body = decode(
+        PromptCreate, await _body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
+    )
     return web.json_response(await library.create(request.app[POOL], user.id, body), status=201)
 
 
@@ -55,9 +58,13 @@ async def list_prompts(request: web.Request) -> web.Response:
     user = await _user(request)
     query = request.query
     page = await library.list_page(
-        request.app[POOL], user.id, status=query.get("status") or None,
-        tag=query.get("tag") or None, text=query.get("q") or None,
-        limit=page_limit(request), cursor=query.get("cursor") or None,
+        request.app[POOL],
+        user.id,
+        status=query.get("status") or None,
+        tag=query.get("tag") or None,
+        text=query.get("q") or None,
+        limit=page_limit(request),
+        cursor=query.get("cursor") or None,
     )
     return web.json_response(page)
 
@@ -73,8 +80,9 @@ async def get_prompt(request: web.Request) -> web.Response:
 async def update_prompt(request: web.Request) -> web.Response:
     user = await _user(request)
     prompt_id = _uuid(request.match_info["id"], "prompt")
-    body = decode(PromptUpdate, await _body(request),
-                  max_bytes=request.app[SETTINGS].max_payload_bytes)
+    body = decode(
+        PromptUpdate, await _body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
+    )
     return web.json_response(await library.update(request.app[POOL], user.id, prompt_id, body))
 
 
@@ -82,9 +90,13 @@ async def update_prompt(request: web.Request) -> web.Response:
 async def list_versions(request: web.Request) -> web.Response:
     user = await _user(request)
     prompt_id = _uuid(request.match_info["id"], "prompt")
-    page = await library.versions(request.app[POOL], user.id, prompt_id,
-                                  limit=page_limit(request),
-                                  cursor=request.query.get("cursor") or None)
+    page = await library.versions(
+        request.app[POOL],
+        user.id,
+        prompt_id,
+        limit=page_limit(request),
+        cursor=request.query.get("cursor") or None,
+    )
     return web.json_response(page)
 
 

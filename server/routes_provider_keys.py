@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.protocol import ProviderKeyRequest, decode
+from engine.protocol.requests import ProviderKeyRequest, decode
 from server.http import _json_body, _user
 from server.state import ENGINE
 
@@ -16,7 +16,8 @@ async def put_provider_key(request: web.Request) -> web.Response:
     user = await _user(request)
     body = decode(ProviderKeyRequest, await _json_body(request))
     stored = await request.app[ENGINE].provider_keys.store(
-        user.id, request.match_info["provider"], body.key)
+        user.id, request.match_info["provider"], body.key
+    )
     return web.json_response(stored)
 
 

@@ -6,15 +6,14 @@ from pathlib import Path
 
 from aiohttp import hdrs, web
 
-from engine.catalog import builtin_summaries
-from engine.events import protocol_schema
+from engine.prompts.catalog import builtin_summaries
+from engine.protocol.responses import protocol_schema
 from server.auth import authenticate, token_from
 from server.state import POOL
 from server.web_assets import INSTALL_HINT, VENDOR_DIR
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-PAGE_FILES = {"app.js": "text/javascript", "view.js": "text/javascript",
-              "style.css": "text/css"}
+PAGE_FILES = {"app.js": "text/javascript", "view.js": "text/javascript", "style.css": "text/css"}
 # The page holds no secrets, but must not be framed or sniffed; scripts only from here.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -30,8 +29,12 @@ routes = web.RouteTableDef()
 
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
-    return web.Response(body=(WEB_DIR / "index.html").read_bytes(), content_type="text/html",
-                        charset="utf-8", headers=PAGE_HEADERS)
+    return web.Response(
+        body=(WEB_DIR / "index.html").read_bytes(),
+        content_type="text/html",
+        charset="utf-8",
+        headers=PAGE_HEADERS,
+    )
 
 
 @routes.get("/playground/{name}")
@@ -39,8 +42,12 @@ async def page_file(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in PAGE_FILES:
         raise web.HTTPNotFound()
-    return web.Response(body=(WEB_DIR / name).read_bytes(), content_type=PAGE_FILES[name],
-                        charset="utf-8", headers=PAGE_HEADERS)
+    return web.Response(
+        body=(WEB_DIR / name).read_bytes(),
+        content_type=PAGE_FILES[name],
+        charset="utf-8",
+        headers=PAGE_HEADERS,
+    )
 
 
 @routes.get("/playground/vendor/socket.io.min.js")
@@ -48,10 +55,14 @@ async def socketio_bundle(request: web.Request) -> web.StreamResponse:
     bundle = VENDOR_DIR / "socket.io.min.js"
     if not bundle.exists():
         # The page checks for the global `io` and explains; this says the same to a curl.
-        return web.Response(status=404, text=f"// socket.io-client is not installed: "
-                            f"run `{INSTALL_HINT}`\n", content_type="text/javascript")
-    return web.FileResponse(bundle, headers={"Cache-Control": "max-age=3600",
-                                             "X-Content-Type-Options": "nosniff"})
+        return web.Response(
+            status=404,
+            text=f"// socket.io-client is not installed: run `{INSTALL_HINT}`\n",
+            content_type="text/javascript",
+        )
+    return web.FileResponse(
+        bundle, headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"}
+    )
 
 
 @routes.get("/v1/protocol.json")
@@ -69,7 +80,8 @@ def add_web_routes(app: web.Application) -> None:
     """Register the playground; call it after every other route table is added."""
     app.add_routes(routes)
     taken = any(
-        route.method == hdrs.METH_GET and route.resource is not None
+        route.method == hdrs.METH_GET
+        and route.resource is not None
         and route.resource.canonical == "/v1/builtins"
         for route in app.router.routes()
     )

@@ -1,7 +1,7 @@
 """Who is connected to this node: per-user connection cap, per-socket event rate, and the
 disconnection of sockets whose key was revoked or whose user was deleted.
 
-Revocations arrive on a Redis channel (engine/accounts.py announces them), so every node
+Revocations arrive on a Redis channel (engine/accounts/profile.py announces them), so every node
 drops the sockets at once; a periodic re-check against Postgres is the backstop for keys
 revoked or users deleted by other means (the CLI, SQL), and for a lost pub/sub message.
 """
@@ -25,8 +25,8 @@ from redis.exceptions import RedisError
 
 from db.keys import live_callers
 from db.users import User
-from engine.accounts import revoked_channel
-from engine.connections import ConnectionCounter
+from engine.accounts.connections import ConnectionCounter
+from engine.accounts.profile import revoked_channel
 from engine.errors import RateLimited
 from server.state import ENGINE, POOL, REDIS, SETTINGS
 
@@ -58,8 +58,11 @@ class Sessions:
         if self._counter is None:
             settings = self.app[SETTINGS]
             self._counter = ConnectionCounter(
-                self.app[REDIS], self.app[ENGINE].keys, settings.max_connections_per_user,
-                lease_s=max(15.0, settings.auth_recheck_s * 3))
+                self.app[REDIS],
+                self.app[ENGINE].keys,
+                settings.max_connections_per_user,
+                lease_s=max(15.0, settings.auth_recheck_s * 3),
+            )
         return self._counter
 
     async def open(self, sid: str, user: User) -> None:
@@ -69,9 +72,11 @@ class Sessions:
         if not await self.counter.admit(user.id, f"{self.node}:{sid}"):
             raise RateLimited(
                 f"at most {settings.max_connections_per_user} connections per user",
-                details={"retry_after_ms": 1000})
-        self.by_sid[sid] = _Session(user.id, user.key_id, user.expires_at,
-                                    settings.max_events_per_second)
+                details={"retry_after_ms": 1000},
+            )
+        self.by_sid[sid] = _Session(
+            user.id, user.key_id, user.expires_at, settings.max_events_per_second
+        )
 
     async def close(self, sid: str) -> None:
         session = self.by_sid.pop(sid, None)
@@ -88,9 +93,10 @@ class Sessions:
         session.tokens = min(rate, session.tokens + (now - session.stamp) * rate)
         session.stamp = now
         if session.tokens < 1:
-            raise RateLimited(f"at most {rate:g} events per second per connection",
-                              details={"retry_after_ms": int((1 - session.tokens) / rate * 1000)
-                                       + 1})
+            raise RateLimited(
+                f"at most {rate:g} events per second per connection",
+                details={"retry_after_ms": int((1 - session.tokens) / rate * 1000) + 1},
+            )
         session.tokens -= 1
 
     async def drop(self, predicate: Any, why: str) -> int:
@@ -110,8 +116,13 @@ class Sessions:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed revocation message")
             return
-        await self.drop(lambda s: (key_id is not None and s.key_id == key_id)
-                        or (user_id is not None and s.user_id == user_id), "revoked")
+        await self.drop(
+            lambda s: (
+                (key_id is not None and s.key_id == key_id)
+                or (user_id is not None and s.user_id == user_id)
+            ),
+            "revoked",
+        )
 
     async def listen(self) -> None:
         """Follow the revocation channel; reconnect when Redis goes away."""
@@ -125,8 +136,7 @@ class Sessions:
                         if message.get("type") == "message":
                             await self.on_revoked(message["data"])
             except (RedisError, OSError) as exc:
-                log.warning("revocation listener lost Redis (%s); retrying",
-                            type(exc).__name__)
+                log.warning("revocation listener lost Redis (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def recheck(self) -> None:
@@ -135,18 +145,20 @@ class Sessions:
         while True:
             _stop_if_asked()
             await asyncio.sleep(self.app[SETTINGS].auth_recheck_s)
-            await self.counter.renew([(s.user_id, f"{self.node}:{sid}")
-                                      for sid, s in self.by_sid.items()])
+            await self.counter.renew(
+                [(s.user_id, f"{self.node}:{sid}") for sid, s in self.by_sid.items()]
+            )
             await self.drop(_expired(time.time()), "token expired")
             if not self.by_sid:
                 continue
             sessions = list(self.by_sid.values())
             try:
                 users, keys = await live_callers(
-                    self.app[POOL], list({s.user_id for s in sessions}),
-                    list({s.key_id for s in sessions if s.key_id is not None}))
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
-                    TimeoutError) as exc:
+                    self.app[POOL],
+                    list({s.user_id for s in sessions}),
+                    list({s.key_id for s in sessions if s.key_id is not None}),
+                )
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
                 log.warning("auth re-check failed (%s)", type(exc).__name__)
                 continue
             await self.drop(_not_in(users, keys), "no longer live")
@@ -154,7 +166,7 @@ class Sessions:
 
 def _stop_if_asked() -> None:
     """Leave a loop whose task was cancelled, even if a Redis call swallowed the cancel
-    (see engine/publisher.py)."""
+    (see engine/stream/publisher.py)."""
     me = asyncio.current_task()
     if me is not None and me.cancelling():
         raise asyncio.CancelledError
@@ -174,8 +186,10 @@ SESSIONS = web.AppKey("sessions", Sessions)
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the revocation listener and the re-check for the app's lifetime."""
     sessions = app[SESSIONS]
-    loops = [asyncio.create_task(sessions.listen(), name="revocation-listener"),
-             asyncio.create_task(sessions.recheck(), name="auth-recheck")]
+    loops = [
+        asyncio.create_task(sessions.listen(), name="revocation-listener"),
+        asyncio.create_task(sessions.recheck(), name="auth-recheck"),
+    ]
     yield
     for loop in loops:
         loop.cancel()

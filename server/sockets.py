@@ -15,12 +15,12 @@ from db.users import User
 from engine.errors import (
     InternalError,
     InvalidRequest,
-    PromptstreamError,
+    PromptrelayError,
     ProviderUnavailable,
     RateLimited,
     Unauthorized,
 )
-from engine.protocol import ExecuteRequest, SubscribeRequest, TaskRef, decode
+from engine.protocol.requests import ExecuteRequest, SubscribeRequest, TaskRef, decode
 from server.auth import authenticate, token_from
 from server.sessions import SESSIONS, Sessions
 from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
@@ -43,7 +43,7 @@ class SocketSubscriber:
         await self.sio.emit(event, payload, to=self.sid)
 
 
-def error_ack(exc: PromptstreamError) -> dict[str, Any]:
+def error_ack(exc: PromptrelayError) -> dict[str, Any]:
     return {"ok": False, "error": exc.to_dict()}
 
 
@@ -59,7 +59,7 @@ def acked(handler: Handler, on_error: Callable[[str], None] | None = None) -> Ha
                     details={"errors": [{"field": "(payload)", "message": "extra arguments"}]},
                 )
             return await handler(sid, data)
-        except PromptstreamError as exc:
+        except PromptrelayError as exc:
             if on_error is not None:
                 on_error(exc.code)
             return error_ack(exc)
@@ -94,8 +94,7 @@ class SocketGateway:
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
         try:
-            user = await authenticate(self.app[POOL], token_from(auth, headers),
-                                      self.app[SETTINGS])
+            user = await authenticate(self.app[POOL], token_from(auth, headers), self.app[SETTINGS])
             await self.sessions.open(sid, user)  # per-user connection cap
         except (Unauthorized, RateLimited) as exc:
             # The client's connect_error gets {message, data: {code, message}}.
@@ -122,8 +121,9 @@ class SocketGateway:
     def _limit(self) -> int:
         return self.app[SETTINGS].max_payload_bytes
 
-    async def _watch(self, sid: str, task_id: str, after_seq: int,
-                     fresh: bool = False) -> tuple[str, int]:
+    async def _watch(
+        self, sid: str, task_id: str, after_seq: int, fresh: bool = False
+    ) -> tuple[str, int]:
         watching = self.watching.get(sid)
         if watching is None:
             raise Unauthorized("not connected")

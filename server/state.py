@@ -6,11 +6,11 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from engine.cluster import ClusterNode
-from engine.executor import Engine
+from engine.cluster.node import ClusterNode
 from engine.metrics import Metrics
-from engine.relay import Relay
 from engine.settings import Settings
+from engine.stream.relay import Relay
+from engine.tasks.service import Engine
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)

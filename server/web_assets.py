@@ -1,7 +1,7 @@
 """The playground's one third-party asset: the official `socket.io-client` browser bundle.
 
 It is not copied into the repository. `python -m server.web_assets` (run by `.ci/run`, and by
-`promptstream serve` when the file is missing) downloads the pinned tarball from the npm
+`promptrelay serve` when the file is missing) downloads the pinned tarball from the npm
 registry, checks it against the pinned `dist.integrity` (sha512, as `npm install` does) and
 extracts `dist/socket.io.min.js` into server/web/vendor/ (gitignored), which the server
 serves. Offline, serve goes on and the page says how to get the file.
@@ -20,8 +20,10 @@ from pathlib import Path
 
 VERSION = "4.8.4"  # npm view socket.io-client@4 dist
 TARBALL_URL = f"https://registry.npmjs.org/socket.io-client/-/socket.io-client-{VERSION}.tgz"
-INTEGRITY = ("sha512-7wjKAvVXYOJsbmUgkWbnhPD4bFpkqrUR0++XOjpGFmqDqsqV1CI93VTraeExLxpjxEqrWgFoS"
-             "RZu1ihjLWfkAA==")
+INTEGRITY = (
+    "sha512-7wjKAvVXYOJsbmUgkWbnhPD4bFpkqrUR0++XOjpGFmqDqsqV1CI93VTraeExLxpjxEqrWgFoS"
+    "RZu1ihjLWfkAA=="
+)
 MEMBER = "package/dist/socket.io.min.js"
 VENDOR_DIR = Path(__file__).resolve().parent / "web" / "vendor"
 BUNDLE = VENDOR_DIR / "socket.io.min.js"

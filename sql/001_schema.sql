@@ -1,4 +1,4 @@
--- promptstream schema, version 1: every table of DESIGN.md.
+-- promptrelay schema, version 1: every table of DESIGN.md.
 -- Table names from seed 000 are kept (prompts, prompt_builtins, ai_runs, ai_tasks,
 -- user_variables, org_variables, project_variables); the other seeds fold into them.
 

@@ -23,7 +23,7 @@ from aiohttp import web
 from db import users
 from db.migrate import apply_migrations
 from db.pool import connect
-from engine import events
+from engine.protocol import responses as events
 from engine.settings import Settings
 from server.app import create_app
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -85,13 +85,21 @@ async def database_url(infra: Infra) -> AsyncIterator[str]:
 def settings(infra: Infra, database_url: str) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        database_url=database_url, redis_url=infra.redis_url,
-        redis_prefix=f"t{uuid.uuid4().hex[:8]}:", port=0, openai_api_key=None,
-        coalesce_ms=10, db_pool_min=1, db_pool_max=10,
+        database_url=database_url,
+        redis_url=infra.redis_url,
+        redis_prefix=f"t{uuid.uuid4().hex[:8]}:",
+        port=0,
+        openai_api_key=None,
+        coalesce_ms=10,
+        db_pool_min=1,
+        db_pool_max=10,
         # Short heartbeats: a long-poll client's disconnect waits out the pending poll.
-        ping_interval_s=1, ping_timeout_s=2,
+        ping_interval_s=1,
+        ping_timeout_s=2,
         # Quotas and caps are tested in tests/test_quotas.py; elsewhere they stay out of the way.
-        quota_free_daily=-1, max_concurrent_tasks=10_000, max_events_per_second=10_000,
+        quota_free_daily=-1,
+        max_concurrent_tasks=10_000,
+        max_events_per_second=10_000,
         shutdown_grace_s=0,  # teardown ends running tasks at once (no SIGTERM grace)
     )
 
@@ -114,8 +122,9 @@ class Server:
     async def client(self, token: str, transports: list[str] | None = None) -> Client:
         sio = socketio.AsyncClient(reconnection=False)
         client = Client(sio)
-        await sio.connect(self.url, auth={"token": token},
-                          transports=transports or ["websocket"], wait_timeout=10)
+        await sio.connect(
+            self.url, auth={"token": token}, transports=transports or ["websocket"], wait_timeout=10
+        )
         self.clients.append(sio)
         return client
 

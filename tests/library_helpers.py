@@ -13,20 +13,22 @@ import aiohttp
 import asyncpg
 import pytest_asyncio
 
-from engine.events import HTTP_ROUTES
+from engine.protocol.responses import HTTP_ROUTES
 from tests.conftest import Server
 
 SIM = {"max_tokens": 4, "tokens_per_second": 0}
 # Each route of the typed protocol as a pattern, so every answer a test reads is checked
 # against its model (extra keys forbidden): the protocol's schema cannot drift from it.
-_ROUTES = [(method, re.compile("^" + re.sub(r"\\{[a-z_]+\\}", "[^/]+", re.escape(path)) + "$"),
-            answer)
-           for method, path, answer in ((*key.split(" ", 1), answer)
-                                        for key, (_body, answer) in HTTP_ROUTES.items())]
+_ROUTES = [
+    (method, re.compile("^" + re.sub(r"\\{[a-z_]+\\}", "[^/]+", re.escape(path)) + "$"), answer)
+    for method, path, answer in (
+        (*key.split(" ", 1), answer) for key, (_body, answer) in HTTP_ROUTES.items()
+    )
+]
 
 
 def check_answer(method: str, path: str, data: Any) -> None:
-    """Validate a 2xx answer against the model its route names in engine.events."""
+    """Validate a 2xx answer against the model its route names in engine.protocol.responses."""
     bare = path.split("?", 1)[0]
     for route_method, pattern, answer in _ROUTES:
         if route_method == method and pattern.match(bare):
@@ -58,11 +60,13 @@ class Api:
     key: str
     user_id: uuid.UUID
 
-    async def call(self, method: str, path: str, body: Any = None,
-                   expect: int | None = None) -> Any:
+    async def call(
+        self, method: str, path: str, body: Any = None, expect: int | None = None
+    ) -> Any:
         headers = {"Authorization": f"Bearer {self.key}"}
-        async with self.http.request(method, self.server.url + path, json=body,
-                                     headers=headers) as resp:
+        async with self.http.request(
+            method, self.server.url + path, json=body, headers=headers
+        ) as resp:
             data = await resp.json() if resp.status != 204 else None
             if resp.status < 300:
                 check_answer(method, path, data)
@@ -98,14 +102,23 @@ async def api_for(http: aiohttp.ClientSession, server: Server, email: str | None
 
 def prompt_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "name": "Explainer", "description": "explains things", "tags": ["docs"],
-        "messages": [{"role": "system", "content": "You are {{persona}}."},
-                     {"role": "user", "content": "Explain {{ topic }} in {{language}}."}],
-        "model": "simulated/explainer", "settings": SIM,
+        "name": "Explainer",
+        "description": "explains things",
+        "tags": ["docs"],
+        "messages": [
+            {"role": "system", "content": "You are {{persona}}."},
+            {"role": "user", "content": "Explain {{ topic }} in {{language}}."},
+        ],
+        "model": "simulated/explainer",
+        "settings": SIM,
         "variables": [
             {"name": "persona", "type": "string", "default": "a teacher"},
-            {"name": "language", "type": "enum", "options": ["English", "German"],
-             "default": "English"},
+            {
+                "name": "language",
+                "type": "enum",
+                "options": ["English", "German"],
+                "default": "English",
+            },
             {"name": "topic", "type": "string", "required": True},
         ],
     }
@@ -114,6 +127,7 @@ def prompt_body(**overrides: Any) -> dict[str, Any]:
 
 
 async def sent_messages(db: asyncpg.Connection, task_id: str) -> list[str]:
-    request = await db.fetchval("SELECT request FROM ai_tasks WHERE task_id = $1",
-                                uuid.UUID(task_id))
+    request = await db.fetchval(
+        "SELECT request FROM ai_tasks WHERE task_id = $1", uuid.UUID(task_id)
+    )
     return [m["content"] for m in json.loads(request)["messages"]]

@@ -95,13 +95,22 @@ class Cluster:
 
     def env(self, name: str, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY",)}
-        env.update({
-            "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
-            "REDIS_PREFIX": self.prefix, "NODE_ID": name, "LOG_LEVEL": "WARNING",
-            "COALESCE_MS": "10", "DB_POOL_MIN": "1", "DB_POOL_MAX": "4",
-            "PING_INTERVAL_S": "1", "PING_TIMEOUT_S": "2", "LEASE_TTL_S": "3",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis_url,
+                "REDIS_PREFIX": self.prefix,
+                "NODE_ID": name,
+                "LOG_LEVEL": "WARNING",
+                "COALESCE_MS": "10",
+                "DB_POOL_MIN": "1",
+                "DB_POOL_MAX": "4",
+                "PING_INTERVAL_S": "1",
+                "PING_TIMEOUT_S": "2",
+                "LEASE_TTL_S": "3",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(extra)
         return env
 
@@ -113,7 +122,9 @@ class Cluster:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "server.cli", role, "--port", str(port)],
                 env=self.env(name, {k.upper(): v for k, v in extra.items()}),
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 cwd=Path(__file__).parent.parent,
             )
         node = Node(role, name, proc, log_path, port)
@@ -137,8 +148,9 @@ class Cluster:
     async def client(self, node: Node, token: str) -> Client:
         sio = socketio.AsyncClient(reconnection=False)
         client = Client(sio)
-        await sio.connect(node.url, auth={"token": token}, transports=["websocket"],
-                          wait_timeout=20)
+        await sio.connect(
+            node.url, auth={"token": token}, transports=["websocket"], wait_timeout=20
+        )
         self.clients.append(sio)
         return client
 
@@ -155,7 +167,6 @@ class Cluster:
                 node.proc.wait(30)
         if self.redis is not None:
             await self.redis.aclose()
-
 
 
 class Blackhole:

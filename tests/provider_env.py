@@ -37,18 +37,24 @@ async def fakes() -> AsyncIterator[Fakes]:
 
 
 def provider_settings(settings: Settings, f: Fakes, **overrides: Any) -> Settings:
-    return settings.model_copy(update={
-        "openai_api_key": SecretStr(SERVER_KEY), "openai_base_url": f.openai.base_url,
-        "anthropic_api_key": SecretStr(SERVER_KEY), "anthropic_base_url": f.anthropic.base_url,
-        "gemini_api_key": SecretStr(SERVER_KEY), "google_genai_base_url": f.google.base_url,
-        "provider_retries": 2, "provider_backoff_s": 0.01, "provider_backoff_max_s": 0.05,
-        **overrides,
-    })
+    return settings.model_copy(
+        update={
+            "openai_api_key": SecretStr(SERVER_KEY),
+            "openai_base_url": f.openai.base_url,
+            "anthropic_api_key": SecretStr(SERVER_KEY),
+            "anthropic_base_url": f.anthropic.base_url,
+            "gemini_api_key": SecretStr(SERVER_KEY),
+            "google_genai_base_url": f.google.base_url,
+            "provider_retries": 2,
+            "provider_backoff_s": 0.01,
+            "provider_backoff_max_s": 0.05,
+            **overrides,
+        }
+    )
 
 
 @asynccontextmanager
-async def provider_server(settings: Settings, f: Fakes, **overrides: Any
-                          ) -> AsyncIterator[Server]:
+async def provider_server(settings: Settings, f: Fakes, **overrides: Any) -> AsyncIterator[Server]:
     srv = await start_server(provider_settings(settings, f, **overrides))
     try:
         yield srv
@@ -71,8 +77,9 @@ async def task_row(server: Server, task_id: str) -> asyncpg.Record:
 
 
 async def event_kinds(server: Server, task_id: str) -> list[str]:
-    rows = await fetch(server, "SELECT kind FROM task_events WHERE task_id = $1 ORDER BY id",
-                       uuid.UUID(task_id))
+    rows = await fetch(
+        server, "SELECT kind FROM task_events WHERE task_id = $1 ORDER BY id", uuid.UUID(task_id)
+    )
     return [r["kind"] for r in rows]
 
 
@@ -82,7 +89,8 @@ async def dump_every_table(server: Server) -> str:
     try:
         tables = await conn.fetch(
             "SELECT quote_ident(table_name) AS t FROM information_schema.tables"
-            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")
+            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        )
         parts = []
         for table in tables:
             rows = await conn.fetch(f"SELECT x::text AS row FROM {table['t']} x")

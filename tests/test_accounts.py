@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from engine import events
+from engine.protocol import responses as events
 from engine.settings import Settings
 from server.cli import main as cli_main
 from tests.conftest import Client, Server, start_server, stop_server
@@ -25,8 +25,7 @@ FAST = {"max_tokens": 3, "tokens_per_second": 0}
 
 
 def adhoc(model: str = "simulated/acct") -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": "count me"}], "model": model,
-            "settings": FAST}
+    return {"messages": [{"role": "user", "content": "count me"}], "model": model, "settings": FAST}
 
 
 @pytest_asyncio.fixture
@@ -35,10 +34,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def call(http: aiohttp.ClientSession, method: str, url: str, key: str,
-               **kwargs: Any) -> tuple[int, Any]:
-    async with http.request(method, url, headers={"Authorization": f"Bearer {key}"},
-                            **kwargs) as resp:
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, key: str, **kwargs: Any
+) -> tuple[int, Any]:
+    async with http.request(
+        method, url, headers={"Authorization": f"Bearer {key}"}, **kwargs
+    ) as resp:
         body = await resp.json() if resp.content_type == "application/json" else None
         return resp.status, body
 
@@ -57,8 +58,9 @@ async def wait_disconnected(client: Client, within_s: float) -> float:
     return time.monotonic() - start
 
 
-async def test_me_reports_tier_limits_and_usage_today(server: Server,
-                                                      http: aiohttp.ClientSession) -> None:
+async def test_me_reports_tier_limits_and_usage_today(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
     key = await server.new_key("me@test")
     client = await server.client(key)
     await run_to_end(client, adhoc())
@@ -117,8 +119,9 @@ async def test_usage_by_day_and_model(server: Server, http: aiohttp.ClientSessio
     assert set(by_model) == {"a", "b"}
     assert by_model["a"]["tasks"] == 2 and by_model["b"]["tasks"] == 1
     assert by_model["a"]["output_tokens"] == 6 and by_model["a"]["cost_usd"] == "0"
-    assert all(i["day"] == today.isoformat() and i["provider"] == "simulated"
-               for i in body["items"])
+    assert all(
+        i["day"] == today.isoformat() and i["provider"] == "simulated" for i in body["items"]
+    )
     yesterday = today - timedelta(days=1)
     status, body = await call(http, "GET", f"{server.url}/v1/usage?to={yesterday}", key)
     assert status == 200 and body["items"] == []
@@ -137,7 +140,8 @@ async def test_usage_by_day_and_model(server: Server, http: aiohttp.ClientSessio
 
 
 async def test_revoked_key_disconnects_sockets_on_every_node(
-        settings: Settings, http: aiohttp.ClientSession) -> None:
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
     # A long re-check interval: only the pub/sub announcement can be this fast.
     shared = settings.model_copy(update={"auth_recheck_s": 600})
     node_a, node_b = await start_server(shared), await start_server(shared)
@@ -163,8 +167,8 @@ async def test_revoked_key_disconnects_sockets_on_every_node(
 
 
 async def test_deleted_user_and_cli_revoke_are_caught_by_the_recheck(
-        settings: Settings, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     srv = await start_server(settings.model_copy(update={"auth_recheck_s": 0.3}))
     try:
         gone_key, kept_key = await srv.new_key("gone@test"), await srv.new_key("cli@test")
@@ -179,11 +183,19 @@ async def test_deleted_user_and_cli_revoke_are_caught_by_the_recheck(
         assert await asyncio.to_thread(cli_main, ["keys", "list", "--user", "cli@test"]) == 0
         listed = capsys.readouterr().out
         assert kept_key[:10] in listed and kept_key not in listed
-        assert await asyncio.to_thread(
-            cli_main, ["keys", "revoke", "--user", "cli@test", "--prefix", kept_key[:10]]) == 0
+        assert (
+            await asyncio.to_thread(
+                cli_main, ["keys", "revoke", "--user", "cli@test", "--prefix", kept_key[:10]]
+            )
+            == 0
+        )
         await wait_disconnected(by_cli, 5)
-        assert await asyncio.to_thread(
-            cli_main, ["keys", "revoke", "--user", "cli@test", "--prefix", kept_key[:10]]) == 1
+        assert (
+            await asyncio.to_thread(
+                cli_main, ["keys", "revoke", "--user", "cli@test", "--prefix", kept_key[:10]]
+            )
+            == 1
+        )
     finally:
         await stop_server(srv)
 

@@ -30,8 +30,11 @@ ISSUER = "https://example.supabase.co/auth/v1"
 
 @pytest_asyncio.fixture
 async def jwt_server(settings: Settings) -> AsyncIterator[Server]:
-    srv = await start_server(settings.model_copy(update={
-        "jwt_secret": SecretStr(SECRET), "jwt_audience": AUDIENCE, "jwt_issuer": ISSUER}))
+    srv = await start_server(
+        settings.model_copy(
+            update={"jwt_secret": SecretStr(SECRET), "jwt_audience": AUDIENCE, "jwt_issuer": ISSUER}
+        )
+    )
     try:
         yield srv
     finally:
@@ -40,8 +43,15 @@ async def jwt_server(settings: Settings) -> AsyncIterator[Server]:
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = int(time.time())
-    base = {"sub": str(uuid.uuid4()), "aud": AUDIENCE, "iss": ISSUER, "iat": now,
-            "exp": now + 600, "email": f"{uuid.uuid4().hex[:6]}@jwt.test", "role": "authenticated"}
+    base = {
+        "sub": str(uuid.uuid4()),
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "iat": now,
+        "exp": now + 600,
+        "email": f"{uuid.uuid4().hex[:6]}@jwt.test",
+        "role": "authenticated",
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -80,26 +90,37 @@ async def connect_error(url: str, tok: str) -> Any:
 async def test_valid_jwt_creates_the_user_and_streams(jwt_server: Server) -> None:
     payload = claims()
     client = await jwt_server.client(token(payload))
-    ack = await client.call("execute", {"messages": [{"role": "user", "content": "hi"}],
-                                        "model": "simulated/x",
-                                        "settings": {"max_tokens": 3, "tokens_per_second": 0}})
+    ack = await client.call(
+        "execute",
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "model": "simulated/x",
+            "settings": {"max_tokens": 3, "tokens_per_second": 0},
+        },
+    )
     assert ack["ok"], ack
     done = await client.wait_done(ack["task_id"])
     assert done["status"] == "completed"
     conn = await asyncpg.connect(jwt_server.settings.database_url)
     try:
-        row = await conn.fetchrow("SELECT id, email FROM users WHERE id = $1",
-                                  uuid.UUID(payload["sub"]))
-        owner = await conn.fetchval("SELECT user_id FROM ai_tasks WHERE task_id = $1",
-                                    uuid.UUID(ack["task_id"]))
+        row = await conn.fetchrow(
+            "SELECT id, email FROM users WHERE id = $1", uuid.UUID(payload["sub"])
+        )
+        owner = await conn.fetchval(
+            "SELECT user_id FROM ai_tasks WHERE task_id = $1", uuid.UUID(ack["task_id"])
+        )
     finally:
         await conn.close()
     assert row is not None and row["email"] == payload["email"]
     assert owner == row["id"]
     # The same sub again is the same user; over HTTP too.
-    async with aiohttp.ClientSession() as http, http.get(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
             f"{jwt_server.url}/v1/tasks/{ack['task_id']}",
-            headers={"Authorization": f"Bearer {token(claims(sub=payload['sub']))}"}) as resp:
+            headers={"Authorization": f"Bearer {token(claims(sub=payload['sub']))}"},
+        ) as resp,
+    ):
         assert resp.status == 200, await resp.text()
 
 
@@ -125,9 +146,12 @@ async def test_bad_jwt_is_refused(jwt_server: Server, kind: str) -> None:
     bad = BAD_TOKENS[kind]()
     err = await connect_error(jwt_server.url, bad)
     assert err == {"code": "unauthorized", "message": "missing or invalid token"}, (kind, err)
-    async with aiohttp.ClientSession() as http, http.get(
-            f"{jwt_server.url}/v1/tasks/{uuid.uuid4()}",
-            headers={"Authorization": f"Bearer {bad}"}) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{jwt_server.url}/v1/tasks/{uuid.uuid4()}", headers={"Authorization": f"Bearer {bad}"}
+        ) as resp,
+    ):
         assert resp.status == 401
         assert (await resp.json())["error"]["code"] == "unauthorized"
 
@@ -137,8 +161,9 @@ async def test_deleted_user_token_is_refused_and_not_recreated(jwt_server: Serve
     await (await jwt_server.client(token(payload))).sio.disconnect()
     conn = await asyncpg.connect(jwt_server.settings.database_url)
     try:
-        await conn.execute("UPDATE users SET deleted_at = now() WHERE id = $1",
-                           uuid.UUID(payload["sub"]))
+        await conn.execute(
+            "UPDATE users SET deleted_at = now() WHERE id = $1", uuid.UUID(payload["sub"])
+        )
     finally:
         await conn.close()
     err = await connect_error(jwt_server.url, token(payload))
@@ -151,9 +176,16 @@ async def test_jwt_refused_when_no_secret_is_configured(server: Server) -> None:
 
 
 async def test_socket_is_closed_when_its_jwt_expires(settings: Settings) -> None:
-    srv = await start_server(settings.model_copy(update={
-        "jwt_secret": SecretStr(SECRET), "jwt_audience": AUDIENCE, "jwt_issuer": ISSUER,
-        "auth_recheck_s": 0.3}))
+    srv = await start_server(
+        settings.model_copy(
+            update={
+                "jwt_secret": SecretStr(SECRET),
+                "jwt_audience": AUDIENCE,
+                "jwt_issuer": ISSUER,
+                "auth_recheck_s": 0.3,
+            }
+        )
+    )
     try:
         short = await srv.client(token(claims(exp=int(time.time()) + 4)))
         long = await srv.client(token(claims()))

@@ -1,4 +1,4 @@
-"""`promptstream bench`: the report's bookkeeping, a run against the test server, and --spawn."""
+"""`promptrelay bench`: the report's bookkeeping, a run against the test server, and --spawn."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from server.bench.direct import run_direct as direct_run
-from server.bench.driver import BenchConfig, run_bench
-from server.bench.report import rows, write_json, write_plot
-from server.bench.scrape import Snapshot, server_figures
-from server.bench.stats import ProcessResult, TaskTrace, build_report, percentile
+from bench.direct import run_direct as direct_run
+from bench.driver import BenchConfig, run_bench
+from bench.report import rows, write_json, write_plot
+from bench.scrape import Snapshot, server_figures
+from bench.stats import ProcessResult, TaskTrace, build_report, percentile
 from server.loop import tune_gc
 from tests.conftest import Server
 from tests.fakes.openai_server import FakeOpenAI
@@ -24,13 +24,22 @@ from tests.fakes.openai_server import FakeOpenAI
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def trace(chunks: list[tuple[int, str]], text: str, last_seq: int,
-          status: str = "completed") -> TaskTrace:
+def trace(
+    chunks: list[tuple[int, str]], text: str, last_seq: int, status: str = "completed"
+) -> TaskTrace:
     t = TaskTrace(sent=100.0, task_id="t")
     for i, (seq, part) in enumerate(chunks):
         t.chunk(100.1 + i * 0.01, seq, part)
-    t.finish(101.0, {"status": status, "text": text, "last_seq": last_seq,
-                     "usage": {"output_tokens": 3}, "error": None})
+    t.finish(
+        101.0,
+        {
+            "status": status,
+            "text": text,
+            "last_seq": last_seq,
+            "usage": {"output_tokens": 3},
+            "error": None,
+        },
+    )
     return t
 
 
@@ -74,9 +83,20 @@ def test_report_figures_add_up() -> None:
 
 
 async def test_bench_against_the_server(server: Server, tmp_path: Path) -> None:
-    cfg = BenchConfig(url=server.url, token=await server.new_key(), clients=3, concurrency=6,
-                      tasks=24, model="simulated/bench", max_tokens=50, tokens_per_second=0,
-                      duration_s=None, idle_clients=20, procs=2, task_timeout_s=60)
+    cfg = BenchConfig(
+        url=server.url,
+        token=await server.new_key(),
+        clients=3,
+        concurrency=6,
+        tasks=24,
+        model="simulated/bench",
+        max_tokens=50,
+        tokens_per_second=0,
+        duration_s=None,
+        idle_clients=20,
+        procs=2,
+        task_timeout_s=60,
+    )
     # The bench blocks (it waits on its load processes); the server runs on this loop.
     report = await asyncio.to_thread(run_bench, cfg, Console(file=sys.stderr))
     assert report["tasks"] == 24 and report["completed_intact"] == 24
@@ -99,11 +119,30 @@ async def test_bench_against_the_server(server: Server, tmp_path: Path) -> None:
 def test_bench_spawn_one_command(tmp_path: Path) -> None:
     """On a fresh data dir: spawn a server, load it, print the table, write JSON and PNG."""
     out = subprocess.run(
-        [sys.executable, "-m", "server.cli", "bench", "--spawn", "--tasks", "20",
-         "--concurrency", "5", "--clients", "2", "--max-tokens", "30",
-         "--tokens-per-second", "0", "--json", str(tmp_path / "b.json"),
-         "--plot", str(tmp_path / "b.png")],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "bench",
+            "--spawn",
+            "--tasks",
+            "20",
+            "--concurrency",
+            "5",
+            "--clients",
+            "2",
+            "--max-tokens",
+            "30",
+            "--tokens-per-second",
+            "0",
+            "--json",
+            str(tmp_path / "b.json"),
+            "--plot",
+            str(tmp_path / "b.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "every stream intact" in out.stdout and "delivered tokens/s" in out.stdout
@@ -114,9 +153,13 @@ def test_bench_spawn_one_command(tmp_path: Path) -> None:
 
 
 def test_bench_without_a_target_says_what_to_give() -> None:
-    out = subprocess.run([sys.executable, "-m", "server.cli", "bench", "--url",
-                          "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60,
-                         env={"PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "bench", "--url", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 2 and "--token" in out.stderr
 
 
@@ -134,8 +177,9 @@ def test_tune_gc_sets_the_young_threshold_and_zero_leaves_it() -> None:
 
 async def test_direct_client_reads_the_fake_openai_server() -> None:
     async with FakeOpenAI() as fake:
-        args = argparse.Namespace(base_url=fake.base_url, model="fake:tokens=16",
-                                  concurrency=3, tasks=7)
+        args = argparse.Namespace(
+            base_url=fake.base_url, model="fake:tokens=16", concurrency=3, tasks=7
+        )
         result = await direct_run(args)
     assert result["tasks"] == 7 and result["tokens"] == 7 * 16
     assert result["tokens_per_s"] > 0 and result["cpu_s_per_1k_tokens"] >= 0
@@ -143,9 +187,15 @@ async def test_direct_client_reads_the_fake_openai_server() -> None:
 
 def test_memory_per_socket_needs_many_sockets() -> None:
     def snap(rss_mb: float, sockets: float, tasks: float = 0) -> Snapshot:
-        return Snapshot(cpu_s=tasks / 100, rss_bytes=rss_mb * 2**20, sockets=sockets,
-                        pg_queries=2 * tasks, tasks=tasks, tokens=10 * tasks,
-                        chunks_emitted=tasks)
+        return Snapshot(
+            cpu_s=tasks / 100,
+            rss_bytes=rss_mb * 2**20,
+            sockets=sockets,
+            pg_queries=2 * tasks,
+            tasks=tasks,
+            tokens=10 * tasks,
+            chunks_emitted=tasks,
+        )
 
     few = server_figures(snap(100, 0), snap(101, 20), snap(101, 20, 50))
     assert few["rss_kb_per_socket"] is None and few["pg_statements_per_task"] == 2.0

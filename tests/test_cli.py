@@ -1,4 +1,4 @@
-"""The quick start for real: `promptstream serve` on embedded servers in a subprocess,
+"""The quick start for real: `promptrelay serve` on embedded servers in a subprocess,
 `keys create` beside it, a stream over HTTP, SIGTERM, and data kept across restarts."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 def cli() -> list[str]:
     """The installed console script of this interpreter (what the quick start runs)."""
-    script = Path(sys.executable).parent / "promptstream"
+    script = Path(sys.executable).parent / "promptrelay"
     return [str(script)] if script.exists() else [sys.executable, "-m", "server.cli"]
 
 
@@ -31,9 +31,12 @@ def free_port() -> int:
 
 
 def env_for(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY")}
-    env["PROMPTSTREAM_DATA_DIR"] = str(data_dir)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY")
+    }
+    env["PROMPTRELAY_DATA_DIR"] = str(data_dir)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -42,8 +45,11 @@ class Serve:
     def __init__(self, data_dir: Path, port: int) -> None:
         self.port = port
         self.proc = subprocess.Popen(
-            [*cli(), "serve", "--port", str(port)], env=env_for(data_dir),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [*cli(), "serve", "--port", str(port)],
+            env=env_for(data_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.lines: list[str] = []
         deadline = time.monotonic() + 90
@@ -53,7 +59,7 @@ class Serve:
             if not line:
                 break
             self.lines.append(line)
-            if "promptstream listening on" in line:
+            if "promptrelay listening on" in line:
                 break
         else:
             self.proc.kill()
@@ -75,7 +81,9 @@ class Serve:
 def request(port: int, method: str, path: str, token: str, body: object = None) -> object:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, method=method,
+        f"http://127.0.0.1:{port}{path}",
+        data=data,
+        method=method,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(req, timeout=30) as resp:
@@ -106,17 +114,28 @@ def test_serve_keys_stream_sigterm_restart(tmp_path: Path) -> None:
         demo_key = re.search(r"\b(ps_[A-Za-z0-9_-]{20,})", welcome)
         assert demo_key, welcome
         assert "simulated/default" in welcome
-        ack = request(port, "POST", "/v1/executions", demo_key.group(1),
-                      {"messages": [{"role": "user", "content": "hi"}],
-                       "settings": {"max_tokens": 6, "tokens_per_second": 0}})
+        ack = request(
+            port,
+            "POST",
+            "/v1/executions",
+            demo_key.group(1),
+            {
+                "messages": [{"role": "user", "content": "hi"}],
+                "settings": {"max_tokens": 6, "tokens_per_second": 0},
+            },
+        )
         assert isinstance(ack, dict) and ack["status"] == "running"
         sse = request(port, "GET", f"/v1/tasks/{ack['task_id']}/stream", demo_key.group(1))
         assert isinstance(sse, str) and "event: task_done" in sse
 
         # keys create works while the server runs on the same data directory.
-        made = subprocess.run([*cli(), "keys", "create", "--user", "ops@example.com"],
-                              env=env_for(data_dir), capture_output=True, text=True,
-                              timeout=120)
+        made = subprocess.run(
+            [*cli(), "keys", "create", "--user", "ops@example.com"],
+            env=env_for(data_dir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert made.returncode == 0, made.stderr
         new_key = made.stdout.strip().splitlines()[-1]
         assert new_key.startswith("ps_")
@@ -145,10 +164,12 @@ def test_serve_keys_stream_sigterm_restart(tmp_path: Path) -> None:
 
 def test_migrate_applies_once(tmp_path: Path) -> None:
     env = env_for(tmp_path / "data")
-    first = subprocess.run([*cli(), "migrate"], env=env, capture_output=True, text=True,
-                           timeout=120)
+    first = subprocess.run(
+        [*cli(), "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert first.returncode == 0, first.stderr
     assert "001_schema.sql" in first.stdout
-    second = subprocess.run([*cli(), "migrate"], env=env, capture_output=True, text=True,
-                            timeout=120)
+    second = subprocess.run(
+        [*cli(), "migrate"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert "applied 0 migration(s)" in second.stdout

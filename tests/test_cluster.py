@@ -22,8 +22,11 @@ LOST = {"code": "internal", "message": "the node running the task stopped", "ret
 
 
 def adhoc(max_tokens: int, tokens_per_second: int) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": "go"}], "model": "simulated/test",
-            "settings": {"max_tokens": max_tokens, "tokens_per_second": tokens_per_second}}
+    return {
+        "messages": [{"role": "user", "content": "go"}],
+        "model": "simulated/test",
+        "settings": {"max_tokens": max_tokens, "tokens_per_second": tokens_per_second},
+    }
 
 
 @pytest_asyncio.fixture
@@ -51,13 +54,14 @@ async def _holder(cluster: Cluster, task_id: str) -> str:
 
 
 async def test_tasks_flow_across_gateways_and_workers(cluster: Cluster) -> None:
-    g1, g2, w1, _ = await cluster.start(("gateway", "g1"), ("gateway", "g2"),
-                                        ("worker", "w1"), ("worker", "w2"))
+    g1, g2, w1, _ = await cluster.start(
+        ("gateway", "g1"), ("gateway", "g2"), ("worker", "w1"), ("worker", "w2")
+    )
     async with aiohttp.ClientSession() as http:  # a worker serves health routes only
         async with http.get(f"{w1.url}/readyz") as resp:
             assert resp.status == 200 and (await resp.json())["ok"] is True
         async with http.get(f"{w1.url}/metrics") as resp:
-            assert resp.status == 200 and "promptstream_tasks_running" in await resp.text()
+            assert resp.status == 200 and "promptrelay_tasks_running" in await resp.text()
         async with http.post(f"{w1.url}/v1/executions", json=adhoc(5, 0)) as resp:
             assert resp.status in (404, 405)
     token = await cluster.new_key()
@@ -116,20 +120,23 @@ async def test_worker_killed_mid_task_ends_failed_with_partial_text(cluster: Clu
     assert done["status"] == "failed" and done["error"] == LOST
     assert_intact(a, task_id)
     assert 0 < len(done["text"]) and done["usage"]["output_tokens"] > 0
-    assert await _row(cluster, task_id, "SELECT status FROM ai_tasks WHERE task_id = $1") \
-        == "failed"
-    assert await _row(cluster, task_id, "SELECT response_text FROM ai_tasks "
-                      "WHERE task_id = $1") == done["text"]
-    assert await _row(cluster, task_id, "SELECT count(*) FROM ai_usage_logs "
-                      "WHERE task_id = $1") == 1
+    assert (
+        await _row(cluster, task_id, "SELECT status FROM ai_tasks WHERE task_id = $1") == "failed"
+    )
+    assert (
+        await _row(cluster, task_id, "SELECT response_text FROM ai_tasks WHERE task_id = $1")
+        == done["text"]
+    )
+    assert (
+        await _row(cluster, task_id, "SELECT count(*) FROM ai_usage_logs WHERE task_id = $1") == 1
+    )
 
     # The surviving worker goes on serving.
     ack = await a.call("execute", adhoc(10, 0))
     assert (await a.wait_done(ack["task_id"], 40))["status"] == "completed"
 
 
-async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(
-        cluster: Cluster) -> None:
+async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(cluster: Cluster) -> None:
     (g1,) = await cluster.start(("gateway", "g1"))
     token = await cluster.new_key()
     a = await cluster.client(g1, token)
@@ -162,15 +169,20 @@ async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(
     assert (await a.wait_done(later["task_id"], 40))["status"] == "completed"
     history = await redis.xrange(cluster.key(f"h:{task_id}"))
     assert len(history) == done["last_seq"] + 1  # its chunks once, then one terminal record
-    calls = await _row(cluster, task_id, "SELECT count(*) FROM task_events "
-                       "WHERE task_id = $1 AND kind = 'provider_call'")
+    calls = await _row(
+        cluster,
+        task_id,
+        "SELECT count(*) FROM task_events WHERE task_id = $1 AND kind = 'provider_call'",
+    )
     assert calls == 1
-    assert await _row(cluster, task_id, "SELECT count(*) FROM ai_usage_logs "
-                      "WHERE task_id = $1") == 1
+    assert (
+        await _row(cluster, task_id, "SELECT count(*) FROM ai_usage_logs WHERE task_id = $1") == 1
+    )
 
 
 async def test_sigterm_worker_lets_tasks_finish_in_grace_then_fails_the_rest(
-        cluster: Cluster) -> None:
+    cluster: Cluster,
+) -> None:
     g1 = cluster.spawn("gateway", "g1")
     w1 = cluster.spawn("worker", "w1", shutdown_grace_s="6")
     await asyncio.gather(g1.wait_ready(), w1.wait_ready())
@@ -263,8 +275,10 @@ async def test_cancel_before_any_worker_started_the_task(cluster: Cluster) -> No
     assert int(await redis.xlen(cluster.key("jobs"))) == 0
     later = (await a.call("execute", adhoc(10, 0)))["task_id"]  # barrier, as above
     assert (await a.wait_done(later, 40))["status"] == "completed"
-    assert await _row(cluster, task_id, "SELECT status FROM ai_tasks WHERE task_id = $1") \
+    assert (
+        await _row(cluster, task_id, "SELECT status FROM ai_tasks WHERE task_id = $1")
         == "cancelled"
+    )
     assert len(await redis.xrange(cluster.key(f"h:{task_id}"))) == 1  # the terminal record only
 
 
@@ -273,18 +287,26 @@ async def test_what_the_gateway_decided_reaches_the_worker(cluster: Cluster) -> 
     the worker validates the final text and would know where to fall back."""
     g1, _ = await cluster.start(("gateway", "g1"), ("worker", "w1"))
     client = await cluster.client(g1, await cluster.new_key())
-    ack = await client.call("execute", {
-        "builtin": "code-review", "variables": {"language": "python", "code": "x = 1"},
-        "model": "simulated/review",
-        "settings": {"max_tokens": 6, "tokens_per_second": 0,
-                     "fallbacks": ["simulated/backup"]},
-    })
+    ack = await client.call(
+        "execute",
+        {
+            "builtin": "code-review",
+            "variables": {"language": "python", "code": "x = 1"},
+            "model": "simulated/review",
+            "settings": {
+                "max_tokens": 6,
+                "tokens_per_second": 0,
+                "fallbacks": ["simulated/backup"],
+            },
+        },
+    )
     assert ack["ok"] is True, ack
     done = await client.wait_done(ack["task_id"], 40)
     assert_intact(client, ack["task_id"])
     assert done["status"] == "completed" and await _holder(cluster, ack["task_id"]) == "w1"
     # the simulator's words are not the JSON the builtin's schema asks for
     assert done["validation"]["status"] == "failed" and done["validation"]["errors"], done
-    status = await _row(cluster, ack["task_id"],
-                        "SELECT validation_status FROM ai_tasks WHERE task_id = $1")
+    status = await _row(
+        cluster, ack["task_id"], "SELECT validation_status FROM ai_tasks WHERE task_id = $1"
+    )
     assert status == "failed"

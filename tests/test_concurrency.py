@@ -16,10 +16,14 @@ async def test_200_tasks_over_20_sockets(server: Server) -> None:
 
     async def one(i: int) -> tuple[int, str]:
         client = clients[i % 20]
-        ack = await client.call("execute", {
-            "messages": [{"role": "user", "content": f"task number {i}"}],
-            "model": "simulated/load", "settings": {"max_tokens": 32, "tokens_per_second": 400},
-        })
+        ack = await client.call(
+            "execute",
+            {
+                "messages": [{"role": "user", "content": f"task number {i}"}],
+                "model": "simulated/load",
+                "settings": {"max_tokens": 32, "tokens_per_second": 400},
+            },
+        )
         assert ack["ok"], ack
         await client.wait_done(ack["task_id"], timeout=60)
         return i % 20, ack["task_id"]
@@ -37,7 +41,8 @@ async def test_200_tasks_over_20_sockets(server: Server) -> None:
         rows = await conn.fetch(
             "SELECT t.status, t.total_tokens AS task_tokens, r.total_tokens AS run_tokens,"
             " t.cost_usd, r.total_cost_usd, r.task_count FROM ai_tasks t"
-            " JOIN ai_runs r ON r.id = t.run_id")
+            " JOIN ai_runs r ON r.id = t.run_id"
+        )
         usage = await conn.fetchval("SELECT count(*) FROM ai_usage_logs")
     finally:
         await conn.close()

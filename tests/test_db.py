@@ -50,18 +50,39 @@ async def test_finalize_is_idempotent(server: Server) -> None:
     try:
         user = await users.ensure_user(conn, "fin@test")
         task_id, run_id = uuid.uuid4(), uuid.uuid4()
-        await task_rows.create_task(conn, task_rows.NewTask(
-            task_id=task_id, user_id=user.id, provider="simulated", model="m",
-            request={"messages": []}, run_id=run_id, create_run=True))
+        await task_rows.create_task(
+            conn,
+            task_rows.NewTask(
+                task_id=task_id,
+                user_id=user.id,
+                provider="simulated",
+                model="m",
+                request={"messages": []},
+                run_id=run_id,
+                create_run=True,
+            ),
+        )
         outcome = task_rows.TaskOutcome(
-            status="completed", text="hi", input_tokens=3, output_tokens=2,
-            usage_source="provider", cost_usd=Decimal("0.5"), last_seq=1, ttft_ms=1,
-            latency_ms=2, finish_reason="stop", error=None, validation_status="skipped",
-            run_messages=[{"role": "assistant", "content": "hi"}], events=[])
+            status="completed",
+            text="hi",
+            input_tokens=3,
+            output_tokens=2,
+            usage_source="provider",
+            cost_usd=Decimal("0.5"),
+            last_seq=1,
+            ttft_ms=1,
+            latency_ms=2,
+            finish_reason="stop",
+            error=None,
+            validation_status="skipped",
+            run_messages=[{"role": "assistant", "content": "hi"}],
+            events=[],
+        )
         pool = await create_pool(server.settings.database_url or "", min_size=3, max_size=3)
         try:
-            results = await asyncio.gather(*(task_rows.finalize_task(pool, task_id, outcome)
-                                             for _ in range(3)))
+            results = await asyncio.gather(
+                *(task_rows.finalize_task(pool, task_id, outcome) for _ in range(3))
+            )
         finally:
             await pool.close()
         assert sorted(results) == [False, False, True]

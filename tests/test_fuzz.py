@@ -24,26 +24,54 @@ from tests.conftest import Server
 # The server is real and the machine is shared: slow examples are expected.
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
 EVENTS = ["execute", "subscribe", "unsubscribe", "cancel"]
-CODES = {"invalid_request", "payload_too_large", "not_found", "missing_variables",
-         "quota_exceeded", "rate_limited", "unauthorized"}
+CODES = {
+    "invalid_request",
+    "payload_too_large",
+    "not_found",
+    "missing_variables",
+    "quota_exceeded",
+    "rate_limited",
+    "unauthorized",
+}
 HTTP_ROUTES = [  # (method, path); {x} is replaced by fuzzed text
-    ("POST", "/v1/executions"), ("POST", "/v1/keys"), ("GET", "/v1/tasks/{x}"),
-    ("GET", "/v1/tasks/{x}/events"), ("POST", "/v1/tasks/{x}/cancel"), ("GET", "/v1/runs/{x}"),
-    ("DELETE", "/v1/keys/{x}"), ("GET", "/v1/tasks/{x}/stream?after_seq={x}"),
-    ("GET", "/v1/usage?from={x}&to={x}"), ("GET", "/v1/keys?limit={x}&cursor={x}"),
+    ("POST", "/v1/executions"),
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/tasks/{x}"),
+    ("GET", "/v1/tasks/{x}/events"),
+    ("POST", "/v1/tasks/{x}/cancel"),
+    ("GET", "/v1/runs/{x}"),
+    ("DELETE", "/v1/keys/{x}"),
+    ("GET", "/v1/tasks/{x}/stream?after_seq={x}"),
+    ("GET", "/v1/usage?from={x}&to={x}"),
+    ("GET", "/v1/keys?limit={x}&cursor={x}"),
 ]
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(max_size=50),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner,
-                                                                max_size=5),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 # Payloads that are shaped like the real ones, with wrong values in them.
-keys = st.sampled_from(["task_id", "after_seq", "messages", "model", "settings", "variables",
-                        "run_id", "prompt_id", "builtin", "version", "request_id", "scope",
-                        "track_in_runs", "broker_values"])
+keys = st.sampled_from(
+    [
+        "task_id",
+        "after_seq",
+        "messages",
+        "model",
+        "settings",
+        "variables",
+        "run_id",
+        "prompt_id",
+        "builtin",
+        "version",
+        "request_id",
+        "scope",
+        "track_in_runs",
+        "broker_values",
+    ]
+)
 near_valid = st.dictionaries(keys, json_values, max_size=6)
 payloads = json_values | near_valid | st.binary(max_size=200)
 
@@ -66,8 +94,7 @@ async def fuzz_socket(url: str, key: str, examples: int) -> None:
     await sio.connect(url, auth={"token": key}, transports=["websocket"], wait_timeout=10)
     loop = asyncio.get_running_loop()
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=SLOW_OK)
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=SLOW_OK)
     @given(event=st.sampled_from(EVENTS), payload=payloads)
     def one(event: str, payload: Any) -> None:
         ack = asyncio.run_coroutine_threadsafe(sio.call(event, payload, timeout=10), loop)
@@ -84,20 +111,30 @@ async def fuzz_http(url: str, key: str, examples: int) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
 
         async def send(method: str, path: str, body: bytes) -> tuple[int, Any, str]:
-            async with http.request(method, url + path, data=body, headers={
-                    "Authorization": f"Bearer {key}", "Content-Type": "application/json"}) as r:
+            async with http.request(
+                method,
+                url + path,
+                data=body,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            ) as r:
                 return r.status, r.content_type, await r.text()
 
-        @settings(max_examples=examples, deadline=None, database=None,
-                  suppress_health_check=SLOW_OK)
-        @given(route=st.sampled_from(HTTP_ROUTES), x=st.text(max_size=30),
-               body=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode())
-               | near_valid.map(lambda v: json.dumps(v).encode()))
+        @settings(
+            max_examples=examples, deadline=None, database=None, suppress_health_check=SLOW_OK
+        )
+        @given(
+            route=st.sampled_from(HTTP_ROUTES),
+            x=st.text(max_size=30),
+            body=st.binary(max_size=200)
+            | json_values.map(lambda v: json.dumps(v).encode())
+            | near_valid.map(lambda v: json.dumps(v).encode()),
+        )
         def one(route: tuple[str, str], x: str, body: bytes) -> None:
             method, template = route
             path = template.replace("{x}", _quote(x))
             status, ctype, text = asyncio.run_coroutine_threadsafe(
-                send(method, path, body), loop).result(30)
+                send(method, path, body), loop
+            ).result(30)
             assert status < 500, (route, x, status, text)
             assert "Traceback" not in text and 'File "' not in text
             if status >= 400:
@@ -115,15 +152,21 @@ def _quote(text: str) -> str:
 
 async def assert_still_serving(server: Server, key: str) -> None:
     client = await server.client(key)
-    ack = await client.call("execute", {"messages": [{"role": "user", "content": "still?"}],
-                                        "model": "simulated/f",
-                                        "settings": {"max_tokens": 3, "tokens_per_second": 0}})
+    ack = await client.call(
+        "execute",
+        {
+            "messages": [{"role": "user", "content": "still?"}],
+            "model": "simulated/f",
+            "settings": {"max_tokens": 3, "tokens_per_second": 0},
+        },
+    )
     assert ack["ok"], ack
     assert (await client.wait_done(ack["task_id"]))["status"] == "completed"
 
 
-async def run_round(server: Server, key: str, examples: int,
-                    fuzzers: list[Callable[..., Any]]) -> None:
+async def run_round(
+    server: Server, key: str, examples: int, fuzzers: list[Callable[..., Any]]
+) -> None:
     for fuzz in fuzzers:
         await fuzz(server.url, key, examples)
 

@@ -43,8 +43,12 @@ class Objects:
 
 
 def _execute(**extra: Any) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": "hi"}], "model": "simulated/iso",
-            "settings": {"max_tokens": 2, "tokens_per_second": 0}, **extra}
+    return {
+        "messages": [{"role": "user", "content": "hi"}],
+        "model": "simulated/iso",
+        "settings": {"max_tokens": 2, "tokens_per_second": 0},
+        **extra,
+    }
 
 
 # (event, payload template)
@@ -87,20 +91,33 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
 ]
 
 # Routes that take no id of another user's object; they are checked to show B only B's own.
-NO_FOREIGN_IDS = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/me"),
-                  ("GET", "/v1/keys"), ("POST", "/v1/keys"), ("GET", "/v1/usage"),
-                  ("POST", "/v1/executions"), ("GET", "/v1/builtins"),
-                  # public, holding no user data: the playground and the protocol schema
-                  ("GET", "/"), ("GET", "/playground/{name}"),
-                  ("GET", "/playground/vendor/socket.io.min.js"), ("GET", "/v1/protocol.json"),
-                  ("GET", "/metrics"),  # counts and timings only, no user data
-                  # the caller's own prompts, orgs and variables
-                  ("POST", "/v1/prompts"), ("GET", "/v1/prompts"), ("POST", "/v1/orgs"),
-                  ("GET", "/v1/me/variables"), ("PUT", "/v1/me/variables/{name}"),
-                  ("DELETE", "/v1/me/variables/{name}"),
-                  # the caller's own provider keys
-                  ("PUT", "/v1/me/provider-keys/{provider}"), ("GET", "/v1/me/provider-keys"),
-                  ("DELETE", "/v1/me/provider-keys/{provider}")}
+NO_FOREIGN_IDS = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/v1/me"),
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/usage"),
+    ("POST", "/v1/executions"),
+    ("GET", "/v1/builtins"),
+    # public, holding no user data: the playground and the protocol schema
+    ("GET", "/"),
+    ("GET", "/playground/{name}"),
+    ("GET", "/playground/vendor/socket.io.min.js"),
+    ("GET", "/v1/protocol.json"),
+    ("GET", "/metrics"),  # counts and timings only, no user data
+    # the caller's own prompts, orgs and variables
+    ("POST", "/v1/prompts"),
+    ("GET", "/v1/prompts"),
+    ("POST", "/v1/orgs"),
+    ("GET", "/v1/me/variables"),
+    ("PUT", "/v1/me/variables/{name}"),
+    ("DELETE", "/v1/me/variables/{name}"),
+    # the caller's own provider keys
+    ("PUT", "/v1/me/provider-keys/{provider}"),
+    ("GET", "/v1/me/provider-keys"),
+    ("DELETE", "/v1/me/provider-keys/{provider}"),
+}
 OWN_VIEWS = ["/v1/me", "/v1/keys", "/v1/usage", "/v1/prompts", "/v1/me/variables"]
 
 
@@ -111,21 +128,28 @@ async def make_prompt(server: Server, email: str) -> str:
         prompt_id = uuid.uuid4()
         await conn.execute(
             "INSERT INTO prompts (id, user_id, name, status, published_version)"
-            " VALUES ($1, $2, 'mine', 'published', 1)", prompt_id, user_id)
+            " VALUES ($1, $2, 'mine', 'published', 1)",
+            prompt_id,
+            user_id,
+        )
         await conn.execute(
             "INSERT INTO prompt_versions (prompt_id, version, messages, model, settings)"
-            " VALUES ($1, 1, $2, 'simulated/p', $3)", prompt_id,
+            " VALUES ($1, 1, $2, 'simulated/p', $3)",
+            prompt_id,
             [{"role": "user", "content": "About {{topic}}"}],
-            {"max_tokens": 2, "tokens_per_second": 0})
+            {"max_tokens": 2, "tokens_per_second": 0},
+        )
     finally:
         await conn.close()
     return str(prompt_id)
 
 
-async def http_answer(http: aiohttp.ClientSession, server: Server, key: str, method: str,
-                      path: str, body: Any) -> tuple[int, Any]:
-    async with http.request(method, server.url + path, json=body,
-                            headers={"Authorization": f"Bearer {key}"}) as resp:
+async def http_answer(
+    http: aiohttp.ClientSession, server: Server, key: str, method: str, path: str, body: Any
+) -> tuple[int, Any]:
+    async with http.request(
+        method, server.url + path, json=body, headers={"Authorization": f"Bearer {key}"}
+    ) as resp:
         data = await resp.json() if resp.content_type == "application/json" else await resp.text()
         return resp.status, data
 
@@ -138,34 +162,55 @@ async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) ->
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
         _, a_key = await http_answer(http, server, key_a, "POST", "/v1/keys", {"name": "a2"})
         _, org = await http_answer(http, server, key_a, "POST", "/v1/orgs", {"name": "A org"})
-        _, project = await http_answer(http, server, key_a, "POST",
-                                       f"/v1/orgs/{org['id']}/projects", {"name": "A proj"})
+        _, project = await http_answer(
+            http, server, key_a, "POST", f"/v1/orgs/{org['id']}/projects", {"name": "A proj"}
+        )
         for scope in (f"/v1/orgs/{org['id']}", f"/v1/projects/{project['id']}"):
-            status, _ = await http_answer(http, server, key_a, "PUT",
-                                          scope + "/variables/color", {"value": "blue"})
+            status, _ = await http_answer(
+                http, server, key_a, "PUT", scope + "/variables/color", {"value": "blue"}
+            )
             assert status == 200, scope
-        theirs = Objects(task=running["task_id"], run=running["run_id"],
-                         prompt=await make_prompt(server, "a@iso"), key=a_key["id"],
-                         org=org["id"], project=project["id"])
-        nobody = Objects(task=str(uuid.uuid4()), run=str(uuid.uuid4()),
-                         prompt=str(uuid.uuid4()), key=str(uuid.uuid4()),
-                         org=str(uuid.uuid4()), project=str(uuid.uuid4()))
+        theirs = Objects(
+            task=running["task_id"],
+            run=running["run_id"],
+            prompt=await make_prompt(server, "a@iso"),
+            key=a_key["id"],
+            org=org["id"],
+            project=project["id"],
+        )
+        nobody = Objects(
+            task=str(uuid.uuid4()),
+            run=str(uuid.uuid4()),
+            prompt=str(uuid.uuid4()),
+            key=str(uuid.uuid4()),
+            org=str(uuid.uuid4()),
+            project=str(uuid.uuid4()),
+        )
         await _socket_matrix(b, theirs, nobody)
         await _http_matrix(http, server, key_b, theirs, nobody)
         for path in OWN_VIEWS:
             status, body = await http_answer(http, server, key_b, "GET", path, None)
             assert status == 200, (path, body)
-            for secret in (theirs.task, theirs.run, theirs.key, theirs.prompt, theirs.org,
-                           a_key["prefix"], "a@iso"):
+            for secret in (
+                theirs.task,
+                theirs.run,
+                theirs.key,
+                theirs.prompt,
+                theirs.org,
+                a_key["prefix"],
+                "a@iso",
+            ):
                 assert secret not in json.dumps(body), (path, secret)
         # A's key survived B's DELETE, and A's task was not cancelled by B
         assert (await http_answer(http, server, a_key["key"], "GET", "/v1/me", None))[0] == 200
         # A's prompt and org variable survived B's PATCH, DELETE and PUT
-        status, prompt = await http_answer(http, server, key_a, "GET",
-                                           f"/v1/prompts/{theirs.prompt}", None)
+        status, prompt = await http_answer(
+            http, server, key_a, "GET", f"/v1/prompts/{theirs.prompt}", None
+        )
         assert status == 200 and prompt["name"] == "mine", prompt
-        _, variables = await http_answer(http, server, key_a, "GET",
-                                         f"/v1/orgs/{theirs.org}/variables", None)
+        _, variables = await http_answer(
+            http, server, key_a, "GET", f"/v1/orgs/{theirs.org}/variables", None
+        )
         assert [v["value"] for v in variables["items"]] == ["blue"], variables
     done = await a.wait_done(running["task_id"], timeout=30)
     assert done["status"] == "completed"
@@ -182,21 +227,30 @@ async def _socket_matrix(b: Client, theirs: Objects, nobody: Objects) -> None:
             assert answer["ok"] is False and answer["error"]["code"] == "not_found", answer
 
 
-async def _http_matrix(http: aiohttp.ClientSession, server: Server, key_b: str,
-                       theirs: Objects, nobody: Objects) -> None:
+async def _http_matrix(
+    http: aiohttp.ClientSession, server: Server, key_b: str, theirs: Objects, nobody: Objects
+) -> None:
     for method, path, body in HTTP_CASES:
-        status, answer = await http_answer(http, server, key_b, method, theirs.fill(path),
-                                           theirs.fill(body))
-        c_status, control = await http_answer(http, server, key_b, method, nobody.fill(path),
-                                              nobody.fill(body))
+        status, answer = await http_answer(
+            http, server, key_b, method, theirs.fill(path), theirs.fill(body)
+        )
+        c_status, control = await http_answer(
+            http, server, key_b, method, nobody.fill(path), nobody.fill(body)
+        )
         assert (status, answer) == (c_status, control), (method, path, answer, control)
         assert status == 404 and answer["error"]["code"] == "not_found", (method, path, answer)
 
 
 def test_every_route_is_in_the_matrix(server: Server) -> None:
     covered = {(m, p.split("?")[0]) for m, p, _ in HTTP_CASES} | NO_FOREIGN_IDS
-    canonical = {"{task}": "{id}", "{run}": "{id}", "{key}": "{id}", "{prompt}": "{id}",
-                 "{org}": "{id}", "{project}": "{id}"}
+    canonical = {
+        "{task}": "{id}",
+        "{run}": "{id}",
+        "{key}": "{id}",
+        "{prompt}": "{id}",
+        "{org}": "{id}",
+        "{project}": "{id}",
+    }
     normalized = set()
     for method, path in covered:
         for old, new in canonical.items():

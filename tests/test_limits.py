@@ -13,20 +13,34 @@ from tests.conftest import start_server, stop_server
 
 
 def body(**extra: Any) -> dict[str, Any]:
-    return {"model": "simulated/l", "settings": {"max_tokens": 1, "tokens_per_second": 0},
-            "messages": [{"role": "user", "content": "hi"}], **extra}
+    return {
+        "model": "simulated/l",
+        "settings": {"max_tokens": 1, "tokens_per_second": 0},
+        "messages": [{"role": "user", "content": "hi"}],
+        **extra,
+    }
 
 
-@pytest.mark.parametrize(("payload", "limit", "field"), [
-    (body(messages=[{"role": "user", "content": "m"}] * 4), "messages", "messages"),
-    (body(messages=[{"role": "user", "content": "x" * 101}]), "message_chars",
-     "messages.0.content"),
-    (body(variables={f"v{i}": i for i in range(4)}), "variables", "variables"),
-])
-async def test_request_limits(settings: Settings, payload: dict[str, Any], limit: str,
-                              field: str) -> None:
-    srv = await start_server(settings.model_copy(update={
-        "max_messages": 3, "max_message_chars": 100, "max_variables": 3}))
+@pytest.mark.parametrize(
+    ("payload", "limit", "field"),
+    [
+        (body(messages=[{"role": "user", "content": "m"}] * 4), "messages", "messages"),
+        (
+            body(messages=[{"role": "user", "content": "x" * 101}]),
+            "message_chars",
+            "messages.0.content",
+        ),
+        (body(variables={f"v{i}": i for i in range(4)}), "variables", "variables"),
+    ],
+)
+async def test_request_limits(
+    settings: Settings, payload: dict[str, Any], limit: str, field: str
+) -> None:
+    srv = await start_server(
+        settings.model_copy(
+            update={"max_messages": 3, "max_message_chars": 100, "max_variables": 3}
+        )
+    )
     try:
         client = await srv.client(await srv.new_key())
         ack = await client.call("execute", payload)

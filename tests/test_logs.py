@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.tasklog import bind_task
+from engine.tasks.tasklog import bind_task
 from server.logs import JsonFormatter, configure_logging
 from tests.conftest import Server, assert_intact
 
@@ -38,12 +38,18 @@ def parsed(out: io.StringIO) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-async def test_task_end_line_carries_ids_and_figures(server: Server,
-                                                     json_lines: io.StringIO) -> None:
+async def test_task_end_line_carries_ids_and_figures(
+    server: Server, json_lines: io.StringIO
+) -> None:
     client = await server.client(await server.new_key())
-    ack = await client.call("execute", {"messages": [{"role": "user", "content": "hi"}],
-                                        "model": "simulated/x",
-                                        "settings": {"max_tokens": 7, "tokens_per_second": 0}})
+    ack = await client.call(
+        "execute",
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "model": "simulated/x",
+            "settings": {"max_tokens": 7, "tokens_per_second": 0},
+        },
+    )
     await client.wait_done(ack["task_id"])
     assert_intact(client, ack["task_id"])
     ended = [line for line in parsed(json_lines) if line.get("event") == "task_ended"]
@@ -56,7 +62,7 @@ async def test_task_end_line_carries_ids_and_figures(server: Server,
 
 
 async def test_ids_stay_with_their_own_task(json_lines: io.StringIO) -> None:
-    log = logging.getLogger("promptstream.test")
+    log = logging.getLogger("promptrelay.test")
 
     async def task(n: int) -> None:
         bind_task(f"task-{n}", f"run-{n}")
@@ -88,20 +94,23 @@ class _Tty(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize(("stream", "fmt", "readable"), [
-    (_Tty(), "auto", True), (io.StringIO(), "auto", False),
-    (_Tty(), "json", False), (io.StringIO(), "text", True),
-])
-def test_text_on_a_terminal_json_otherwise(stream: io.StringIO, fmt: str,
-                                           readable: bool) -> None:
+@pytest.mark.parametrize(
+    ("stream", "fmt", "readable"),
+    [
+        (_Tty(), "auto", True),
+        (io.StringIO(), "auto", False),
+        (_Tty(), "json", False),
+        (io.StringIO(), "text", True),
+    ],
+)
+def test_text_on_a_terminal_json_otherwise(stream: io.StringIO, fmt: str, readable: bool) -> None:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
 
-
     def log_in_a_task() -> None:
         bind_task("t-1", None)
-        logging.getLogger("promptstream.test").warning("hello", extra={"code": "x"})
-        logging.getLogger("promptstream.test").info("not shown")
+        logging.getLogger("promptrelay.test").warning("hello", extra={"code": "x"})
+        logging.getLogger("promptrelay.test").info("not shown")
 
     try:
         configure_logging("warning", fmt, stream)

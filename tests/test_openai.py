@@ -25,9 +25,14 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @pytest_asyncio.fixture
 async def oai_server(settings: Settings, fake: FakeOpenAI) -> AsyncIterator[Server]:
-    srv = await start_server(settings.model_copy(update={
-        "openai_api_key": SecretStr("test-key"), "openai_base_url": fake.base_url,
-    }))
+    srv = await start_server(
+        settings.model_copy(
+            update={
+                "openai_api_key": SecretStr("test-key"),
+                "openai_base_url": fake.base_url,
+            }
+        )
+    )
     try:
         yield srv
     finally:
@@ -35,8 +40,10 @@ async def oai_server(settings: Settings, fake: FakeOpenAI) -> AsyncIterator[Serv
 
 
 def body(model: str, text: str = "say some words please") -> dict[str, object]:
-    return {"messages": [{"role": "system", "content": "be brief"},
-                         {"role": "user", "content": text}], "model": f"openai/{model}"}
+    return {
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}],
+        "model": f"openai/{model}",
+    }
 
 
 async def task_row(server: Server, task_id: str) -> asyncpg.Record:
@@ -54,8 +61,7 @@ async def test_openai_stream_usage_and_cost(oai_server: Server, fake: FakeOpenAI
     ack = await client.call("execute", {**body("gpt-4o-mini"), "settings": {"temperature": 0.2}})
     done = await client.wait_done(ack["task_id"])
     assert_intact(client, ack["task_id"])
-    assert done["status"] == "completed" and done["text"] == "".join(
-        f"tok{i} " for i in range(8))
+    assert done["status"] == "completed" and done["text"] == "".join(f"tok{i} " for i in range(8))
     assert done["provider"] == "openai" and done["model"] == "gpt-4o-mini"
     # The fake counts 6 prompt words; usage is the provider's own report.
     assert done["usage"] == {"input_tokens": 6, "output_tokens": 8, "total_tokens": 14}
@@ -93,10 +99,16 @@ async def test_cut_stream_fails_with_partial_text(oai_server: Server) -> None:
 
 
 async def test_rejected_call_is_provider_error_without_secrets(
-        settings: Settings, fake: FakeOpenAI) -> None:
-    srv = await start_server(settings.model_copy(update={
-        "openai_api_key": SecretStr("bad-key"), "openai_base_url": fake.base_url,
-    }))
+    settings: Settings, fake: FakeOpenAI
+) -> None:
+    srv = await start_server(
+        settings.model_copy(
+            update={
+                "openai_api_key": SecretStr("bad-key"),
+                "openai_base_url": fake.base_url,
+            }
+        )
+    )
     try:
         client = await srv.client(await srv.new_key())
         ack = await client.call("execute", body("gpt-4o-mini"))
@@ -123,10 +135,15 @@ async def test_cancel_closes_the_upstream_request(oai_server: Server, fake: Fake
 
 
 async def test_idle_timeout_fails_the_task(settings: Settings, fake: FakeOpenAI) -> None:
-    srv = await start_server(settings.model_copy(update={
-        "openai_api_key": SecretStr("k"), "openai_base_url": fake.base_url,
-        "first_token_timeout_s": 0.5,
-    }))
+    srv = await start_server(
+        settings.model_copy(
+            update={
+                "openai_api_key": SecretStr("k"),
+                "openai_base_url": fake.base_url,
+                "first_token_timeout_s": 0.5,
+            }
+        )
+    )
     try:
         client = await srv.client(await srv.new_key())
         ack = await client.call("execute", body("gpt-4o-mini:tokens=3:delay_ms=3000"))

@@ -20,8 +20,12 @@ TRACE_MARKERS = ("Traceback", 'File "', " object at 0x", "<class '", "Error(")
 
 def valid(**extra: Any) -> dict[str, Any]:
     """An ad-hoc execute of the simulator that ends at once."""
-    return {"messages": [{"role": "user", "content": "hi"}], "model": "simulated/x",
-            "settings": {"max_tokens": 5, "tokens_per_second": 0}, **extra}
+    return {
+        "messages": [{"role": "user", "content": "hi"}],
+        "model": "simulated/x",
+        "settings": {"max_tokens": 5, "tokens_per_second": 0},
+        **extra,
+    }
 
 
 def nested(depth: int, leaf: Any = "x") -> Any:
@@ -79,8 +83,19 @@ async def assert_still_works(client: Client) -> None:
 # -- shapes that are not an object at all -------------------------------------------------
 
 NOT_OBJECTS: list[Any] = [
-    "execute", "", "{}", 0, 42, -1.5, True, False, [], [1, 2], [{"task_id": str(uuid.uuid4())}],
-    b"\x00\xff binary", "\ud83d\ude00\u202e\u0301",
+    "execute",
+    "",
+    "{}",
+    0,
+    42,
+    -1.5,
+    True,
+    False,
+    [],
+    [1, 2],
+    [{"task_id": str(uuid.uuid4())}],
+    b"\x00\xff binary",
+    "\ud83d\ude00\u202e\u0301",
 ]
 
 
@@ -131,8 +146,10 @@ EXECUTE_CASES: list[tuple[dict[str, Any], str]] = [
     (valid(messages=[{"role": "", "content": "x"}]), "messages.0.role"),
     (valid(messages=[{"role": None, "content": "x"}]), "messages.0.role"),
     (valid(messages=[{"role": 1, "content": "x"}]), "messages.0.role"),
-    (valid(messages=[{"role": "user", "content": "x"},
-                     {"role": "root", "content": "y"}]), "messages.1.role"),
+    (
+        valid(messages=[{"role": "user", "content": "x"}, {"role": "root", "content": "y"}]),
+        "messages.1.role",
+    ),
     # model
     (valid(model="simulated"), "model"),
     (valid(model="simulated/"), "model"),
@@ -216,13 +233,25 @@ async def test_malformed_execute_payloads_are_invalid(server: Server) -> None:
 
 async def test_each_field_error_is_listed(server: Server) -> None:
     client = await server.client(await server.new_key())
-    ack = await client.call("execute", valid(
-        messages=[{"role": "bot", "content": 1}], model="nope", settings={"top_k": 3},
-        run_id="x", extra=True,
-    ))
+    ack = await client.call(
+        "execute",
+        valid(
+            messages=[{"role": "bot", "content": 1}],
+            model="nope",
+            settings={"top_k": 3},
+            run_id="x",
+            extra=True,
+        ),
+    )
     fields = {e["field"] for e in assert_invalid(ack)}
-    assert {"messages.0.role", "messages.0.content", "model", "settings.top_k", "run_id",
-            "extra"} <= fields
+    assert {
+        "messages.0.role",
+        "messages.0.content",
+        "model",
+        "settings.top_k",
+        "run_id",
+        "extra",
+    } <= fields
     assert_invalid(await client.call("subscribe", {}), "task_id")
     await assert_still_works(client)
 
@@ -230,9 +259,13 @@ async def test_each_field_error_is_listed(server: Server) -> None:
 async def test_field_errors_do_not_echo_the_input(server: Server) -> None:
     client = await server.client(await server.new_key())
     marker = "SECRET-sk-" + uuid.uuid4().hex
-    for payload in (valid(messages=[{"role": marker, "content": "x"}]), valid(model=marker),
-                    valid(settings={"stop": marker}), valid(run_id=marker),
-                    {**valid(), "extra": marker}):
+    for payload in (
+        valid(messages=[{"role": marker, "content": "x"}]),
+        valid(model=marker),
+        valid(settings={"stop": marker}),
+        valid(run_id=marker),
+        {**valid(), "extra": marker},
+    ):
         ack = await client.call("execute", payload)
         assert_invalid(ack)
         assert marker not in json.dumps(ack), ack
@@ -295,17 +328,21 @@ async def test_malformed_task_refs_are_invalid(server: Server, event: str) -> No
 
 # -- well-formed but pointing at nothing ----------------------------------------------------
 
+
 async def test_unknown_ids_are_not_found(server: Server) -> None:
     client = await server.client(await server.new_key())
     unknown = str(uuid.uuid4())
-    for payload in (valid(run_id=unknown), valid(prompt_id=unknown),
-                    valid(prompt_id=unknown, version=3), valid(builtin=unknown),
-                    valid(builtin="no-such-builtin")):
+    for payload in (
+        valid(run_id=unknown),
+        valid(prompt_id=unknown),
+        valid(prompt_id=unknown, version=3),
+        valid(builtin=unknown),
+        valid(builtin="no-such-builtin"),
+    ):
         assert_error(await client.call("execute", payload), "not_found")
     for event in ("subscribe", "cancel"):
         assert_error(await client.call(event, {"task_id": unknown}), "not_found")
-    assert_error(await client.call("subscribe", {"task_id": unknown, "after_seq": 5}),
-                 "not_found")
+    assert_error(await client.call("subscribe", {"task_id": unknown, "after_seq": 5}), "not_found")
     # Unsubscribing from something never watched is harmless.
     assert await client.call("unsubscribe", {"task_id": unknown}) == {"ok": True}
     await assert_still_works(client)
@@ -322,8 +359,12 @@ async def test_unknown_provider_is_invalid_and_names_the_providers(server: Serve
 
 async def test_adhoc_execute_needs_messages(server: Server) -> None:
     client = await server.client(await server.new_key())
-    for payload in ({"model": "simulated/x"}, {"model": "simulated/x", "messages": []},
-                    {"settings": SETTINGS_OK}, {"variables": {"a": "b"}}):
+    for payload in (
+        {"model": "simulated/x"},
+        {"model": "simulated/x", "messages": []},
+        {"settings": SETTINGS_OK},
+        {"variables": {"a": "b"}},
+    ):
         assert_invalid(await client.call("execute", payload), "messages")
     await assert_still_works(client)
 
@@ -337,18 +378,23 @@ async def test_conflicting_prompt_and_builtin_are_invalid(server: Server) -> Non
 async def test_odd_but_valid_unicode_runs(server: Server) -> None:
     """Unicode that is valid is content like any other: it runs and is kept exactly."""
     client = await server.client(await server.new_key())
-    text = ("Z\u0351\u036b\u0343\u036a a\u0308 \u202eevil\u202c "
-            "\U0001f469\u200d\U0001f4bb \u4e2d\u6587 \ufeff \U0010fffd")
-    ack = await client.call("execute", valid(messages=[{"role": "user", "content": text}],
-                                             request_id="\u00e9\U0001f600-id"))
+    text = (
+        "Z\u0351\u036b\u0343\u036a a\u0308 \u202eevil\u202c "
+        "\U0001f469\u200d\U0001f4bb \u4e2d\u6587 \ufeff \U0010fffd"
+    )
+    ack = await client.call(
+        "execute",
+        valid(messages=[{"role": "user", "content": text}], request_id="\u00e9\U0001f600-id"),
+    )
     assert ack["ok"] is True, ack
     done = await client.wait_done(ack["task_id"])
     assert done["status"] == "completed"
     assert_intact(client, ack["task_id"])
     conn = await asyncpg.connect(server.settings.database_url)
     try:
-        request = await conn.fetchval("SELECT request FROM ai_tasks WHERE task_id = $1",
-                                      uuid.UUID(ack["task_id"]))
+        request = await conn.fetchval(
+            "SELECT request FROM ai_tasks WHERE task_id = $1", uuid.UUID(ack["task_id"])
+        )
     finally:
         await conn.close()
     assert json.loads(request)["messages"] == [{"role": "user", "content": text}]
@@ -380,6 +426,7 @@ async def test_subscribe_past_the_end_acks_the_tasks_last_seq(server: Server) ->
 
 # -- values that pass the schema but that Postgres cannot store ---------------------------
 
+
 async def test_nul_characters_are_invalid_not_internal(server: Server) -> None:
     client = await server.client(await server.new_key())
     cases = [
@@ -398,8 +445,10 @@ async def test_nul_characters_are_invalid_not_internal(server: Server) -> None:
 
 async def test_non_finite_numbers_are_invalid_not_internal(server: Server) -> None:
     client = await server.client(await server.new_key())
-    acks = [await client.call("execute", valid(broker_values={"a": value}))
-            for value in (float("nan"), float("inf"), float("-inf"))]
+    acks = [
+        await client.call("execute", valid(broker_values={"a": value}))
+        for value in (float("nan"), float("inf"), float("-inf"))
+    ]
     await assert_still_works(client)
     for ack in acks:
         assert_invalid(ack, "broker_values")
@@ -413,6 +462,7 @@ async def test_version_out_of_range_is_not_internal(server: Server) -> None:
 
 
 # -- payloads the Socket.IO layer sees before our handlers -------------------------------
+
 
 async def test_extra_arguments_are_acked(server: Server) -> None:
     client = await server.client(await server.new_key())
@@ -432,7 +482,8 @@ class DeepJson:
     @staticmethod
     def dumps(obj: Any, **kwargs: Any) -> str:
         return json.dumps(obj, **kwargs).replace(
-            '"__DEEP__"', "[" * DeepJson.DEPTH + "]" * DeepJson.DEPTH)
+            '"__DEEP__"', "[" * DeepJson.DEPTH + "]" * DeepJson.DEPTH
+        )
 
     @staticmethod
     def loads(text: str | bytes, **kwargs: Any) -> Any:
@@ -451,8 +502,7 @@ async def test_nesting_too_deep_to_decode_leaves_the_socket_working(server: Serv
     key = await server.new_key()
     sio = socketio.AsyncClient(reconnection=False, serializer=DeepPacket)
     client = Client(sio)
-    await sio.connect(server.url, auth={"token": key}, transports=["websocket"],
-                      wait_timeout=10)
+    await sio.connect(server.url, auth={"token": key}, transports=["websocket"], wait_timeout=10)
     server.clients.append(sio)
     with pytest.raises(socketio.exceptions.TimeoutError):
         await sio.call("execute", valid(broker_values={"d": "__DEEP__"}), timeout=1)
@@ -460,6 +510,7 @@ async def test_nesting_too_deep_to_decode_leaves_the_socket_working(server: Serv
 
 
 # -- size limits ---------------------------------------------------------------------------
+
 
 def sized(payload: dict[str, Any], size: int, pad_field: str) -> dict[str, Any]:
     """`payload` with `pad_field` grown so its compact JSON is exactly `size` bytes."""
@@ -495,8 +546,7 @@ async def test_payload_just_over_the_limit_is_too_large(small_server: Server) ->
     await assert_still_works(client)
 
 
-async def test_payload_far_over_the_limit_closes_only_that_connection(
-        small_server: Server) -> None:
+async def test_payload_far_over_the_limit_closes_only_that_connection(small_server: Server) -> None:
     key = await small_server.new_key()
     bystander = await small_server.client(key)
     sender = await small_server.client(key)
@@ -529,8 +579,9 @@ async def test_non_ascii_payload_under_the_limit_is_accepted(small_server: Serve
     key = await small_server.new_key()
     sio = socketio.AsyncClient(reconnection=False, serializer=Utf8Packet)
     client = Client(sio)
-    await sio.connect(small_server.url, auth={"token": key}, transports=["websocket"],
-                      wait_timeout=10)
+    await sio.connect(
+        small_server.url, auth={"token": key}, transports=["websocket"], wait_timeout=10
+    )
     small_server.clients.append(sio)
     payload = valid(messages=[{"role": "user", "content": "\u00e9" * 1400}])
     assert len(Utf8Json.dumps(payload, separators=(",", ":")).encode()) < SMALL_LIMIT * 3 // 4
@@ -541,21 +592,34 @@ async def test_non_ascii_payload_under_the_limit_is_accepted(small_server: Serve
 # -- connecting -----------------------------------------------------------------------------
 
 REFUSED_AUTH: list[Any] = [
-    None, {}, {"token": None}, {"token": ""}, {"token": "wrong"}, {"token": "ps_" + "0" * 40},
-    {"token": 123}, {"token": 1.5}, {"token": True}, {"token": ["ps_x"]}, {"token": {"a": 1}},
-    {"token": "x" * 5000}, {"token": "\U0001f600\x00"}, {"key": "wrong"},
+    None,
+    {},
+    {"token": None},
+    {"token": ""},
+    {"token": "wrong"},
+    {"token": "ps_" + "0" * 40},
+    {"token": 123},
+    {"token": 1.5},
+    {"token": True},
+    {"token": ["ps_x"]},
+    {"token": {"a": 1}},
+    {"token": "x" * 5000},
+    {"token": "\U0001f600\x00"},
+    {"key": "wrong"},
 ]
 
 
-async def refused(server: Server, auth: Any = None,
-                  headers: dict[str, str] | None = None) -> list[Any]:
+async def refused(
+    server: Server, auth: Any = None, headers: dict[str, str] | None = None
+) -> list[Any]:
     """Connect and expect a refusal; returns what the client's connect_error handler got."""
     sio = socketio.AsyncClient(reconnection=False)
     seen: list[Any] = []
     sio.on("connect_error", lambda *args: seen.append(args[0] if len(args) == 1 else args))
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(server.url, auth=auth, headers=headers or {},
-                          transports=["websocket"], wait_timeout=10)
+        await sio.connect(
+            server.url, auth=auth, headers=headers or {}, transports=["websocket"], wait_timeout=10
+        )
     assert not sio.connected
     assert seen, "connect_error was not raised on the client"
     assert_clean(seen)
@@ -572,8 +636,12 @@ async def test_bad_tokens_are_refused(server: Server) -> None:
     client = await server.client(key)
     await assert_still_works(client)
     sio = socketio.AsyncClient(reconnection=False)
-    await sio.connect(server.url, headers={"Authorization": f"Bearer {key}"},
-                      transports=["websocket"], wait_timeout=10)
+    await sio.connect(
+        server.url,
+        headers={"Authorization": f"Bearer {key}"},
+        transports=["websocket"],
+        wait_timeout=10,
+    )
     server.clients.append(sio)
     await assert_still_works(Client(sio))
 

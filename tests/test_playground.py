@@ -20,8 +20,12 @@ from tests.conftest import Server
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM_FLAGS = [
     # This machine has no internet: nothing may try to phone home.
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
-    "--disable-default-apps", "--disable-sync", "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-default-browser-check",
     "--disable-features=Translate,OptimizationHints,MediaRouter",
 ]
 WAIT_MS = 20_000
@@ -60,8 +64,9 @@ async def browser() -> AsyncIterator[Browser]:
         except AssetError as exc:
             require(False, f"socket.io-client bundle missing: {exc}")
     async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=executable, headless=True,
-                                            args=CHROMIUM_FLAGS)
+        chromium = await pw.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_FLAGS
+        )
         try:
             yield chromium
         finally:
@@ -82,9 +87,12 @@ async def open_page(browser: Browser, url: str, **context_args: Any) -> Page:
 
 
 async def task_row(server: Server, key: str, task_id: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as http, http.get(
-        f"{server.url}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {key}"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{server.url}/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {key}"}
+        ) as resp,
+    ):
         assert resp.status == 200
         data: dict[str, Any] = await resp.json()
         return data
@@ -121,7 +129,8 @@ async def record_text_lengths(page: Page) -> None:
 
 async def wait_status(page: Page, task_id: str, status: str) -> None:
     await expect(page.locator(f'li[data-task-id="{task_id}"]')).to_have_attribute(
-        "data-status", status, timeout=WAIT_MS)
+        "data-status", status, timeout=WAIT_MS
+    )
 
 
 async def test_stream_cancel_continue_and_builtin(server: Server, browser: Browser) -> None:
@@ -190,8 +199,9 @@ async def test_stream_cancel_continue_and_builtin(server: Server, browser: Brows
     assert not [u for u in page.urls if key in u]  # type: ignore[attr-defined]
 
 
-async def test_reload_mid_stream_resumes_without_gap_or_repeat(server: Server,
-                                                               browser: Browser) -> None:
+async def test_reload_mid_stream_resumes_without_gap_or_repeat(
+    server: Server, browser: Browser
+) -> None:
     key = await server.new_key()
     page = await open_page(browser, f"{server.url}/#key={key}")
     await expect(page.locator("#conn")).to_have_text("connected", timeout=WAIT_MS)
@@ -203,8 +213,7 @@ async def test_reload_mid_stream_resumes_without_gap_or_repeat(server: Server,
     await page.reload()
     answer = page.locator(f'li[data-task-id="{task_id}"]')
     # The text from before the reload is kept, the task is resubscribed after its last seq.
-    await expect(answer.locator(".stats")).to_contain_text("resumed after chunk",
-                                                           timeout=WAIT_MS)
+    await expect(answer.locator(".stats")).to_contain_text("resumed after chunk", timeout=WAIT_MS)
     await wait_status(page, task_id, "completed")
     row = await task_row(server, key, task_id)
     final = await answer.locator(".text").text_content() or ""
@@ -237,8 +246,12 @@ async def test_network_drop_mid_stream_resumes_intact(server: Server, browser: B
 
 
 async def test_phone_width_and_refused_key(server: Server, browser: Browser) -> None:
-    page = await open_page(browser, f"{server.url}/#key=ps_not_a_key",
-                           viewport={"width": 375, "height": 740}, is_mobile=True)
+    page = await open_page(
+        browser,
+        f"{server.url}/#key=ps_not_a_key",
+        viewport={"width": 375, "height": 740},
+        is_mobile=True,
+    )
     await expect(page.locator("#conn")).to_have_text("API key refused", timeout=WAIT_MS)
     await expect(page.locator("#error")).to_contain_text("refused")
     key = await server.new_key()
@@ -248,7 +261,8 @@ async def test_phone_width_and_refused_key(server: Server, browser: Browser) -> 
     task_id = await send(page, "Hi from a phone", tps="0", max_tokens="12")
     await wait_status(page, task_id, "completed")
     overflow = await page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
     assert overflow <= 0  # no sideways scrolling at phone width
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "playground-phone.png"), full_page=True)
@@ -258,7 +272,7 @@ async def test_page_and_assets_are_served(server: Server) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(server.url + "/") as resp:
             assert resp.status == 200
-            assert "promptstream playground" in await resp.text()
+            assert "promptrelay playground" in await resp.text()
             assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
         for path in ("/playground/app.js", "/playground/view.js", "/playground/style.css"):
             async with http.get(server.url + path) as resp:
@@ -273,8 +287,10 @@ async def test_page_explains_a_missing_socketio_client(server: Server, browser: 
     context = await browser.new_context()
     page = await context.new_page()
     # As when the server could not fetch the bundle (offline): the route answers 404.
-    await page.route("**/playground/vendor/socket.io.min.js",
-                     lambda route: route.fulfill(status=404, body="// missing"))
+    await page.route(
+        "**/playground/vendor/socket.io.min.js",
+        lambda route: route.fulfill(status=404, body="// missing"),
+    )
     await page.goto(f"{server.url}/#key=ps_whatever")
     await expect(page.locator("#missing-client")).to_be_visible()
     await expect(page.locator("#missing-client")).to_contain_text("python -m server.web_assets")
@@ -287,8 +303,9 @@ async def test_builtins_are_listed_for_the_page(server: Server) -> None:
         async with http.get(server.url + "/v1/builtins") as resp:
             assert resp.status == 401
             assert (await resp.json())["error"]["code"] == "unauthorized"
-        async with http.get(server.url + "/v1/builtins",
-                            headers={"Authorization": f"Bearer {key}"}) as resp:
+        async with http.get(
+            server.url + "/v1/builtins", headers={"Authorization": f"Bearer {key}"}
+        ) as resp:
             assert resp.status == 200
             items = (await resp.json())["items"]
     by_name = {item["name"]: item for item in items}

@@ -15,14 +15,14 @@ import pytest_asyncio
 
 from db import prices
 from db.pool import connect
-from engine.attempts import RetryPolicy
-from engine.pricing import catalog_price, override_price
+from engine.accounts.secrets import KeyRing, KeyUnreadable, new_secret
 from engine.providers.anthropic import build_params
 from engine.providers.base import ProviderRequest, Usage
 from engine.providers.faults import retry_after
 from engine.providers.google import build_contents
-from engine.secrets import KeyRing, KeyUnreadable, new_secret
+from engine.providers.pricing import catalog_price, override_price
 from engine.settings import Settings
+from engine.tasks.retries import RetryPolicy
 from tests.conftest import Server
 from tests.provider_env import Fakes, fakes, provider_server, task_row
 
@@ -31,10 +31,12 @@ def test_backoff_is_bounded_jittered_and_honours_retry_after() -> None:
     policy = RetryPolicy(retries=3, backoff_s=1.0, backoff_max_s=4.0)
     rng = random.Random(7)
     waits = [policy.wait_s(n, None, rng) for n in range(3)]
-    assert all(w is not None and 0 <= w <= min(4.0, 2 ** n) for n, w in enumerate(waits))
+    assert all(w is not None and 0 <= w <= min(4.0, 2**n) for n, w in enumerate(waits))
     assert policy.wait_s(3, None) is None  # out of retries
-    assert policy.wait_s(0, 2.5, rng) == pytest.approx(2.5, abs=1.0) and (
-        policy.wait_s(0, 2.5, rng) or 0) >= 2.5
+    assert (
+        policy.wait_s(0, 2.5, rng) == pytest.approx(2.5, abs=1.0)
+        and (policy.wait_s(0, 2.5, rng) or 0) >= 2.5
+    )
     assert policy.wait_s(0, 30.0) is None  # longer than the cap: move on to a fallback
 
 
@@ -82,10 +84,16 @@ def test_key_ring_rotation_and_binding() -> None:
 
 def test_request_shapes() -> None:
     request = ProviderRequest(
-        model="m", settings={"max_tokens": 9, "stop": ["x"], "temperature": 0.1},
-        messages=[{"role": "system", "content": "a"}, {"role": "user", "content": "b"},
-                  {"role": "assistant", "content": "c"}, {"role": "system", "content": "d"}],
-        api_key="sk-hidden")
+        model="m",
+        settings={"max_tokens": 9, "stop": ["x"], "temperature": 0.1},
+        messages=[
+            {"role": "system", "content": "a"},
+            {"role": "user", "content": "b"},
+            {"role": "assistant", "content": "c"},
+            {"role": "system", "content": "d"},
+        ],
+        api_key="sk-hidden",
+    )
     assert "sk-hidden" not in repr(request)
     params = build_params(request)
     assert params["system"] == "a\n\nd" and params["max_tokens"] == 9
@@ -103,13 +111,13 @@ async def srv(settings: Settings) -> AsyncIterator[tuple[Server, Fakes]]:
 
 async def _done(server: Server, model: str) -> dict[str, object]:
     client = await server.client(await server.new_key())
-    ack = await client.call("execute", {"model": model,
-                                        "messages": [{"role": "user", "content": "a b c d e f"}]})
+    ack = await client.call(
+        "execute", {"model": model, "messages": [{"role": "user", "content": "a b c d e f"}]}
+    )
     return await client.wait_done(ack["task_id"])
 
 
-async def test_unknown_price_is_null_and_an_override_prices_it(
-        srv: tuple[Server, Fakes]) -> None:
+async def test_unknown_price_is_null_and_an_override_prices_it(srv: tuple[Server, Fakes]) -> None:
     server, _ = srv
     done = await _done(server, "openai/my-local-llm")
     assert done["status"] == "completed" and done["cost_usd"] is None
@@ -117,11 +125,13 @@ async def test_unknown_price_is_null_and_an_override_prices_it(
     assert row["cost_usd"] is None and row["status"] == "completed"
     conn = await connect(server.settings.database_url or "")
     try:
-        logged = await conn.fetchval("SELECT cost_usd FROM ai_usage_logs WHERE task_id = $1",
-                                     row["task_id"])
+        logged = await conn.fetchval(
+            "SELECT cost_usd FROM ai_usage_logs WHERE task_id = $1", row["task_id"]
+        )
         assert logged is None, "an unpriced task is billed unknown, not 0"
-        await prices.set_price(conn, "openai", "my-local-llm",
-                               prices.ModelPrice(Decimal("3"), Decimal("7")))
+        await prices.set_price(
+            conn, "openai", "my-local-llm", prices.ModelPrice(Decimal("3"), Decimal("7"))
+        )
     finally:
         await conn.close()
     done = await _done(server, "openai/my-local-llm")

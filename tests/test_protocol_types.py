@@ -1,4 +1,4 @@
-"""The typed protocol: what real clients receive matches the models of engine.events (no
+"""The typed protocol: what real clients receive matches the models of engine.protocol.responses (no
 extra keys, no missing ones), /v1/protocol.json serves their schema, and the committed
 TypeScript definitions are what the generator makes of it."""
 
@@ -14,8 +14,8 @@ import pytest_asyncio
 import socketio
 from pydantic import BaseModel
 
-from engine import events
-from engine.events import protocol_schema
+from engine.protocol import responses as events
+from engine.protocol.responses import protocol_schema
 from server.typescript import TS_PATH, generate, ts_type
 from tests.conftest import Server
 
@@ -24,8 +24,11 @@ FAST = {"max_tokens": 12, "tokens_per_second": 0}
 
 
 def adhoc(settings: dict[str, Any]) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": "Hi"}], "model": "simulated/t",
-            "settings": settings}
+    return {
+        "messages": [{"role": "user", "content": "Hi"}],
+        "model": "simulated/t",
+        "settings": settings,
+    }
 
 
 def check(model: type[BaseModel], payload: Any) -> None:
@@ -56,18 +59,19 @@ async def test_socket_payloads_match_their_models(server: Server) -> None:
     check(events.TaskDone, cancelled)
     assert cancelled["status"] == "cancelled"
 
-    for bad in ({"model": "nope"}, {"builtin": "no-such-builtin"},
-                {"builtin": "translate", "variables": {}}):
+    for bad in (
+        {"model": "nope"},
+        {"builtin": "no-such-builtin"},
+        {"builtin": "translate", "variables": {}},
+    ):
         error = await client.call("execute", bad)
         check(events.ErrorAck, error)
 
 
-async def test_http_bodies_match_their_models(server: Server,
-                                              http: aiohttp.ClientSession) -> None:
+async def test_http_bodies_match_their_models(server: Server, http: aiohttp.ClientSession) -> None:
     key = await server.new_key()
     headers = {"Authorization": f"Bearer {key}"}
-    async with http.post(server.url + "/v1/executions", json=adhoc(FAST),
-                         headers=headers) as resp:
+    async with http.post(server.url + "/v1/executions", json=adhoc(FAST), headers=headers) as resp:
         accepted = await resp.json()
     check(events.ExecutionAccepted, accepted)
     client = await server.client(key)
@@ -77,14 +81,16 @@ async def test_http_bodies_match_their_models(server: Server,
         f"/v1/tasks/{accepted['task_id']}": events.TaskView,
         f"/v1/tasks/{accepted['task_id']}/events": events.TaskEventList,
         f"/v1/runs/{accepted['run_id']}": events.RunView,
-        "/healthz": events.Health, "/readyz": events.Readiness,
+        "/healthz": events.Health,
+        "/readyz": events.Readiness,
     }
     for path, model in expected.items():
         async with http.get(server.url + path, headers=headers) as resp:
             assert resp.status == 200, path
             check(model, await resp.json())
-    async with http.post(server.url + f"/v1/tasks/{accepted['task_id']}/cancel",
-                         headers=headers) as resp:
+    async with http.post(
+        server.url + f"/v1/tasks/{accepted['task_id']}/cancel", headers=headers
+    ) as resp:
         check(events.CancelResult, await resp.json())
     async with http.get(server.url + f"/v1/tasks/{uuid.uuid4()}", headers=headers) as resp:
         assert resp.status == 404
@@ -96,20 +102,32 @@ async def test_refused_connection_data_matches_its_model(server: Server) -> None
     seen: list[Any] = []
     sio.on("connect_error", lambda data: seen.append(data))
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await sio.connect(server.url, auth={"token": "ps_wrong"}, transports=["websocket"],
-                          wait_timeout=10)
+        await sio.connect(
+            server.url, auth={"token": "ps_wrong"}, transports=["websocket"], wait_timeout=10
+        )
     assert len(seen) == 1
     check(events.ConnectError, seen[0])
 
 
-async def test_protocol_json_is_the_models_schema(server: Server,
-                                                  http: aiohttp.ClientSession) -> None:
+async def test_protocol_json_is_the_models_schema(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
     async with http.get(server.url + "/v1/protocol.json") as resp:
         assert resp.status == 200
         served = await resp.json()
     assert served == protocol_schema()
-    for name in ("ExecuteRequest", "ExecuteAck", "ErrorAck", "TaskChunk", "TaskDone",
-                 "SubscribeAck", "CancelAck", "TaskView", "RunView", "HttpError"):
+    for name in (
+        "ExecuteRequest",
+        "ExecuteAck",
+        "ErrorAck",
+        "TaskChunk",
+        "TaskDone",
+        "SubscribeAck",
+        "CancelAck",
+        "TaskView",
+        "RunView",
+        "HttpError",
+    ):
         assert name in served["$defs"], name
     assert set(served["x-client-events"]) == {"execute", "subscribe", "unsubscribe", "cancel"}
     assert set(served["x-server-events"]) == {"task_chunk", "task_done", "server_draining"}
@@ -119,7 +137,7 @@ async def test_protocol_json_is_the_models_schema(server: Server,
 def test_committed_typescript_matches_the_models() -> None:
     assert TS_PATH.exists(), "run: python -m server.typescript"
     assert TS_PATH.read_text() == generate(), (
-        "clients/typescript/protocol.d.ts drifted from engine/events.py; "
+        "clients/typescript/protocol.d.ts drifted from engine/protocol/responses.py; "
         "run: python -m server.typescript"
     )
 
@@ -131,17 +149,22 @@ def test_typescript_reflects_a_changed_model() -> None:
     assert "  extra?: string;" in generate(schema)
 
 
-@pytest.mark.parametrize(("node", "expected"), [
-    ({"type": "string"}, "string"),
-    ({"type": "integer"}, "number"),
-    ({"anyOf": [{"type": "string"}, {"type": "null"}]}, "string | null"),
-    ({"enum": ["a", "b"]}, '"a" | "b"'),
-    ({"const": True}, "true"),
-    ({"type": "array", "items": {"$ref": "#/$defs/Message"}}, "Array<Message>"),
-    ({"type": "object", "additionalProperties": {"type": "boolean"}},
-     "Record<string, boolean>"),
-    ({"type": "object"}, "Record<string, unknown>"),
-    ({}, "unknown"),
-])
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"type": "string"}, "string"),
+        ({"type": "integer"}, "number"),
+        ({"anyOf": [{"type": "string"}, {"type": "null"}]}, "string | null"),
+        ({"enum": ["a", "b"]}, '"a" | "b"'),
+        ({"const": True}, "true"),
+        ({"type": "array", "items": {"$ref": "#/$defs/Message"}}, "Array<Message>"),
+        (
+            {"type": "object", "additionalProperties": {"type": "boolean"}},
+            "Record<string, boolean>",
+        ),
+        ({"type": "object"}, "Record<string, unknown>"),
+        ({}, "unknown"),
+    ],
+)
 def test_ts_type_of_schema_nodes(node: dict[str, Any], expected: str) -> None:
     assert ts_type(node) == expected

@@ -36,8 +36,9 @@ def _anthropic_system(body: dict[str, Any]) -> bool:
 
 
 def _google_system(body: dict[str, Any]) -> bool:
-    return (body["systemInstruction"]["parts"][0]["text"] == "be brief"
-            and [c["role"] for c in body["contents"]] == ["user"])
+    return body["systemInstruction"]["parts"][0]["text"] == "be brief" and [
+        c["role"] for c in body["contents"]
+    ] == ["user"]
 
 
 def _bearer(headers: dict[str, str]) -> str:
@@ -59,12 +60,27 @@ class Flavour:
 
 
 FLAVOURS = [
-    Flavour("openai", "gpt-4o-mini", Decimal("0.15"), Decimal("0.6"), "length",
-            _openai_system, _bearer),
-    Flavour("anthropic", "claude-haiku-4-5", Decimal("1"), Decimal("5"),
-            "max_tokens", _anthropic_system, _bearer),
-    Flavour("google", "gemini-2.0-flash", Decimal("0.1"), Decimal("0.4"), "MAX_TOKENS",
-            _google_system, lambda h: h.get("x-goog-api-key", "")),
+    Flavour(
+        "openai", "gpt-4o-mini", Decimal("0.15"), Decimal("0.6"), "length", _openai_system, _bearer
+    ),
+    Flavour(
+        "anthropic",
+        "claude-haiku-4-5",
+        Decimal("1"),
+        Decimal("5"),
+        "max_tokens",
+        _anthropic_system,
+        _bearer,
+    ),
+    Flavour(
+        "google",
+        "gemini-2.0-flash",
+        Decimal("0.1"),
+        Decimal("0.4"),
+        "MAX_TOKENS",
+        _google_system,
+        lambda h: h.get("x-goog-api-key", ""),
+    ),
 ]
 each = pytest.mark.parametrize("flavour", FLAVOURS, ids=[f.provider for f in FLAVOURS])
 
@@ -82,9 +98,14 @@ async def srv(settings: Settings, fk: Fakes) -> AsyncIterator[Server]:
 
 
 def body(model: str, **extra: Any) -> dict[str, Any]:
-    return {"messages": [{"role": "system", "content": "be brief"},
-                         {"role": "user", "content": "say some words please"}],
-            "model": model, **extra}
+    return {
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "say some words please"},
+        ],
+        "model": model,
+        **extra,
+    }
 
 
 async def run(server: Server, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -97,8 +118,9 @@ async def run(server: Server, payload: dict[str, Any]) -> tuple[str, dict[str, A
 
 
 @each
-async def test_stream_usage_cost_and_system_prompt(srv: Server, fk: Fakes,
-                                                   flavour: Flavour) -> None:
+async def test_stream_usage_cost_and_system_prompt(
+    srv: Server, fk: Fakes, flavour: Flavour
+) -> None:
     task_id, done = await run(srv, body(flavour.ref(), settings={"temperature": 0.2}))
     assert done["status"] == "completed" and done["finish_reason"] == "stop"
     assert done["text"] == "".join(f"tok{i} " for i in range(8))
@@ -121,7 +143,8 @@ async def test_finish_reason_is_mapped(srv: Server, flavour: Flavour) -> None:
 
 @each
 async def test_rejected_key_is_provider_error_and_not_retried(
-        settings: Settings, fk: Fakes, flavour: Flavour) -> None:
+    settings: Settings, fk: Fakes, flavour: Flavour
+) -> None:
     setting = f"{'gemini' if flavour.provider == 'google' else flavour.provider}_api_key"
     async with provider_server(settings, fk, **{setting: SecretStr("bad-key")}) as server:
         task_id, done = await run(server, body(flavour.ref()))
@@ -132,8 +155,9 @@ async def test_rejected_key_is_provider_error_and_not_retried(
 
 
 @each
-async def test_server_error_then_success_is_retried(srv: Server, fk: Fakes,
-                                                   flavour: Flavour) -> None:
+async def test_server_error_then_success_is_retried(
+    srv: Server, fk: Fakes, flavour: Flavour
+) -> None:
     task_id, done = await run(srv, body(flavour.ref(":fail_first=1:tokens=3")))
     assert done["status"] == "completed" and done["text"] == "tok0 tok1 tok2 "
     assert len(fk.of(flavour.provider).requests) == 2
@@ -142,11 +166,13 @@ async def test_server_error_then_success_is_retried(srv: Server, fk: Fakes,
 
 
 @each
-async def test_rate_limit_exhausts_retries_then_falls_back(srv: Server, fk: Fakes,
-                                                           flavour: Flavour) -> None:
+async def test_rate_limit_exhausts_retries_then_falls_back(
+    srv: Server, fk: Fakes, flavour: Flavour
+) -> None:
     fallback = "simulated/default"
-    task_id, done = await run(srv, body(flavour.ref(":status=429"),
-                                        settings={"fallbacks": [fallback], "max_tokens": 3}))
+    task_id, done = await run(
+        srv, body(flavour.ref(":status=429"), settings={"fallbacks": [fallback], "max_tokens": 3})
+    )
     assert len(fk.of(flavour.provider).requests) == 3  # 1 + provider_retries
     assert done["status"] == "completed" and done["provider"] == "simulated"
     assert done["model"] == "default"
@@ -157,8 +183,9 @@ async def test_rate_limit_exhausts_retries_then_falls_back(srv: Server, fk: Fake
 
 
 @each
-async def test_rate_limit_without_fallback_fails_unavailable(srv: Server, fk: Fakes,
-                                                             flavour: Flavour) -> None:
+async def test_rate_limit_without_fallback_fails_unavailable(
+    srv: Server, fk: Fakes, flavour: Flavour
+) -> None:
     _, done = await run(srv, body(flavour.ref(":status=503")))
     assert done["status"] == "failed" and done["error"]["code"] == "provider_unavailable"
     assert done["error"]["retryable"] is True and done["text"] == ""
@@ -167,7 +194,8 @@ async def test_rate_limit_without_fallback_fails_unavailable(srv: Server, fk: Fa
 
 @each
 async def test_cut_after_first_token_fails_with_partial_text_no_retry(
-        srv: Server, fk: Fakes, flavour: Flavour) -> None:
+    srv: Server, fk: Fakes, flavour: Flavour
+) -> None:
     task_id, done = await run(srv, body(flavour.ref(":tokens=10:cut_after=3")))
     assert done["status"] == "failed" and done["finish_reason"] == "error"
     assert done["error"]["code"] == "provider_unavailable"
@@ -187,8 +215,9 @@ async def test_missing_usage_is_estimated(srv: Server, flavour: Flavour) -> None
 
 
 @each
-async def test_cancel_closes_upstream_and_keeps_usage(srv: Server, fk: Fakes,
-                                                      flavour: Flavour) -> None:
+async def test_cancel_closes_upstream_and_keeps_usage(
+    srv: Server, fk: Fakes, flavour: Flavour
+) -> None:
     client = await srv.client(await srv.new_key())
     ack = await client.call("execute", body(flavour.ref(":tokens=500:delay_ms=50")))
     task_id = ack["task_id"]
@@ -202,8 +231,9 @@ async def test_cancel_closes_upstream_and_keeps_usage(srv: Server, fk: Fakes,
 
 
 @each
-async def test_first_token_stall_is_timeout(settings: Settings, fk: Fakes,
-                                            flavour: Flavour) -> None:
+async def test_first_token_stall_is_timeout(
+    settings: Settings, fk: Fakes, flavour: Flavour
+) -> None:
     async with provider_server(settings, fk, first_token_timeout_s=0.5) as server:
         _, done = await run(server, body(flavour.ref(":tokens=2:delay_ms=5000")))
     assert done["status"] == "failed" and done["error"]["code"] == "timeout"
@@ -212,9 +242,9 @@ async def test_first_token_stall_is_timeout(settings: Settings, fk: Fakes,
 
 @each
 async def test_stall_after_first_token_is_timeout_with_partial_text(
-        settings: Settings, fk: Fakes, flavour: Flavour) -> None:
-    async with provider_server(settings, fk, first_token_timeout_s=5,
-                               idle_timeout_s=0.3) as server:
+    settings: Settings, fk: Fakes, flavour: Flavour
+) -> None:
+    async with provider_server(settings, fk, first_token_timeout_s=5, idle_timeout_s=0.3) as server:
         _, done = await run(server, body(flavour.ref(":tokens=3:delay_ms=1000")))
     assert done["status"] == "failed" and done["error"]["code"] == "timeout"
     assert done["text"] == "tok0 " and len(fk.of(flavour.provider).requests) == 1
@@ -222,8 +252,9 @@ async def test_stall_after_first_token_is_timeout_with_partial_text(
 
 async def test_unknown_fallback_is_refused_before_anything_runs(srv: Server, fk: Fakes) -> None:
     client = await srv.client(await srv.new_key())
-    ack = await client.call("execute", body("openai/gpt-4o-mini",
-                                            settings={"fallbacks": ["nope/x"]}))
+    ack = await client.call(
+        "execute", body("openai/gpt-4o-mini", settings={"fallbacks": ["nope/x"]})
+    )
     assert ack["ok"] is False and ack["error"]["code"] == "invalid_request"
     assert ack["error"]["details"]["errors"][0]["field"] == "settings.fallbacks.0"
     assert fk.openai.requests == []
@@ -235,8 +266,13 @@ async def test_anthropic_in_stream_overloaded_error(srv: Server, fk: Fakes) -> N
     assert done["status"] == "failed" and done["error"]["code"] == "provider_unavailable"
     assert done["text"] == "tok0 tok1 " and len(fk.anthropic.requests) == 1
     # Before the first token: retried like any 5xx, then the fallback answers.
-    task_id, done = await run(srv, body("anthropic/claude-haiku-4-5:error_after=0", settings={
-        "fallbacks": ["google/gemini-2.0-flash:tokens=2"]}))
+    task_id, done = await run(
+        srv,
+        body(
+            "anthropic/claude-haiku-4-5:error_after=0",
+            settings={"fallbacks": ["google/gemini-2.0-flash:tokens=2"]},
+        ),
+    )
     assert done["status"] == "completed" and done["provider"] == "google"
     assert len(fk.anthropic.requests) == 4 and done["text"] == "tok0 tok1 "
     assert (await event_kinds(srv, task_id)).count("fallback") == 1
@@ -244,20 +280,26 @@ async def test_anthropic_in_stream_overloaded_error(srv: Server, fk: Fakes) -> N
 
 @pytest.mark.parametrize("provider", ["anthropic", "google"])
 async def test_rate_limit_waits_for_retry_after_then_succeeds(
-        settings: Settings, fk: Fakes, provider: str) -> None:
+    settings: Settings, fk: Fakes, provider: str
+) -> None:
     model = {"anthropic": "claude-haiku-4-5", "google": "gemini-2.0-flash"}[provider]
     async with provider_server(settings, fk, provider_backoff_max_s=5) as server:
-        task_id, done = await run(server, body(
-            f"{provider}/{model}:fail_first=1:fail_with=429:retry_after=1:tokens=2"))
-        rows = await fetch(server, "SELECT kind, metadata FROM task_events"
-                                   " WHERE task_id = $1 AND kind = 'retry'", uuid.UUID(task_id))
+        task_id, done = await run(
+            server, body(f"{provider}/{model}:fail_first=1:fail_with=429:retry_after=1:tokens=2")
+        )
+        rows = await fetch(
+            server,
+            "SELECT kind, metadata FROM task_events WHERE task_id = $1 AND kind = 'retry'",
+            uuid.UUID(task_id),
+        )
     assert done["status"] == "completed" and len(fk.of(provider).requests) == 2
     assert len(rows) == 1 and json.loads(rows[0]["metadata"])["wait_ms"] >= 1000
 
 
 @each
-async def test_cancel_before_the_first_token_closes_upstream(srv: Server, fk: Fakes,
-                                                             flavour: Flavour) -> None:
+async def test_cancel_before_the_first_token_closes_upstream(
+    srv: Server, fk: Fakes, flavour: Flavour
+) -> None:
     client = await srv.client(await srv.new_key())
     ack = await client.call("execute", body(flavour.ref(":tokens=3:delay_ms=10000")))
     fake = fk.of(flavour.provider)

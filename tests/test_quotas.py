@@ -18,7 +18,7 @@ import socketio
 
 from db import users
 from db.pool import connect
-from engine.quotas import Period
+from engine.accounts.quotas import Period
 from engine.settings import Settings
 from tests.conftest import Client, start_server, stop_server
 from tests.test_cli import cli
@@ -27,8 +27,11 @@ FAST = {"max_tokens": 2, "tokens_per_second": 0}
 
 
 def adhoc(settings: dict[str, Any] | None = None, text: str = "hi") -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": text}], "model": "simulated/q",
-            "settings": settings or FAST}
+    return {
+        "messages": [{"role": "user", "content": text}],
+        "model": "simulated/q",
+        "settings": settings or FAST,
+    }
 
 
 async def key_for(settings: Settings, tier: str, email: str) -> str:
@@ -57,8 +60,10 @@ async def test_free_tier_daily_quota_then_quota_exceeded(settings: Settings) -> 
         details = ack["error"]["details"]
         assert details["limit"] == 3 and details["used"] == 3 and details["period"] == "day"
         tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
-        assert details["resets_at"] == datetime(
-            tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=UTC).isoformat()
+        assert (
+            details["resets_at"]
+            == datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=UTC).isoformat()
+        )
         # byok is unlimited by default, premium has its own limit
         byok = await srv.client(await key_for(srv.settings, "byok", "byok@test"))
         for _ in range(5):
@@ -75,8 +80,9 @@ async def test_free_tier_daily_quota_then_quota_exceeded(settings: Settings) -> 
 
 
 async def test_monthly_quota(settings: Settings) -> None:
-    srv = await start_server(settings.model_copy(
-        update={"quota_premium_daily": -1, "quota_premium_monthly": 2}))
+    srv = await start_server(
+        settings.model_copy(update={"quota_premium_daily": -1, "quota_premium_monthly": 2})
+    )
     try:
         client = await srv.client(await key_for(srv.settings, "premium", "p@test"))
         for _ in range(2):
@@ -90,10 +96,10 @@ async def test_monthly_quota(settings: Settings) -> None:
 
 
 async def test_50_concurrent_executes_at_limit_minus_one_over_two_nodes_admit_one(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     limit = 5
-    shared = settings.model_copy(update={"quota_free_daily": limit,
-                                         "max_concurrent_tasks": 1000})
+    shared = settings.model_copy(update={"quota_free_daily": limit, "max_concurrent_tasks": 1000})
     node_a, node_b = await start_server(shared), await start_server(shared)
     try:
         key = await key_for(shared, "free", "race@test")
@@ -101,8 +107,9 @@ async def test_50_concurrent_executes_at_limit_minus_one_over_two_nodes_admit_on
         for _ in range(limit - 1):
             await run_to_end(warm, adhoc())
         clients = [await (node_a if i % 2 == 0 else node_b).client(key) for i in range(10)]
-        acks = await asyncio.gather(*(
-            clients[i % 10].call("execute", adhoc(text=f"race {i}")) for i in range(50)))
+        acks = await asyncio.gather(
+            *(clients[i % 10].call("execute", adhoc(text=f"race {i}")) for i in range(50))
+        )
         admitted = [a for a in acks if a["ok"]]
         refused = [a for a in acks if not a["ok"]]
         assert len(admitted) == 1, admitted
@@ -127,21 +134,31 @@ async def connect_client(url: str, key: str) -> Client:
 
 @asynccontextmanager
 async def serve_process(settings: Settings, **env: str) -> AsyncIterator[str]:
-    """`promptstream serve` in its own OS process on the test's Postgres and Redis."""
+    """`promptrelay serve` in its own OS process on the test's Postgres and Redis."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = await asyncio.create_subprocess_exec(
-        *cli(), "serve", "--port", str(port), stdout=asyncio.subprocess.PIPE,
+        *cli(),
+        "serve",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "DATABASE_URL": settings.database_url or "",
-             "REDIS_URL": settings.redis_url or "", "REDIS_PREFIX": settings.redis_prefix,
-             "PYTHONUNBUFFERED": "1", **env})
+        env={
+            **os.environ,
+            "DATABASE_URL": settings.database_url or "",
+            "REDIS_URL": settings.redis_url or "",
+            "REDIS_PREFIX": settings.redis_prefix,
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        },
+    )
     assert proc.stdout is not None
     seen = b""
     try:
         async with asyncio.timeout(60):
-            while b"promptstream listening on" not in seen:
+            while b"promptrelay listening on" not in seen:
                 line = await proc.stdout.readline()
                 assert line, f"serve exited:\n{seen.decode()}"
                 seen += line
@@ -151,8 +168,7 @@ async def serve_process(settings: Settings, **env: str) -> AsyncIterator[str]:
         await proc.communicate()
 
 
-async def test_50_concurrent_executes_over_two_os_processes_admit_one(
-        settings: Settings) -> None:
+async def test_50_concurrent_executes_over_two_os_processes_admit_one(settings: Settings) -> None:
     limit = 5
     key = await key_for(settings, "free", "procs@test")
     env = {"QUOTA_FREE_DAILY": str(limit), "MAX_CONCURRENT_TASKS": "1000"}
@@ -161,8 +177,9 @@ async def test_50_concurrent_executes_over_two_os_processes_admit_one(
         for _ in range(limit - 1):
             await run_to_end(warm, adhoc())
         clients = [await connect_client(url, key) for url in (url_a, url_b) * 5]
-        acks = await asyncio.gather(*(
-            clients[i % 10].call("execute", adhoc(text=f"proc race {i}")) for i in range(50)))
+        acks = await asyncio.gather(
+            *(clients[i % 10].call("execute", adhoc(text=f"proc race {i}")) for i in range(50))
+        )
         for client in [warm, *clients]:
             await client.sio.disconnect()
     assert len([a for a in acks if a["ok"]]) == 1, acks
@@ -170,8 +187,9 @@ async def test_50_concurrent_executes_over_two_os_processes_admit_one(
 
 
 async def test_task_failing_before_first_token_gives_its_unit_back(settings: Settings) -> None:
-    srv = await start_server(settings.model_copy(
-        update={"quota_free_daily": 1, "first_token_timeout_s": 0.3}))
+    srv = await start_server(
+        settings.model_copy(update={"quota_free_daily": 1, "first_token_timeout_s": 0.3})
+    )
     try:
         client = await srv.client(await key_for(srv.settings, "free", "refund@test"))
         slow = adhoc({"max_tokens": 2, "tokens_per_second": 0.5})  # first token after 2 s
@@ -219,11 +237,14 @@ async def test_running_task_cap_answers_rate_limited_then_frees(settings: Settin
         await stop_server(srv)
 
 
-@pytest.mark.parametrize(("now", "offset", "day", "ends"), [
-    (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), 0, "2026-12-31", "2027-01-01T00:00:00+00:00"),
-    (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), 60, "2027-01-01", "2027-01-01T23:00:00+00:00"),
-    (datetime(2026, 3, 1, 2, 0, tzinfo=UTC), -300, "2026-02-28", "2026-03-01T05:00:00+00:00"),
-])
+@pytest.mark.parametrize(
+    ("now", "offset", "day", "ends"),
+    [
+        (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), 0, "2026-12-31", "2027-01-01T00:00:00+00:00"),
+        (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), 60, "2027-01-01", "2027-01-01T23:00:00+00:00"),
+        (datetime(2026, 3, 1, 2, 0, tzinfo=UTC), -300, "2026-02-28", "2026-03-01T05:00:00+00:00"),
+    ],
+)
 def test_quota_period(now: datetime, offset: int, day: str, ends: str) -> None:
     period = Period.at(now, offset)
     assert period.day.isoformat() == day

@@ -10,8 +10,8 @@ from typing import Any
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from engine.relay import Relay
-from engine.wire import Keys, encode_chunk, encode_done
+from engine.stream.keys import Keys, encode_chunk, encode_done
+from engine.stream.relay import Relay
 from tests.conftest import Infra
 
 
@@ -35,7 +35,8 @@ def _done(task_id: str, text: str, last_seq: int) -> dict[str, Any]:
 
 
 async def test_task_ending_between_history_read_and_database_read_loses_no_chunk(
-        redis_client: aioredis.Redis) -> None:
+    redis_client: aioredis.Redis,
+) -> None:
     """The history read finds nothing; before the database answers, the task streams its
     only chunk and ends. The subscriber must still get that chunk before `task_done`."""
     keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
@@ -64,7 +65,8 @@ async def test_task_ending_between_history_read_and_database_read_loses_no_chunk
 
 
 async def test_expired_history_falls_back_to_the_database_record(
-        redis_client: aioredis.Redis) -> None:
+    redis_client: aioredis.Redis,
+) -> None:
     keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
     task_id = str(uuid.uuid4())
     final = _done(task_id, "kept in postgres", 3)

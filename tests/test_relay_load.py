@@ -8,14 +8,16 @@ from typing import Any
 
 import pytest
 
-from engine import relay as relay_module
-from engine.relay import Relay
-from engine.wire import Keys, encode_chunk, encode_done
+from engine.stream import relay as relay_module
+from engine.stream.keys import Keys, encode_chunk, encode_done
+from engine.stream.relay import Relay
 from tests.test_relay import Inbox, _done, redis_client  # noqa: F401
 
 
 async def test_a_subscribe_queued_behind_others_is_answered(
-        redis_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    redis_client: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Under a burst of executes, SUBSCRIBE commands queue for the pub/sub connection; the
     # confirmation timeout must count from when the command went out, and a watch that
     # gives up must hand its subscriber on, never leave the execute without an ack.

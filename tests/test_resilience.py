@@ -18,13 +18,19 @@ from server.state import POOL, RELAY
 from tests.conftest import assert_intact, start_server, stop_server
 from tests.nodes import Blackhole, until
 
-ADHOC = {"messages": [{"role": "user", "content": "hi"}], "model": "simulated/test",
-         "settings": {"max_tokens": 5, "tokens_per_second": 0}}
+ADHOC = {
+    "messages": [{"role": "user", "content": "hi"}],
+    "model": "simulated/test",
+    "settings": {"max_tokens": 5, "tokens_per_second": 0},
+}
 
 
 async def test_waiting_for_a_database_connection_is_bounded(settings: Settings) -> None:
-    srv = await start_server(settings.model_copy(update={
-        "db_pool_min": 1, "db_pool_max": 1, "db_acquire_timeout_s": 0.5}))
+    srv = await start_server(
+        settings.model_copy(
+            update={"db_pool_min": 1, "db_pool_max": 1, "db_acquire_timeout_s": 0.5}
+        )
+    )
     try:
         key = await srv.new_key()
         client = await srv.client(key)
@@ -33,8 +39,9 @@ async def test_waiting_for_a_database_connection_is_bounded(settings: Settings) 
             assert ack["ok"] is False
             assert ack["error"]["code"] == "provider_unavailable"
             async with aiohttp.ClientSession() as http:
-                async with http.get(f"{srv.url}/v1/tasks/{uuid.uuid4()}",
-                                    headers={"Authorization": f"Bearer {key}"}) as resp:
+                async with http.get(
+                    f"{srv.url}/v1/tasks/{uuid.uuid4()}", headers={"Authorization": f"Bearer {key}"}
+                ) as resp:
                     assert resp.status == 503
                     body = await resp.json()
             assert body["error"]["code"] == "provider_unavailable"
@@ -45,8 +52,9 @@ async def test_waiting_for_a_database_connection_is_bounded(settings: Settings) 
         await stop_server(srv)
 
 
-async def test_finalize_waits_in_redis_while_postgres_is_down(settings: Settings,
-                                                              tmp_path: Path) -> None:
+async def test_finalize_waits_in_redis_while_postgres_is_down(
+    settings: Settings, tmp_path: Path
+) -> None:
     pg = EmbeddedPostgres(tmp_path / "pg")  # this test's own Postgres, stopped for real
     url = pg.start()
     redis = aioredis.Redis.from_url(settings.redis_url or "")
@@ -54,8 +62,9 @@ async def test_finalize_waits_in_redis_while_postgres_is_down(settings: Settings
         srv = await start_server(settings.model_copy(update={"database_url": url}))
         try:
             client = await srv.client(await srv.new_key())
-            ack = await client.call("execute", {**ADHOC, "settings": {
-                "max_tokens": 40, "tokens_per_second": 20}})
+            ack = await client.call(
+                "execute", {**ADHOC, "settings": {"max_tokens": 40, "tokens_per_second": 20}}
+            )
             task_id = ack["task_id"]
             await until(lambda: bool(client.chunks[task_id]), what="a chunk")
             pg.stop()  # Postgres goes away while the task streams
@@ -76,7 +85,8 @@ async def test_finalize_waits_in_redis_while_postgres_is_down(settings: Settings
                     "SELECT t.status, t.total_tokens, r.task_count, r.total_tokens AS run_total,"
                     " (SELECT count(*) FROM ai_usage_logs u WHERE u.task_id = t.task_id) AS logs"
                     " FROM ai_tasks t JOIN ai_runs r ON r.id = t.run_id WHERE t.task_id = $1",
-                    uuid.UUID(task_id))
+                    uuid.UUID(task_id),
+                )
             finally:
                 await conn.close()
             assert row["status"] == "completed" and row["logs"] == 1
@@ -91,18 +101,23 @@ async def test_finalize_waits_in_redis_while_postgres_is_down(settings: Settings
 
 
 async def test_a_silent_subscription_is_found_by_the_probe_and_renewed(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     own = EmbeddedRedis(tmp_path / "redis")
     own.start()
     proxy = Blackhole(own.socket_path)
     port = await proxy.start()
     try:
-        srv = await start_server(settings.model_copy(update={
-            "redis_url": f"redis://127.0.0.1:{port}/0", "pubsub_probe_s": 0.5}))
+        srv = await start_server(
+            settings.model_copy(
+                update={"redis_url": f"redis://127.0.0.1:{port}/0", "pubsub_probe_s": 0.5}
+            )
+        )
         try:
             client = await srv.client(await srv.new_key())
-            ack = await client.call("execute", {**ADHOC, "settings": {
-                "max_tokens": 60, "tokens_per_second": 20}})
+            ack = await client.call(
+                "execute", {**ADHOC, "settings": {"max_tokens": 60, "tokens_per_second": 20}}
+            )
             task_id = ack["task_id"]
             await until(lambda: bool(client.chunks[task_id]), what="a chunk")
             proxy.silence_subscribers()  # the relay's connection stays open but goes quiet
@@ -117,8 +132,9 @@ async def test_a_silent_subscription_is_found_by_the_probe_and_renewed(
         own.stop()
 
 
-async def test_execute_while_redis_is_down_fails_cleanly(settings: Settings,
-                                                         tmp_path: Path) -> None:
+async def test_execute_while_redis_is_down_fails_cleanly(
+    settings: Settings, tmp_path: Path
+) -> None:
     own = EmbeddedRedis(tmp_path / "redis")
     own.start()
     try:
@@ -127,8 +143,11 @@ async def test_execute_while_redis_is_down_fails_cleanly(settings: Settings,
             key = await srv.new_key()
             own.stop()  # the job queue is gone
             async with aiohttp.ClientSession() as http:
-                async with http.post(f"{srv.url}/v1/executions", json=ADHOC,
-                                     headers={"Authorization": f"Bearer {key}"}) as resp:
+                async with http.post(
+                    f"{srv.url}/v1/executions",
+                    json=ADHOC,
+                    headers={"Authorization": f"Bearer {key}"},
+                ) as resp:
                     status, body = resp.status, await resp.json()
             assert status == 503 and body["error"]["code"] == "provider_unavailable"
             conn = await asyncpg.connect(settings.database_url or "")
@@ -155,15 +174,24 @@ async def test_a_task_recorded_but_never_handed_over_is_ended(settings: Settings
             # What a gateway leaves behind when it dies right after recording a task.
             user_id = await conn.fetchval("SELECT id FROM users LIMIT 1")
             orphan = uuid.uuid4()
-            await task_rows.create_task(conn, task_rows.NewTask(
-                task_id=orphan, user_id=user_id, provider="simulated", model="test",
-                request={"model": "simulated/test", "messages": [], "settings": {}}))
+            await task_rows.create_task(
+                conn,
+                task_rows.NewTask(
+                    task_id=orphan,
+                    user_id=user_id,
+                    provider="simulated",
+                    model="test",
+                    request={"model": "simulated/test", "messages": [], "settings": {}},
+                ),
+            )
             # A task that really runs meanwhile is left alone.
-            ack = await client.call("execute", {**ADHOC, "settings": {
-                "max_tokens": 60, "tokens_per_second": 15}})
+            ack = await client.call(
+                "execute", {**ADHOC, "settings": {"max_tokens": 60, "tokens_per_second": 15}}
+            )
             for _ in range(600):
-                row = await conn.fetchrow("SELECT status, error FROM ai_tasks "
-                                          "WHERE task_id = $1", orphan)
+                row = await conn.fetchrow(
+                    "SELECT status, error FROM ai_tasks WHERE task_id = $1", orphan
+                )
                 if row["status"] != "running":
                     break
                 await asyncio.sleep(0.05)

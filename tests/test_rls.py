@@ -32,8 +32,9 @@ async def supabase_like(infra: Infra) -> AsyncIterator[tuple[asyncpg.Connection,
     try:
         await conn.execute(AUTH_SCHEMA.format(role=role))
         await apply_migrations(conn)
-        await conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public"
-                           f" TO {role}")
+        await conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
         yield conn, role
     finally:
         await conn.close()
@@ -45,18 +46,27 @@ async def supabase_like(infra: Infra) -> AsyncIterator[tuple[asyncpg.Connection,
 async def seed(conn: asyncpg.Connection) -> dict[str, uuid.UUID]:
     ids = {k: uuid.uuid4() for k in ("a", "b", "org", "project", "task_a", "task_b")}
     for user in ("a", "b"):
-        await conn.execute("INSERT INTO users (id, email) VALUES ($1, $2)", ids[user],
-                           f"{user}@rls")
+        await conn.execute(
+            "INSERT INTO users (id, email) VALUES ($1, $2)", ids[user], f"{user}@rls"
+        )
         await conn.execute(
             "INSERT INTO ai_tasks (task_id, user_id, provider, model, request)"
-            " VALUES ($1, $2, 'simulated', 'x', '{}')", ids[f"task_{user}"], ids[user])
-        await conn.execute("INSERT INTO user_variables (user_id, name, value)"
-                           " VALUES ($1, 'mine', $2)", ids[user], user)
+            " VALUES ($1, $2, 'simulated', 'x', '{}')",
+            ids[f"task_{user}"],
+            ids[user],
+        )
+        await conn.execute(
+            "INSERT INTO user_variables (user_id, name, value) VALUES ($1, 'mine', $2)",
+            ids[user],
+            user,
+        )
     await conn.execute("INSERT INTO organizations (id, name) VALUES ($1, 'o')", ids["org"])
-    await conn.execute("INSERT INTO organization_members VALUES ($1, $2, 'member')",
-                       ids["org"], ids["a"])
-    await conn.execute("INSERT INTO org_variables (org_id, name, value) VALUES ($1, 'v', 'o')",
-                       ids["org"])
+    await conn.execute(
+        "INSERT INTO organization_members VALUES ($1, $2, 'member')", ids["org"], ids["a"]
+    )
+    await conn.execute(
+        "INSERT INTO org_variables (org_id, name, value) VALUES ($1, 'v', 'o')", ids["org"]
+    )
     return ids
 
 
@@ -68,7 +78,8 @@ async def as_user(conn: asyncpg.Connection, role: str, user: uuid.UUID, sql: str
 
 
 async def test_rls_shows_only_own_rows_and_member_variables(
-        supabase_like: tuple[asyncpg.Connection, str]) -> None:
+    supabase_like: tuple[asyncpg.Connection, str],
+) -> None:
     conn, role = supabase_like
     ids = await seed(conn)
     tasks = "SELECT task_id FROM ai_tasks"
@@ -80,8 +91,9 @@ async def test_rls_shows_only_own_rows_and_member_variables(
     assert await as_user(conn, role, ids["a"], org_vars) == ["o"]  # a member
     assert await as_user(conn, role, ids["b"], org_vars) == []  # not a member
     # a member who is not an admin cannot change the org's variables
-    changed = await as_user(conn, role, ids["a"],
-                            "UPDATE org_variables SET value = 'x' RETURNING value")
+    changed = await as_user(
+        conn, role, ids["a"], "UPDATE org_variables SET value = 'x' RETURNING value"
+    )
     assert changed == []
     # the owner role (the server's) is not restricted
     assert await conn.fetchval("SELECT count(*) FROM ai_tasks") == 2
@@ -92,9 +104,11 @@ async def test_plain_postgres_has_no_policies(database_url: str) -> None:
     try:
         enabled = await conn.fetchval(
             "SELECT count(*) FROM pg_class WHERE relrowsecurity AND relnamespace ="
-            " 'public'::regnamespace")
+            " 'public'::regnamespace"
+        )
         applied = await conn.fetchval(
-            "SELECT count(*) FROM schema_migrations WHERE name = '005_tenancy.sql'")
+            "SELECT count(*) FROM schema_migrations WHERE name = '005_tenancy.sql'"
+        )
     finally:
         await conn.close()
     assert enabled == 0 and applied == 1

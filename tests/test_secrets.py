@@ -31,9 +31,15 @@ PASSWORD = "PLANTED-hunter2-password"
 @pytest_asyncio.fixture
 async def leaky(settings: Settings) -> AsyncIterator[tuple[Server, FakeOpenAI]]:
     async with FakeOpenAI() as fake:
-        srv = await start_server(settings.model_copy(update={
-            "jwt_secret": SecretStr(JWT_SECRET), "openai_api_key": SecretStr(PROVIDER_KEY),
-            "openai_base_url": fake.base_url}))
+        srv = await start_server(
+            settings.model_copy(
+                update={
+                    "jwt_secret": SecretStr(JWT_SECRET),
+                    "openai_api_key": SecretStr(PROVIDER_KEY),
+                    "openai_base_url": fake.base_url,
+                }
+            )
+        )
         try:
             yield srv, fake
         finally:
@@ -41,12 +47,14 @@ async def leaky(settings: Settings) -> AsyncIterator[tuple[Server, FakeOpenAI]]:
 
 
 def jwt_for(sub: str, secret: str = JWT_SECRET, **extra: Any) -> str:
-    return jwt.encode({"sub": sub, "exp": int(time.time()) + 600, **extra}, secret,
-                      algorithm="HS256")
+    return jwt.encode(
+        {"sub": sub, "exp": int(time.time()) + 600, **extra}, secret, algorithm="HS256"
+    )
 
 
-async def test_no_secret_reaches_clients_or_logs(leaky: tuple[Server, FakeOpenAI],
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_secret_reaches_clients_or_logs(
+    leaky: tuple[Server, FakeOpenAI], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     server, fake = leaky
     said: list[Any] = []
@@ -61,10 +69,15 @@ async def test_no_secret_reaches_clients_or_logs(leaky: tuple[Server, FakeOpenAI
     jwt_client = await server.client(good_jwt)
     hostile = [
         {"messages": [{"role": "user", "content": "x"}], "password": PASSWORD},
-        {"messages": [{"role": "user", "content": "x"}], "model": "simulated/x",
-         "variables": {"db_password": {"value": PASSWORD}}},
+        {
+            "messages": [{"role": "user", "content": "x"}],
+            "model": "simulated/x",
+            "variables": {"db_password": {"value": PASSWORD}},
+        },
         {"messages": [{"role": "nobody", "content": PASSWORD}], "model": "simulated/x"},
-        {"task_id": PASSWORD}, {"task_id": good_key}, {"api_key": BAD_API_KEY},
+        {"task_id": PASSWORD},
+        {"task_id": good_key},
+        {"api_key": BAD_API_KEY},
     ]
     for payload in hostile:
         for event in ("execute", "subscribe", "cancel"):
@@ -72,8 +85,9 @@ async def test_no_secret_reaches_clients_or_logs(leaky: tuple[Server, FakeOpenAI
             said.append(await jwt_client.call(event, payload))
 
     # A provider that rejects the key and echoes it back, as OpenAI does.
-    ack = await client.call("execute", {"messages": [{"role": "user", "content": "hi"}],
-                                        "model": "openai/gpt-4o-mini"})
+    ack = await client.call(
+        "execute", {"messages": [{"role": "user", "content": "hi"}], "model": "openai/gpt-4o-mini"}
+    )
     said.append(ack)
     done = await client.wait_done(ack["task_id"])
     said.append(done)
@@ -82,25 +96,43 @@ async def test_no_secret_reaches_clients_or_logs(leaky: tuple[Server, FakeOpenAI
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
         for token in (BAD_API_KEY, forged_jwt, expired_jwt):
-            async with http.get(f"{server.url}/v1/me",
-                                headers={"Authorization": f"Bearer {token}"}) as resp:
+            async with http.get(
+                f"{server.url}/v1/me", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
                 assert resp.status == 401
                 said.append(await resp.text())
-        for path in (f"/v1/tasks/{ack['task_id']}", f"/v1/tasks/{ack['task_id']}/events",
-                     "/v1/keys", "/v1/me"):
-            async with http.get(server.url + path,
-                                headers={"Authorization": f"Bearer {good_key}"}) as resp:
+        for path in (
+            f"/v1/tasks/{ack['task_id']}",
+            f"/v1/tasks/{ack['task_id']}/events",
+            "/v1/keys",
+            "/v1/me",
+        ):
+            async with http.get(
+                server.url + path, headers={"Authorization": f"Bearer {good_key}"}
+            ) as resp:
                 said.append(await resp.text())
-        async with http.post(f"{server.url}/v1/executions", data=json.dumps(hostile[0]),
-                             headers={"Authorization": f"Bearer {good_key}"}) as resp:
+        async with http.post(
+            f"{server.url}/v1/executions",
+            data=json.dumps(hostile[0]),
+            headers={"Authorization": f"Bearer {good_key}"},
+        ) as resp:
             said.append(await resp.text())
 
     told = json.dumps(said)
     assert "JWT refused" in caplog.text  # the log was captured, so its silence means something
-    logged = caplog.text + "".join(
-        (r.exc_text or "") + str(r.args) for r in caplog.records)
-    secrets = [good_key, good_key[10:], BAD_API_KEY, good_jwt, forged_jwt, expired_jwt,
-               JWT_SECRET, PASSWORD, "Incorrect API key provided", f"{PROVIDER_KEY}."]
+    logged = caplog.text + "".join((r.exc_text or "") + str(r.args) for r in caplog.records)
+    secrets = [
+        good_key,
+        good_key[10:],
+        BAD_API_KEY,
+        good_jwt,
+        forged_jwt,
+        expired_jwt,
+        JWT_SECRET,
+        PASSWORD,
+        "Incorrect API key provided",
+        f"{PROVIDER_KEY}.",
+    ]
     for secret in secrets:
         assert secret not in told, f"a client was told {secret[:12]}..."
         assert secret not in logged, f"the log has {secret[:12]}..."

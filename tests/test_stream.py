@@ -12,8 +12,11 @@ from tests.conftest import Server, assert_intact
 
 
 def adhoc(text: str = "Hello there", **settings: object) -> dict[str, object]:
-    return {"messages": [{"role": "user", "content": text}], "model": "simulated/test",
-            "settings": settings}
+    return {
+        "messages": [{"role": "user", "content": text}],
+        "model": "simulated/test",
+        "settings": settings,
+    }
 
 
 async def test_execute_streams_chunks_then_done(server: Server) -> None:
@@ -36,14 +39,20 @@ async def test_rows_record_the_task_and_run(server: Server) -> None:
     done = await client.wait_done(ack["task_id"])
     conn = await asyncpg.connect(server.settings.database_url)
     try:
-        task = await conn.fetchrow("SELECT * FROM ai_tasks WHERE task_id = $1",
-                                   uuid.UUID(ack["task_id"]))
+        task = await conn.fetchrow(
+            "SELECT * FROM ai_tasks WHERE task_id = $1", uuid.UUID(ack["task_id"])
+        )
         run = await conn.fetchrow("SELECT * FROM ai_runs WHERE id = $1", uuid.UUID(ack["run_id"]))
-        usage_rows = await conn.fetchval("SELECT count(*) FROM ai_usage_logs WHERE task_id = $1",
-                                         uuid.UUID(ack["task_id"]))
-        kinds = [r["kind"] for r in await conn.fetch(
-            "SELECT kind FROM task_events WHERE task_id = $1 ORDER BY id",
-            uuid.UUID(ack["task_id"]))]
+        usage_rows = await conn.fetchval(
+            "SELECT count(*) FROM ai_usage_logs WHERE task_id = $1", uuid.UUID(ack["task_id"])
+        )
+        kinds = [
+            r["kind"]
+            for r in await conn.fetch(
+                "SELECT kind FROM task_events WHERE task_id = $1 ORDER BY id",
+                uuid.UUID(ack["task_id"]),
+            )
+        ]
     finally:
         await conn.close()
     assert task["status"] == "completed" and task["response_text"] == done["text"]
@@ -71,8 +80,11 @@ async def test_resume_after_disconnect_has_no_gap(server: Server) -> None:
     done = await second.wait_done(task_id)
     seqs = second.seqs(task_id)
     assert seqs == list(range(seen + 1, done["last_seq"] + 1))
-    assert first.text(task_id)[: len("".join(c["text"] for c in first.chunks[task_id]))] \
-        + second.text(task_id) == done["text"]
+    assert (
+        first.text(task_id)[: len("".join(c["text"] for c in first.chunks[task_id]))]
+        + second.text(task_id)
+        == done["text"]
+    )
 
 
 async def test_subscribe_to_ended_task_replays_history(server: Server) -> None:
@@ -135,29 +147,33 @@ async def test_run_continuation_sends_earlier_messages(server: Server) -> None:
     client = await server.client(await server.new_key())
     first = await client.call("execute", adhoc("first question", max_tokens=5, tokens_per_second=0))
     first_done = await client.wait_done(first["task_id"])
-    follow = {**adhoc("second question", max_tokens=5, tokens_per_second=0),
-              "run_id": first["run_id"]}
+    follow = {
+        **adhoc("second question", max_tokens=5, tokens_per_second=0),
+        "run_id": first["run_id"],
+    }
     second = await client.call("execute", follow)
     assert second["run_id"] == first["run_id"]
     await client.wait_done(second["task_id"])
     conn = await asyncpg.connect(server.settings.database_url)
     try:
-        request = await conn.fetchval("SELECT request FROM ai_tasks WHERE task_id = $1",
-                                      uuid.UUID(second["task_id"]))
-        run = await conn.fetchrow("SELECT task_count, messages FROM ai_runs WHERE id = $1",
-                                  uuid.UUID(first["run_id"]))
+        request = await conn.fetchval(
+            "SELECT request FROM ai_tasks WHERE task_id = $1", uuid.UUID(second["task_id"])
+        )
+        run = await conn.fetchrow(
+            "SELECT task_count, messages FROM ai_runs WHERE id = $1", uuid.UUID(first["run_id"])
+        )
     finally:
         await conn.close()
     sent = json.loads(request)["messages"]
-    assert [m["content"] for m in sent] == ["first question", first_done["text"],
-                                           "second question"]
+    assert [m["content"] for m in sent] == ["first question", first_done["text"], "second question"]
     assert run["task_count"] == 2 and len(json.loads(run["messages"])) == 4
 
 
 async def test_untracked_task_has_no_run(server: Server) -> None:
     client = await server.client(await server.new_key())
-    ack = await client.call("execute", {**adhoc(max_tokens=3, tokens_per_second=0),
-                                        "track_in_runs": False})
+    ack = await client.call(
+        "execute", {**adhoc(max_tokens=3, tokens_per_second=0), "track_in_runs": False}
+    )
     assert ack["run_id"] is None
     done = await client.wait_done(ack["task_id"])
     assert done["run_id"] is None and done["status"] == "completed"
@@ -224,11 +240,13 @@ async def test_finalize_survives_dropped_database_connections(server: Server) ->
     try:
         killed = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         assert killed >= 1  # the server's pooled connections are gone
         done = await client.wait_done(task_id)
-        status = await conn.fetchval("SELECT status FROM ai_tasks WHERE task_id = $1",
-                                     uuid.UUID(task_id))
+        status = await conn.fetchval(
+            "SELECT status FROM ai_tasks WHERE task_id = $1", uuid.UUID(task_id)
+        )
     finally:
         await conn.close()
     assert done["status"] == "completed" and status == "completed"

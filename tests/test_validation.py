@@ -8,14 +8,20 @@ import uuid
 import aiohttp
 import asyncpg
 
-from engine.validation import extract_json, validate_text
+from engine.prompts.validation import extract_json, validate_text
 from tests.conftest import Server
 from tests.library_helpers import SIM, api_for, db, http, prompt_body
 
 __all__ = ["db", "http"]  # fixtures
 
-SCHEMA = {"type": "json_schema", "schema": {
-    "type": "object", "required": ["answer"], "properties": {"answer": {"type": "string"}}}}
+SCHEMA = {
+    "type": "json_schema",
+    "schema": {
+        "type": "object",
+        "required": ["answer"],
+        "properties": {"answer": {"type": "string"}},
+    },
+}
 
 
 def test_json_is_taken_from_the_whole_text_or_the_first_json_fence() -> None:
@@ -27,17 +33,24 @@ def test_json_is_taken_from_the_whole_text_or_the_first_json_fence() -> None:
     wrong = validate_text('```json\n{"answer": 2}\n```', [SCHEMA])
     assert wrong.status == "failed" and wrong.errors[0]["path"] == "answer"
     assert "is not of type 'string'" in wrong.errors[0]["message"]
-    assert validate_text("plain words", [SCHEMA]).errors[0]["message"].startswith(
-        "the output holds no JSON")
+    assert (
+        validate_text("plain words", [SCHEMA])
+        .errors[0]["message"]
+        .startswith("the output holds no JSON")
+    )
     assert validate_text("anything", []).status == "skipped"
-    local = {"type": "json_schema", "schema": {"$defs": {"s": {"type": "string"}},
-                                               "properties": {"answer": {"$ref": "#/$defs/s"}}}}
+    local = {
+        "type": "json_schema",
+        "schema": {
+            "$defs": {"s": {"type": "string"}},
+            "properties": {"answer": {"$ref": "#/$defs/s"}},
+        },
+    }
     assert validate_text('{"answer": 1}', [local]).status == "failed"
 
 
 def test_regexes_match_and_hostile_ones_are_cut_off() -> None:
-    assert validate_text("Answer: 42", [{"type": "regex", "pattern": r"\d+$"}]).status == \
-        "passed"
+    assert validate_text("Answer: 42", [{"type": "regex", "pattern": r"\d+$"}]).status == "passed"
     miss = validate_text("Answer: none", [{"type": "regex", "pattern": r"\d+$"}])
     assert miss.status == "failed" and miss.errors[0]["message"] == "the output does not match"
     hostile = validate_text("a" * 5000 + "!", [{"type": "regex", "pattern": r"(a|a)*$"}])
@@ -46,35 +59,43 @@ def test_regexes_match_and_hostile_ones_are_cut_off() -> None:
 
 
 async def test_validation_result_is_recorded_at_finalize(
-        server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection) -> None:
+    server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
     user = await api_for(http, server)
     words = {"type": "regex", "pattern": r"^\w+ \w+"}
-    checked = await user.call("POST", "/v1/prompts", prompt_body(validations=[SCHEMA, words]),
-                              expect=201)
+    checked = await user.call(
+        "POST", "/v1/prompts", prompt_body(validations=[SCHEMA, words]), expect=201
+    )
     assert checked["validations"] == [SCHEMA, words]
-    done = await user.run({"prompt_id": checked["id"], "version": 1,
-                           "variables": {"topic": "t"}})
+    done = await user.run({"prompt_id": checked["id"], "version": 1, "variables": {"topic": "t"}})
     # The simulator answers words, not JSON: the schema fails, the regex passes.
     assert done["status"] == "completed"
     assert done["validation"]["status"] == "failed"
     assert [e["type"] for e in done["validation"]["errors"]] == ["json_schema"]
-    row = await db.fetchrow("SELECT validation_status, validation_errors FROM ai_tasks"
-                            " WHERE task_id = $1", uuid.UUID(done["task_id"]))
+    row = await db.fetchrow(
+        "SELECT validation_status, validation_errors FROM ai_tasks WHERE task_id = $1",
+        uuid.UUID(done["task_id"]),
+    )
     assert row["validation_status"] == "failed"
     view = await user.call("GET", f"/v1/tasks/{done['task_id']}", expect=200)
     assert view["validation"] == done["validation"]
 
-    passing = await user.call("POST", "/v1/prompts", prompt_body(validations=[words]),
-                              expect=201)
-    done = await user.run({"prompt_id": passing["id"], "version": 1,
-                           "variables": {"topic": "t"}, "settings": SIM})
+    passing = await user.call("POST", "/v1/prompts", prompt_body(validations=[words]), expect=201)
+    done = await user.run(
+        {"prompt_id": passing["id"], "version": 1, "variables": {"topic": "t"}, "settings": SIM}
+    )
     assert done["validation"] == {"status": "passed", "errors": []}
     # A cancelled or failed task's partial text is not validated.
     client = await server.client(user.key)
-    ack = await client.call("execute", {"prompt_id": checked["id"], "version": 1,
-                                        "variables": {"topic": "t"},
-                                        "settings": {"max_tokens": 1000,
-                                                     "tokens_per_second": 20}})
+    ack = await client.call(
+        "execute",
+        {
+            "prompt_id": checked["id"],
+            "version": 1,
+            "variables": {"topic": "t"},
+            "settings": {"max_tokens": 1000, "tokens_per_second": 20},
+        },
+    )
     await client.call("cancel", {"task_id": ack["task_id"]})
     cancelled = await client.wait_done(ack["task_id"])
     assert cancelled["status"] == "cancelled"

@@ -12,8 +12,8 @@ import asyncpg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.template import render
-from engine.variables import resolve, type_error
+from engine.prompts.template import render
+from engine.prompts.variables import resolve, type_error
 from tests.conftest import Server
 from tests.library_helpers import Api, api_for, db, http, prompt_body, sent_messages
 
@@ -24,13 +24,19 @@ NOW = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
 
 def test_priority_computed_request_project_org_user_default() -> None:
     definitions = [{"name": n, "default": f"default-{n}"} for n in "abcdef"]
-    scoped = {"project": {"a": "project", "b": "project"},
-              "org": {"a": "org", "b": "org", "c": "org"},
-              "user": {"a": "user", "b": "user", "c": "user", "d": "user",
-                       "current_date": "user-set"}}
+    scoped = {
+        "project": {"a": "project", "b": "project"},
+        "org": {"a": "org", "b": "org", "c": "org"},
+        "user": {"a": "user", "b": "user", "c": "user", "d": "user", "current_date": "user-set"},
+    }
     out = resolve(definitions, {"a": "request", "current_date": "request-set"}, scoped, NOW)
     assert {n: out.values[n] for n in "abcde"} == {
-        "a": "request", "b": "project", "c": "org", "d": "user", "e": "default-e"}
+        "a": "request",
+        "b": "project",
+        "c": "org",
+        "d": "user",
+        "e": "default-e",
+    }
     assert out.sources["a"] == "request" and out.sources["e"] == "default"
     assert out.values["current_date"] == "2026-03-01" and out.sources["current_date"] == "computed"
     assert out.values["current_time"] == "23:30"
@@ -59,8 +65,12 @@ names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
 # Values that often hold placeholders themselves, with inner spaces or not.
 values_text = st.one_of(
     st.text(),
-    st.builds(lambda n, t, sp: "{{" + sp + n + sp + "}}" + t, names, st.text(),
-              st.sampled_from(["", " ", "  "])),
+    st.builds(
+        lambda n, t, sp: "{{" + sp + n + sp + "}}" + t,
+        names,
+        st.text(),
+        st.sampled_from(["", " ", "  "]),
+    ),
 )
 
 
@@ -92,21 +102,24 @@ async def _member(owner: Api, path: str, member: Api, role: str) -> None:
 
 
 async def test_scoped_variables_reach_an_execute_only_through_membership(
-        server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection) -> None:
+    server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
     admin, member, outsider = [await api_for(http, server) for _ in range(3)]
     org = (await admin.call("POST", "/v1/orgs", {"name": "Acme"}, expect=201))["id"]
-    project = (await admin.call("POST", f"/v1/orgs/{org}/projects", {"name": "Docs"},
-                                expect=201))["id"]
+    project = (await admin.call("POST", f"/v1/orgs/{org}/projects", {"name": "Docs"}, expect=201))[
+        "id"
+    ]
     await _member(admin, f"/v1/orgs/{org}/members", member, "member")
     await _member(admin, f"/v1/projects/{project}/members", member, "member")
-    await admin.call("PUT", f"/v1/orgs/{org}/variables/persona", {"value": "an org voice"},
-                     expect=200)
-    await admin.call("PUT", f"/v1/projects/{project}/variables/topic", {"value": "rivers"},
-                     expect=200)
+    await admin.call(
+        "PUT", f"/v1/orgs/{org}/variables/persona", {"value": "an org voice"}, expect=200
+    )
+    await admin.call(
+        "PUT", f"/v1/projects/{project}/variables/topic", {"value": "rivers"}, expect=200
+    )
     await member.call("PUT", "/v1/me/variables/persona", {"value": "my own voice"}, expect=200)
     await member.call("PUT", "/v1/me/variables/language", {"value": "German"}, expect=200)
-    await member.call("PUT", "/v1/me/variables/private_note", {"value": "not for runs"},
-                      expect=200)
+    await member.call("PUT", "/v1/me/variables/private_note", {"value": "not for runs"}, expect=200)
     # Members read, only admins write; outsiders see nothing.
     listed = await member.call("GET", f"/v1/orgs/{org}/variables", expect=200)
     assert [(v["name"], v["value"]) for v in listed["items"]] == [("persona", "an org voice")]
@@ -114,51 +127,79 @@ async def test_scoped_variables_reach_an_execute_only_through_membership(
     assert denied["error"]["code"] == "forbidden"
     await member.call("DELETE", f"/v1/projects/{project}/variables/topic", expect=403)
     await outsider.call("GET", f"/v1/orgs/{org}/variables", expect=404)
-    await outsider.call("PUT", f"/v1/projects/{project}/variables/x", {"value": "1"},
-                        expect=404)
-    await member.call("POST", f"/v1/orgs/{org}/members",
-                      {"user_id": str(outsider.user_id), "role": "admin"}, expect=403)
+    await outsider.call("PUT", f"/v1/projects/{project}/variables/x", {"value": "1"}, expect=404)
+    await member.call(
+        "POST",
+        f"/v1/orgs/{org}/members",
+        {"user_id": str(outsider.user_id), "role": "admin"},
+        expect=403,
+    )
     prompt = await member.call("POST", "/v1/prompts", prompt_body(), expect=201)
     run = {"prompt_id": prompt["id"], "version": 1, "broker_values": {"ticket": 7}}
 
     plain = await member.run({**run, "variables": {"topic": "lakes"}})
     assert await sent_messages(db, plain["task_id"]) == [
-        "You are my own voice.", "Explain lakes in German."]
+        "You are my own voice.",
+        "Explain lakes in German.",
+    ]
     scoped = await member.run({**run, "scope": {"project_id": project}})
     assert await sent_messages(db, scoped["task_id"]) == [
-        "You are an org voice.", "Explain rivers in German."]
-    overridden = await member.run({**run, "scope": {"org_id": org, "project_id": project},
-                                   "variables": {"topic": "seas", "language": "English"}})
+        "You are an org voice.",
+        "Explain rivers in German.",
+    ]
+    overridden = await member.run(
+        {
+            **run,
+            "scope": {"org_id": org, "project_id": project},
+            "variables": {"topic": "seas", "language": "English"},
+        }
+    )
     assert await sent_messages(db, overridden["task_id"]) == [
-        "You are an org voice.", "Explain seas in English."]
+        "You are an org voice.",
+        "Explain seas in English.",
+    ]
 
     # The org's admin is not a project member but administers its projects.
     admin_prompt = await admin.call("POST", "/v1/prompts", prompt_body(), expect=201)
-    by_admin = await admin.run({"prompt_id": admin_prompt["id"], "version": 1,
-                                "scope": {"project_id": project}})
+    by_admin = await admin.run(
+        {"prompt_id": admin_prompt["id"], "version": 1, "scope": {"project_id": project}}
+    )
     assert await sent_messages(db, by_admin["task_id"]) == [
-        "You are an org voice.", "Explain rivers in English."]
+        "You are an org voice.",
+        "Explain rivers in English.",
+    ]
 
     run_view = await member.call("GET", f"/v1/runs/{scoped['run_id']}", expect=200)
-    assert run_view["variable_values"] == {"persona": "an org voice", "topic": "rivers",
-                                           "language": "German"}
+    assert run_view["variable_values"] == {
+        "persona": "an org voice",
+        "topic": "rivers",
+        "language": "German",
+    }
     assert run_view["broker_values"] == {"ticket": 7}
     events = await member.call("GET", f"/v1/tasks/{scoped['task_id']}/events", expect=200)
     kinds = [e["kind"] for e in events["items"]]
     assert kinds[:2] == ["queued", "prompt_resolved"] and kinds[-1] == "finalized"
     assert "first_token" in kinds and "provider_call" in kinds
     assert events["items"][1]["data"]["variable_sources"] == {
-        "persona": "org", "language": "user", "topic": "project"}
+        "persona": "org",
+        "language": "user",
+        "topic": "project",
+    }
     assert events["items"][1]["data"]["version"] == 1
 
     outsider_prompt = await outsider.call("POST", "/v1/prompts", prompt_body(), expect=201)
-    refused = await outsider.execute({"prompt_id": outsider_prompt["id"], "version": 1,
-                                      "scope": {"org_id": org}, "variables": {"topic": "t"}})
+    refused = await outsider.execute(
+        {
+            "prompt_id": outsider_prompt["id"],
+            "version": 1,
+            "scope": {"org_id": org},
+            "variables": {"topic": "t"},
+        }
+    )
     assert refused["error"]["code"] == "not_found"
     other_org = (await admin.call("POST", "/v1/orgs", {"name": "Other"}, expect=201))["id"]
     await _member(admin, f"/v1/orgs/{other_org}/members", member, "member")
-    mismatch = await member.execute({**run, "scope": {"org_id": other_org,
-                                                      "project_id": project}})
+    mismatch = await member.execute({**run, "scope": {"org_id": other_org, "project_id": project}})
     assert mismatch["error"]["code"] == "invalid_request"
 
     await member.call("DELETE", "/v1/me/variables/language", expect=204)
@@ -167,16 +208,20 @@ async def test_scoped_variables_reach_an_execute_only_through_membership(
     assert [v["name"] for v in mine["items"]] == ["persona", "private_note"]
 
 
-async def test_user_variables_set_list_page_delete(server: Server,
-                                                  http: aiohttp.ClientSession) -> None:
+async def test_user_variables_set_list_page_delete(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
     user = await api_for(http, server)
     for name, value in (("b_var", "two"), ("a_var", 1), ("C_var", True), ("a_var", "one")):
         await user.call("PUT", f"/v1/me/variables/{name}", {"value": value}, expect=200)
     first = await user.call("GET", "/v1/me/variables?limit=2", expect=200)
-    assert [(v["name"], v["value"]) for v in first["items"]] == [("C_var", "true"),
-                                                                 ("a_var", "one")]
-    rest = await user.call("GET", f"/v1/me/variables?limit=2&cursor={first['next_cursor']}",
-                           expect=200)
+    assert [(v["name"], v["value"]) for v in first["items"]] == [
+        ("C_var", "true"),
+        ("a_var", "one"),
+    ]
+    rest = await user.call(
+        "GET", f"/v1/me/variables?limit=2&cursor={first['next_cursor']}", expect=200
+    )
     assert [v["name"] for v in rest["items"]] == ["b_var"] and rest["next_cursor"] is None
     other = await api_for(http, server)
     assert (await other.call("GET", "/v1/me/variables", expect=200))["items"] == []
@@ -188,20 +233,35 @@ async def test_user_variables_set_list_page_delete(server: Server,
 
 
 async def test_missing_and_mistyped_variables_before_any_row(
-        server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection) -> None:
+    server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
     user = await api_for(http, server)
-    body = prompt_body(messages=[{"role": "user", "content": "{{topic}} {{extra}} {{ n }}"}],
-                       variables=[{"name": "topic", "type": "string", "required": True},
-                                  {"name": "flag", "type": "boolean", "required": True},
-                                  {"name": "n", "type": "number"},
-                                  {"name": "language", "type": "enum",
-                                   "options": ["English", "German"]}])
+    body = prompt_body(
+        messages=[{"role": "user", "content": "{{topic}} {{extra}} {{ n }}"}],
+        variables=[
+            {"name": "topic", "type": "string", "required": True},
+            {"name": "flag", "type": "boolean", "required": True},
+            {"name": "n", "type": "number"},
+            {"name": "language", "type": "enum", "options": ["English", "German"]},
+        ],
+    )
     prompt = (await user.call("POST", "/v1/prompts", body, expect=201))["id"]
     missing = await user.execute({"prompt_id": prompt, "version": 1})
     assert missing["error"]["code"] == "missing_variables"
     assert missing["error"]["details"]["missing"] == ["topic", "extra", "n", "flag"]
-    mistyped = await user.execute({"prompt_id": prompt, "version": 1, "variables": {
-        "topic": "t", "extra": "e", "n": "three", "flag": True, "language": "French"}})
+    mistyped = await user.execute(
+        {
+            "prompt_id": prompt,
+            "version": 1,
+            "variables": {
+                "topic": "t",
+                "extra": "e",
+                "n": "three",
+                "flag": True,
+                "language": "French",
+            },
+        }
+    )
     assert mistyped["error"]["code"] == "invalid_request"
     fields = {e["field"]: e["message"] for e in mistyped["error"]["details"]["errors"]}
     assert set(fields) == {"variables.n", "variables.language"}
@@ -212,19 +272,25 @@ async def test_missing_and_mistyped_variables_before_any_row(
 
 
 async def test_render_cache_reuses_one_render_per_version_and_values(
-        server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection) -> None:
+    server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
     user = await api_for(http, server)
     prompt = (await user.call("POST", "/v1/prompts", prompt_body(), expect=201))["id"]
     run: dict[str, Any] = {"prompt_id": prompt, "version": 1, "variables": {"topic": "a"}}
     for _ in range(3):
         await user.run(run)
     await user.run({**run, "variables": {"topic": "b"}})
-    rows = await db.fetch("SELECT version, usage_count FROM generated_prompts"
-                          " WHERE prompt_id = $1 ORDER BY usage_count", uuid.UUID(prompt))
+    rows = await db.fetch(
+        "SELECT version, usage_count FROM generated_prompts"
+        " WHERE prompt_id = $1 ORDER BY usage_count",
+        uuid.UUID(prompt),
+    )
     assert [(r["version"], r["usage_count"]) for r in rows] == [(1, 1), (1, 3)]
     await user.call("PATCH", f"/v1/prompts/{prompt}", {"change_log": "new"}, expect=200)
     assert await db.fetchval("SELECT count(*) FROM generated_prompts") == 0
     done = await user.run({**run, "version": 2})
-    assert await sent_messages(db, done["task_id"]) == ["You are a teacher.",
-                                                        "Explain a in English."]
+    assert await sent_messages(db, done["task_id"]) == [
+        "You are a teacher.",
+        "Explain a in English.",
+    ]
     assert await db.fetchval("SELECT version FROM generated_prompts") == 2

@@ -10,16 +10,20 @@ import anthropic
 import httpx2
 
 from engine.errors import ProviderFault, ProviderRejected, ProviderUnavailable
-from engine.pricing import catalog_price
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.pricing import catalog_price
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; used when the request sets none
 
 FINISH_REASONS = {
-    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
-    "max_tokens": "length", "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls", "refusal": "content_filter",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
 }
 # Error types that may pass, also when they arrive inside a 200 stream as an `error` event.
 _TRANSIENT = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
@@ -29,8 +33,10 @@ def convert_error(exc: anthropic.AnthropicError) -> ProviderFault:
     """Our error for an SDK error; the message never carries the SDK's text."""
     if isinstance(exc, anthropic.APIStatusError):
         if exc.type in _TRANSIENT:
-            return ProviderUnavailable(f"anthropic reported {exc.type}",
-                                       retry_after_s=faults.retry_after(exc.response.headers))
+            return ProviderUnavailable(
+                f"anthropic reported {exc.type}",
+                retry_after_s=faults.retry_after(exc.response.headers),
+            )
         if exc.status_code == 200:  # an in-stream error of a kind that will not pass
             return ProviderRejected(f"anthropic reported {exc.type or 'an error'}")
         return faults.from_status("anthropic", exc.status_code, exc.response.headers)
@@ -42,8 +48,7 @@ def convert_error(exc: anthropic.AnthropicError) -> ProviderFault:
 def split_system(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[str, str]]]:
     """Anthropic takes system prompts in `system`, not among the messages."""
     system = [m["content"] for m in messages if m["role"] == "system"]
-    rest = [{"role": m["role"], "content": m["content"]} for m in messages
-            if m["role"] != "system"]
+    rest = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
     return ("\n\n".join(system) if system else None), rest
 
 
@@ -52,7 +57,9 @@ def build_params(request: ProviderRequest) -> dict[str, Any]:
     settings = request.settings
     system, messages = split_system(request.messages)
     params: dict[str, Any] = {
-        "model": request.model, "messages": messages, "stream": True,
+        "model": request.model,
+        "messages": messages,
+        "stream": True,
         "max_tokens": int(settings.get("max_tokens") or DEFAULT_MAX_TOKENS),
     }
     if system is not None:
@@ -104,16 +111,23 @@ class AnthropicStream(ProviderStream):
         """message_start and message_delta carry cumulative counts; keep the latest of each."""
         if usage is None:
             return
-        for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
-                     "output_tokens"):
+        for name in (
+            "input_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+            "output_tokens",
+        ):
             value = getattr(usage, name, None)
             if value is not None:
                 self._counts[name] = value
         counts = self._counts
         self._cached = counts.get("cache_read_input_tokens", 0)
         # Anthropic's input_tokens exclude cache reads and writes; ours count every input token.
-        self._input = (counts.get("input_tokens", 0) + self._cached
-                       + counts.get("cache_creation_input_tokens", 0))
+        self._input = (
+            counts.get("input_tokens", 0)
+            + self._cached
+            + counts.get("cache_creation_input_tokens", 0)
+        )
         self._output = counts.get("output_tokens", 0)
 
     async def aclose(self) -> None:
@@ -124,9 +138,12 @@ class AnthropicProvider(Provider):
     name = "anthropic"
 
     def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float) -> None:
-        # Retries are ours (engine.attempts), so the SDK makes exactly one request.
+        # Retries are ours (engine.tasks.retries), so the SDK makes exactly one request.
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key or "unset", base_url=base_url, timeout=timeout_s, max_retries=0,
+            api_key=api_key or "unset",
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
         )
 
     async def open(self, request: ProviderRequest) -> ProviderStream:

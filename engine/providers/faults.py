@@ -43,16 +43,18 @@ def _bounded(seconds: float) -> float | None:
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER_S)
 
 
-def from_status(provider: str, status: int, headers: Mapping[str, str] | None = None
-                ) -> ProviderFault:
+def from_status(
+    provider: str, status: int, headers: Mapping[str, str] | None = None
+) -> ProviderFault:
     """429 and 5xx may pass (provider_unavailable); any other status is a rejection.
 
     The message names only the provider and the status, never the provider's own text, which
     can echo request bodies or keys.
     """
     if status in (408, 409, 429) or status >= 500:
-        return ProviderUnavailable(f"{provider} answered HTTP {status}",
-                                   retry_after_s=retry_after(headers))
+        return ProviderUnavailable(
+            f"{provider} answered HTTP {status}", retry_after_s=retry_after(headers)
+        )
     return ProviderRejected(f"{provider} rejected the request (HTTP {status})")
 
 

@@ -13,16 +13,22 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from engine.errors import ProviderFault
-from engine.pricing import catalog_price
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.pricing import catalog_price
 
 FINISH_REASONS = {
-    "STOP": "stop", "MAX_TOKENS": "length",
-    "SAFETY": "content_filter", "RECITATION": "content_filter", "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter", "IMAGE_PROHIBITED_CONTENT": "content_filter",
-    "UNEXPECTED_TOOL_CALL": "tool_calls", "MALFORMED_FUNCTION_CALL": "tool_calls",
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "IMAGE_PROHIBITED_CONTENT": "content_filter",
+    "UNEXPECTED_TOOL_CALL": "tool_calls",
+    "MALFORMED_FUNCTION_CALL": "tool_calls",
 }
 _TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
 
@@ -41,9 +47,12 @@ def build_contents(messages: list[dict[str, str]]) -> tuple[str | None, list[typ
     """Gemini roles: `user` and `model` contents, system prompts as the system instruction."""
     system = [m["content"] for m in messages if m["role"] == "system"]
     contents = [
-        types.Content(role="model" if m["role"] == "assistant" else "user",
-                      parts=[types.Part(text=m["content"])])
-        for m in messages if m["role"] != "system"
+        types.Content(
+            role="model" if m["role"] == "assistant" else "user",
+            parts=[types.Part(text=m["content"])],
+        )
+        for m in messages
+        if m["role"] != "system"
     ]
     return ("\n\n".join(system) if system else None), contents
 
@@ -52,9 +61,12 @@ def build_config(request: ProviderRequest, system: str | None) -> types.Generate
     settings = request.settings
     return types.GenerateContentConfig(
         system_instruction=system,
-        temperature=settings.get("temperature"), top_p=settings.get("top_p"),
-        max_output_tokens=settings.get("max_tokens"), stop_sequences=settings.get("stop"),
-        seed=settings.get("seed"), presence_penalty=settings.get("presence_penalty"),
+        temperature=settings.get("temperature"),
+        top_p=settings.get("top_p"),
+        max_output_tokens=settings.get("max_tokens"),
+        stop_sequences=settings.get("stop"),
+        seed=settings.get("seed"),
+        presence_penalty=settings.get("presence_penalty"),
         frequency_penalty=settings.get("frequency_penalty"),
     )
 
@@ -66,8 +78,9 @@ def _usage(meta: Any) -> Usage:
 
 
 class GoogleStream(ProviderStream):
-    def __init__(self, responses: AsyncIterator[types.GenerateContentResponse],
-                 owned: genai.Client | None) -> None:
+    def __init__(
+        self, responses: AsyncIterator[types.GenerateContentResponse], owned: genai.Client | None
+    ) -> None:
         self._responses = responses
         self._owned = owned  # a per-call client (a user's own key), closed with the stream
         self._tool_call = False
@@ -118,9 +131,12 @@ class GoogleProvider(Provider):
         self._client = self._new_client(api_key or "unset")
 
     def _new_client(self, api_key: str) -> genai.Client:
-        # One attempt per call: retries are ours (engine.attempts).
-        options = types.HttpOptions(base_url=self._base_url, timeout=self._timeout_ms,
-                                    retry_options=types.HttpRetryOptions(attempts=1))
+        # One attempt per call: retries are ours (engine.tasks.retries).
+        options = types.HttpOptions(
+            base_url=self._base_url,
+            timeout=self._timeout_ms,
+            retry_options=types.HttpRetryOptions(attempts=1),
+        )
         return genai.Client(api_key=api_key, http_options=options)
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
@@ -129,7 +145,8 @@ class GoogleProvider(Provider):
         system, contents = build_contents(request.messages)
         try:
             responses = await client.aio.models.generate_content_stream(
-                model=request.model, contents=contents,
+                model=request.model,
+                contents=contents,
                 config=build_config(request, system),
             )
         except (genai_errors.APIError, *_TRANSPORT_ERRORS) as exc:

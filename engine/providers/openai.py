@@ -10,13 +10,20 @@ import httpx2
 import openai
 
 from engine.errors import ProviderFault, ProviderUnavailable
-from engine.pricing import catalog_price
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.pricing import catalog_price
 
 # Settings the Chat Completions API takes as they are.
-_PASSTHROUGH = ("temperature", "top_p", "max_tokens", "stop", "seed", "presence_penalty",
-                "frequency_penalty")
+_PASSTHROUGH = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+)
 
 
 def convert_error(exc: openai.OpenAIError) -> ProviderFault:
@@ -65,11 +72,14 @@ class OpenAIStream(ProviderStream):
 class OpenAIProvider(Provider):
     name = "openai"
 
-    def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float,
-                 max_retries: int = 0) -> None:
-        # Retries are ours (engine.attempts) by default, so the SDK makes one request.
+    def __init__(
+        self, api_key: str | None, base_url: str | None, timeout_s: float, max_retries: int = 0
+    ) -> None:
+        # Retries are ours (engine.tasks.retries) by default, so the SDK makes one request.
         self._client = openai.AsyncOpenAI(
-            api_key=api_key or "unset", base_url=base_url, timeout=timeout_s,
+            api_key=api_key or "unset",
+            base_url=base_url,
+            timeout=timeout_s,
             max_retries=max_retries,
         )
 

@@ -22,15 +22,20 @@ class ProviderRegistry:
     @classmethod
     def from_settings(cls, settings: Settings) -> ProviderRegistry:
         timeout = settings.provider_timeout_s
-        return cls({
-            "simulated": SimulatedProvider(),
-            "openai": OpenAIProvider(_secret(settings.openai_api_key), settings.openai_base_url,
-                                     timeout),
-            "anthropic": AnthropicProvider(_secret(settings.anthropic_api_key),
-                                           settings.anthropic_base_url, timeout),
-            "google": GoogleProvider(_secret(settings.gemini_api_key),
-                                     settings.google_genai_base_url, timeout),
-        })
+        return cls(
+            {
+                "simulated": SimulatedProvider(),
+                "openai": OpenAIProvider(
+                    _secret(settings.openai_api_key), settings.openai_base_url, timeout
+                ),
+                "anthropic": AnthropicProvider(
+                    _secret(settings.anthropic_api_key), settings.anthropic_base_url, timeout
+                ),
+                "google": GoogleProvider(
+                    _secret(settings.gemini_api_key), settings.google_genai_base_url, timeout
+                ),
+            }
+        )
 
     def names(self) -> list[str]:
         return sorted(self._providers)

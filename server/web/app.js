@@ -1,11 +1,11 @@
-// promptstream playground: plain ES module, no build step. Talks to the server with the
+// promptrelay playground: plain ES module, no build step. Talks to the server with the
 // official socket.io-client (global `io`, served from /playground/vendor/) and plain fetch.
 // Types of every payload: clients/typescript/protocol.d.ts (GET /v1/protocol.json).
 
 import { describeError, renderTurn, variableField } from "./view.js";
 
-const KEY_STORE = "promptstream.key";
-const CHAT_STORE = "promptstream.chat";
+const KEY_STORE = "promptrelay.key";
+const CHAT_STORE = "promptrelay.chat";
 const $ = (id) => document.getElementById(id);
 
 const state = {

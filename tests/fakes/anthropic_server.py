@@ -15,14 +15,22 @@ from aiohttp import web
 
 from tests.fakes.scripted import FakeServer, Script, count_words, token_text
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
-                500: "api_error", 529: "overloaded_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
-    return {"type": "error",
-            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
+    return {
+        "type": "error",
+        "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message},
+    }
 
 
 def error_response(status: int, message: str, retry_after: str = "0") -> web.Response:
@@ -34,8 +42,11 @@ def prompt_texts(body: dict[str, Any]) -> list[str]:
     texts = [body["system"]] if isinstance(body.get("system"), str) else []
     for message in body.get("messages") or []:
         content = message.get("content")
-        texts.extend([content] if isinstance(content, str) else
-                     [p.get("text", "") for p in content or [] if isinstance(p, dict)])
+        texts.extend(
+            [content]
+            if isinstance(content, str)
+            else [p.get("text", "") for p in content or [] if isinstance(p, dict)]
+        )
     return texts
 
 
@@ -44,10 +55,19 @@ def message_start(model: str, script: Script, prompt_tokens: int) -> dict[str, A
     usage: dict[str, Any] = {"input_tokens": prompt_tokens - script.cached, "output_tokens": 1}
     if script.cached:
         usage["cache_read_input_tokens"] = script.cached
-    return {"type": "message_start", "message": {
-        "id": "msg_fake", "type": "message", "role": "assistant", "content": [],
-        "model": model, "stop_reason": None, "stop_sequence": None,
-        "usage": usage if script.usage else {"input_tokens": 0, "output_tokens": 0}}}
+    return {
+        "type": "message_start",
+        "message": {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": model,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage if script.usage else {"input_tokens": 0, "output_tokens": 0},
+        },
+    }
 
 
 class FakeAnthropic(FakeServer):
@@ -65,18 +85,19 @@ class FakeAnthropic(FakeServer):
         model = str(body.get("model", ""))
         script = Script.parse(model)
         if script.status is not None:
-            return error_response(script.status, f"fake error {script.status}",
-                                  script.retry_after)
+            return error_response(script.status, f"fake error {script.status}", script.retry_after)
         if self.fails_now(model, script):
             return error_response(script.fail_with, "fake failure", script.retry_after)
         if "max_tokens" not in body or body.get("stream") is not True:
             return error_response(400, "this fake serves streaming calls with max_tokens")
         return await self._stream(request, model, script, count_words(prompt_texts(body)))
 
-    async def _stream(self, request: web.Request, model: str, script: Script,
-                      prompt_tokens: int) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
+    async def _stream(
+        self, request: web.Request, model: str, script: Script, prompt_tokens: int
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
 
         async def send(event: str, data: dict[str, Any]) -> None:
             await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
@@ -85,8 +106,14 @@ class FakeAnthropic(FakeServer):
         try:
             await resp.prepare(request)
             await send("message_start", message_start(model, script, prompt_tokens))
-            await send("content_block_start", {"type": "content_block_start", "index": 0,
-                                               "content_block": {"type": "text", "text": ""}})
+            await send(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
             await send("ping", {"type": "ping"})
             for i in range(script.tokens):
                 if script.cut_after is not None and i >= script.cut_after:
@@ -100,14 +127,23 @@ class FakeAnthropic(FakeServer):
                     return resp
                 if script.delay_s:
                     await asyncio.sleep(script.delay_s)
-                await send("content_block_delta", {
-                    "type": "content_block_delta", "index": 0,
-                    "delta": {"type": "text_delta", "text": token_text(i)}})
+                await send(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": token_text(i)},
+                    },
+                )
             await send("content_block_stop", {"type": "content_block_stop", "index": 0})
-            await send("message_delta", {
-                "type": "message_delta",
-                "delta": {"stop_reason": script.finish or "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": script.tokens if script.usage else 0}})
+            await send(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": script.finish or "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": script.tokens if script.usage else 0},
+                },
+            )
             await send("message_stop", {"type": "message_stop"})
             await resp.write_eof()
             finished = True

@@ -32,8 +32,9 @@ class FakeServerBase:
         app = web.Application()
         self.routes(app)
         # handler_cancellation: a client disconnect cancels the handler at once, even mid-sleep.
-        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5,
-                                     access_log=None)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

@@ -14,15 +14,26 @@ from aiohttp import web
 
 from tests.fakes.scripted import FakeServer, Script, count_words, token_text
 
-_STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
-                 503: "UNAVAILABLE"}
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 _SUFFIX = ":streamGenerateContent"
 
 
 def error_response(status: int, message: str, retry_after: str = "0") -> web.Response:
-    body = {"error": {"code": status, "message": message,
-                      "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+        }
+    }
     headers = {"retry-after": retry_after} if status == 429 else None
     return web.json_response(body, status=status, headers=headers)
 
@@ -52,29 +63,35 @@ class FakeGemini(FakeServer):
         model = rest[: -len(_SUFFIX)]
         script = Script.parse(model)
         if script.status is not None:
-            return error_response(script.status, f"fake error {script.status}",
-                                  script.retry_after)
+            return error_response(script.status, f"fake error {script.status}", script.retry_after)
         if self.fails_now(model, script):
             return error_response(script.fail_with, "fake failure", script.retry_after)
         return await self._stream(request, model, script, count_words(prompt_texts(body)))
 
-    async def _stream(self, request: web.Request, model: str, script: Script,
-                      prompt_tokens: int) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, model: str, script: Script, prompt_tokens: int
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
 
         def response(text: str, i: int, last: bool) -> dict[str, Any]:
-            candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"},
-                                         "index": 0}
-            usage: dict[str, Any] = {"promptTokenCount": prompt_tokens,
-                                     "totalTokenCount": prompt_tokens}
+            candidate: dict[str, Any] = {
+                "content": {"parts": [{"text": text}], "role": "model"},
+                "index": 0,
+            }
+            usage: dict[str, Any] = {
+                "promptTokenCount": prompt_tokens,
+                "totalTokenCount": prompt_tokens,
+            }
             if last:
                 candidate["finishReason"] = script.finish or "STOP"
-                usage.update(candidatesTokenCount=i + 1,
-                             totalTokenCount=prompt_tokens + i + 1)
+                usage.update(candidatesTokenCount=i + 1, totalTokenCount=prompt_tokens + i + 1)
                 if script.cached:
                     usage["cachedContentTokenCount"] = script.cached
-            out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model,
-                                   "responseId": "fake"}
+            out: dict[str, Any] = {
+                "candidates": [candidate],
+                "modelVersion": model,
+                "responseId": "fake",
+            }
             if script.usage:
                 out["usageMetadata"] = usage
             return out

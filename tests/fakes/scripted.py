@@ -50,11 +50,16 @@ class Script:
         opts = parse_model(model)
         number = {k: int(v) for k, v in opts.items() if k not in ("finish", "retry_after")}
         return cls(
-            tokens=number.get("tokens", 8), delay_s=number.get("delay_ms", 0) / 1000,
-            usage=number.get("usage", 1) != 0, cached=number.get("cached", 0),
-            cut_after=number.get("cut_after"), error_after=number.get("error_after"),
-            status=number.get("status"), retry_after=opts.get("retry_after", "0"),
-            fail_first=number.get("fail_first", 0), fail_with=number.get("fail_with", 500),
+            tokens=number.get("tokens", 8),
+            delay_s=number.get("delay_ms", 0) / 1000,
+            usage=number.get("usage", 1) != 0,
+            cached=number.get("cached", 0),
+            cut_after=number.get("cut_after"),
+            error_after=number.get("error_after"),
+            status=number.get("status"),
+            retry_after=opts.get("retry_after", "0"),
+            fail_first=number.get("fail_first", 0),
+            fail_with=number.get("fail_with", 500),
             finish=opts.get("finish"),
         )
 

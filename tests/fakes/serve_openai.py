@@ -1,6 +1,6 @@
 """Run the fake OpenAI server on its own (for benchmarks): prints its base URL, runs until killed.
 
-    python -m tests.fakes.serve_openai
+python -m tests.fakes.serve_openai
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""`promptrelay bench`: a load generator over real Socket.IO clients, with a report."""

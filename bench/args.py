@@ -1,0 +1,58 @@
+"""`promptrelay bench` flags: the standard library only, so the CLI can list them without
+loading the load-test client (its imports come with `pip install 'promptrelay[bench]'`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `bench` and its flags on the CLI's subparsers."""
+    p = sub.add_parser("bench", help="load-test a server with real Socket.IO clients")
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="server to load")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("PROMPTRELAY_TOKEN"),
+        help="API key (default: $PROMPTRELAY_TOKEN)",
+    )
+    p.add_argument(
+        "--spawn",
+        action="store_true",
+        help="start a server on embedded Postgres and Redis in a temp dir and load it",
+    )
+    p.add_argument("--clients", type=int, default=10, help="sockets that run tasks")
+    p.add_argument("--concurrency", type=int, default=50, help="tasks in flight")
+    p.add_argument(
+        "--tasks",
+        type=int,
+        default=None,
+        help="tasks to run in all (default 1000, or unlimited with --duration)",
+    )
+    p.add_argument("--duration", type=float, default=None, help="seconds to keep starting tasks")
+    p.add_argument("--model", default="simulated/bench")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=None,
+        help="simulated models only; 0 = as fast as possible (default: 50)",
+    )
+    p.add_argument(
+        "--idle-clients", type=int, default=0, help="extra sockets that only hold a connection"
+    )
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=None,
+        help="load processes (default: one per 250 tasks in flight, at most one per core)",
+    )
+    p.add_argument(
+        "--task-timeout",
+        type=float,
+        default=120.0,
+        help="seconds before a task without task_done counts as done_timeout",
+    )
+    p.add_argument("--json", type=Path, default=None, metavar="FILE")
+    p.add_argument("--plot", type=Path, default=None, metavar="FILE.png")

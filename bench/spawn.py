@@ -1,0 +1,104 @@
+"""`--spawn`: start `promptrelay serve` on embedded servers in a temporary data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+START_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class Spawned:
+    url: str
+    token: str
+    pid: int
+    log_path: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "server.cli", *args]
+
+
+def _wait_listening(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT_S
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "promptrelay listening on" in line:
+            return line.split("listening on", 1)[1].split()[0]
+    raise RuntimeError("the spawned server did not start:\n" + "".join(lines[-20:]))
+
+
+def _create_key(env: dict[str, str]) -> str:
+    # byok: a tier without a daily task quota, so a long bench is not cut short by one.
+    out = subprocess.run(
+        _cli("keys", "create", "--user", "bench@localhost", "--tier", "byok", "--name", "bench"),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def spawned_server(env_overrides: dict[str, str] | None = None) -> Iterator[Spawned]:
+    """A fresh server on embedded Postgres and Redis; stopped (SIGTERM) and removed after."""
+    with tempfile.TemporaryDirectory(prefix="ps-bench-") as tmp:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(
+            {
+                "PROMPTRELAY_DATA_DIR": str(Path(tmp) / "data"),
+                "PYTHONUNBUFFERED": "1",
+                "LOG_FORMAT": "json",
+                "LOG_LEVEL": "WARNING",
+                # one bench key drives every socket and task: lift the per-user caps
+                # (docs/tenancy.md), which would otherwise refuse most of the load
+                "MAX_CONCURRENT_TASKS": "1000000",
+                "MAX_CONNECTIONS_PER_USER": "1000000",
+                "MAX_EVENTS_PER_SECOND": "1000000",
+                **(env_overrides or {}),
+            }
+        )
+        log_path = Path(tmp) / "server.log"
+        with open(log_path, "w") as log_file:
+            proc = subprocess.Popen(
+                _cli("serve", "--port", str(_free_port())),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                text=True,
+            )
+            try:
+                url = _wait_listening(proc)
+                yield Spawned(url=url, token=_create_key(env), pid=proc.pid, log_path=log_path)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                if proc.stdout is not None:
+                    proc.stdout.close()

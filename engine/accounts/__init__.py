@@ -1,0 +1,1 @@
+"""Accounts: profiles, API keys, quotas, connections, provider keys and their encryption."""

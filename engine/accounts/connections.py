@@ -1,0 +1,79 @@
+"""The per-user cap on open connections, counted over every node in Redis.
+
+Each open socket is a member `{node}:{sid}` of a sorted set per user, scored by when its
+lease ends. Admitting is one Lua script (drop expired leases, count, add), so two nodes
+cannot both admit the last allowed connection. Each node renews its sockets' leases
+periodically, so the sockets of a node that died stop counting once their leases end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from engine.stream.keys import Keys
+
+log = logging.getLogger(__name__)
+
+# KEYS: the user's set.  ARGV: now, cap, member, lease end, key ttl.  Returns 1 if admitted.
+_ADMIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+class ConnectionCounter:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, cap: int, lease_s: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.cap = cap
+        self.lease_s = lease_s
+        self._admit = redis.register_script(_ADMIT)
+
+    def _key(self, user_id: UUID) -> str:
+        return f"{self.keys.prefix}conn:{user_id}"
+
+    async def admit(self, user_id: UUID, member: str) -> bool:
+        """Count a new connection of the user unless the cap is reached.
+
+        When Redis cannot be asked, the connection is admitted (and logged): refusing every
+        connection while Redis blinks would hurt more than a briefly unenforced cap.
+        """
+        now = time.time()
+        try:
+            admitted: Any = await self._admit(
+                keys=[self._key(user_id)],
+                args=[now, self.cap, member, now + self.lease_s, int(self.lease_s) + 60],
+            )
+        except RedisError as exc:
+            log.warning("connection cap not checked (%s)", type(exc).__name__)
+            return True
+        return bool(admitted)
+
+    async def release(self, user_id: UUID, member: str) -> None:
+        try:
+            await self.redis.zrem(self._key(user_id), member)
+        except RedisError as exc:  # the lease ends by itself
+            log.warning("connection release failed (%s)", type(exc).__name__)
+
+    async def renew(self, members: list[tuple[UUID, str]]) -> None:
+        """Extend the leases of this node's open connections."""
+        if not members:
+            return
+        until = time.time() + self.lease_s
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id, member in members:
+            pipe.zadd(self._key(user_id), {member: until}, xx=True)
+            pipe.expire(self._key(user_id), int(self.lease_s) + 60)
+        try:
+            await pipe.execute()
+        except RedisError as exc:
+            log.warning("connection lease renewal failed (%s)", type(exc).__name__)

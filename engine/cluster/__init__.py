@@ -1,0 +1,1 @@
+"""Gateways and workers: the node, the job stream and leases, the sweeper."""

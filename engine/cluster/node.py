@@ -1,0 +1,311 @@
+"""This node's part in a deployment of gateways and workers sharing Redis and Postgres.
+
+- gateway: records tasks and hands them to workers through the job stream.
+- worker: reads the job stream, claims each task, runs it with the runner, heartbeats its
+  lease, and obeys cancels from any node.
+- serve: both; a task it records runs here at once (no hand-off), and it also takes jobs.
+Every role sweeps expired leases (engine/cluster/sweeper.py) and lands parked finalizes
+(engine/tasks/parked.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from redis.exceptions import RedisError
+
+from db import tasks as task_rows
+from engine.aio import check_cancelled, stop
+from engine.cluster.jobs import Job, JobQueue, Leases
+from engine.cluster.sweeper import CANCELLED_BEFORE_START, Ending, Sweeper, end_task
+from engine.errors import InternalError, InvalidRequest, ProviderUnavailable
+from engine.settings import Settings
+from engine.tasks.parked import PendingFinalizes
+from engine.tasks.runner import CancelReason, TaskPlan, run_task
+from engine.tasks.service import ENDED, Engine
+
+log = logging.getLogger(__name__)
+
+NO_PROVIDER = Ending(
+    "failed",
+    "error",
+    {"code": "internal", "retryable": False, "message": "no worker can run this provider"},
+    "the worker has no such provider",
+)
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class ClusterNode:
+    """The engine's dispatcher for the node's role, and the role's background loops."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.role = settings.role
+        self.engine = engine
+        self.node_id = settings.node_id or default_node_id()
+        self.queue = JobQueue(engine.redis, engine.keys)
+        self.leases = Leases(engine.redis, engine.keys, self.node_id, settings.lease_ttl_s)
+        self.sweeper = Sweeper(
+            engine.deps, engine.registry, self.leases, self.queue, settings.lease_ttl_s / 2
+        )
+        self.finalizes = PendingFinalizes(engine.deps)
+        engine.deps.defer_finalize = self.finalizes.defer
+        self._loops: dict[str, asyncio.Task[None]] = {}
+        self._owned: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+        engine.dispatcher = self
+
+    @property
+    def runs_tasks(self) -> bool:
+        return self.role in ("serve", "worker")
+
+    async def start(self) -> None:
+        """Create the consumer group and start this role's loops."""
+        await self.queue.ensure_group()
+        self._spawn_loop("sweeper", self.sweeper.run())
+        self._spawn_loop("finalizer", self.finalizes.run())
+        if self.runs_tasks:
+            self._spawn_loop("heartbeat", self._heartbeat())
+            self._spawn_loop("cancel-listener", self._listen_cancels())
+            self._spawn_loop("job-consumer", self._consume())
+
+    def _spawn_loop(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        self._loops[name] = asyncio.create_task(coro, name=f"{name}-{self.node_id}")
+
+    def _own(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._owned.add(task)
+        task.add_done_callback(self._owned.discard)
+
+    # Dispatcher ---------------------------------------------------------------------------
+
+    async def dispatch(self, plan: TaskPlan) -> None:
+        """Hand the recorded task to a worker (gateway) or run it here (serve, worker)."""
+        job = Job.from_plan(plan)
+        try:
+            if not self.runs_tasks:
+                await self.queue.enqueue(job)
+                return
+            await self.queue.remember(job)
+            claimed = await self.leases.claim(job.task_id)
+        except (RedisError, OSError):
+            check_cancelled()
+            await self._fail_undispatched(plan)
+            raise ProviderUnavailable("the job queue is unavailable; try again") from None
+        if not claimed:
+            raise InternalError("task already claimed")  # a fresh id: cannot happen
+        self._run(plan)
+
+    async def _fail_undispatched(self, plan: TaskPlan) -> None:
+        """Redis is away: end the recorded task at once rather than leave it `running`."""
+        error = {
+            "code": "provider_unavailable",
+            "retryable": True,
+            "message": "the job queue is unavailable; try again",
+        }
+        outcome = task_rows.TaskOutcome(
+            status="failed",
+            text="",
+            input_tokens=0,
+            output_tokens=0,
+            usage_source="estimated",
+            cost_usd=None,
+            last_seq=0,
+            ttft_ms=None,
+            latency_ms=0,
+            finish_reason="error",
+            error=error,
+            validation_status="skipped",
+            run_messages=[],
+            events=[
+                {
+                    "at": datetime.now(UTC).isoformat(),
+                    "level": "error",
+                    "kind": "error",
+                    "message": error["message"],
+                    "metadata": {},
+                }
+            ],
+        )
+        await task_rows.finalize_task(self.engine.pool, plan.task_id, outcome)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel here if it runs here; else stop it before it starts, or tell its worker."""
+        if await self.engine.supervisor.cancel(task_id):
+            return True
+        await self.leases.request_cancel(task_id)  # heartbeats read it if the message is lost
+        if await self.leases.claim(task_id, holder="cancelled"):
+            job = await self.queue.describe(task_id)
+            await end_task(
+                self.engine.deps, self.engine.registry, task_id, job, CANCELLED_BEFORE_START
+            )
+            return True
+        await self.engine.redis.publish(self.engine.keys.cancel_channel(), task_id)
+        return await self._wait_ended(task_id)
+
+    async def _wait_ended(self, task_id: str) -> bool:
+        delay, loop = 0.05, asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.cancel_wait_s
+        while loop.time() < deadline:
+            row = await task_rows.get_task_unscoped(self.engine.pool, UUID(task_id))
+            if row is None or row["status"] in ENDED:
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        return False
+
+    # Running tasks ------------------------------------------------------------------------
+
+    def _run(self, plan: TaskPlan) -> None:
+        task_id = str(plan.task_id)
+        deps = self.engine.deps
+
+        async def body(reason: dict[str, str]) -> dict[str, Any]:
+            try:
+                payload = await run_task(deps, plan, reason)
+            except (RedisError, OSError):
+                # Its terminal record may be missing: keep the lease, let it expire, and a
+                # sweeper writes the record from the database row.
+                log.warning("task %s ended without its terminal record on Redis", task_id)
+                raise
+            except BaseException:
+                await asyncio.shield(self._release(task_id))
+                raise
+            await asyncio.shield(self._release(task_id))
+            return payload
+
+        self.engine.supervisor.start(task_id, body)
+
+    async def _ensure_group(self) -> None:
+        """Recreate the consumer group if Redis lost it (restarted without persistence)."""
+        try:
+            await self.queue.ensure_group()
+        except (RedisError, OSError):
+            check_cancelled()
+
+    async def _release(self, task_id: str) -> None:
+        try:
+            await self.leases.release(task_id)
+        except (RedisError, OSError) as exc:  # the sweeper finds the terminal record
+            log.warning("could not release the lease of %s (%s)", task_id, type(exc).__name__)
+
+    async def _accept(self, entry_id: str, task_id: str) -> None:
+        """Run a job from the stream unless another node claimed its task first."""
+        job = await self.queue.describe(task_id) if task_id else None
+        if job is None:
+            log.error("job %s has no description; dropped", entry_id)
+        elif await self.leases.claim(task_id):
+            try:
+                keys = self.engine.provider_keys.for_user_id(UUID(job.user_id))
+                plan = job.to_plan(self.engine.registry, keys)
+            except InvalidRequest:
+                await self.leases.release(task_id)
+                await end_task(self.engine.deps, self.engine.registry, task_id, job, NO_PROVIDER)
+            else:
+                self._run(plan)
+        await self.queue.ack(entry_id)
+
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        idle_ms = int(self.settings.lease_ttl_s * 1000)
+        next_reclaim = 0.0
+        while not self._stopping.is_set():
+            free = self.settings.worker_concurrency - len(self.engine.supervisor)
+            if free <= 0:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                entries: list[tuple[str, str]] = []
+                if loop.time() >= next_reclaim:  # jobs read by a worker that died
+                    entries = await self.queue.reclaim(self.node_id, idle_ms, free)
+                    next_reclaim = loop.time() + self.settings.lease_ttl_s / 3
+                if not entries:
+                    entries = await self.queue.take(self.node_id, min(free, 16), 1000)
+                for entry_id, task_id in entries:
+                    await self._accept(entry_id, task_id)
+            except (RedisError, OSError) as exc:
+                check_cancelled()
+                log.warning("job stream unavailable (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                await self._ensure_group()
+
+    async def _heartbeat(self) -> None:
+        """Keep this node's leases alive; obey cancels whose message was missed."""
+        while True:
+            await asyncio.sleep(self.settings.lease_ttl_s / 3)
+            running = self.engine.supervisor.task_ids()
+            try:
+                lost = await self.leases.renew(running)
+                cancelled = await self.leases.cancel_requested(running)
+            except (RedisError, OSError) as exc:
+                check_cancelled()
+                log.warning("heartbeat failed (%s)", type(exc).__name__)
+                continue
+            for task_id in lost:  # a sweeper ended it: stop streaming into an ended task
+                log.warning("lease of task %s was lost; stopping it", task_id)
+                self._own(self.engine.supervisor.cancel(task_id, CancelReason.SHUTDOWN))
+            for task_id in cancelled:
+                self._own(self.engine.supervisor.cancel(task_id))
+
+    async def _listen_cancels(self) -> None:
+        channel = self.engine.keys.cancel_channel()
+        pubsub = self.engine.redis.pubsub()
+        try:
+            while True:
+                try:
+                    if not pubsub.subscribed:
+                        await pubsub.subscribe(channel)
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                except (RedisError, OSError) as exc:
+                    check_cancelled()
+                    log.warning("cancel channel lost (%s); reconnecting", type(exc).__name__)
+                    await asyncio.sleep(0.5)
+                    continue
+                if message is not None and message["type"] == "message":
+                    task_id = message["data"].decode()
+                    if self.engine.supervisor.is_running(task_id):
+                        self._own(self.engine.supervisor.cancel(task_id))
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    # Shutdown -----------------------------------------------------------------------------
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking jobs, then give running tasks up to `grace_s` to end by themselves."""
+        self._stopping.set()
+        log.warning(
+            "draining: no new jobs; %d task(s) running, %.0f s to end",
+            len(self.engine.supervisor),
+            grace_s,
+        )
+        consumer = self._loops.pop("job-consumer", None)
+        if consumer is not None:
+            try:
+                await asyncio.wait_for(consumer, 3.0)  # a blocked read returns within 1 s
+            except TimeoutError:
+                pass
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while len(self.engine.supervisor) and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        if len(self.engine.supervisor):
+            log.warning(
+                "%d task(s) still running after the grace period; failing them",
+                len(self.engine.supervisor),
+            )
+
+    async def close(self) -> None:
+        """Stop the loops (after the supervisor has ended this node's tasks)."""
+        await stop([*self._loops.values(), *self._owned])
+        self._loops.clear()

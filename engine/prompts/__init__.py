@@ -1,0 +1,1 @@
+"""Prompts: resolution, the library, templates, variables, output validation."""

@@ -1,0 +1,157 @@
+"""Resolve a stored prompt or builtin and render it with the request's variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from db import prompts as prompt_rows
+from db import variables as variable_rows
+from engine.errors import InvalidRequest, MissingVariables, NotFound
+from engine.prompts import render_cache, template, variables
+from engine.prompts.scopes import execution_scope
+from engine.protocol.requests import ExecuteRequest
+
+
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    messages: list[dict[str, str]]
+    model: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any] = field(default_factory=dict)
+    prompt_id: UUID | None = None
+    version: int | None = None
+    builtin: str | None = None
+    name: str = ""
+    validations: list[dict[str, Any]] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    cache_version: str = ""
+
+    def events(self) -> list[dict[str, Any]]:
+        """The `prompt_resolved` execution-log entry (nothing for an ad-hoc call)."""
+        if self.prompt_id is None and self.builtin is None:
+            return []
+        return [
+            {
+                "kind": "prompt_resolved",
+                "message": f"prompt {self.name!r} resolved",
+                "metadata": {
+                    "prompt_id": str(self.prompt_id) if self.prompt_id else None,
+                    "version": self.version,
+                    "builtin": self.builtin,
+                    "variable_sources": self.sources,
+                },
+            }
+        ]
+
+
+async def resolve_prompt(
+    conn: asyncpg.Pool | asyncpg.Connection, user_id: UUID, req: ExecuteRequest
+) -> ResolvedPrompt:
+    """The rendered prompt messages of the request (empty for an ad-hoc call).
+
+    Every check (not found, scope, missing and mistyped variables) happens here, before
+    any row is written or any provider called.
+    """
+    if req.prompt_id is not None and req.builtin is not None:
+        raise InvalidRequest(
+            "give at most one of prompt_id and builtin",
+            details={"errors": [{"field": "builtin", "message": "conflicts with prompt_id"}]},
+        )
+    if req.prompt_id is None and req.builtin is None:
+        if not req.messages:
+            raise InvalidRequest(
+                "an ad-hoc execute needs messages",
+                details={"errors": [{"field": "messages", "message": "required"}]},
+            )
+        return ResolvedPrompt(messages=[])
+    stored, definitions = await _stored(conn, user_id, req)
+    org_id, project_id = await execution_scope(conn, user_id, req.scope)
+    scoped = await variable_rows.scoped_values(conn, user_id, org_id, project_id)
+    resolved = variables.resolve(definitions, req.variables, scoped)
+    values = resolved.values
+    used = template.placeholders(m["content"] for m in stored.messages)
+    absent = list(
+        dict.fromkeys(
+            [n for n in used if n not in values] + variables.required_missing(definitions, values)
+        )
+    )
+    if absent:
+        raise MissingVariables(
+            "variables without a value: " + ", ".join(absent), details={"missing": absent}
+        )
+    errors = variables.check(definitions, values, resolved.sources)
+    if errors:
+        raise InvalidRequest("variables break their definitions", details={"errors": errors})
+    recorded = _recorded(values, used, definitions, req.variables)
+    identity = str(stored.prompt_id) if stored.prompt_id else f"builtin:{stored.builtin}"
+    rendered = await render_cache.rendered(
+        conn,
+        identity,
+        stored.cache_version,
+        stored.prompt_id,
+        stored.version,
+        stored.messages,
+        values,
+    )
+    return ResolvedPrompt(
+        messages=rendered,
+        model=stored.model,
+        settings=stored.settings,
+        variables=recorded,
+        prompt_id=stored.prompt_id,
+        version=stored.version,
+        builtin=stored.builtin,
+        name=stored.name,
+        validations=stored.validations,
+        sources={n: resolved.sources[n] for n in recorded},
+    )
+
+
+async def _stored(
+    conn: asyncpg.Pool | asyncpg.Connection, user_id: UUID, req: ExecuteRequest
+) -> tuple[ResolvedPrompt, list[dict[str, Any]]]:
+    """The unrendered prompt or builtin and its variable definitions."""
+    if req.prompt_id is not None:
+        row = await prompt_rows.get_prompt_version(conn, req.prompt_id, user_id, req.version)
+        if row is None:
+            raise NotFound("prompt or version not found")
+        return ResolvedPrompt(
+            messages=row["messages"],
+            model=row["model"],
+            settings=row["settings"],
+            prompt_id=row["id"],
+            version=row["version"],
+            name=row["name"],
+            validations=row["validations"],
+            cache_version=str(row["version"]),
+        ), row["variables"]
+    row = await prompt_rows.get_builtin(conn, req.builtin or "")
+    if row is None:
+        raise NotFound("builtin not found")
+    return ResolvedPrompt(
+        messages=row["messages"],
+        model=row["model"],
+        settings=row["settings"],
+        builtin=row["name"],
+        name=row["name"],
+        validations=row["validations"],
+        cache_version=row["updated_at"].isoformat(),
+    ), row["variables"]
+
+
+def _recorded(
+    values: dict[str, Any],
+    used: list[str],
+    definitions: list[dict[str, Any]],
+    given: dict[str, Any],
+) -> dict[str, Any]:
+    """The values kept on the run: those the prompt uses or defines, and all given ones.
+
+    Other scoped values of the user (which may be private) are not copied onto the run.
+    """
+    names = [*used, *(d["name"] for d in definitions), *given]
+    return {name: values[name] for name in dict.fromkeys(names) if name in values}

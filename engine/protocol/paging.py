@@ -1,0 +1,43 @@
+"""Keyset paging of list routes: `limit` and an opaque `cursor`, `{items, next_cursor}`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from engine.errors import InvalidRequest
+
+T = TypeVar("T")
+
+
+def encode(position: str) -> str:
+    """The cursor of a page that continues after `position`."""
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def decode(cursor: str | None) -> str | None:
+    """The position a cursor continues after; `invalid_request` when malformed."""
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise bad_cursor() from None
+
+
+def bad_cursor() -> InvalidRequest:
+    return InvalidRequest(
+        "invalid cursor",
+        details={"errors": [{"field": "cursor", "message": "not a cursor from this list"}]},
+    )
+
+
+def page(
+    rows: Sequence[T], limit: int, view: Callable[[T], dict[str, Any]], position: Callable[[T], str]
+) -> dict[str, Any]:
+    """`{items, next_cursor}` from up to `limit + 1` rows (one more tells there is more)."""
+    items = [view(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return {"items": items, "next_cursor": encode(position(rows[limit - 1])) if more else None}

@@ -1,0 +1,167 @@
+"""Payloads of the client protocol (PROTOCOL.md) as pydantic models, and their decoding."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
+
+from engine.errors import InvalidRequest, PayloadTooLarge
+
+Role = Literal["system", "user", "assistant"]
+ModelName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*/[^\s/][^\s]*$", max_length=200)
+]
+VariableValue = Annotated[str, StringConstraints(max_length=100_000)] | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Message(_Strict):
+    role: Role
+    content: Annotated[str, StringConstraints(max_length=1_000_000)]
+
+
+class ModelSettings(_Strict):
+    """Settings passed to the provider. Unknown keys are refused so typos do not pass silently."""
+
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: StrictInt | None = Field(None, ge=1, le=1_000_000)
+    stop: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(None, max_length=8)
+    seed: StrictInt | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    tokens_per_second: float | None = Field(None, ge=0, le=1_000_000)
+    # `provider/model` names tried in order when the model is unavailable (issue 3)
+    fallbacks: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
+        None, max_length=5
+    )
+
+    def merged_over(self, base: dict[str, Any]) -> dict[str, Any]:
+        """These settings over `base`, dropping unset values."""
+        out = dict(base)
+        out.update(self.model_dump(exclude_none=True))
+        return out
+
+
+class Scope(_Strict):
+    org_id: UUID | None = None
+    project_id: UUID | None = None
+
+
+class ExecuteRequest(_Strict):
+    prompt_id: UUID | None = None
+    builtin: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    version: StrictInt | None = Field(None, ge=1, le=2**31 - 1)
+    messages: list[Message] = Field(default_factory=list)
+    variables: dict[Annotated[str, StringConstraints(max_length=200)], VariableValue] = Field(
+        default_factory=dict
+    )
+    run_id: UUID | None = None
+    track_in_runs: StrictBool = True
+    model: ModelName | None = None
+    settings: ModelSettings = Field(default_factory=lambda: ModelSettings())
+    scope: Scope | None = None
+    request_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    broker_values: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProviderKeyRequest(_Strict):
+    """`PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider (issue 3)."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class SubscribeRequest(_Strict):
+    task_id: UUID
+    after_seq: StrictInt = Field(0, ge=0)
+
+
+class TaskRef(_Strict):
+    task_id: UUID
+
+
+class NewKeyRequest(_Strict):
+    """`POST /v1/keys`."""
+
+    name: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """pydantic's errors as `{field, message}` pairs, without echoing the input back."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in err["loc"]) or "(payload)"
+        out.append({"field": field, "message": err["msg"]})
+    return out
+
+
+def decode(model: type[M], payload: Any, *, max_bytes: int | None = None) -> M:
+    """Validate a decoded JSON payload against `model`, raising our stable errors."""
+    if max_bytes is not None and _size(payload) > max_bytes:
+        raise PayloadTooLarge(f"payload is larger than {max_bytes} bytes")
+    if not isinstance(payload, dict):
+        raise InvalidRequest(
+            "payload must be a JSON object",
+            details={"errors": [{"field": "(payload)", "message": "expected an object"}]},
+        )
+    unstorable = unstorable_values(payload)
+    if unstorable:
+        raise InvalidRequest(
+            "payload holds values that cannot be stored", details={"errors": unstorable}
+        )
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidRequest("invalid payload", details={"errors": field_errors(exc)}) from None
+
+
+def unstorable_values(payload: Any, limit: int = 20) -> list[dict[str, str]]:
+    """Field errors for text with NUL characters and non-finite numbers (JSON cannot hold
+    them in Postgres). Iterative, so deep nesting cannot exhaust the stack."""
+    errors: list[dict[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack and len(errors) < limit:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                errors.append({"field": path or "(payload)", "message": "NUL character"})
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                errors.append({"field": path or "(payload)", "message": "not a finite number"})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and "\x00" in key:
+                    errors.append({"field": path or "(payload)", "message": "NUL in a key"})
+                stack.append((f"{path}.{key}" if path else str(key), item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}", item) for i, item in enumerate(value))
+    return errors
+
+
+def _size(payload: Any) -> int:
+    if isinstance(payload, bytes | bytearray):
+        return len(payload)
+    if isinstance(payload, str):
+        return len(payload.encode())
+    try:
+        return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError, RecursionError):
+        return 0

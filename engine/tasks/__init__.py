@@ -1,0 +1,1 @@
+"""A task's life: execute, run, retries, finalize."""

@@ -1,0 +1,320 @@
+"""The engine's entry points: execute, cancel, and the read views of tasks and runs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from db import runs as run_rows
+from db import tasks as task_rows
+from db.users import User
+from engine.accounts.byok import ProviderKeys
+from engine.accounts.quotas import Quotas
+from engine.accounts.secrets import KeyRing
+from engine.errors import InvalidRequest, NotFound
+from engine.metrics import Metrics
+from engine.prompts.resolve import ResolvedPrompt, resolve_prompt
+from engine.protocol.requests import ExecuteRequest
+from engine.providers.base import ProviderRequest, Usage
+from engine.providers.registry import ProviderRegistry
+from engine.settings import Settings
+from engine.stream.keys import Keys
+from engine.stream.publisher import ChunkPublisher
+from engine.tasks.dispatch import Dispatcher, LocalDispatcher
+from engine.tasks.limits import check_request_limits
+from engine.tasks.retries import RetryPolicy, resolve_fallbacks
+from engine.tasks.runner import RunnerDeps, TaskPlan, done_payload, format_money
+from engine.tasks.supervisor import TaskSupervisor
+
+ENDED = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class ExecuteResult:
+    task_id: UUID
+    run_id: UUID | None
+    status: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": str(self.task_id),
+            "run_id": str(self.run_id) if self.run_id else None,
+            "status": self.status,
+        }
+
+
+class Engine:
+    """Executes requests on this node and answers questions about tasks and runs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        keys: Keys,
+        registry: ProviderRegistry,
+        publisher: ChunkPublisher,
+        supervisor: TaskSupervisor,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.redis = redis
+        self.keys = keys
+        self.registry = registry
+        self.supervisor = supervisor
+        self.quotas = Quotas(redis, keys, settings)
+        self.deps = RunnerDeps(
+            pool=pool,
+            redis=redis,
+            keys=keys,
+            publisher=publisher,
+            first_token_timeout_s=settings.first_token_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            history_ttl_s=settings.history_ttl_s,
+            metrics=metrics or Metrics(),
+            quotas=self.quotas,
+            retry=RetryPolicy.from_settings(settings),
+        )
+        self.provider_keys = ProviderKeys(
+            pool, KeyRing.from_setting(settings.provider_keys_secret), registry.keyed_names()
+        )
+        # Replaced by engine/cluster/node.py for the gateway, worker and serve roles.
+        self.dispatcher: Dispatcher = LocalDispatcher(supervisor, self.deps)
+
+    async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
+        """Check and record the task, start it, and return its ids (idempotent by request_id)."""
+        check_request_limits(req, self.settings)
+        if req.request_id is not None:
+            earlier = await self._earlier(user, req.request_id)
+            if earlier is not None:
+                return earlier
+        prompt = await resolve_prompt(self.pool, user.id, req)
+        history: list[dict[str, str]] = []
+        if req.run_id is not None:
+            run = await run_rows.get_run(self.pool, req.run_id, user.id)
+            if run is None:
+                raise NotFound("run not found")
+            history = run["messages"]
+        model_ref = req.model or prompt.model or self.settings.resolved_default_model()
+        provider, model = self.registry.resolve(model_ref)
+        new_messages = ([] if history else prompt.messages) + [m.model_dump() for m in req.messages]
+        sent = history + new_messages
+        if len(sent) > self.settings.max_messages:
+            raise InvalidRequest(
+                f"at most {self.settings.max_messages} messages per call",
+                details={"errors": [{"field": "messages", "message": "too many messages"}]},
+            )
+        settings = req.settings.merged_over(prompt.settings)
+        fallbacks = resolve_fallbacks(self.registry, settings)
+        tracked = req.track_in_runs
+        run_id = (req.run_id or uuid.uuid4()) if tracked else None
+        task_id = uuid.uuid4()
+        if req.request_id is not None:
+            winner = await self._claim(user, req.request_id, task_id, run_id)
+            if winner is not None:
+                return winner
+        row = task_rows.NewTask(
+            task_id=task_id,
+            user_id=user.id,
+            provider=provider.name,
+            model=model,
+            request={"model": model_ref, "messages": sent, "settings": settings},
+            run_id=run_id,
+            create_run=tracked and req.run_id is None,
+            run_name=_run_name(prompt, new_messages),
+            prompt_id=prompt.prompt_id,
+            prompt_version=prompt.version,
+            builtin=prompt.builtin,
+            request_id=req.request_id,
+            variable_values=prompt.variables,
+            broker_values=req.broker_values,
+            events=prompt.events(),
+        )
+        reservation = None
+        try:
+            reservation = await self.quotas.reserve(user.id, user.tier, str(task_id))
+            await task_rows.create_task(self.pool, row)
+        except BaseException:
+            await self.quotas.settle(reservation, give_back=True)
+            if req.request_id is not None:
+                await self.redis.delete(self.keys.idempotency(user.id, req.request_id))
+            raise
+        plan = TaskPlan(
+            task_id=task_id,
+            run_id=run_id,
+            user_id=user.id,
+            provider=provider,
+            provider_name=provider.name,
+            request=ProviderRequest(model=model, messages=sent, settings=settings),
+            new_messages=new_messages,
+            reservation=reservation,
+            validations=prompt.validations,
+            fallbacks=fallbacks,
+            keys=self.provider_keys.source_for(user),
+        )
+        await self.dispatcher.dispatch(plan)
+        return ExecuteResult(task_id, run_id, "running")
+
+    async def _earlier(self, user: User, request_id: str) -> ExecuteResult | None:
+        raw = await self.redis.get(self.keys.idempotency(user.id, request_id))
+        if raw is not None:
+            ids = json.loads(raw)
+            task_id = UUID(ids["task_id"])
+            row = await task_rows.get_task(self.pool, task_id, user.id)
+            status = row["status"] if row is not None else "running"
+            run_id = UUID(ids["run_id"]) if ids["run_id"] else None
+            return ExecuteResult(task_id, run_id, status)
+        row = await task_rows.find_by_request_id(self.pool, user.id, request_id)
+        if row is not None:
+            return ExecuteResult(row["task_id"], row["run_id"], row["status"])
+        return None
+
+    async def _claim(
+        self, user: User, request_id: str, task_id: UUID, run_id: UUID | None
+    ) -> ExecuteResult | None:
+        """Claim the idempotency key; when another request holds it, return that one's ids."""
+        value = json.dumps({"task_id": str(task_id), "run_id": str(run_id) if run_id else None})
+        key = self.keys.idempotency(user.id, request_id)
+        if await self.redis.set(key, value, nx=True, ex=self.settings.idempotency_ttl_s):
+            return None
+        return await self._earlier(user, request_id)
+
+    async def cancel(self, user: User, task_id: UUID) -> str:
+        """Cancel the caller's task; returns its status afterwards (final if it had ended)."""
+        row = await task_rows.get_task(self.pool, task_id, user.id)
+        if row is None:
+            raise NotFound("task not found")
+        if row["status"] in ENDED:
+            return str(row["status"])
+        if await self.dispatcher.cancel(str(task_id)):
+            row = await task_rows.get_task(self.pool, task_id, user.id)
+            assert row is not None
+        return str(row["status"])
+
+    async def task_status(self, user: User, task_id: UUID) -> str:
+        """The status of the caller's task; NotFound for anyone else's."""
+        row = await task_rows.get_task(self.pool, task_id, user.id)
+        if row is None:
+            raise NotFound("task not found")
+        return str(row["status"])
+
+    async def final_payload(self, task_id: str) -> dict[str, Any] | None:
+        """`task_done` rebuilt from the database, for a task whose history has expired."""
+        row = await task_rows.get_task_unscoped(self.pool, UUID(task_id))
+        if row is None or row["status"] not in ENDED:
+            return None
+        return done_from_row(row)
+
+    async def task_view(self, user: User, task_id: UUID) -> dict[str, Any]:
+        row = await task_rows.get_task(self.pool, task_id, user.id)
+        if row is None:
+            raise NotFound("task not found")
+        return task_view(row)
+
+    async def task_events(self, user: User, task_id: UUID) -> list[dict[str, Any]]:
+        """The task's execution log, oldest first."""
+        await self.task_status(user, task_id)
+        rows = await task_rows.list_events(self.pool, task_id, user.id)
+        return [
+            {
+                "at": r["at"].isoformat(),
+                "level": r["level"],
+                "kind": r["kind"],
+                "message": r["message"],
+                "data": r["metadata"],
+            }
+            for r in rows
+        ]
+
+    async def run_view(self, user: User, run_id: UUID) -> dict[str, Any]:
+        run = await run_rows.get_run(self.pool, run_id, user.id)
+        if run is None:
+            raise NotFound("run not found")
+        tasks = await task_rows.list_run_tasks(self.pool, run_id)
+        return {
+            "id": str(run["id"]),
+            "name": run["name"],
+            "messages": run["messages"],
+            "variable_values": run["variable_values"],
+            "broker_values": run["broker_values"],
+            "tasks": [task_view(t) for t in tasks],
+            "usage": {
+                "input_tokens": run["input_tokens"],
+                "output_tokens": run["output_tokens"],
+                "total_tokens": run["total_tokens"],
+            },
+            "cost_usd": format_money(run["total_cost_usd"]),
+            "task_count": run["task_count"],
+            "created_at": run["created_at"].isoformat(),
+            "updated_at": run["updated_at"].isoformat(),
+        }
+
+
+def _run_name(prompt: ResolvedPrompt, messages: list[dict[str, str]]) -> str:
+    if prompt.name:
+        return prompt.name
+    first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
+    return first_user[:80]
+
+
+def _usage(row: asyncpg.Record) -> Usage | None:
+    if row["input_tokens"] is None:
+        return None
+    return Usage(row["input_tokens"], row["output_tokens"])
+
+
+def done_from_row(row: asyncpg.Record) -> dict[str, Any]:
+    return done_payload(
+        task_id=str(row["task_id"]),
+        run_id=row["run_id"],
+        status=row["status"],
+        text=row["response_text"] or "",
+        last_seq=row["last_seq"],
+        finish_reason=row["finish_reason"],
+        provider=row["provider"],
+        model=row["model"],
+        usage=_usage(row),
+        cost=row["cost_usd"],
+        ttft_ms=row["ttft_ms"],
+        latency_ms=row["latency_ms"],
+        validation={
+            "status": row["validation_status"] or "skipped",
+            "errors": row["validation_errors"],
+        },
+        error=row["error"],
+    )
+
+
+def task_view(row: asyncpg.Record) -> dict[str, Any]:
+    """`GET /v1/tasks/{id}` of PROTOCOL.md."""
+    done = done_from_row(row)
+    return {
+        "id": done["task_id"],
+        "run_id": done["run_id"],
+        "status": row["status"],
+        "provider": row["provider"],
+        "model": row["model"],
+        "request": row["request"],
+        "text": row["response_text"],
+        "usage": done["usage"],
+        "usage_source": row["usage_source"],
+        "cost_usd": done["cost_usd"],
+        "ttft_ms": row["ttft_ms"],
+        "latency_ms": row["latency_ms"],
+        "finish_reason": row["finish_reason"],
+        "validation": done["validation"],
+        "error": row["error"],
+        "last_seq": row["last_seq"],
+        "prompt_id": str(row["prompt_id"]) if row["prompt_id"] else None,
+        "prompt_version": row["prompt_version"],
+        "builtin": row["builtin"],
+        "created_at": row["created_at"].isoformat(),
+        "ended_at": row["completed_at"].isoformat() if row["completed_at"] else None,
+    }

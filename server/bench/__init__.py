@@ -1,1 +1,0 @@
-"""`promptstream bench`: a load generator over real Socket.IO clients, with a report."""
