@@ -32,7 +32,7 @@ from server.routes_provider_keys import routes as provider_key_routes
 from server.routes_web import add_web_routes
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
-from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS
+from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS, SIO
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +125,13 @@ def create_app(settings: Settings) -> web.Application:
         serializer=FastPacket if settings.fast_json else "default",
     )
     sio.attach(app)
+    app[SIO] = sio
     SocketGateway(sio, app).register()
     app.add_routes(routes)
     app.add_routes(metrics_routes)
     app.add_routes(account_routes)
     app.cleanup_ctx.append(sessions_ctx)  # after engine_ctx: its loops stop first
-    app.add_routes([*prompt_routes, *org_routes])  # issue 4: prompt library, orgs, variables
+    app.add_routes([*prompt_routes, *org_routes])  # prompt library, orgs, variables
     app.add_routes(provider_key_routes)
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end

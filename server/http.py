@@ -1,4 +1,4 @@
-"""HTTP routes of PROTOCOL.md on the same port as Socket.IO."""
+"""HTTP routes of docs/protocol.md on the same port as Socket.IO."""
 
 from __future__ import annotations
 

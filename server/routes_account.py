@@ -1,4 +1,4 @@
-"""HTTP routes of the caller's account: /v1/me, /v1/keys, /v1/usage (PROTOCOL.md)."""
+"""HTTP routes of the caller's account: /v1/me, /v1/keys, /v1/usage (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP routes of orgs, projects, members and scoped variables (PROTOCOL.md)."""
+"""HTTP routes of orgs, projects, members and scoped variables (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HTTP routes of the prompt library (PROTOCOL.md "Prompts"): parse, call the engine."""
+"""HTTP routes of the prompt library (docs/protocol.md "Prompts"): parse, call the engine."""
 
 from __future__ import annotations
 
@@ -132,6 +132,6 @@ async def delete_prompt(request: web.Request) -> web.Response:
 
 @routes.get("/v1/builtins")
 async def list_builtins(request: web.Request) -> web.Response:
-    """PROTOCOL.md's `{items: [{id, name, description, variables}]}`, the whole list."""
+    """docs/protocol.md's `{items: [{id, name, description, variables}]}`, the whole list."""
     await _user(request)
     return web.json_response({"items": await builtin_summaries(request.app[POOL])})

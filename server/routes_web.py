@@ -71,7 +71,7 @@ async def protocol_json(request: web.Request) -> web.Response:
 
 
 async def list_builtins(request: web.Request) -> web.Response:
-    """`GET /v1/builtins` of PROTOCOL.md, for as long as no prompt-library route serves it."""
+    """`GET /v1/builtins` of docs/protocol.md, for as long as no prompt-library route serves it."""
     await authenticate(request.app[POOL], token_from(None, request.headers))
     return web.json_response({"items": await builtin_summaries(request.app[POOL])})
 

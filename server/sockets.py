@@ -1,4 +1,4 @@
-"""Socket.IO events of PROTOCOL.md: parse, call the engine, answer with an ack."""
+"""Socket.IO events of docs/protocol.md: parse, call the engine, answer with an ack."""
 
 from __future__ import annotations
 

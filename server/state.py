@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import redis.asyncio as aioredis
+import socketio
 from aiohttp import web
 
 from engine.cluster.node import ClusterNode
@@ -19,3 +20,4 @@ ENGINE = web.AppKey("engine", Engine)
 RELAY = web.AppKey("relay", Relay)
 METRICS = web.AppKey("metrics", Metrics)
 NODE = web.AppKey("node", ClusterNode)
+SIO = web.AppKey("sio", socketio.AsyncServer)

@@ -1,4 +1,4 @@
-"""The HTTP routes of PROTOCOL.md over a real aiohttp client: executions, the SSE stream,
+"""The HTTP routes of docs/protocol.md over a real aiohttp client: executions, the SSE stream,
 task and run views, cancel, scoping and limits."""
 
 from __future__ import annotations

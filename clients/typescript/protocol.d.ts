@@ -240,7 +240,7 @@ export interface ProviderKeyList {
   items: Array<ProviderKeyItem>;
 }
 
-/** `PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider (issue 3). */
+/** `PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider. */
 export interface ProviderKeyRequest {
   key: string;
 }

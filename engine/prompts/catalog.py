@@ -10,7 +10,7 @@ from db import builtins
 
 
 async def builtin_summaries(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """`GET /v1/builtins` items of PROTOCOL.md: `{id, name, description, variables}`."""
+    """`GET /v1/builtins` items (docs/protocol.md): `{id, name, description, variables}`."""
     rows = await builtins.list_builtins(pool)
     return [
         {

@@ -57,7 +57,7 @@ def _content(
 
 
 def prompt_view(row: asyncpg.Record) -> dict[str, Any]:
-    """A prompt with one version's body (PROTOCOL.md `GET /v1/prompts/{id}`)."""
+    """A prompt with one version's body (docs/protocol.md `GET /v1/prompts/{id}`)."""
     return {
         "id": str(row["id"]),
         "name": row["name"],

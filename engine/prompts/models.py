@@ -1,4 +1,4 @@
-"""Request bodies of the prompt library (PROTOCOL.md "Prompts", "Organizations, projects,
+"""Request bodies of the prompt library (docs/protocol.md "Prompts", "Organizations, projects,
 variables") as pydantic models. Everything a saved prompt holds is checked here, when it is
 saved: variable definitions, JSON Schemas and regexes. Nothing is checked for the first
 time when a prompt runs."""

@@ -2,7 +2,7 @@
 
 Members read org and project variables; only admins write them and add members. An org or
 project the caller is not a member of answers `not_found`, exactly as one that does not
-exist (PROTOCOL.md: never leak which).
+exist (docs/protocol.md: never leak which).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Variable values by priority layer, and the type rules of variable definitions.
 
-Pure functions, no I/O. Priority, highest first (DESIGN.md "Variables"): computed >
+Pure functions, no I/O. Priority, highest first (docs/prompts.md): computed >
 the request's `variables` > project scope > org scope > user scope > the definition's
 default. Values are inserted literally by `engine.prompts.template`.
 """

@@ -362,8 +362,9 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "GET /v1/me": (None, Me),
     "POST /v1/keys": (NewKeyRequest, KeyCreated),
     "GET /v1/keys": (None, KeyList),
+    "DELETE /v1/keys/{id}": (None, None),
     "GET /v1/usage": (None, UsageList),
-    **LIBRARY_ROUTES,  # issue 4: prompts, builtins, orgs, projects, variables
+    **LIBRARY_ROUTES,  # prompts, builtins, orgs, projects, variables
     "PUT /v1/me/provider-keys/{provider}": (ProviderKeyRequest, ProviderKeyStored),
     "GET /v1/me/provider-keys": (None, ProviderKeyList),
     "DELETE /v1/me/provider-keys/{provider}": (None, None),
