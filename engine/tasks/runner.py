@@ -296,7 +296,7 @@ def done_payload(
     validation: dict[str, Any],
     error: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The `task_done` event of PROTOCOL.md."""
+    """The `task_done` event (docs/protocol.md)."""
     return {
         "task_id": task_id,
         "run_id": str(run_id) if run_id else None,

@@ -293,7 +293,7 @@ def done_from_row(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def task_view(row: asyncpg.Record) -> dict[str, Any]:
-    """`GET /v1/tasks/{id}` of PROTOCOL.md."""
+    """`GET /v1/tasks/{id}` (docs/protocol.md)."""
     done = done_from_row(row)
     return {
         "id": done["task_id"],
