@@ -83,11 +83,14 @@ def test_no_document_or_module_cites_a_path_outside_the_repository() -> None:
         text=True,
         check=True,
     ).stdout.split()
-    outside = re.compile(r"PROTOCOL\.md|DESIGN\.md|\.\./shared/|\bissue \d+\b")
+    # written in pieces so that this file does not match itself
+    outside = re.compile(
+        "|".join([r"PROTOCOL\.md", r"DESIGN\.md", r"\.\./" + "shared", r"\bissue \d+\b"])
+    )
     hits = []
     for rel in tracked:
         path = ROOT / rel
-        if path.is_file() and path != Path(__file__).resolve():
+        if path.is_file():
             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
                 if outside.search(line):
                     hits.append(f"{rel}:{n}")
