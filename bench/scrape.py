@@ -40,6 +40,8 @@ def parse(text: str) -> Snapshot:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             field = _WANTED.get(sample.name)
+            if field == "pg_queries" and sample.labels.get("source") == "background":
+                continue  # the node's own loops (sweeper, auth re-check), not the tasks'
             if field is not None:
                 values[field] += sample.value
     return Snapshot(**values)

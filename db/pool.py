@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any
+from contextvars import ContextVar
+from typing import Literal
 
 import asyncpg
 from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
@@ -23,9 +24,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _init_counted(on_query: Callable[[Any], None], conn: asyncpg.Connection) -> None:
+QuerySource = Literal["request", "background"]
+_SOURCE: ContextVar[QuerySource] = ContextVar("query_source", default="request")
+
+
+def count_as_background() -> None:
+    """Count the statements of the current asyncio task (and of the tasks it starts) as
+    `background`: a node's own periodic loop, not work a client's request caused. Call it
+    first thing in such a loop."""
+    _SOURCE.set("background")
+
+
+async def _init_counted(on_query: Callable[[QuerySource], None], conn: asyncpg.Connection) -> None:
     await _init_connection(conn)
-    conn.add_query_logger(on_query)
+    # asyncpg calls loggers with call_soon from the task that ran the statement, so the
+    # callback sees that task's context.
+    conn.add_query_logger(lambda _record: on_query(_SOURCE.get()))
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -63,11 +77,12 @@ async def create_pool(
     *,
     min_size: int = 2,
     max_size: int = 20,
-    on_query: Callable[[Any], None] | None = None,
+    on_query: Callable[[QuerySource], None] | None = None,
     acquire_timeout_s: float | None = None,
 ) -> asyncpg.Pool:
-    """Open a pool to `dsn`; `on_query`, when given, is called after every statement; with
-    `acquire_timeout_s`, waits for a connection are bounded."""
+    """Open a pool to `dsn`; `on_query`, when given, is called after every statement with its
+    source (see `count_as_background`); with `acquire_timeout_s`, waits for a connection are
+    bounded."""
     init = _init_connection if on_query is None else functools.partial(_init_counted, on_query)
     pool = BoundedPool(
         dsn,

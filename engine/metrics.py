@@ -97,9 +97,13 @@ class Metrics:
         )
         self.pg_queries = Counter(
             "promptrelay_pg_queries",
-            "Postgres round trips (statements) made by this node",
+            "Postgres round trips (statements) made by this node, by source: request (clients'"
+            " requests and their tasks) or background (the node's own loops)",
+            ["source"],
             registry=r,
         )
+        for source in ("request", "background"):
+            self.pg_queries.labels(source)  # both exposed from the start, at 0
         self.pool_size = Gauge(
             "promptrelay_pg_pool_connections",
             "Postgres pool connections, by state",
@@ -119,9 +123,10 @@ class Metrics:
         self.pool_size.labels("idle").set_function(lambda: float(idle()))
         self.pool_size.labels("in_use").set_function(lambda: float(size() - idle()))
 
-    def count_query(self, _record: object = None) -> None:
-        """asyncpg query-logger callback: one statement ran."""
-        self.pg_queries.inc()
+    def count_query(self, source: str = "request") -> None:
+        """One Postgres statement ran: `request` (caused by a client's request or the task it
+        started) or `background` (the node's own loops: sweeper, auth re-check)."""
+        self.pg_queries.labels(source).inc()
 
     def error_code(self, code: str) -> None:
         """An error answered to a client (ack or HTTP); quota refusals are counted."""

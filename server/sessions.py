@@ -24,6 +24,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from db.keys import live_callers
+from db.pool import count_as_background
 from db.users import User
 from engine.accounts.connections import ConnectionCounter
 from engine.accounts.profile import revoked_channel
@@ -142,6 +143,7 @@ class Sessions:
     async def recheck(self) -> None:
         """Every AUTH_RECHECK_S, drop sockets whose token expired or whose key or user is no
         longer live."""
+        count_as_background()
         while True:
             _stop_if_asked()
             await asyncio.sleep(self.app[SETTINGS].auth_recheck_s)

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 import socketio
 from aiohttp import web
+from pydantic import AliasChoices
 
 from db import users
 from db.migrate import apply_migrations
@@ -28,6 +29,35 @@ from engine.settings import Settings
 from server.app import create_app
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import ENGINE
+
+# Read by the provider SDKs themselves, beside what the settings read.
+SDK_ENV = (
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "ANTHROPIC_AUTH_TOKEN",
+    "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_CLOUD_PROJECT",
+    "GOOGLE_CLOUD_LOCATION",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
+
+def secret_env() -> set[str]:
+    """Every environment variable that carries a provider key or endpoint or a server secret:
+    each secret setting, each provider's key and base URL (with their aliases), and SDK_ENV."""
+    names = set(SDK_ENV)
+    for name, info in Settings.model_fields.items():
+        if "SecretStr" in str(info.annotation) or name.endswith(("_api_key", "_base_url")):
+            names.add(name.upper())
+            if isinstance(info.validation_alias, AliasChoices):
+                names |= {str(choice).upper() for choice in info.validation_alias.choices}
+    return names
+
+
+# Before any setting is read or any node is spawned: a developer's own keys never reach a
+# test, its settings or the SDKs (which read their variables themselves).
+for _name in secret_env():
+    os.environ.pop(_name, None)
 
 TEMPLATE_DB = "ps_template"
 SMALL_LIMIT = 4096  # max_payload_bytes of the `small_server` fixture
@@ -142,6 +172,7 @@ class Client:
         self.done: dict[str, dict[str, Any]] = {}
         self.order: dict[str, list[str]] = defaultdict(list)
         self._done_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._chunk_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         sio.on("task_chunk", self._on_chunk)
         sio.on("task_done", self._on_done)
 
@@ -149,6 +180,7 @@ class Client:
         events.TaskChunk.model_validate(data)  # every payload a test sees keeps to its type
         self.chunks[data["task_id"]].append(data)
         self.order[data["task_id"]].append("chunk")
+        self._chunk_events[data["task_id"]].set()
 
     async def _on_done(self, data: dict[str, Any]) -> None:
         events.TaskDone.model_validate(data)
@@ -164,6 +196,19 @@ class Client:
     async def wait_done(self, task_id: str, timeout: float = 20) -> dict[str, Any]:
         await asyncio.wait_for(self._done_events[task_id].wait(), timeout)
         return self.done[task_id]
+
+    async def wait_chunks(self, task_id: str, count: int = 1, timeout: float = 20) -> None:
+        """Until at least `count` chunks of the task have arrived (AssertionError past timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        arrived = self._chunk_events[task_id]
+        while len(self.chunks[task_id]) < count:
+            arrived.clear()
+            try:
+                await asyncio.wait_for(arrived.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                got = len(self.chunks[task_id])
+                raise AssertionError(f"{got} of {count} chunks within {timeout} s") from None
 
     def text(self, task_id: str) -> str:
         return "".join(c["text"] for c in self.chunks[task_id])

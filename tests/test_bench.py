@@ -15,7 +15,7 @@ from rich.console import Console
 from bench.direct import run_direct as direct_run
 from bench.driver import BenchConfig, run_bench
 from bench.report import rows, write_json, write_plot
-from bench.scrape import Snapshot, server_figures
+from bench.scrape import Snapshot, parse, server_figures
 from bench.stats import ProcessResult, TaskTrace, build_report, percentile
 from server.loop import tune_gc
 from tests.conftest import Server
@@ -182,7 +182,7 @@ async def test_direct_client_reads_the_fake_openai_server() -> None:
         )
         result = await direct_run(args)
     assert result["tasks"] == 7 and result["tokens"] == 7 * 16
-    assert result["tokens_per_s"] > 0 and result["cpu_s_per_1k_tokens"] >= 0
+    assert result["tokens_per_s"] > 0 and result["cpu_s_per_1k_tokens"] > 0
 
 
 def test_memory_per_socket_needs_many_sockets() -> None:
@@ -201,3 +201,12 @@ def test_memory_per_socket_needs_many_sockets() -> None:
     assert few["rss_kb_per_socket"] is None and few["pg_statements_per_task"] == 2.0
     many = server_figures(snap(100, 0), snap(132, 1024), snap(132, 1024, 50))
     assert many["rss_kb_per_socket"] == 32.0 and many["cpu_s_per_1k_tokens"] == 1.0
+
+
+def test_background_statements_are_not_the_tasks() -> None:
+    text = (
+        "# TYPE promptrelay_pg_queries_total counter\n"
+        'promptrelay_pg_queries_total{source="request"} 8.0\n'
+        'promptrelay_pg_queries_total{source="background"} 5.0\n'
+    )
+    assert parse(text).pg_queries == 8.0

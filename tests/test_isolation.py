@@ -9,7 +9,6 @@ fails for any route of the app that has no row (or is not listed in NO_FOREIGN_I
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import uuid
@@ -214,8 +213,12 @@ async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) ->
         assert [v["value"] for v in variables["items"]] == ["blue"], variables
     done = await a.wait_done(running["task_id"], timeout=30)
     assert done["status"] == "completed"
-    await asyncio.sleep(0.2)
-    assert not b.chunks and not b.done, "B received events of A's task"
+    # B's own task, started after A's ended, is the marker: events of A's task sent to B's
+    # socket would have reached it before B's own task_done.
+    mine = await b.call("execute", _execute())
+    await b.wait_done(mine["task_id"])
+    assert set(b.done) == {mine["task_id"]}, "B received events of A's task"
+    assert set(b.chunks) <= {mine["task_id"]}, "B received events of A's task"
 
 
 async def _socket_matrix(b: Client, theirs: Objects, nobody: Objects) -> None:

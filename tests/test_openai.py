@@ -3,7 +3,6 @@ streaming wire format, end to end through the Socket.IO gateway."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -124,8 +123,7 @@ async def test_cancel_closes_the_upstream_request(oai_server: Server, fake: Fake
     client = await oai_server.client(await oai_server.new_key())
     ack = await client.call("execute", body("gpt-4o-mini:tokens=500:delay_ms=50"))
     task_id = ack["task_id"]
-    while not client.chunks[task_id]:
-        await asyncio.sleep(0.01)
+    await client.wait_chunks(task_id)
     result = await client.call("cancel", {"task_id": task_id})
     assert result["status"] == "cancelled"
     assert await fake.wait_for_disconnect(5.0), "the fake server never saw the client go away"

@@ -3,7 +3,6 @@ against local fakes of each wire protocol, end to end through the Socket.IO gate
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +16,7 @@ from pydantic import SecretStr
 
 from engine.settings import Settings
 from tests.conftest import Server, assert_intact
+from tests.nodes import until
 from tests.provider_env import (
     Fakes,
     event_kinds,
@@ -221,8 +221,7 @@ async def test_cancel_closes_upstream_and_keeps_usage(
     client = await srv.client(await srv.new_key())
     ack = await client.call("execute", body(flavour.ref(":tokens=500:delay_ms=50")))
     task_id = ack["task_id"]
-    while not client.chunks[task_id]:
-        await asyncio.sleep(0.01)
+    await client.wait_chunks(task_id)
     assert (await client.call("cancel", {"task_id": task_id}))["status"] == "cancelled"
     assert await fk.of(flavour.provider).wait_for_disconnect(5.0)
     done = await client.wait_done(task_id)
@@ -303,8 +302,7 @@ async def test_cancel_before_the_first_token_closes_upstream(
     client = await srv.client(await srv.new_key())
     ack = await client.call("execute", body(flavour.ref(":tokens=3:delay_ms=10000")))
     fake = fk.of(flavour.provider)
-    while not fake.requests:
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(fake.requests), 20, "the provider request")
     assert (await client.call("cancel", {"task_id": ack["task_id"]}))["status"] == "cancelled"
     assert await fake.wait_for_disconnect(5.0)
     done = await client.wait_done(ack["task_id"])

@@ -208,8 +208,7 @@ async def test_cancelled_after_tokens_keeps_its_unit(settings: Settings) -> None
     try:
         client = await srv.client(await key_for(srv.settings, "free", "keep@test"))
         ack = await client.call("execute", adhoc({"max_tokens": 500, "tokens_per_second": 50}))
-        while not client.chunks[ack["task_id"]]:
-            await asyncio.sleep(0.02)
+        await client.wait_chunks(ack["task_id"])
         assert (await client.call("cancel", {"task_id": ack["task_id"]}))["ok"]
         again = await client.call("execute", adhoc())
         assert again["error"]["code"] == "quota_exceeded"

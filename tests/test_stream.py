@@ -70,8 +70,7 @@ async def test_resume_after_disconnect_has_no_gap(server: Server) -> None:
     first = await server.client(key)
     ack = await first.call("execute", adhoc(max_tokens=60, tokens_per_second=100))
     task_id = ack["task_id"]
-    while len(first.chunks[task_id]) < 3:
-        await asyncio.sleep(0.01)
+    await first.wait_chunks(task_id, 3)
     await first.sio.disconnect()
     seen = first.seqs(task_id)[-1]
     second = await server.client(key)
@@ -119,8 +118,7 @@ async def test_cancel_ends_task_cancelled_with_partial_usage(server: Server) -> 
     client = await server.client(await server.new_key())
     ack = await client.call("execute", adhoc(max_tokens=1000, tokens_per_second=50))
     task_id = ack["task_id"]
-    while not client.chunks[task_id]:
-        await asyncio.sleep(0.01)
+    await client.wait_chunks(task_id)
     result = await client.call("cancel", {"task_id": task_id})
     assert result == {"ok": True, "status": "cancelled"}
     done = await client.wait_done(task_id)
@@ -205,7 +203,11 @@ async def test_other_users_task_is_not_found(server: Server) -> None:
     cont = await bob.call("execute", {**adhoc(), "run_id": ack["run_id"]})
     assert cont["error"]["code"] == "not_found"
     await alice.call("cancel", {"task_id": ack["task_id"]})
-    await asyncio.sleep(0.1)
+    await alice.wait_done(ack["task_id"])
+    # Bob's own task, started after Alice's ended, is the marker: events of her task sent to
+    # his socket would have reached it before his own task_done.
+    mine = await bob.call("execute", adhoc(max_tokens=3, tokens_per_second=0))
+    await bob.wait_done(mine["task_id"])
     assert ack["task_id"] not in bob.chunks and ack["task_id"] not in bob.done
 
 
@@ -221,8 +223,7 @@ async def test_stream_survives_pubsub_connection_loss(server: Server) -> None:
     client = await server.client(await server.new_key())
     ack = await client.call("execute", adhoc(max_tokens=150, tokens_per_second=150))
     task_id = ack["task_id"]
-    while len(client.chunks[task_id]) < 3:
-        await asyncio.sleep(0.01)
+    await client.wait_chunks(task_id, 3)
     killed = await server.engine.redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     assert killed >= 1
     done = await client.wait_done(task_id, timeout=30)
@@ -234,8 +235,7 @@ async def test_finalize_survives_dropped_database_connections(server: Server) ->
     client = await server.client(await server.new_key())
     ack = await client.call("execute", adhoc(max_tokens=40, tokens_per_second=100))
     task_id = ack["task_id"]
-    while not client.chunks[task_id]:
-        await asyncio.sleep(0.01)
+    await client.wait_chunks(task_id)
     conn = await asyncpg.connect(server.settings.database_url)
     try:
         killed = await conn.fetchval(

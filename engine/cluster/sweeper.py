@@ -19,6 +19,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from db import tasks as task_rows
+from db.pool import count_as_background
 from engine.aio import check_cancelled
 from engine.cluster.jobs import Job, JobQueue, Leases
 from engine.errors import InvalidRequest
@@ -199,6 +200,7 @@ class Sweeper:
         return ended
 
     async def run(self) -> None:
+        count_as_background()  # its statements are not counted as the tasks'
         while True:
             await asyncio.sleep(self.interval_s)
             try:
