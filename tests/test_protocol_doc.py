@@ -97,6 +97,27 @@ async def test_every_documented_route_exists(app: web.Application, doc: str) -> 
     assert unknown == [], f"docs/protocol.md names routes the server does not have: {unknown}"
 
 
+async def test_every_api_route_has_its_models_in_the_protocol_map(app: web.Application) -> None:
+    """`GET /v1/protocol.json` (and the TypeScript types) describe every API route's body and
+    answer: each route under /v1/ is in HTTP_ROUTES (the schema document itself aside)."""
+    covered: set[web.AbstractRoute] = set()
+    for key in responses.HTTP_ROUTES:
+        method, path = key.split(" ", 1)
+        route = await _resolve(app, method, path)
+        assert route is not None, f"HTTP_ROUTES names a route the server does not have: {key}"
+        covered.add(route)
+    missing = sorted(
+        f"{r.method} {r.resource.canonical}"
+        for r in app.router.routes()
+        if r.method in METHODS
+        and r.resource is not None
+        and r.resource.canonical.startswith("/v1/")
+        and r.resource.canonical != "/v1/protocol.json"
+        and r not in covered
+    )
+    assert missing == [], f"API routes without their models in HTTP_ROUTES: {missing}"
+
+
 def test_every_error_code_has_its_status_in_the_table(doc: str) -> None:
     classes = _error_classes()
     assert len(classes) > 10
