@@ -26,6 +26,7 @@ from db.pool import connect
 from engine.protocol import responses as events
 from engine.settings import Settings
 from server.app import create_app
+from server.contract import check_ack
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import ENGINE
 
@@ -158,7 +159,7 @@ class Client:
 
     async def call(self, event: str, data: Any, timeout: float = 20) -> dict[str, Any]:
         result: dict[str, Any] = await self.sio.call(event, data, timeout=timeout)
-        events.check_ack(event, result)
+        check_ack(event, result)
         return result
 
     async def wait_done(self, task_id: str, timeout: float = 20) -> dict[str, Any]:

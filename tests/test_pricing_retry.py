@@ -22,7 +22,7 @@ from engine.providers.faults import retry_after
 from engine.providers.google import build_contents
 from engine.providers.pricing import catalog_price, override_price
 from engine.settings import Settings
-from engine.tasks.retries import RetryPolicy
+from engine.tasks.plan import RetryPolicy
 from tests.conftest import Server
 from tests.provider_env import Fakes, fakes, provider_server, task_row
 
