@@ -144,7 +144,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(metrics_routes)
     app.add_routes(account_routes)
     app.cleanup_ctx.append(sessions_ctx)  # after engine_ctx: its loops stop first
-    app.add_routes([*prompt_routes, *org_routes])  # issue 4: prompt library, orgs, variables
+    app.add_routes([*prompt_routes, *org_routes])  # the prompt library, orgs, variables
     app.add_routes(provider_key_routes)
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end

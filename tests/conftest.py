@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import tempfile
 import uuid
 from collections import defaultdict
@@ -43,6 +44,15 @@ class Infra:
 
     def database_url(self, name: str) -> str:
         return self.base_url.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A fresh directory per test outside pytest's own temp root: the embedded Postgres runs
+    as another user, and each pytest-xdist worker resets that root to 0700 when it starts."""
+    path = Path(tempfile.mkdtemp(prefix="pr-tmp-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Pure parts of issue 3 (retry waits, retry-after, prices, key sealing, request shapes), and
+"""Pure parts of retries and providers (retry waits, retry-after, prices, key sealing, request
+shapes), and
 prices end to end: overrides, unknown models, cached input tokens."""
 
 from __future__ import annotations

@@ -44,9 +44,9 @@ class Job:
     messages: list[dict[str, str]]
     settings: dict[str, Any]
     new_messages: list[dict[str, str]]
-    # What the gateway decided beyond the request: output validations (issue 4), fallback
-    # models as `provider/model` (issue 3), whether the user's own provider keys are used
-    # (issue 3, byok) and the quota unit to settle at the end (issue 5).
+    # What the gateway decided beyond the request: output validations, fallback
+    # models as `provider/model`, whether the user's own provider keys are used
+    # (byok) and the quota unit to settle at the end.
     validations: list[dict[str, Any]] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     byok: bool = False
