@@ -1,6 +1,5 @@
 """Pure parts of retries and providers (retry waits, retry-after, prices, key sealing, request
-shapes), and
-prices end to end: overrides, unknown models, cached input tokens."""
+shapes), and prices end to end: overrides, unknown models, cached input tokens."""
 
 from __future__ import annotations
 
