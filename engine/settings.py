@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(20, ge=1)
     db_acquire_timeout_s: float = Field(10.0, gt=0)
 
-    # Observability and benchmarking: log line format; "auto" is text on a terminal, JSON
-    # lines otherwise.
+    # Observability and benchmarking: log line format; "auto" is text on a terminal,
+    # JSON lines otherwise.
     log_format: Literal["auto", "json", "text"] = "auto"
     # Redis connections of one node; a command waits up to the timeout for a free one.
     redis_pool_max: int = Field(200, ge=4)

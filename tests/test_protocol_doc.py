@@ -15,6 +15,7 @@ from aiohttp.test_utils import make_mocked_request
 from engine import errors
 from engine.protocol import responses
 from engine.settings import Settings
+from server import contract
 from server.app import create_app
 from server.drain import DRAINING_EVENT
 from server.state import SIO
@@ -54,10 +55,10 @@ def _code_row(doc: str, code: str) -> str | None:
 def test_every_socketio_event_is_documented(app: web.Application, doc: str) -> None:
     handled = set(app[SIO].handlers["/"])
     assert {"connect", "execute", "subscribe", "cancel"} <= handled  # the app was read
-    sent = set(responses.SERVER_EVENTS) | {DRAINING_EVENT}
+    sent = set(contract.SERVER_EVENTS) | {DRAINING_EVENT}
     missing = sorted(e for e in handled | sent if f"`{e}`" not in doc)
     assert missing == [], f"events the server has but docs/protocol.md does not name: {missing}"
-    headed = sorted(e for e in set(responses.CLIENT_EVENTS) | sent if f"### `{e}`" not in doc)
+    headed = sorted(e for e in set(contract.CLIENT_EVENTS) | sent if f"### `{e}`" not in doc)
     assert headed == [], f"events without a section of their own: {headed}"
 
 
@@ -101,7 +102,7 @@ async def test_every_api_route_has_its_models_in_the_protocol_map(app: web.Appli
     """`GET /v1/protocol.json` (and the TypeScript types) describe every API route's body and
     answer: each route under /v1/ is in HTTP_ROUTES (the schema document itself aside)."""
     covered: set[web.AbstractRoute] = set()
-    for key in responses.HTTP_ROUTES:
+    for key in contract.HTTP_ROUTES:
         method, path = key.split(" ", 1)
         route = await _resolve(app, method, path)
         assert route is not None, f"HTTP_ROUTES names a route the server does not have: {key}"
