@@ -96,6 +96,14 @@ class StreamTimeout(ProviderFault):
     retryable = True
 
 
+class ServiceUnavailable(PromptrelayError):
+    """Our own database or Redis is away or saturated: trying again shortly may help."""
+
+    code = "service_unavailable"
+    http_status = 503
+    retryable = True
+
+
 class InternalError(PromptrelayError):
     """Our fault. The message is generic; the log has the details."""
 

@@ -25,11 +25,21 @@ class EmbeddedUrls:
     redis_url: str
 
 
+# What survives a crash of the server: "aof" every write (the append-only file, flushed to
+# disk each second), "rdb" a snapshot after busy minutes, "none" nothing.
+PERSISTENCE = {
+    "aof": "appendonly yes\nappendfsync everysec\nsave \"\"\n",
+    "rdb": "appendonly no\nsave 60 1000\n",
+    "none": "appendonly no\nsave \"\"\n",
+}
+
+
 class EmbeddedRedis:
     """A redis-server child process listening on a unix socket under `data_dir`."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, persistence: str = "rdb") -> None:
         self.data_dir = data_dir
+        self.persistence = PERSISTENCE[persistence]
         self.socket_path = data_dir / "redis.sock"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -66,7 +76,7 @@ class EmbeddedRedis:
             "unixsocketperm 700\n"
             f"dir {self.data_dir}\n"
             "dbfilename redis.rdb\n"
-            "save 60 1000\n"
+            f"{self.persistence}"
             "maxclients 10000\n"
             f"logfile {self.data_dir / 'redis.log'}\n"
         )
@@ -82,6 +92,13 @@ class EmbeddedRedis:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"embedded redis did not start; see {self.data_dir}/redis.log")
             time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL the server this object started: a crash, nothing saved on the way out."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
 
     def stop(self) -> None:
         """Stop the server if this object started it (saving its data first)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.stream import relay as relay_module
+from engine.stream import watch as watch_module
 from engine.stream.keys import Keys, encode_chunk, encode_done
 from engine.stream.relay import Relay
 from tests.test_relay import Inbox, _done, redis_client  # noqa: F401
@@ -21,7 +21,7 @@ async def test_a_subscribe_queued_behind_others_is_answered(
     # Under a burst of executes, SUBSCRIBE commands queue for the pub/sub connection; the
     # confirmation timeout must count from when the command went out, and a watch that
     # gives up must hand its subscriber on, never leave the execute without an ack.
-    monkeypatch.setattr(relay_module, "SUBSCRIBE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(watch_module, "SUBSCRIBE_TIMEOUT_S", 0.3)
     keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
     task_id = str(uuid.uuid4())
     history = keys.history(task_id)

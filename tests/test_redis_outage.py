@@ -1,0 +1,100 @@
+"""Redis killed (SIGKILL) and restarted under `promptrelay serve` streaming 50 tasks to
+Socket.IO and SSE subscribers: every subscriber gets every chunk once and `task_done`
+within seconds of Redis being back, no task fails, and the outage is logged once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from server.embedded import EmbeddedRedis
+from tests.conftest import Client, Infra, assert_intact
+from tests.faults import (
+    SseReader,
+    adhoc,
+    read_all,
+    resumed_after,
+    spawn_unlimited,
+    timestamp_chunks,
+)
+from tests.nodes import Cluster, until
+
+TASKS = 50
+SOCKETS = 5
+DOWN_S = 6.0  # how long Redis stays away
+RESUME_S = 5.0  # every subscriber streams again this soon after Redis is back
+
+
+async def _wait_done(client: Client, task_id: str) -> None:
+    await client.wait_done(task_id, 90)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("persistence", ["aof", "none"])
+async def test_redis_killed_mid_stream_every_subscriber_gets_everything(
+    infra: Infra, database_url: str, tmp_path: Path, persistence: str
+) -> None:
+    redis = EmbeddedRedis(tmp_path / "redis", persistence=persistence)
+    redis.start()
+    cluster = Cluster(database_url, redis.url, tmp_path)
+    try:
+        node = spawn_unlimited(cluster, "serve", "n1", lease_ttl_s="10")
+        await node.wait_ready()
+        token = await cluster.new_key()
+        clients = [await cluster.client(node, token) for _ in range(SOCKETS)]
+        arrivals = [timestamp_chunks(c) for c in clients]
+        # 120 tokens at 12 per second: about 10 s each, so every task spans the outage.
+        acks = await asyncio.gather(
+            *(clients[i % SOCKETS].call("execute", adhoc(120, 12)) for i in range(TASKS))
+        )
+        owners = {a["task_id"]: clients[i % SOCKETS] for i, a in enumerate(acks)}
+        readers = [SseReader(task_id) for task_id in owners]
+        sse = await read_all(readers, node.url, token)
+        socket_done = [asyncio.create_task(_wait_done(c, t)) for t, c in owners.items()]
+        await until(
+            lambda: all(c.chunks[t] for t, c in owners.items()) and all(r.chunks for r in readers),
+            what="a chunk on every subscriber",
+        )
+
+        redis.kill()  # a crash: nothing saved on the way out
+        await asyncio.sleep(DOWN_S)  # the outage itself, not a wait for a result
+        redis.start()
+        back = time.monotonic()
+
+        await asyncio.wait_for(asyncio.gather(*socket_done), 90)
+        await asyncio.wait_for(asyncio.gather(*sse), 90)
+        for task_id, client in owners.items():
+            assert assert_intact(client, task_id)["status"] == "completed"
+        for reader in readers:
+            assert reader.assert_intact()["status"] == "completed"
+            assert reader.done == owners[reader.task_id].done[reader.task_id]
+        # Chunks of the outage arrive at once when Redis is back, then the stream goes on.
+        resumed = resumed_after(
+            [a[t] for a in arrivals for t in a] + [r.arrivals for r in readers], back
+        )
+        print(
+            f"{persistence}: every subscriber streamed again {resumed:.1f} s after Redis was back"
+        )
+        assert resumed < RESUME_S
+
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT status, response_text FROM ai_tasks WHERE task_id = ANY($1::uuid[])",
+                [uuid.UUID(t) for t in owners],
+            )
+        finally:
+            await conn.close()
+        assert sorted(r["status"] for r in rows) == ["completed"] * TASKS
+        log = node.log()
+        assert log.count("Redis (relay) unreachable") == 1, log
+        assert log.count("Redis (relay) is back") == 1, log
+        assert "Traceback" not in log and "never retrieved" not in log, log
+    finally:
+        await cluster.stop()
+        redis.stop()
