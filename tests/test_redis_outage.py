@@ -11,7 +11,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
+from engine.errors import ServiceUnavailable
+from engine.stream.keys import Keys, decode_record
+from engine.stream.publisher import ChunkPublisher
 from server.embedded import EmbeddedRedis
 from tests.conftest import Client, Infra, assert_intact
 from tests.faults import (
@@ -98,3 +102,39 @@ async def test_redis_killed_mid_stream_every_subscriber_gets_everything(
     finally:
         await cluster.stop()
         redis.stop()
+
+
+async def test_the_publisher_holds_chunks_while_redis_is_away_within_a_bound(
+    tmp_path: Path,
+) -> None:
+    """Text appended while Redis is down is published in order once it is back; beyond
+    the bound, a task's next delta fails with `service_unavailable` instead of growing."""
+    redis = EmbeddedRedis(tmp_path / "redis", persistence="none")
+    redis.start()
+    client = aioredis.Redis.from_url(redis.url)
+    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    publisher = ChunkPublisher(client, keys, 0.01, 1000, max_buffered_bytes=64)
+    loop = asyncio.create_task(publisher.run())
+    task_id = str(uuid.uuid4())
+    try:
+        publisher.open(task_id)
+        publisher.append(task_id, "before ")
+        await until(lambda: publisher.flushes >= 1, what="the first flush")
+        redis.kill()
+        publisher.append(task_id, "during ")
+        await until(lambda: publisher.outage.down, what="the flush to fail")
+        publisher.append(task_id, "x" * 64)  # over the bound now
+        with pytest.raises(ServiceUnavailable):
+            publisher.append(task_id, "too much")
+        redis.start()  # empty: the history is written again, in order
+        last_seq = await asyncio.wait_for(publisher.drain(task_id), 30)
+        entries = await client.xrange(keys.history(task_id))
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+        await client.aclose()
+        redis.stop()
+    chunks = [decode_record(fields[b"r"])[1] for _, fields in entries]
+    assert [c["seq"] for c in chunks] == list(range(1, last_seq + 1))
+    assert "".join(c["text"] for c in chunks) == "before during " + "x" * 64
+    assert publisher.rewrites == 1

@@ -132,15 +132,16 @@ class ChunkPublisher:
 
     async def _flush(self, batch: dict[str, _Pending]) -> None:
         # Take the text now: deltas appended while the pipeline is in flight go to the next one.
-        records = []
+        records, size = [], 0
         for task_id, pending in batch.items():
             text = "".join(pending.parts)
             pending.parts = []
             pending.in_flight = True
-            self._buffered -= len(text)
+            size += len(text)
             records.append((pending, encode_chunk(task_id, pending.seq + 1, text)))
         async with self._writing:
             replies = await self._execute(records)
+            self._buffered -= size
             if replies is not None:  # else abandoned: the text is only in the final record
                 for pending, record in records:
                     pending.seq += 1
