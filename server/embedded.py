@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,9 +30,9 @@ class EmbeddedUrls:
 # What survives a crash of the server: "aof" every write (the append-only file, flushed to
 # disk each second), "rdb" a snapshot after busy minutes, "none" nothing.
 PERSISTENCE = {
-    "aof": "appendonly yes\nappendfsync everysec\nsave \"\"\n",
+    "aof": 'appendonly yes\nappendfsync everysec\nsave ""\n',
     "rdb": "appendonly no\nsave 60 1000\n",
-    "none": "appendonly no\nsave \"\"\n",
+    "none": 'appendonly no\nsave ""\n',
 }
 
 
@@ -149,8 +151,23 @@ def embedded_servers(data_dir: Path, *, need_redis: bool = True) -> Iterator[Emb
             redis.start()
         yield EmbeddedUrls(database_url=database_url, redis_url=redis.url)
     finally:
-        redis.stop()
-        pg.stop()
+        with _signals_held():  # one more Ctrl-C must not leave them running
+            redis.stop()
+            pg.stop()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM for the duration of the block (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _runtime_dir(data_dir: Path) -> Path:

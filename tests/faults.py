@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from tests.conftest import Client
-from tests.nodes import Cluster, Node
+from tests.nodes import Cluster, Node, free_port
 
 UNLIMITED = {
     "quota_free_daily": "-1",
@@ -111,3 +116,64 @@ def timestamp_chunks(client: Client) -> dict[str, list[float]]:
 def resumed_after(arrivals: list[list[float]], back: float) -> float:
     """Seconds from `back` until the slowest subscriber got its first chunk after it."""
     return max(min(t for t in times if t >= back) for times in arrivals) - back
+
+
+def spawn_serve(data_dir: Path, log_path: Path, **extra: str) -> Node:
+    """`promptrelay serve` on its embedded Postgres and Redis under `data_dir`, as the quick
+    start runs it; its output goes to `log_path`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY")
+    }
+    env.update(
+        {
+            "PROMPTRELAY_DATA_DIR": str(data_dir),
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "WARNING",
+            **{k.upper(): v for k, v in UNLIMITED.items()},
+            **{k.upper(): v for k, v in extra.items()},
+        }
+    )
+    port = free_port()
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).parent.parent,
+        )
+    return Node("serve", "serve", proc, log_path, port)
+
+
+def demo_key(node: Node) -> str:
+    """The demo user's API key that the first start prints."""
+    found = re.search(r"\b(ps_[A-Za-z0-9_-]{20,})", node.log())
+    assert found, node.log()
+    return found.group(1)
+
+
+async def execute(node: Node, token: str, body: dict[str, Any]) -> str:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{node.url}/v1/executions", json=body, headers={"Authorization": f"Bearer {token}"}
+        ) as resp:
+            assert resp.status == 202, await resp.text()
+            return str((await resp.json())["task_id"])
+
+
+def leftovers(data_dir: Path) -> list[str]:
+    """Processes still running from `data_dir` (embedded Postgres or Redis)."""
+    found = []
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(data_dir) in cmdline:
+            found.append(f"{proc_dir.name}: {cmdline.strip()}")
+    return found

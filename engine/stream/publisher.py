@@ -88,20 +88,19 @@ class ChunkPublisher:
     async def drain(self, task_id: str) -> int:
         """Wait until everything appended for the task is in Redis; return its last seq.
 
-        Returns at once, with what did reach Redis, once the flush loop has stopped or
-        `abandon` was called (a shutdown that cannot wait for Redis)."""
+        Returns at once, with what did reach Redis, once the flush loop has stopped; after
+        `abandon`, a flush that fails is not retried."""
         pending = self._tasks[task_id]
-        while (task_id in self._dirty or pending.in_flight) and not self._gone():
+        while (task_id in self._dirty or pending.in_flight) and not self._stopped:
             await pending.flushed.wait()
-        if pending.records and not self._gone():
+        if pending.records and not self._stopped:
             await self._verify()  # Redis may have lost it since the last flush
         del self._tasks[task_id]
         return pending.seq
 
     def abandon(self) -> None:
-        """Stop waiting for Redis: pending drains return, a retrying flush gives up."""
+        """Stop waiting for Redis (a shutdown in a hurry): a flush that fails gives up."""
         self._abandoned = True
-        self._release_all()
 
     def _gone(self) -> bool:
         return self._abandoned or self._stopped
