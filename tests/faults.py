@@ -4,9 +4,11 @@ with the limits out of the way of 50 concurrent tasks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -177,3 +179,18 @@ def leftovers(data_dir: Path) -> list[str]:
         if str(data_dir) in cmdline:
             found.append(f"{proc_dir.name}: {cmdline.strip()}")
     return found
+
+
+async def stop_quietly(node: Node, data_dir: Path | None = None) -> None:
+    """After a failed test: SIGTERM, then SIGKILL; then whatever still runs from
+    `data_dir` (a test's own embedded servers) is killed too."""
+    if node.proc.poll() is None:
+        node.proc.terminate()
+        try:
+            await node.wait_exit(30)
+        except AssertionError:
+            node.proc.kill()
+            node.proc.wait(10)
+    for line in leftovers(data_dir) if data_dir is not None else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)

@@ -15,7 +15,16 @@ import asyncpg
 import pytest
 
 from server.embedded import EmbeddedPostgres
-from tests.faults import SseReader, adhoc, demo_key, execute, leftovers, read_all, spawn_serve
+from tests.faults import (
+    SseReader,
+    adhoc,
+    demo_key,
+    execute,
+    leftovers,
+    read_all,
+    spawn_serve,
+    stop_quietly,
+)
 from tests.nodes import Node, until
 
 PROMPT_EXIT_S = 10.0  # bound of the exit after the second signal (measured: see docs/deploy.md)
@@ -65,8 +74,7 @@ async def test_second_sigint_during_the_grace_ends_tasks_and_exits_promptly(
         exit_s = await _exit_after(node, signal.SIGINT, 60)
         await asyncio.wait_for(asyncio.gather(*streams), 10)
     finally:
-        if node.proc.poll() is None:
-            node.proc.kill()
+        await stop_quietly(node, data_dir)
     print(f"second SIGINT to exit: {exit_s:.1f} s with 3 tasks running")
     assert exit_s < PROMPT_EXIT_S, node.log()
     for reader in readers:
@@ -88,9 +96,12 @@ async def test_second_sigint_during_the_grace_ends_tasks_and_exits_promptly(
 async def test_one_signal_exit_time_with_and_without_running_tasks(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     node = spawn_serve(data_dir, tmp_path / "idle.log", shutdown_grace_s="3")
-    await node.wait_ready()
-    token = demo_key(node)  # printed on the first start only
-    idle_s = await _exit_after(node, signal.SIGTERM)
+    try:
+        await node.wait_ready()
+        token = demo_key(node)  # printed on the first start only
+        idle_s = await _exit_after(node, signal.SIGTERM)
+    finally:
+        await stop_quietly(node, data_dir)
     assert leftovers(data_dir) == [], "embedded servers left running"
 
     node = spawn_serve(data_dir, tmp_path / "busy.log", shutdown_grace_s="3")
@@ -103,8 +114,7 @@ async def test_one_signal_exit_time_with_and_without_running_tasks(tmp_path: Pat
         busy_s = await _exit_after(node, signal.SIGINT)
         await asyncio.wait_for(asyncio.gather(stream, closer), 10)
     finally:
-        if node.proc.poll() is None:
-            node.proc.kill()
+        await stop_quietly(node, data_dir)
     print(f"one signal to exit: {idle_s:.1f} s idle, {busy_s:.1f} s with a task (grace 3 s)")
     assert idle_s < PROMPT_EXIT_S
     assert 3 <= busy_s < 3 + PROMPT_EXIT_S  # the task had its grace, then ended
