@@ -12,7 +12,9 @@ from uuid import UUID
 
 import asyncpg
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from db.pool import DatabaseBusy
 from db.users import User
@@ -22,6 +24,7 @@ from engine.errors import (
     NotFound,
     PromptrelayError,
     ProviderUnavailable,
+    ServiceUnavailable,
 )
 from engine.protocol.requests import ExecuteRequest, decode
 from server.auth import authenticate, token_from
@@ -29,6 +32,24 @@ from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+
+# Our own Postgres or Redis unreachable, restarting or shutting down (a missing unix socket
+# is a FileNotFoundError, hence OSError as a whole).
+OUTAGES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    OSError,
+)
+
+
+def service_unavailable(exc: BaseException, where: str) -> ServiceUnavailable:
+    log.warning("%s: a store is unavailable (%s)", where, type(exc).__name__)
+    return ServiceUnavailable("the service is temporarily unavailable; try again")
 
 
 def error_response(exc: PromptrelayError) -> web.Response:
@@ -46,6 +67,8 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return error_response(exc)
     except DatabaseBusy:  # bounded wait for a Postgres connection ran out
         return error_response(ProviderUnavailable("the database is busy; try again"))
+    except OUTAGES as exc:  # our own Postgres or Redis is away: not the provider's fault
+        return error_response(service_unavailable(exc, request.path))
     except web.HTTPRequestEntityTooLarge:
         return web.json_response(
             {"error": {"code": "payload_too_large", "message": "request body too large"}},
@@ -190,16 +213,17 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     subscriber = SseSubscriber(response)
     key = f"sse:{uuid.uuid4()}"
     relay = request.app[RELAY]
     try:
+        await response.prepare(request)
         await relay.subscribe(str(task_id), key, subscriber, after_seq)
         await subscriber.wait(request)
+        if subscriber.finished.is_set():
+            await response.write_eof()
+    except ConnectionError:  # the client closed the stream: an ordinary event
+        log.debug("client closed the stream of task %s", task_id)
     finally:
         relay.unsubscribe(str(task_id), key)
-    if subscriber.finished.is_set():
-        with contextlib.suppress(ConnectionError):
-            await response.write_eof()
     return response

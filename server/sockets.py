@@ -22,6 +22,7 @@ from engine.errors import (
 )
 from engine.protocol.requests import ExecuteRequest, SubscribeRequest, TaskRef, decode
 from server.auth import authenticate, token_from
+from server.http import OUTAGES, service_unavailable
 from server.sessions import SESSIONS, Sessions
 from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
 
@@ -65,6 +66,8 @@ def acked(handler: Handler, on_error: Callable[[str], None] | None = None) -> Ha
             return error_ack(exc)
         except DatabaseBusy:  # bounded wait for a Postgres connection ran out
             return error_ack(ProviderUnavailable("the database is busy; try again"))
+        except OUTAGES as exc:  # our own Postgres or Redis is away
+            return error_ack(service_unavailable(exc, handler.__name__))
         except Exception:
             log.exception("event handler failed")
             return error_ack(InternalError("internal error"))

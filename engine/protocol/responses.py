@@ -35,6 +35,7 @@ ErrorCode = Literal[
     "rate_limited",
     "provider_error",
     "provider_unavailable",
+    "service_unavailable",
     "timeout",
     "cancelled",
     "unauthorized",
