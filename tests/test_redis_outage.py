@@ -38,23 +38,37 @@ async def _wait_done(client: Client, task_id: str) -> None:
     await client.wait_done(task_id, 90)
 
 
+async def _claims(redis: EmbeddedRedis, cluster: Cluster, task_ids: list[str]) -> list[str]:
+    client = aioredis.Redis.from_url(redis.url)
+    try:
+        raw = await client.mget([cluster.key(f"claim:{t}") for t in task_ids])
+    finally:
+        await client.aclose()
+    return [r.decode() if r else "" for r in raw]
+
+
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("persistence", ["aof", "none"])
-async def test_redis_killed_mid_stream_every_subscriber_gets_everything(
-    infra: Infra, database_url: str, tmp_path: Path, persistence: str
+@pytest.mark.parametrize(
+    ("persistence", "crash"),
+    [("aof", True), ("none", True), ("rdb", False)],
+    ids=["sigkill-aof", "sigkill-no-persistence", "sigterm-snapshot"],
+)
+async def test_redis_restarted_mid_stream_every_subscriber_gets_everything(
+    infra: Infra, database_url: str, tmp_path: Path, persistence: str, crash: bool
 ) -> None:
     redis = EmbeddedRedis(tmp_path / "redis", persistence=persistence)
     redis.start()
     cluster = Cluster(database_url, redis.url, tmp_path)
     try:
-        node = spawn_unlimited(cluster, "serve", "n1", lease_ttl_s="10")
+        node = spawn_unlimited(cluster, "serve", "n1", lease_ttl_s="15")
         await node.wait_ready()
         token = await cluster.new_key()
         clients = [await cluster.client(node, token) for _ in range(SOCKETS)]
         arrivals = [timestamp_chunks(c) for c in clients]
-        # 120 tokens at 12 per second: about 10 s each, so every task spans the outage.
+        # 180 tokens at 12 per second: about 15 s each, so every task spans the outage
+        # and the heartbeats after it.
         acks = await asyncio.gather(
-            *(clients[i % SOCKETS].call("execute", adhoc(120, 12)) for i in range(TASKS))
+            *(clients[i % SOCKETS].call("execute", adhoc(180, 12)) for i in range(TASKS))
         )
         owners = {a["task_id"]: clients[i % SOCKETS] for i, a in enumerate(acks)}
         readers = [SseReader(task_id) for task_id in owners]
@@ -65,13 +79,21 @@ async def test_redis_killed_mid_stream_every_subscriber_gets_everything(
             what="a chunk on every subscriber",
         )
 
-        redis.kill()  # a crash: nothing saved on the way out
+        if crash:
+            redis.kill()  # nothing saved on the way out
+        else:
+            redis.stop()  # a clean restart: the snapshot is saved and loaded again
         await asyncio.sleep(DOWN_S)  # the outage itself, not a wait for a result
         redis.start()
         back = time.monotonic()
 
-        await asyncio.wait_for(asyncio.gather(*socket_done), 90)
-        await asyncio.wait_for(asyncio.gather(*sse), 90)
+        try:
+            await asyncio.wait_for(asyncio.gather(*socket_done), 90)
+            await asyncio.wait_for(asyncio.gather(*sse), 90)
+        except TimeoutError:
+            missing = [t for t, c in owners.items() if t not in c.done]
+            stuck = [(r.task_id, len(r.chunks)) for r in readers if r.done is None]
+            raise AssertionError(f"no task_done: {missing}, SSE {stuck}\n{node.log()}") from None
         for task_id, client in owners.items():
             assert assert_intact(client, task_id)["status"] == "completed"
         for reader in readers:
@@ -95,6 +117,9 @@ async def test_redis_killed_mid_stream_every_subscriber_gets_everything(
         finally:
             await conn.close()
         assert sorted(r["status"] for r in rows) == ["completed"] * TASKS
+        # Each task's claim is held by its node, also where Redis lost it: re-taken.
+        claims = await _claims(redis, cluster, list(owners))
+        assert claims == ["n1"] * TASKS
         log = node.log()
         assert log.count("Redis (relay) unreachable") == 1, log
         assert log.count("Redis (relay) is back") == 1, log

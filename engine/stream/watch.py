@@ -87,12 +87,16 @@ class TaskWatch:
             await self.sent.wait()
             await asyncio.wait_for(self.confirmed.wait(), SUBSCRIBE_TIMEOUT_S)
             while True:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), self._patience())
-                except TimeoutError:
-                    await self._check()
+                if not self.queue.empty():
+                    await self._handle(self.queue.get_nowait())
                 else:
-                    await self._handle(item)
+                    try:
+                        async with asyncio.timeout(self._patience()):  # no task per message
+                            item = await self.queue.get()
+                    except TimeoutError:
+                        await self._check()
+                    else:
+                        await self._handle(item)
                 if self.queue.empty() and not self.subs:
                     return
         finally:
