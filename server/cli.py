@@ -22,6 +22,7 @@ from server.embedded import embedded_servers
 from server.logs import configure_logging
 from server.loop import new_loop, tune_gc
 from server.roles import create_node_app
+from server.signals import handle_stop_signals
 from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
@@ -89,6 +90,7 @@ def cmd_serve(settings: Settings) -> int:
         assert live.database_url is not None
         demo_key = asyncio.run(_prepare(live.database_url)) if live.role == "serve" else None
         app = create_node_app(live)
+        handle_stop_signals(app)  # a second Ctrl-C ends running tasks at once
         tune_gc(live.gc_threshold)
         welcome = _print_welcome if live.role == "serve" else _print_role
         web.run_app(
@@ -96,7 +98,7 @@ def cmd_serve(settings: Settings) -> int:
             host=live.host,
             port=live.port,
             print=lambda _msg: welcome(live, demo_key),
-            handle_signals=True,
+            handle_signals=False,
             access_log=None,
             shutdown_timeout=10.0,
             loop=new_loop() if live.uvloop else None,

@@ -27,7 +27,7 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     BusyLoadingError,
-    ConnectionError,
+    OSError,  # a refused connection, or a missing unix socket (FileNotFoundError)
 )
 
 

@@ -148,16 +148,17 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     subscriber = SseSubscriber(response)
     key = f"sse:{uuid.uuid4()}"
     relay = request.app[RELAY]
     try:
+        await response.prepare(request)
         await relay.subscribe(str(task_id), key, subscriber, after_seq)
         await subscriber.wait(request)
+        if subscriber.finished.is_set():
+            await response.write_eof()
+    except ConnectionError:  # the client closed the stream: an ordinary event
+        log.debug("client closed the stream of task %s", task_id)
     finally:
         relay.unsubscribe(str(task_id), key)
-    if subscriber.finished.is_set():
-        with contextlib.suppress(ConnectionError):
-            await response.write_eof()
     return response

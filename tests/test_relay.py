@@ -14,6 +14,7 @@ from engine.keys import Keys
 from engine.stream.records import encode_chunk, encode_done
 from engine.stream.relay import Relay
 from tests.conftest import Infra
+from tests.nodes import until
 
 
 class Inbox:
@@ -86,3 +87,78 @@ async def test_expired_history_falls_back_to_the_database_record(
         await relay.close()
     assert inbox.events == [("task_done", final)]
     assert result.status == "completed" and result.last_seq == 3
+
+
+async def test_a_record_that_skips_ahead_waits_for_the_missing_ones_from_history(
+    redis_client: aioredis.Redis,
+) -> None:
+    """A live record beyond a gap (chunks lost with a Redis that went away) is not sent
+    until the history, written again by the publisher, fills the gap: never a hole."""
+    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    task_id = str(uuid.uuid4())
+    history = keys.history(task_id)
+    await redis_client.xadd(history, {"r": encode_chunk(task_id, 1, "a")})
+
+    async def load_final(tid: str) -> dict[str, Any] | None:
+        return None
+
+    relay = Relay(redis_client, keys, load_final)
+    listener = asyncio.create_task(relay.run())
+    inbox = Inbox()
+    try:
+        await asyncio.wait_for(relay.subscribe(task_id, "s1", inbox, fresh=True), 10)
+        await redis_client.publish(keys.live(task_id), encode_chunk(task_id, 3, "c"))
+        # The history gets what the subscriber missed, then the task ends.
+        await redis_client.delete(history)
+        for seq, text in ((1, "a"), (2, "b"), (3, "c")):
+            await redis_client.xadd(history, {"r": encode_chunk(task_id, seq, text)})
+        final = encode_done(_done(task_id, "abc", 3))
+        await redis_client.xadd(history, {"r": final})
+        await redis_client.publish(keys.live(task_id), final)
+        await until(lambda: inbox.events[-1][0] == "task_done", what="task_done")
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await relay.close()
+    assert [(e, p.get("seq")) for e, p in inbox.events] == [
+        ("task_chunk", 1),
+        ("task_chunk", 2),
+        ("task_chunk", 3),
+        ("task_done", None),
+    ]
+
+
+async def test_a_terminal_record_redis_lost_comes_from_the_database(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The task ended while the node's pub/sub connection was down and Redis lost the
+    terminal record: when the connection is back, the subscriber gets `task_done` from
+    the database (the history has the chunks)."""
+    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    task_id = str(uuid.uuid4())
+    history = keys.history(task_id)
+    await redis_client.xadd(history, {"r": encode_chunk(task_id, 1, "a")})
+    ended: dict[str, Any] = {}
+
+    async def load_final(tid: str) -> dict[str, Any] | None:
+        return ended.get(tid)
+
+    relay = Relay(redis_client, keys, load_final)
+    listener = asyncio.create_task(relay.run())
+    inbox = Inbox()
+    try:
+        await asyncio.wait_for(relay.subscribe(task_id, "s1", inbox, fresh=True), 10)
+        await redis_client.xadd(history, {"r": encode_chunk(task_id, 2, "b")})
+        ended[task_id] = _done(task_id, "ab", 2)  # finalized; its record never reached Redis
+        await relay._renew()  # the pub/sub connection drops; redis-py reconnects
+        await until(lambda: bool(inbox.events) and inbox.events[-1][0] == "task_done", 15)
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+        await relay.close()
+    assert [(e, p.get("seq")) for e, p in inbox.events] == [
+        ("task_chunk", 1),
+        ("task_chunk", 2),
+        ("task_done", None),
+    ]
+    assert inbox.events[-1][1] == ended[task_id]

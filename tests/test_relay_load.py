@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from engine.keys import Keys
-from engine.stream import relay as relay_module
+from engine.stream import watch as watch_module
 from engine.stream.records import encode_chunk, encode_done
 from engine.stream.relay import Relay
 from tests.conftest import Infra
@@ -29,7 +29,7 @@ async def test_a_subscribe_queued_behind_others_is_answered(
     # confirmation timeout here (CLIENT PAUSE, which ends by itself): the confirmation
     # timeout must count from when the command went out, and a watch that gives up must
     # hand its subscriber on, never leave the execute without an ack.
-    monkeypatch.setattr(relay_module, "SUBSCRIBE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(watch_module, "SUBSCRIBE_TIMEOUT_S", 0.3)
     keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
     task_id = str(uuid.uuid4())
     history = keys.history(task_id)

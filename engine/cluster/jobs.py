@@ -108,12 +108,15 @@ return 0
 """
 
 # KEYS: leases, claim of each task. ARGV: node, deadline, task ids. Returns the lost ones.
-# A lease missing while the claim is still ours (Redis lost its data) is put back.
+# A lease missing while the claim is still ours, or lease and claim both missing (Redis
+# lost its data), is put back; only a claim someone else holds (a sweeper) means lost.
 _RENEW = """
 local lost = {}
 for i = 3, #ARGV do
     local task = ARGV[i]
-    if redis.call('ZSCORE', KEYS[1], task) or redis.call('GET', KEYS[i - 1]) == ARGV[1] then
+    local claim = KEYS[i - 1]
+    if redis.call('ZSCORE', KEYS[1], task) or redis.call('GET', claim) == ARGV[1]
+        or redis.call('SET', claim, ARGV[1], 'NX', 'EX', 86400) then
         redis.call('ZADD', KEYS[1], ARGV[2], task)
     else
         table.insert(lost, task)

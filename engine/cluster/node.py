@@ -239,8 +239,9 @@ class ClusterNode:
 
     async def _heartbeat(self) -> None:
         """Keep this node's leases alive; obey cancels whose message was missed."""
+        period = delay = self.settings.lease_ttl_s / 3
         while True:
-            await asyncio.sleep(self.settings.lease_ttl_s / 3)
+            await asyncio.sleep(delay)
             running = self.supervisor.task_ids()
             try:
                 lost = await self.leases.renew(running)
@@ -248,7 +249,9 @@ class ClusterNode:
             except (RedisError, OSError) as exc:
                 check_cancelled()
                 log.warning("heartbeat failed (%s)", type(exc).__name__)
+                delay = min(period, 0.5)  # renew as soon as Redis is back
                 continue
+            delay = period
             for task_id in lost:  # a sweeper ended it: stop streaming into an ended task
                 log.warning("lease of task %s was lost; stopping it", task_id)
                 self._own(self.supervisor.cancel(task_id, CancelReason.SHUTDOWN))

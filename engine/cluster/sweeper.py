@@ -127,6 +127,7 @@ class Sweeper:
         self.leases = leases
         self.queue = queue
         self.interval_s = interval_s
+        self._suspects: set[str] = set()  # seen unknown to Redis by the last reconcile
 
     async def sweep_once(self) -> int:
         """End every task whose lease has expired; returns how many this node ended."""
@@ -151,10 +152,17 @@ class Sweeper:
             str(t) for t in await task_rows.list_stale_running(self.deps.pool, self.interval_s * 4)
         ]
         if not stale:
+            self._suspects = set()
             return 0
         ended = 0
+        suspects, self._suspects = self._suspects, set()
         for task_id, known in zip(stale, await self.leases.handed_over(stale), strict=True):
-            if known or not await self.leases.claim(task_id, holder="orphan"):
+            if known:
+                continue
+            if task_id not in suspects:  # seen once: after Redis lost its data, the
+                self._suspects.add(task_id)  # runner's next heartbeat claims it again
+                continue
+            if not await self.leases.claim(task_id, holder="orphan"):
                 continue
             log.warning("task %s runs nowhere; ending it as failed", task_id)
             if await end_task(self.deps, self.registry, task_id, None, NEVER_HANDED_OVER):

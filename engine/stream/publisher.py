@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.aio import check_cancelled
+from engine.errors import ServiceUnavailable
 from engine.keys import Keys
 from engine.metrics import Metrics
+from engine.stream.outage import REDIS_DOWN, Outage, retrying
 from engine.stream.records import encode_chunk
 
 log = logging.getLogger(__name__)
 
 RUNNING_TTL_S = 24 * 3600  # a history stream never outlives a day, even if its task is lost
+MARKER_TTL_S = 3600  # refreshed by every flush; gone means Redis lost its data
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024  # text held while Redis is away, for all tasks
 
 
 @dataclass
@@ -32,6 +38,7 @@ class _Pending:
     seq: int = 0
     in_flight: bool = False
     flushed: asyncio.Event = field(default_factory=asyncio.Event)
+    records: list[str] = field(default_factory=list)  # published, to rewrite a lost history
 
 
 class ChunkPublisher:
@@ -44,6 +51,7 @@ class ChunkPublisher:
         window_s: float,
         history_maxlen: int,
         metrics: Metrics | None = None,
+        max_buffered_bytes: int = MAX_BUFFERED_BYTES,
     ) -> None:
         self._redis = redis
         self._metrics = metrics or Metrics()
@@ -53,55 +61,108 @@ class ChunkPublisher:
         self._tasks: dict[str, _Pending] = {}
         self._dirty: dict[str, _Pending] = {}
         self._wake = asyncio.Event()
+        self._marker = f"{keys.prefix}publisher:{uuid.uuid4().hex}"
+        self._writing = asyncio.Lock()  # a flush and a history rewrite never interleave
+        self._buffered = 0  # bytes appended and not yet in Redis
+        self._max_buffered = max_buffered_bytes
+        self._abandoned = False  # shutting down in a hurry: stop waiting for Redis
+        self._stopped = False  # the flush loop has ended
+        self.outage = Outage("Redis (chunk flush)", log)
         self.flushes = 0
+        self.rewrites = 0  # histories written again after Redis lost its data
 
     def open(self, task_id: str) -> None:
         self._tasks[task_id] = _Pending(task_id)
 
     def append(self, task_id: str, text: str) -> None:
         """Queue `text` for the task's next chunk. No I/O here."""
+        if self._buffered > self._max_buffered:
+            raise ServiceUnavailable("the stream store is unavailable; try again")
         pending = self._tasks[task_id]
         pending.parts.append(text)
+        self._buffered += len(text)
         if task_id not in self._dirty:
             self._dirty[task_id] = pending
             pending.flushed.clear()
             self._wake.set()
 
     async def drain(self, task_id: str) -> int:
-        """Wait until everything appended for the task is in Redis; return its last seq."""
+        """Wait until everything appended for the task is in Redis; return its last seq.
+
+        Returns at once, with what did reach Redis, once the flush loop has stopped; after
+        `abandon`, a flush that fails is not retried."""
         pending = self._tasks[task_id]
-        while task_id in self._dirty or pending.in_flight:
+        while (task_id in self._dirty or pending.in_flight) and not self._stopped:
             await pending.flushed.wait()
+        if pending.records and not self._stopped:
+            await self._verify()  # Redis may have lost it since the last flush
         del self._tasks[task_id]
         return pending.seq
 
+    def abandon(self) -> None:
+        """Stop waiting for Redis (a shutdown in a hurry): a flush that fails gives up."""
+        self._abandoned = True
+
+    def _gone(self) -> bool:
+        return self._abandoned or self._stopped
+
+    def _release_all(self) -> None:
+        for pending in self._tasks.values():
+            pending.flushed.set()
+
     async def run(self) -> None:
         """The flush loop; runs until cancelled."""
-        while True:
-            # A cancel can be swallowed inside a Redis call (seen as a hang at shutdown on
-            # Python 3.11); once this task was asked to stop, it never waits again.
-            check_cancelled()
-            await self._wake.wait()
-            if self._window_s:
-                await asyncio.sleep(self._window_s)
-            self._wake.clear()
-            batch, self._dirty = self._dirty, {}
-            await self._flush(batch)
+        try:
+            await retrying(lambda: self._redis.set(self._marker, "1", ex=MARKER_TTL_S))
+            while True:
+                # A cancel can be swallowed inside a Redis call (seen as a hang at shutdown
+                # on Python 3.11); once this task was asked to stop, it never waits again.
+                check_cancelled()
+                await self._wake.wait()
+                if self._window_s:
+                    await asyncio.sleep(self._window_s)
+                self._wake.clear()
+                batch, self._dirty = self._dirty, {}
+                await self._flush(batch)
+        finally:
+            self._stopped = True
+            self._release_all()
 
     async def _flush(self, batch: dict[str, _Pending]) -> None:
         # Take the text now: deltas appended while the pipeline is in flight go to the next one.
-        records = []
+        records, size = [], 0
         for task_id, pending in batch.items():
             text = "".join(pending.parts)
             pending.parts = []
             pending.in_flight = True
+            size += len(text)
             records.append((pending, encode_chunk(task_id, pending.seq + 1, text)))
+        async with self._writing:
+            replies = await self._execute(records)
+            self._buffered -= size
+            if replies is not None:  # else abandoned: the text is only in the final record
+                for pending, record in records:
+                    pending.seq += 1
+                    pending.records.append(record)
+                if not replies[0]:
+                    await self._rewrite()
+        self.flushes += 1
+        self._metrics.chunks_published.inc(len(records))
+        self._metrics.flush_batch.observe(len(records))
+        for pending, _ in records:
+            pending.in_flight = False
+            if pending.task_id not in self._dirty:
+                pending.flushed.set()
+
+    async def _execute(self, records: list[tuple[_Pending, str]]) -> list[Any] | None:
+        """One pipeline with the batch, retried until Redis takes it; None if abandoned."""
         delay = 0.05
         while True:
             # No MULTI/EXEC: one connection keeps the order (XADD before PUBLISH of each
             # record), a reader that sees a record in both places drops it by seq, and
             # skipping the transaction halves the replies to parse.
             pipe = self._redis.pipeline(transaction=False)
+            pipe.expire(self._marker, MARKER_TTL_S)  # 0: Redis lost its data
             for pending, record in records:
                 history = self._keys.history(pending.task_id)
                 pipe.xadd(history, {"r": record}, maxlen=self._maxlen, approximate=True)
@@ -110,18 +171,52 @@ class ChunkPublisher:
                 pipe.publish(self._keys.live(pending.task_id), record)
             try:
                 with self._metrics.redis_publish.time():
-                    await pipe.execute()
-                break
-            except RedisError as exc:
+                    replies: list[Any] = await pipe.execute()
+            except (RedisError, OSError) as exc:
                 check_cancelled()
-                log.warning("chunk flush failed (%s); retrying", type(exc).__name__)
+                self.outage.failed(exc)
+                if self._abandoned:
+                    log.warning("%d chunk(s) not published: shutting down", len(records))
+                    return None
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        self.flushes += 1
-        self._metrics.chunks_published.inc(len(records))
-        self._metrics.flush_batch.observe(len(records))
-        for pending, _ in records:
-            pending.seq += 1
-            pending.in_flight = False
-            if pending.task_id not in self._dirty:
-                pending.flushed.set()
+                delay = min(delay * 2, 1.0)
+                continue
+            self.outage.ok()
+            return replies
+
+    async def _verify(self) -> None:
+        """Write the histories again if Redis lost its data since the last flush."""
+        async with self._writing:
+            try:
+                alive = await retrying(
+                    lambda: self._redis.expire(self._marker, MARKER_TTL_S),
+                    outage=self.outage,
+                    stop=self._gone,
+                )
+                if not alive:
+                    await self._rewrite()
+            except REDIS_DOWN:
+                log.warning("histories not checked: shutting down")
+
+    async def _rewrite(self) -> None:
+        """Redis lost its data: write every running task's history again, in order."""
+        tasks = [p for p in self._tasks.values() if p.records]
+        log.warning("Redis lost its data; writing the history of %d task(s) again", len(tasks))
+
+        async def write() -> None:
+            pipe = self._redis.pipeline(transaction=False)
+            for pending in tasks:
+                history = self._keys.history(pending.task_id)
+                pipe.delete(history)
+                for record in pending.records:
+                    pipe.xadd(history, {"r": record}, maxlen=self._maxlen, approximate=True)
+                pipe.expire(history, RUNNING_TTL_S)
+            pipe.set(self._marker, "1", ex=MARKER_TTL_S)
+            await pipe.execute()
+
+        try:
+            await retrying(write, outage=self.outage, stop=self._gone)
+        except REDIS_DOWN:
+            log.warning("histories not written again: shutting down")
+            return
+        self.rewrites += 1

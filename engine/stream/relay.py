@@ -1,10 +1,10 @@
 """Deliver task records from Redis to this node's subscribers: history, then live, no gap.
 
-A node subscribes on Redis only to the live channels of tasks its own subscribers watch.
-Per watched task one coroutine handles, in order, the live records and the arrival of new
-subscribers; a new subscriber is replayed from the history stream after the live channel
-is confirmed, so every record is either in the history read or arrives live after it.
-Each subscriber keeps the last seq it got, which drops duplicates.
+A node subscribes on Redis only to the live channels of tasks its own subscribers watch,
+all on one pub/sub connection, and routes each message to the task's watch
+(engine/stream/watch.py: the per-task delivery, in order and without gaps). After an
+outage, redis-py reconnects and re-subscribes; each channel's new confirmation makes its
+watch re-read history for what was missed. The outage and the recovery are logged once.
 
 A pub/sub connection can go silent without an error (a half-open TCP connection through a
 NAT or a load balancer): while the node watches tasks, it publishes a probe on a channel
@@ -18,8 +18,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,146 +26,15 @@ from redis.exceptions import RedisError
 from engine.aio import check_cancelled
 from engine.keys import Keys
 from engine.metrics import Metrics
-from engine.stream.history import Record, read_records
-from engine.stream.records import CHUNK, DONE, decode_record
+from engine.stream.outage import Outage
+from engine.stream.watch import Add, Resync, Sub, Subscriber, SubscribeResult, TaskWatch
 
 log = logging.getLogger(__name__)
-
-SUBSCRIBE_TIMEOUT_S = 10.0
-
-
-class Subscriber(Protocol):
-    """Where a task's events go: a socket, an SSE response."""
-
-    async def send(self, event: str, payload: dict[str, Any]) -> None: ...
-
 
 # Loads the terminal `task_done` payload from the database when history has expired.
 FinalLoader = Callable[[str], Awaitable[dict[str, Any] | None]]
 
-
-@dataclass
-class SubscribeResult:
-    status: str
-    last_seq: int
-
-
-@dataclass
-class _Sub:
-    subscriber: Subscriber
-    last_seq: int
-    done: bool = False
-
-
-class _Add:
-    def __init__(self, key: str, sub: _Sub, fresh: bool = False) -> None:
-        self.key = key
-        self.sub = sub
-        self.fresh = fresh
-        self.result: asyncio.Future[SubscribeResult] = asyncio.get_running_loop().create_future()
-
-
-class _Resync:
-    """Re-read history after the pub/sub connection was re-established (messages may be lost)."""
-
-
-class _TaskWatch:
-    """The live channel of one task on this node and its local subscribers."""
-
-    def __init__(self, relay: Relay, task_id: str) -> None:
-        self.relay = relay
-        self.task_id = task_id
-        self.subs: dict[str, _Sub] = {}
-        self.queue: asyncio.Queue[_Add | _Resync | str | bytes | None] = asyncio.Queue()
-        self.sent = asyncio.Event()  # SUBSCRIBE has gone out (it may wait for the lock)
-        self.confirmed = asyncio.Event()
-        self.done_payload: dict[str, Any] | None = None
-        self.runner: asyncio.Task[None] | None = None
-
-    async def run(self) -> None:
-        try:
-            await self.sent.wait()
-            await asyncio.wait_for(self.confirmed.wait(), SUBSCRIBE_TIMEOUT_S)
-            while True:
-                item = await self.queue.get()
-                if item is None:
-                    pass
-                elif isinstance(item, _Add):
-                    await self._replay(item)
-                elif isinstance(item, _Resync):
-                    await self._resync()
-                else:
-                    await self._live(item)
-                if self.queue.empty() and (self.done_payload is not None or not self.subs):
-                    return
-        finally:
-            self.relay._forget(self)
-            while not self.queue.empty():
-                item = self.queue.get_nowait()
-                if isinstance(item, _Add) and not item.result.done():
-                    # Arrived after the end: a fresh watch replays it from history.
-                    self.relay._resubmit(self.task_id, item)
-
-    async def _replay(self, add: _Add) -> None:
-        sub = add.sub
-        try:
-            status = "running"
-            entries = await self._history()
-            if not entries and not add.fresh:
-                final = await self.relay.load_final(self.task_id)
-                if final is not None:
-                    # The task may have streamed and ended between the empty read and the
-                    # database's answer: history, when there is one now, has every chunk.
-                    entries = await self._history() or [(DONE, final)]
-            known = 0  # the task's last seq as far as history tells
-            for kind, payload in entries:
-                known = max(known, int(payload.get("seq") or payload.get("last_seq") or 0))
-                await self._send(sub, kind, payload)
-            if sub.done and self.done_payload is not None:  # _send set both
-                status = str(self.done_payload["status"])
-            else:
-                self.subs[add.key] = sub
-            add.result.set_result(SubscribeResult(status, known))
-        except BaseException as exc:
-            if not add.result.done():
-                add.result.set_exception(exc)
-            raise
-
-    async def _resync(self) -> None:
-        for kind, payload in await self._history():
-            for key, sub in list(self.subs.items()):
-                await self._send(sub, kind, payload)
-                if sub.done:
-                    self.subs.pop(key, None)
-
-    async def _history(self) -> list[Record]:
-        return await read_records(self.relay.redis, self.relay.keys, self.task_id)
-
-    async def _live(self, raw: str | bytes) -> None:
-        kind, payload = decode_record(raw)
-        for key, sub in list(self.subs.items()):
-            try:
-                await self._send(sub, kind, payload)
-            except ConnectionError:
-                self.subs.pop(key, None)
-            if sub.done:
-                self.subs.pop(key, None)
-
-    async def _send(self, sub: _Sub, kind: str, payload: dict[str, Any]) -> None:
-        if sub.done:
-            return
-        if kind == CHUNK:
-            seq = payload["seq"]
-            if seq <= sub.last_seq:
-                return
-            sub.last_seq = seq
-            self.relay.metrics.chunks_emitted.inc()
-            await sub.subscriber.send("task_chunk", payload)
-        elif kind == DONE:
-            self.done_payload = payload
-            sub.done = True
-            sub.last_seq = max(sub.last_seq, int(payload.get("last_seq") or 0))
-            await sub.subscriber.send("task_done", payload)
+__all__ = ["FinalLoader", "Relay", "SubscribeResult", "Subscriber"]
 
 
 class Relay:
@@ -190,11 +58,12 @@ class Relay:
         self._probe_seen = asyncio.Event()
         self._probe_subscribed = False
         self._pubsub = redis.pubsub()
-        self._watches: dict[str, _TaskWatch] = {}
-        self._by_channel: dict[str, _TaskWatch] = {}
+        self._watches: dict[str, TaskWatch] = {}
+        self._by_channel: dict[str, TaskWatch] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one pub/sub command at a time on the shared connection
         self._active = asyncio.Event()
+        self.outage = Outage("Redis (relay)", log)
 
     async def subscribe(
         self,
@@ -212,7 +81,7 @@ class Relay:
         database said the task runs, so an empty history means no chunk yet, not an expired
         one (a terminal record stays in history for its TTL): no database read then.
         """
-        add = _Add(key, _Sub(subscriber, after_seq), fresh)
+        add = Add(key, Sub(subscriber, after_seq), fresh)
         await self._submit(task_id, add)
         return await add.result
 
@@ -221,10 +90,10 @@ class Relay:
         if watch is not None and watch.subs.pop(key, None) is not None:
             watch.queue.put_nowait(None)  # lets the watch end when it has no subscriber left
 
-    async def _submit(self, task_id: str, add: _Add) -> None:
+    async def _submit(self, task_id: str, add: Add) -> None:
         watch = self._watches.get(task_id)
         if watch is None:
-            watch = _TaskWatch(self, task_id)
+            watch = TaskWatch(self, task_id)
             channel = self.keys.live(task_id)
             self._watches[task_id] = watch
             self._by_channel[channel] = watch
@@ -233,7 +102,7 @@ class Relay:
             watch.queue.put_nowait(add)
             watch.runner = asyncio.create_task(watch.run())
             self._runners.add(watch.runner)
-            watch.runner.add_done_callback(self._runners.discard)
+            watch.runner.add_done_callback(self._ended)
             try:
                 async with self._lock:
                     if not self._probe_subscribed:  # kept across reconnects by redis-py
@@ -242,20 +111,24 @@ class Relay:
                     await self._pubsub.subscribe(channel)
                 watch.sent.set()
                 self._active.set()
-            except RedisError:
-                add.result.cancel()  # answered by the raise: the watch must not hand it on
+            except (RedisError, OSError) as exc:
+                add.result.set_exception(exc)  # the subscriber gets it; the watch ends
                 self._forget(watch)
                 watch.runner.cancel()
-                raise
             return
         watch.queue.put_nowait(add)
 
-    def _resubmit(self, task_id: str, add: _Add) -> None:
+    def _resubmit(self, task_id: str, add: Add) -> None:
         task = asyncio.create_task(self._submit(task_id, add))
         self._runners.add(task)
-        task.add_done_callback(self._runners.discard)
+        task.add_done_callback(self._ended)
 
-    def _forget(self, watch: _TaskWatch) -> None:
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._runners.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a task watch failed", exc_info=task.exception())
+
+    def _forget(self, watch: TaskWatch) -> None:
         if self._watches.get(watch.task_id) is watch:
             del self._watches[watch.task_id]
             channel = self.keys.live(watch.task_id)
@@ -271,7 +144,7 @@ class Relay:
             async with self._lock:
                 await self._pubsub.unsubscribe(channel)
         except RedisError as exc:
-            log.warning("unsubscribe failed: %s", type(exc).__name__)
+            log.info("unsubscribe failed: %s", type(exc).__name__)
 
     async def run(self) -> None:
         """Read the pub/sub connection until cancelled, routing each message to its task."""
@@ -294,9 +167,10 @@ class Relay:
                 check_cancelled()
                 # redis-py reconnects and re-subscribes on the next read; each channel's
                 # new confirmation makes its watch re-read history for what was missed.
-                log.warning("pub/sub connection lost (%s); reconnecting", type(exc).__name__)
-                await asyncio.sleep(0.5)
+                self.outage.failed(exc)
+                await asyncio.sleep(0.2)
                 continue
+            self.outage.ok()
             if message is not None:
                 self._route(message)
 
@@ -313,7 +187,7 @@ class Relay:
             return
         if message["type"] == "subscribe":
             if watch.confirmed.is_set():
-                watch.queue.put_nowait(_Resync())
+                watch.queue.put_nowait(Resync())
             watch.confirmed.set()
         elif message["type"] == "message":
             watch.queue.put_nowait(message["data"])
