@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     max_variables: int = Field(200, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
     auth_recheck_s: float = Field(5.0, gt=0)  # backstop for revocations and deleted users
+    # Abuse resistance: output validations run in worker processes with a deadline, and a
+    # user has at most VALIDATION_PER_USER of them in the pool at once.
+    validation_workers: int = Field(2, ge=1, le=64)
+    validation_timeout_s: float = Field(2.0, gt=0, le=60)
+    validation_per_user: int = Field(1, ge=1)
 
     # Providers beyond OpenAI, retries and fallbacks, bring-your-own keys (issue 3)
     anthropic_api_key: SecretStr | None = None

@@ -102,6 +102,7 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         loop.cancel()
     await asyncio.gather(*loops, return_exceptions=True)
     await registry.close()
+    await engine.deps.validator.close()
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -20,7 +20,7 @@ from db.pool import DatabaseBusy
 from engine.accounts.quotas import Quotas, Reservation
 from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, StreamTimeout
 from engine.metrics import Metrics
-from engine.prompts.validation import validate_output
+from engine.prompts.checker import ValidationPool
 from engine.providers.base import Provider, ProviderRequest, Usage, estimate_tokens
 from engine.providers.pricing import task_cost
 from engine.stream.keys import Keys, encode_done
@@ -76,6 +76,7 @@ class RunnerDeps:
     quotas: Quotas | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     defer_finalize: FinalizeDeferrer | None = None  # set by engine/cluster/node.py
+    validator: ValidationPool = field(default_factory=ValidationPool)  # worker processes
 
 
 @dataclass
@@ -188,7 +189,7 @@ async def _finish(
         usage = Usage(_estimate_input(plan.request), estimate_tokens(text))
     cost = await task_cost(deps.pool, plan.provider, plan.request.model, usage)
     latency_ms = int((time.monotonic() - progress.started) * 1000)
-    validation = await validate_output(plan.validations, text, status)
+    validation = await deps.validator.validate(plan.user_id, plan.validations, text, status)
     progress.event("finalized", status=status, last_seq=last_seq, validation=validation.status)
     run_messages = [*plan.new_messages, {"role": "assistant", "content": text}]
     outcome = task_rows.TaskOutcome(

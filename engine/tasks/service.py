@@ -19,6 +19,7 @@ from engine.accounts.quotas import Quotas
 from engine.accounts.secrets import KeyRing
 from engine.errors import InvalidRequest, NotFound
 from engine.metrics import Metrics
+from engine.prompts.checker import ValidationPool
 from engine.prompts.resolve import ResolvedPrompt, resolve_prompt
 from engine.protocol.requests import ExecuteRequest
 from engine.providers.base import ProviderRequest, Usage
@@ -81,6 +82,11 @@ class Engine:
             metrics=metrics or Metrics(),
             quotas=self.quotas,
             retry=RetryPolicy.from_settings(settings),
+            validator=ValidationPool(
+                settings.validation_workers,
+                settings.validation_timeout_s,
+                settings.validation_per_user,
+            ),
         )
         self.provider_keys = ProviderKeys(
             pool, KeyRing.from_setting(settings.provider_keys_secret), registry.keyed_names()
