@@ -22,9 +22,11 @@ from engine.errors import (
     NotFound,
     PromptrelayError,
     ProviderUnavailable,
+    Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest, decode
 from server.auth import authenticate, token_from
+from server.sessions import SESSIONS
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,17 @@ class SseSubscriber:
         self.response = response
         self.finished = asyncio.Event()
 
+    async def revoke(self) -> None:
+        """The caller's key was revoked, its user deleted or its JWT expired: say so, end."""
+        if self.finished.is_set():
+            return
+        self.finished.set()
+        with contextlib.suppress(ConnectionError):
+            error = Unauthorized("the credentials of this stream are no longer valid")
+            await self.response.write(
+                f"event: error\ndata: {json.dumps(error.to_dict())}\n\n".encode()
+            )
+
     async def send(self, event: str, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         try:
@@ -190,15 +203,18 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
     subscriber = SseSubscriber(response)
     key = f"sse:{uuid.uuid4()}"
+    sessions = request.app[SESSIONS]
+    await sessions.open(key, user, subscriber.revoke)  # the per-user connection cap
     relay = request.app[RELAY]
     try:
+        await response.prepare(request)
         await relay.subscribe(str(task_id), key, subscriber, after_seq)
         await subscriber.wait(request)
     finally:
         relay.unsubscribe(str(task_id), key)
+        await sessions.close(key)
     if subscriber.finished.is_set():
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
