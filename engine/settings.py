@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     validation_workers: int = Field(2, ge=1, le=64)
     validation_timeout_s: float = Field(2.0, gt=0, le=60)
     validation_per_user: int = Field(1, ge=1)
+    # Engine.IO sessions that have not completed a Socket.IO CONNECT: per client address,
+    # in total on this node, and how long one may stay so.
+    max_pending_handshakes_per_address: int = Field(64, ge=1)
+    max_pending_handshakes: int = Field(2000, ge=1)
+    handshake_deadline_s: float = Field(10.0, gt=0, le=300)
 
     # Providers beyond OpenAI, retries and fallbacks, bring-your-own keys (issue 3)
     anthropic_api_key: SecretStr | None = None

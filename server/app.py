@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-import socketio
 from aiohttp import web
 
 from db.migrate import apply_migrations
@@ -22,6 +21,13 @@ from engine.stream.relay import Relay
 from engine.tasks.service import Engine
 from engine.tasks.supervisor import TaskSupervisor
 from server.drain import drain_on_shutdown
+from server.handshakes import (
+    GUARD,
+    GuardedServer,
+    HandshakeGuard,
+    handshake_deadline_ctx,
+    handshake_middleware,
+)
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
@@ -108,12 +114,14 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """The whole gateway and engine of one node."""
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=settings.max_payload_bytes
+        middlewares=[handshake_middleware, errors_middleware],
+        client_max_size=settings.max_payload_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()  # per app: tests run several apps in one process
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
-    sio = socketio.AsyncServer(
+    sio = GuardedServer(  # caps Engine.IO sessions that have not authenticated
+        HandshakeGuard.from_settings(settings),
         async_mode="aiohttp",
         cors_allowed_origins="*",
         logger=False,
@@ -126,6 +134,8 @@ def create_app(settings: Settings) -> web.Application:
         serializer=FastPacket if settings.fast_json else "default",
     )
     sio.attach(app)
+    app[GUARD] = sio
+    app.cleanup_ctx.append(handshake_deadline_ctx)
     SocketGateway(sio, app).register()
     app.add_routes(routes)
     app.add_routes(metrics_routes)
