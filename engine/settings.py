@@ -97,6 +97,16 @@ class Settings(BaseSettings):
     max_pending_handshakes_per_address: int = Field(64, ge=1)
     max_pending_handshakes: int = Field(2000, ge=1)
     handshake_deadline_s: float = Field(10.0, gt=0, le=300)
+    # Output bounds: the largest `max_tokens` (also a simulated task's tokens) server-wide
+    # and per tier (-1: the server-wide one), and the characters one task may stream (its
+    # history in Redis is bounded by it); past them a task ends with finish_reason `length`.
+    max_output_tokens: int = Field(32_768, ge=1)
+    max_output_tokens_free: int = Field(8_192, ge=-1)
+    max_output_tokens_premium: int = Field(-1, ge=-1)
+    max_output_tokens_byok: int = Field(-1, ge=-1)
+    max_output_chars: int = Field(1_000_000, ge=1000)
+    # The embedded Redis's memory limit (policy volatile-ttl: see docs/tenancy.md)
+    redis_maxmemory_mb: int = Field(512, ge=16)
 
     # Providers beyond OpenAI, retries and fallbacks, bring-your-own keys (issue 3)
     anthropic_api_key: SecretStr | None = None

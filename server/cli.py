@@ -39,7 +39,9 @@ def infrastructure(settings: Settings, *, need_redis: bool = True) -> Iterator[S
         )
     data_dir = settings.promptrelay_data_dir
     print(f"starting embedded Postgres and Redis under {data_dir} ...", file=sys.stderr)
-    with embedded_servers(data_dir, need_redis=need_redis) as urls:
+    with embedded_servers(
+        data_dir, need_redis=need_redis, redis_maxmemory_mb=settings.redis_maxmemory_mb
+    ) as urls:
         yield settings.model_copy(
             update={
                 "database_url": settings.database_url or urls.database_url,

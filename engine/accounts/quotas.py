@@ -48,7 +48,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[8], ARGV[7])
-redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[8]) - tonumber(ARGV[6])) + 1)
+redis.call('EXPIRE', KEYS[3], 86400)
 return {0, 0}
 """
 
@@ -213,12 +213,11 @@ class Quotas:
         if not reservations:
             return
         until = time.time() + lease_s
-        # Never shorter than a fresh reservation's: the set also holds queued tasks' slots.
-        ttl = int(max(lease_s, self._first_lease_s())) + 60
         pipe = self.redis.pipeline(transaction=False)
         for r in reservations:
             pipe.zadd(r.running_key, {r.task_id: until}, xx=True)
-            pipe.expire(r.running_key, ttl)
+            # A day, as at reserve: under `volatile-ttl` eviction, short TTLs go first.
+            pipe.expire(r.running_key, 86400)
         await pipe.execute()
 
     def _first_lease_s(self) -> float:

@@ -77,12 +77,14 @@ class RunnerDeps:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     defer_finalize: FinalizeDeferrer | None = None  # set by engine/cluster/node.py
     validator: ValidationPool = field(default_factory=ValidationPool)  # worker processes
+    max_output_chars: int = 1_000_000  # a longer output ends with finish_reason "length"
 
 
 @dataclass
 class _Progress:
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
+    chars: int = 0
     ttft_ms: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -157,6 +159,10 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                     progress.event("first_token", ttft_ms=progress.ttft_ms)
                 progress.parts.append(delta)
                 append(task_id, delta)
+                progress.chars += len(delta)
+                if progress.chars >= deps.max_output_chars:  # bounds its history in Redis
+                    stream.finish_reason = "length"
+                    break
                 now = loop.time()
                 if now - moved > _RESCHEDULE_EVERY_S:
                     deadline.reschedule(now + deps.idle_timeout_s)

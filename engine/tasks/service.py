@@ -28,7 +28,7 @@ from engine.settings import Settings
 from engine.stream.keys import Keys
 from engine.stream.publisher import ChunkPublisher
 from engine.tasks.dispatch import Dispatcher, LocalDispatcher
-from engine.tasks.limits import check_request_limits
+from engine.tasks.limits import check_output_limit, check_request_limits
 from engine.tasks.retries import RetryPolicy, resolve_fallbacks
 from engine.tasks.runner import RunnerDeps, TaskPlan, done_payload, format_money
 from engine.tasks.supervisor import TaskSupervisor
@@ -79,6 +79,7 @@ class Engine:
             first_token_timeout_s=settings.first_token_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
             history_ttl_s=settings.history_ttl_s,
+            max_output_chars=settings.max_output_chars,
             metrics=metrics or Metrics(),
             quotas=self.quotas,
             retry=RetryPolicy.from_settings(settings),
@@ -118,6 +119,7 @@ class Engine:
                 details={"errors": [{"field": "messages", "message": "too many messages"}]},
             )
         settings = req.settings.merged_over(prompt.settings)
+        check_output_limit(settings, user.tier, self.settings)
         fallbacks = resolve_fallbacks(self.registry, settings)
         tracked = req.track_in_runs
         run_id = (req.run_id or uuid.uuid4()) if tracked else None
