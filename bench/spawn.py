@@ -82,6 +82,7 @@ def spawned_server(env_overrides: dict[str, str] | None = None) -> Iterator[Spaw
                 "MAX_PENDING_HANDSHAKES_PER_ADDRESS": "1000000",
                 "MAX_PENDING_HANDSHAKES": "1000000",
                 "MAX_HTTP_REQUESTS_PER_MINUTE": "0",
+                "MAX_HTTP_REQUESTS_PER_MINUTE_PER_ADDRESS": "0",
                 **(env_overrides or {}),
             }
         )

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     max_output_tokens_premium: int = Field(-1, ge=-1)
     max_output_tokens_byok: int = Field(-1, ge=-1)
     max_output_chars: int = Field(1_000_000, ge=1000)
+    # HTTP requests per minute per user (authenticated routes) and per client address (the
+    # rest, and failed authentications), counted over every node in Redis; 0 = unlimited.
+    max_http_requests_per_minute: int = Field(600, ge=0)
+    max_http_requests_per_minute_per_address: int = Field(300, ge=0)
+    max_keys_per_user: int = Field(50, ge=1)  # live API keys
+    max_orgs_per_user: int = Field(20, ge=1)  # organizations a user created
     # The embedded Redis's memory limit (policy volatile-ttl: see docs/tenancy.md)
     redis_maxmemory_mb: int = Field(512, ge=16)
 

@@ -39,6 +39,7 @@ from server.routes_web import add_web_routes
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
 from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS
+from server.throttle import address_middleware, throttle_ctx
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +115,12 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """The whole gateway and engine of one node."""
     app = web.Application(
-        middlewares=[handshake_middleware, errors_middleware],
+        middlewares=[handshake_middleware, errors_middleware, address_middleware],
         client_max_size=settings.max_payload_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()  # per app: tests run several apps in one process
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx, throttle_ctx])
     sio = GuardedServer(  # caps Engine.IO sessions that have not authenticated
         HandshakeGuard.from_settings(settings),
         async_mode="aiohttp",

@@ -28,13 +28,18 @@ from engine.protocol.requests import ExecuteRequest, decode
 from server.auth import authenticate, token_from
 from server.sessions import SESSIONS
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
+from server.throttle import limit_address, limit_user
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
 def error_response(exc: PromptrelayError) -> web.Response:
-    return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+    headers = None
+    retry_ms = (exc.details or {}).get("retry_after_ms")
+    if isinstance(retry_ms, int):  # rate_limited: when to try again, in whole seconds
+        headers = {"Retry-After": str(max(1, -(-retry_ms // 1000)))}
+    return web.json_response({"error": exc.to_dict()}, status=exc.http_status, headers=headers)
 
 
 @web.middleware
@@ -63,9 +68,17 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
 
 
 async def _user(request: web.Request) -> User:
-    return await authenticate(
-        request.app[POOL], token_from(None, request.headers), request.app[SETTINGS]
-    )
+    """The caller, counted against the per-user HTTP rate (a failed authentication counts
+    against the client address)."""
+    try:
+        user = await authenticate(
+            request.app[POOL], token_from(None, request.headers), request.app[SETTINGS]
+        )
+    except Unauthorized:
+        await limit_address(request)
+        raise
+    await limit_user(request, user)
+    return user
 
 
 def _uuid(value: str, field: str = "id") -> UUID:

@@ -30,7 +30,8 @@ async def _decode(request: web.Request, model: type[M]) -> M:
 async def create_org(request: web.Request) -> web.Response:
     user = await _user(request)
     body = await _decode(request, OrgCreate)
-    org_id = await scopes.create_org(request.app[POOL], user.id, body.name)
+    cap = request.app[SETTINGS].max_orgs_per_user
+    org_id = await scopes.create_org(request.app[POOL], user.id, body.name, cap)
     return web.json_response({"id": str(org_id), "name": body.name}, status=201)
 
 

@@ -100,6 +100,8 @@ def settings(infra: Infra, database_url: str) -> Settings:
         quota_free_daily=-1,
         max_concurrent_tasks=10_000,
         max_events_per_second=10_000,
+        max_http_requests_per_minute=0,  # tested in tests/test_abuse_http.py
+        max_http_requests_per_minute_per_address=0,
         shutdown_grace_s=0,  # teardown ends running tasks at once (no SIGTERM grace)
     )
 

@@ -20,12 +20,15 @@ from engine.prompts.models import MemberAdd
 from engine.prompts.template import format_value
 from engine.protocol import paging
 from engine.protocol.requests import Scope
+from engine.tasks.limits import capped
 
 
-async def create_org(pool: asyncpg.Pool, user_id: UUID, name: str) -> UUID:
+async def create_org(pool: asyncpg.Pool, user_id: UUID, name: str, cap: int) -> UUID:
+    """A new org with its creator as admin, unless the user already created `cap`."""
     org_id = uuid.uuid4()
     async with pool.acquire() as conn:
-        await org_rows.create_org(conn, org_id, name, user_id)
+        if not await org_rows.create_org(conn, org_id, name, user_id, cap):
+            raise capped("orgs", cap, f"at most {cap} organizations created per user")
     return org_id
 
 
