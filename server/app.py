@@ -25,6 +25,7 @@ from server.handshakes import (
     GUARD,
     GuardedServer,
     HandshakeGuard,
+    QuietEngineLog,
     handshake_deadline_ctx,
     handshake_middleware,
 )
@@ -39,7 +40,7 @@ from server.routes_web import add_web_routes
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
 from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS
-from server.throttle import address_middleware, throttle_ctx
+from server.throttle import address_middleware, long_url_middleware, throttle_ctx
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,12 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """The whole gateway and engine of one node."""
     app = web.Application(
-        middlewares=[handshake_middleware, errors_middleware, address_middleware],
+        middlewares=[
+            long_url_middleware,
+            handshake_middleware,
+            errors_middleware,
+            address_middleware,
+        ],
         client_max_size=settings.max_payload_bytes,
     )
     app[SETTINGS] = settings
@@ -126,7 +132,7 @@ def create_app(settings: Settings) -> web.Application:
         async_mode="aiohttp",
         cors_allowed_origins="*",
         logger=False,
-        engineio_logger=False,
+        engineio_logger=QuietEngineLog(),  # no tracebacks for a client's garbage
         ping_interval=settings.ping_interval_s,
         ping_timeout=settings.ping_timeout_s,
         # Room to read an oversized event and answer payload_too_large instead of dropping

@@ -22,6 +22,7 @@ from server.embedded import embedded_servers
 from server.logs import configure_logging
 from server.loop import new_loop, tune_gc
 from server.roles import create_node_app
+from server.throttle import HANDLER_ARGS
 from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
@@ -102,6 +103,7 @@ def cmd_serve(settings: Settings) -> int:
             access_log=None,
             shutdown_timeout=10.0,
             loop=new_loop() if live.uvloop else None,
+            handler_args=HANDLER_ARGS,
         )
         # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
     return 0

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -28,6 +30,10 @@ from server.state import SETTINGS
 
 log = logging.getLogger(__name__)
 SOCKET_PATH = "/socket.io/"
+# The header of a Socket.IO packet: type, binary attachments, namespace, ack id.
+MALFORMED = re.compile(
+    r"(?P<type>\d)(?:\d{1,6}-)?(?:(?P<ns>/[^,]{0,200}),)?(?P<id>\d{1,15})?(?!\d)"
+)
 
 
 class HandshakeGuard:
@@ -79,6 +85,18 @@ def client_address(environ: dict[str, Any]) -> str:
     return str(remote or "unknown")
 
 
+class QuietEngineLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Engine.IO's logger: what it logs with a traceback (a frame it cannot parse, a
+    client's garbage) becomes one warning line naming the exception."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("engineio.server"), {})
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        kind = type(sys.exc_info()[1]).__name__
+        self.warning("%s (%s)", str(msg) % args if args else msg, kind)
+
+
 class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     """A Socket.IO server whose Engine.IO sessions pass the guard until they CONNECT.
 
@@ -103,6 +121,33 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_connect(eio_sid, namespace, data)
         if self.manager.sid_from_eio_sid(eio_sid, namespace or "/") is not None:
             self.guard.done(eio_sid)  # accepted: a counted connection from now on
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """A packet that cannot be decoded (bad JSON, an integer of more than 4,300 digits,
+        an unknown type) gets an `invalid_request` error ack when it carries an ack id, and
+        one warning line, never a traceback."""
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            log.warning("malformed Socket.IO packet (%s)", type(exc).__name__)
+            await self._refuse_packet(eio_sid, data)
+
+    async def _refuse_packet(self, eio_sid: str, data: Any) -> None:
+        header = MALFORMED.match(data) if isinstance(data, str) else None
+        if header is None or header["id"] is None or header["type"] not in ("2", "5"):
+            return  # no ack id: nothing to answer
+        namespace = header["ns"] or "/"
+        self._binary_packet.pop(eio_sid, None)
+        if self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
+            return
+        error = {"code": "invalid_request", "message": "malformed packet"}
+        ack = self.packet_class(
+            socketio.packet.ACK,
+            namespace=namespace,
+            data=[{"ok": False, "error": error}],
+            id=int(header["id"]),
+        )
+        await self._send_packet(eio_sid, ack)
 
     async def close_expired(self) -> int:
         expired = self.guard.expired(time.monotonic())

@@ -91,7 +91,9 @@ def _uuid(value: str, field: str = "id") -> UUID:
 async def _json_body(request: web.Request) -> Any:
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    # ValueError: besides malformed JSON and bad UTF-8, an integer literal of more than
+    # 4,300 digits (Python refuses to convert it)
+    except (ValueError, RecursionError):
         raise InvalidRequest(
             "body must be JSON",
             details={"errors": [{"field": "(body)", "message": "invalid JSON"}]},

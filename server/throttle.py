@@ -14,9 +14,14 @@ from aiohttp import web
 
 from db.users import User
 from engine.accounts.ratelimit import RateLimiter
+from engine.errors import InvalidRequest
 from server.state import ENGINE, REDIS, SETTINGS
 
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
+MAX_URL_BYTES = 8192
+# aiohttp's own parser refuses longer request lines with a plain-text 400 that quotes them;
+# it reads up to this much so that the JSON answer below is the one clients get.
+HANDLER_ARGS: dict[str, Any] = {"max_line_size": 64 * 1024}
 EXEMPT = ("/healthz", "/readyz", "/metrics", "/socket.io/")
 
 
@@ -30,6 +35,19 @@ async def limit_address(request: web.Request) -> None:
     """Count one unauthenticated request (or failed authentication) of the client address."""
     limit = request.app[SETTINGS].max_http_requests_per_minute_per_address
     await request.app[LIMITER].hit(f"a:{request.remote or 'unknown'}", limit)
+
+
+@web.middleware
+async def long_url_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A URL over 8 KB is `invalid_request` in JSON, without quoting it back."""
+    if len(request.raw_path) > MAX_URL_BYTES:
+        message = f"the URL is longer than {MAX_URL_BYTES} bytes"
+        error = InvalidRequest(
+            message, details={"errors": [{"field": "(url)", "message": message}]}
+        )
+        return web.json_response({"error": error.to_dict()}, status=414)
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 @web.middleware

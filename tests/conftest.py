@@ -28,6 +28,7 @@ from engine.settings import Settings
 from server.app import create_app
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import ENGINE
+from server.throttle import HANDLER_ARGS
 
 TEMPLATE_DB = "ps_template"
 SMALL_LIMIT = 4096  # max_payload_bytes of the `small_server` fixture
@@ -195,7 +196,7 @@ async def small_server(settings: Settings) -> AsyncIterator[Server]:
 
 async def start_server(settings: Settings) -> Server:
     app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=5)
+    runner = web.AppRunner(app, shutdown_timeout=5, **HANDLER_ARGS)  # as `promptrelay serve`
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
