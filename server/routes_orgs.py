@@ -41,7 +41,7 @@ async def add_org_member(request: web.Request) -> web.Response:
     org_id = _uuid(request.match_info["id"], "organization")
     body = await _decode(request, MemberAdd)
     await scopes.add_org_member(request.app[POOL], user.id, org_id, body)
-    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=201)
+    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=202)
 
 
 @routes.post("/v1/orgs/{id}/projects")
@@ -61,7 +61,22 @@ async def add_project_member(request: web.Request) -> web.Response:
     project_id = _uuid(request.match_info["id"], "project")
     body = await _decode(request, MemberAdd)
     await scopes.add_project_member(request.app[POOL], user.id, project_id, body)
-    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=201)
+    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=202)
+
+
+@routes.get("/v1/me/invitations")
+async def list_invitations(request: web.Request) -> web.Response:
+    user = await _user(request)
+    return web.json_response(await scopes.list_invitations(request.app[POOL], user.id, 200))
+
+
+@routes.post("/v1/invitations/{id}/accept")
+async def accept_invitation(request: web.Request) -> web.Response:
+    user = await _user(request)
+    invitation_id = _uuid(request.match_info["id"], "invitation")
+    return web.json_response(
+        await scopes.accept_invitation(request.app[POOL], user.id, invitation_id)
+    )
 
 
 def _scope(request: web.Request) -> tuple[str, UUID | None]:

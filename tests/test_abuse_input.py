@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import Server
+from tests.library_helpers import api_for
 
 HUGE = "1" * 5000  # an integer literal Python refuses to convert
 
@@ -156,3 +157,32 @@ async def test_long_urls_are_answered_in_json_without_echo(
     assert "qqqqqqqq" not in text
     no_tracebacks(caplog)
     logging.getLogger(__name__).info("long URL answered")
+
+
+async def test_org_membership_is_by_invitation_the_invited_user_accepts(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    admin, invited, stranger = [await api_for(http, server) for _ in range(3)]
+    org = (await admin.call("POST", "/v1/orgs", {"name": "Acme"}, expect=201))["id"]
+    real = await admin.call(
+        "POST", f"/v1/orgs/{org}/members", {"user_id": str(invited.user_id), "role": "member"}
+    )
+    ghost_id = str(uuid.uuid4())
+    ghost = await admin.call(
+        "POST", f"/v1/orgs/{org}/members", {"user_id": ghost_id, "role": "member"}
+    )
+    # The same answer whether the id is a user or not.
+    assert real[0] == ghost[0] == 202
+    assert {**real[1], "user_id": "x"} == {**ghost[1], "user_id": "x"}
+    # Not a member without consent.
+    await invited.call("GET", f"/v1/orgs/{org}/variables", expect=404)
+    [invitation] = (await invited.call("GET", "/v1/me/invitations", expect=200))["items"]
+    assert invitation["kind"] == "org" and invitation["name"] == "Acme"
+    assert (await stranger.call("GET", "/v1/me/invitations", expect=200))["items"] == []
+    theirs = await stranger.call("POST", f"/v1/invitations/{invitation['id']}/accept")
+    unknown = await stranger.call("POST", f"/v1/invitations/{uuid.uuid4()}/accept")
+    assert theirs == unknown and theirs[0] == 404
+    accepted = await invited.call("POST", f"/v1/invitations/{invitation['id']}/accept", expect=200)
+    assert accepted == {"kind": "org", "target_id": org, "role": "member"}
+    await invited.call("GET", f"/v1/orgs/{org}/variables", expect=200)
+    await invited.call("POST", f"/v1/invitations/{invitation['id']}/accept", expect=404)
