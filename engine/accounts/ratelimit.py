@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.errors import RateLimited
-from engine.stream.keys import Keys
+from engine.keys import Keys
 
 log = logging.getLogger(__name__)
 WINDOW_S = 60
@@ -42,7 +42,7 @@ class RateLimiter:
             return
         now = time.time()
         window = int(now // WINDOW_S)
-        key = f"{self.keys.prefix}rl:{subject}:{window}"
+        key = self.keys.http_rate(subject, window)
         try:
             count: Any = await self._hit(keys=[key], args=[WINDOW_S + 5])
         except (RedisError, OSError) as exc:
