@@ -86,11 +86,16 @@ def client_address(environ: dict[str, Any]) -> str:
 
 
 class QuietEngineLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Engine.IO's logger: what it logs with a traceback (a frame it cannot parse, a
-    client's garbage) becomes one warning line naming the exception."""
+    """Engine.IO's logger: warnings and errors only (as with `engineio_logger=False`), and
+    what it logs with a traceback (a frame it cannot parse, a client's garbage) becomes one
+    warning line naming the exception."""
 
     def __init__(self) -> None:
         super().__init__(logging.getLogger("engineio.server"), {})
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        # Below WARNING Engine.IO logs every packet, tokens included: never.
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
 
     def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
         kind = type(sys.exc_info()[1]).__name__

@@ -23,7 +23,6 @@ from engine.errors import InvalidRequest, NotFound
 from engine.keys import Keys
 from engine.providers.pricing import format_money
 from engine.settings import Settings
-from engine.tasks.limits import capped
 
 MAX_USAGE_DAYS = 366
 MAX_PAGE = 200
@@ -65,7 +64,15 @@ class Accounts:
         cap = self.settings.max_keys_per_user
         new = await key_rows.create_key_capped(self.pool, user.id, name, cap)
         if new is None:
-            raise capped("keys", cap, f"at most {cap} live API keys per user; revoke one first")
+            message = f"at most {cap} live API keys per user; revoke one first"
+            raise InvalidRequest(
+                message,
+                details={
+                    "limit": "keys",
+                    "max": cap,
+                    "errors": [{"field": "(body)", "message": message}],
+                },
+            )
         return {"id": str(new.id), "name": new.name, "prefix": new.prefix, "key": new.key}
 
     async def list_keys(self, user: User, limit: int, cursor: int) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from engine.prompts.models import MemberAdd
 from engine.prompts.template import format_value
 from engine.protocol import paging
 from engine.protocol.requests import Scope
-from engine.tasks.limits import capped
 
 
 async def create_org(pool: asyncpg.Pool, user_id: UUID, name: str, cap: int) -> UUID:
@@ -29,7 +28,15 @@ async def create_org(pool: asyncpg.Pool, user_id: UUID, name: str, cap: int) -> 
     org_id = uuid.uuid4()
     async with pool.acquire() as conn:
         if not await org_rows.create_org(conn, org_id, name, user_id, cap):
-            raise capped("orgs", cap, f"at most {cap} organizations created per user")
+            message = f"at most {cap} organizations created per user"
+            raise InvalidRequest(
+                message,
+                details={
+                    "limit": "orgs",
+                    "max": cap,
+                    "errors": [{"field": "(body)", "message": message}],
+                },
+            )
     return org_id
 
 

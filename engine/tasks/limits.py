@@ -15,11 +15,6 @@ from engine.protocol.requests import ExecuteRequest
 from engine.settings import Settings
 
 
-def capped(limit: str, maximum: int, message: str) -> InvalidRequest:
-    """A per-user count cap (`keys`, `orgs`) reached: `invalid_request`, `details.limit`."""
-    return _refuse(limit, maximum, "(body)", message)
-
-
 def _refuse(limit: str, maximum: int, field: str, message: str) -> InvalidRequest:
     return InvalidRequest(
         message,
