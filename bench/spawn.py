@@ -78,6 +78,11 @@ def spawned_server(env_overrides: dict[str, str] | None = None) -> Iterator[Spaw
                 "MAX_CONCURRENT_TASKS": "1000000",
                 "MAX_CONNECTIONS_PER_USER": "1000000",
                 "MAX_EVENTS_PER_SECOND": "1000000",
+                # every bench client comes from one address, thousands connecting at once
+                "MAX_PENDING_HANDSHAKES_PER_ADDRESS": "1000000",
+                "MAX_PENDING_HANDSHAKES": "1000000",
+                "MAX_HTTP_REQUESTS_PER_MINUTE": "0",
+                "MAX_HTTP_REQUESTS_PER_MINUTE_PER_ADDRESS": "0",
                 **(env_overrides or {}),
             }
         )

@@ -6,6 +6,8 @@ from uuid import UUID
 
 import asyncpg
 
+from db.users import NewKey, create_api_key
+
 Conn = asyncpg.Connection | asyncpg.Pool
 
 
@@ -65,3 +67,23 @@ async def live_callers(
         key_ids,
     )
     return {r["id"] for r in users}, {r["id"] for r in keys}
+
+
+async def create_key_capped(
+    pool: asyncpg.Pool, user_id: UUID, name: str, cap: int
+) -> NewKey | None:
+    """A new key unless the user already has `cap` live ones (None then).
+
+    The count and the insert run under a per-user advisory lock, so a burst of creates on
+    any number of nodes cannot pass the cap together.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 1))", str(user_id)
+        )
+        live = await conn.fetchval(
+            "SELECT count(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL", user_id
+        )
+        if live >= cap:
+            return None
+        return await create_api_key(conn, user_id, name)

@@ -9,9 +9,21 @@ import asyncpg
 from db.pool import TxConnection
 
 
-async def create_org(conn: TxConnection, org_id: UUID, name: str, user_id: UUID) -> None:
-    """The org, with its creator as `admin`."""
+async def create_org(
+    conn: TxConnection, org_id: UUID, name: str, user_id: UUID, cap: int | None = None
+) -> bool:
+    """The org, with its creator as `admin`; False when the user already created `cap`
+    (counted under a per-user advisory lock, so a burst cannot pass the cap together)."""
     async with conn.transaction():
+        if cap is not None:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 2))", str(user_id)
+            )
+            made = await conn.fetchval(
+                "SELECT count(*) FROM organizations WHERE created_by = $1", user_id
+            )
+            if made >= cap:
+                return False
         await conn.execute(
             "INSERT INTO organizations (id, name, created_by) VALUES ($1, $2, $3)",
             org_id,
@@ -23,6 +35,7 @@ async def create_org(conn: TxConnection, org_id: UUID, name: str, user_id: UUID)
             org_id,
             user_id,
         )
+    return True
 
 
 async def org_role(

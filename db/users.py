@@ -11,6 +11,8 @@ from uuid import UUID
 
 import asyncpg
 
+from db.pool import TxConnection
+
 KEY_PREFIX = "ps_"
 
 
@@ -62,7 +64,7 @@ async def count_users(conn: asyncpg.Connection) -> int:
 
 
 async def create_api_key(
-    conn: asyncpg.Connection | asyncpg.Pool, user_id: UUID, name: str = ""
+    conn: asyncpg.Connection | asyncpg.Pool | TxConnection, user_id: UUID, name: str = ""
 ) -> NewKey:
     """A new key for the user. The full key exists only in the returned value."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)

@@ -80,3 +80,7 @@ class Keys:
     def revoked_channel(self) -> str:
         """Pub/sub channel of revoked keys and deleted users: `{user_id?, key_id?}` JSON."""
         return f"{self.prefix}auth:revoked"
+
+    def http_rate(self, subject: str, window: int) -> str:
+        """Requests of a user (`u:{id}`) or an address (`a:{ip}`) in one minute's window."""
+        return f"{self.prefix}rl:{subject}:{window}"

@@ -87,6 +87,32 @@ class Settings(BaseSettings):
     max_variables: int = Field(200, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
     auth_recheck_s: float = Field(5.0, gt=0)  # backstop for revocations and deleted users
+    # Abuse resistance: output validations run in worker processes with a deadline, and a
+    # user has at most VALIDATION_PER_USER of them in the pool at once.
+    validation_workers: int = Field(2, ge=1, le=64)
+    validation_timeout_s: float = Field(2.0, gt=0, le=60)
+    validation_per_user: int = Field(1, ge=1)
+    # Engine.IO sessions that have not completed a Socket.IO CONNECT: per client address,
+    # in total on this node, and how long one may stay so.
+    max_pending_handshakes_per_address: int = Field(64, ge=1)
+    max_pending_handshakes: int = Field(2000, ge=1)
+    handshake_deadline_s: float = Field(10.0, gt=0, le=300)
+    # Output bounds: the largest `max_tokens` (also a simulated task's tokens) server-wide
+    # and per tier (-1: the server-wide one), and the characters one task may stream (its
+    # history in Redis is bounded by it); past them a task ends with finish_reason `length`.
+    max_output_tokens: int = Field(32_768, ge=1)
+    max_output_tokens_free: int = Field(8_192, ge=-1)
+    max_output_tokens_premium: int = Field(-1, ge=-1)
+    max_output_tokens_byok: int = Field(-1, ge=-1)
+    max_output_chars: int = Field(1_000_000, ge=1000)
+    # HTTP requests per minute per user (authenticated routes) and per client address (the
+    # rest, and failed authentications), counted over every node in Redis; 0 = unlimited.
+    max_http_requests_per_minute: int = Field(600, ge=0)
+    max_http_requests_per_minute_per_address: int = Field(300, ge=0)
+    max_keys_per_user: int = Field(50, ge=1)  # live API keys
+    max_orgs_per_user: int = Field(20, ge=1)  # organizations a user created
+    # The embedded Redis's memory limit (policy volatile-ttl: see docs/tenancy.md)
+    redis_maxmemory_mb: int = Field(512, ge=16)
 
     # Providers beyond OpenAI, retries and fallbacks, bring-your-own keys
     anthropic_api_key: SecretStr | None = None

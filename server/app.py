@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
-import socketio
 from aiohttp import web
 
 from db.migrate import apply_migrations
@@ -27,6 +26,14 @@ from engine.tasks.plan import RunnerDeps
 from engine.tasks.service import Engine
 from engine.tasks.supervisor import TaskSupervisor
 from server.drain import drain_on_shutdown
+from server.handshakes import (
+    GUARD,
+    GuardedServer,
+    HandshakeGuard,
+    QuietEngineLog,
+    handshake_deadline_ctx,
+    handshake_middleware,
+)
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
@@ -38,6 +45,7 @@ from server.routes_web import add_web_routes
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
 from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS, SIO
+from server.throttle import address_middleware, long_url_middleware, throttle_ctx
 
 log = logging.getLogger(__name__)
 
@@ -116,21 +124,29 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
         loop.cancel()
     await asyncio.gather(*loops, return_exceptions=True)
     await registry.close()
+    await engine.deps.validator.close()
 
 
 def create_app(settings: Settings) -> web.Application:
     """The whole gateway and engine of one node."""
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=settings.max_payload_bytes
+        middlewares=[
+            long_url_middleware,
+            handshake_middleware,
+            errors_middleware,
+            address_middleware,
+        ],
+        client_max_size=settings.max_payload_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()  # per app: tests run several apps in one process
-    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
-    sio = socketio.AsyncServer(
+    app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx, throttle_ctx])
+    sio = GuardedServer(  # caps Engine.IO sessions that have not authenticated
+        HandshakeGuard.from_settings(settings),
         async_mode="aiohttp",
         cors_allowed_origins="*",
         logger=False,
-        engineio_logger=False,
+        engineio_logger=QuietEngineLog(),  # no tracebacks for a client's garbage
         ping_interval=settings.ping_interval_s,
         ping_timeout=settings.ping_timeout_s,
         # Room to read an oversized event and answer payload_too_large instead of dropping
@@ -140,6 +156,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     sio.attach(app)
     app[SIO] = sio
+    app[GUARD] = sio
+    app.cleanup_ctx.append(handshake_deadline_ctx)
     SocketGateway(sio, app).register()
     app.add_routes(routes)
     app.add_routes(metrics_routes)

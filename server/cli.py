@@ -23,6 +23,7 @@ from server.logs import configure_logging
 from server.loop import new_loop, tune_gc
 from server.roles import create_node_app
 from server.signals import handle_stop_signals
+from server.throttle import HANDLER_ARGS
 from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
@@ -40,7 +41,9 @@ def infrastructure(settings: Settings, *, need_redis: bool = True) -> Iterator[S
         )
     data_dir = settings.promptrelay_data_dir
     print(f"starting embedded Postgres and Redis under {data_dir} ...", file=sys.stderr)
-    with embedded_servers(data_dir, need_redis=need_redis) as urls:
+    with embedded_servers(
+        data_dir, need_redis=need_redis, redis_maxmemory_mb=settings.redis_maxmemory_mb
+    ) as urls:
         yield settings.model_copy(
             update={
                 "database_url": settings.database_url or urls.database_url,
@@ -102,6 +105,7 @@ def cmd_serve(settings: Settings) -> int:
             access_log=None,
             shutdown_timeout=10.0,
             loop=new_loop() if live.uvloop else None,
+            handler_args=HANDLER_ARGS,
         )
         # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
     return 0

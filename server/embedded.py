@@ -41,9 +41,10 @@ PERSISTENCE = {
 class EmbeddedRedis:
     """A redis-server child process listening on a unix socket under `data_dir`."""
 
-    def __init__(self, data_dir: Path, persistence: str = "rdb") -> None:
+    def __init__(self, data_dir: Path, persistence: str = "rdb", maxmemory_mb: int = 512) -> None:
         self.data_dir = data_dir
         self.persistence = PERSISTENCE[persistence]
+        self.maxmemory_mb = maxmemory_mb
         self.socket_path = data_dir / "redis.sock"
         self._proc: subprocess.Popen[bytes] | None = None
         self._holders = Holders(data_dir / "holders.json")
@@ -89,6 +90,11 @@ class EmbeddedRedis:
             "dbfilename redis.rdb\n"
             f"{self.persistence}"
             "maxclients 10000\n"
+            # Bounded memory; past it, keys with the shortest TTL go first: finished task
+            # histories (HISTORY_TTL_S) before live ones and every cap and lease (a day or
+            # no TTL at all), see docs/tenancy.md.
+            f"maxmemory {self.maxmemory_mb}mb\n"
+            "maxmemory-policy volatile-ttl\n"
             f"logfile {self.data_dir / 'redis.log'}\n"
         )
         self._proc = subprocess.Popen(
@@ -244,12 +250,14 @@ class EmbeddedPostgres:
 
 
 @contextlib.contextmanager
-def embedded_servers(data_dir: Path, *, need_redis: bool = True) -> Iterator[EmbeddedUrls]:
+def embedded_servers(
+    data_dir: Path, *, need_redis: bool = True, redis_maxmemory_mb: int = 512
+) -> Iterator[EmbeddedUrls]:
     """Run embedded Postgres (and Redis) for the duration of the block."""
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime_dir(data_dir)))
     pg = EmbeddedPostgres(data_dir / "pg")
-    redis = EmbeddedRedis(data_dir / "redis")
+    redis = EmbeddedRedis(data_dir / "redis", maxmemory_mb=redis_maxmemory_mb)
     try:
         database_url = pg.start()
         if need_redis:

@@ -13,10 +13,17 @@ import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from engine.errors import InvalidRequest, NotFound, PayloadTooLarge, PromptrelayError
+from engine.errors import (
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PromptrelayError,
+    Unauthorized,
+)
 from engine.protocol.requests import ExecuteRequest, decode
 from server.errors import client_error, error_response
 from server.requests import current_user, json_body, path_uuid
+from server.sessions import SESSIONS
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -107,6 +114,17 @@ class SseSubscriber:
         self.response = response
         self.finished = asyncio.Event()
 
+    async def revoke(self) -> None:
+        """The caller's key was revoked, its user deleted or its JWT expired: say so, end."""
+        if self.finished.is_set():
+            return
+        self.finished.set()
+        with contextlib.suppress(ConnectionError):
+            error = Unauthorized("the credentials of this stream are no longer valid")
+            await self.response.write(
+                f"event: error\ndata: {json.dumps(error.to_dict())}\n\n".encode()
+            )
+
     async def send(self, event: str, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         try:
@@ -150,6 +168,8 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
     )
     subscriber = SseSubscriber(response)
     key = f"sse:{uuid.uuid4()}"
+    sessions = request.app[SESSIONS]
+    await sessions.open(key, user, subscriber.revoke)  # the per-user connection cap
     relay = request.app[RELAY]
     try:
         await response.prepare(request)
@@ -161,4 +181,5 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
         log.debug("client closed the stream of task %s", task_id)
     finally:
         relay.unsubscribe(str(task_id), key)
+        await sessions.close(key)
     return response

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from db.users import User
-from engine.errors import InvalidRequest, NotFound
+from engine.errors import InvalidRequest, NotFound, Unauthorized
 from server.auth import authenticate, token_from
 from server.state import POOL, SETTINGS
+from server.throttle import limit_address, limit_user
 
 
 async def current_user(request: web.Request) -> User:
-    """The caller, from `Authorization: Bearer <key or JWT>` (401 otherwise)."""
-    return await authenticate(
-        request.app[POOL], token_from(None, request.headers), request.app[SETTINGS]
-    )
+    """The caller, from `Authorization: Bearer <key or JWT>` (401 otherwise), counted
+    against the per-user HTTP rate (a failed authentication against the client address)."""
+    try:
+        user = await authenticate(
+            request.app[POOL], token_from(None, request.headers), request.app[SETTINGS]
+        )
+    except Unauthorized:
+        await limit_address(request)
+        raise
+    await limit_user(request, user)
+    return user
 
 
 def path_uuid(value: str, field: str = "id") -> UUID:
@@ -33,7 +40,9 @@ async def json_body(request: web.Request) -> Any:
     """The request body as JSON, or `invalid_request`."""
     try:
         return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    # ValueError: besides malformed JSON and bad UTF-8 (both ValueErrors), an integer literal
+    # of more than 4,300 digits, which Python refuses to convert
+    except (ValueError, RecursionError):
         raise InvalidRequest(
             "body must be JSON",
             details={"errors": [{"field": "(body)", "message": "invalid JSON"}]},

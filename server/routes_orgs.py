@@ -30,7 +30,8 @@ async def _decode(request: web.Request, model: type[M]) -> M:
 async def create_org(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await _decode(request, OrgCreate)
-    org_id = await scopes.create_org(request.app[POOL], user.id, body.name)
+    cap = request.app[SETTINGS].max_orgs_per_user
+    org_id = await scopes.create_org(request.app[POOL], user.id, body.name, cap)
     return web.json_response({"id": str(org_id), "name": body.name}, status=201)
 
 
@@ -40,7 +41,7 @@ async def add_org_member(request: web.Request) -> web.Response:
     org_id = path_uuid(request.match_info["id"], "organization")
     body = await _decode(request, MemberAdd)
     await scopes.add_org_member(request.app[POOL], user.id, org_id, body)
-    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=201)
+    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=202)
 
 
 @routes.post("/v1/orgs/{id}/projects")
@@ -60,7 +61,22 @@ async def add_project_member(request: web.Request) -> web.Response:
     project_id = path_uuid(request.match_info["id"], "project")
     body = await _decode(request, MemberAdd)
     await scopes.add_project_member(request.app[POOL], user.id, project_id, body)
-    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=201)
+    return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=202)
+
+
+@routes.get("/v1/me/invitations")
+async def list_invitations(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    return web.json_response(await scopes.list_invitations(request.app[POOL], user.id, 200))
+
+
+@routes.post("/v1/invitations/{id}/accept")
+async def accept_invitation(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    invitation_id = path_uuid(request.match_info["id"], "invitation")
+    return web.json_response(
+        await scopes.accept_invitation(request.app[POOL], user.id, invitation_id)
+    )
 
 
 def _scope(request: web.Request) -> tuple[str, UUID | None]:

@@ -1,5 +1,7 @@
 """Who is connected to this node: per-user connection cap, per-socket event rate, and the
-disconnection of sockets whose key was revoked or whose user was deleted.
+disconnection of sockets and SSE streams whose key was revoked, whose user was deleted or
+whose JWT expired. A `GET /v1/tasks/{id}/stream` response is a connection like a socket:
+it counts toward the cap and is ended by the same revocations.
 
 Revocations arrive on a Redis channel (engine/accounts/profile.py announces them), so every node
 drops the sockets at once; a periodic re-check against Postgres is the backstop for keys
@@ -13,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -42,6 +44,8 @@ class _Session:
     expires_at: float | None
     tokens: float
     stamp: float = field(default_factory=time.monotonic)
+    # An SSE stream's way to end itself; None for a socket (ended through Socket.IO).
+    end: Callable[[], Awaitable[None]] | None = None
 
 
 class Sessions:
@@ -66,9 +70,11 @@ class Sessions:
             )
         return self._counter
 
-    async def open(self, sid: str, user: User) -> None:
-        """Admit a new socket of `user`, or RateLimited past the per-user connection cap
-        (counted over every node)."""
+    async def open(
+        self, sid: str, user: User, end: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Admit a new socket (or, with `end`, an SSE stream) of `user`, or RateLimited past
+        the per-user connection cap (counted over every node)."""
         settings = self.app[SETTINGS]
         if not await self.counter.admit(user.id, f"{self.node}:{sid}"):
             raise RateLimited(
@@ -76,7 +82,7 @@ class Sessions:
                 details={"retry_after_ms": 1000},
             )
         self.by_sid[sid] = _Session(
-            user.id, user.key_id, user.expires_at, settings.max_events_per_second
+            user.id, user.key_id, user.expires_at, settings.max_events_per_second, end=end
         )
 
     async def close(self, sid: str) -> None:
@@ -104,8 +110,12 @@ class Sessions:
         """Disconnect every local socket whose session matches `predicate`."""
         sids = [sid for sid, s in self.by_sid.items() if predicate(s)]
         for sid in sids:
-            log.info("disconnecting socket %s: %s", sid, why)
-            await self.sio.disconnect(sid)
+            session = self.by_sid.get(sid)
+            log.info("disconnecting %s: %s", sid, why)
+            if session is not None and session.end is not None:
+                await session.end()
+            else:
+                await self.sio.disconnect(sid)
             await self.close(sid)
         return len(sids)
 

@@ -31,6 +31,7 @@ from server.app import create_app
 from server.contract import check_ack
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import ENGINE
+from server.throttle import HANDLER_ARGS
 
 # Read by the provider SDKs themselves, beside what the settings read.
 SDK_ENV = (
@@ -141,6 +142,8 @@ def settings(infra: Infra, database_url: str) -> Settings:
         quota_free_daily=-1,
         max_concurrent_tasks=10_000,
         max_events_per_second=10_000,
+        max_http_requests_per_minute=0,  # tested in tests/test_abuse_http.py
+        max_http_requests_per_minute_per_address=0,
         shutdown_grace_s=0,  # teardown ends running tasks at once (no SIGTERM grace)
     )
 
@@ -249,7 +252,7 @@ async def small_server(settings: Settings) -> AsyncIterator[Server]:
 
 async def start_server(settings: Settings) -> Server:
     app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=5)
+    runner = web.AppRunner(app, shutdown_timeout=5, **HANDLER_ARGS)  # as `promptrelay serve`
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -81,6 +81,7 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/orgs/{org}/members", {"user_id": "{key}", "role": "admin"}),
     ("POST", "/v1/orgs/{org}/projects", {"name": "B's project"}),
     ("POST", "/v1/projects/{project}/members", {"user_id": "{key}", "role": "admin"}),
+    ("POST", "/v1/invitations/{key}/accept", None),
     ("GET", "/v1/orgs/{org}/variables", None),
     ("PUT", "/v1/orgs/{org}/variables/color", {"value": "red"}),
     ("DELETE", "/v1/orgs/{org}/variables/color", None),
@@ -110,6 +111,7 @@ NO_FOREIGN_IDS = {
     ("GET", "/v1/prompts"),
     ("POST", "/v1/orgs"),
     ("GET", "/v1/me/variables"),
+    ("GET", "/v1/me/invitations"),
     ("PUT", "/v1/me/variables/{name}"),
     ("DELETE", "/v1/me/variables/{name}"),
     # the caller's own provider keys
@@ -117,7 +119,14 @@ NO_FOREIGN_IDS = {
     ("GET", "/v1/me/provider-keys"),
     ("DELETE", "/v1/me/provider-keys/{provider}"),
 }
-OWN_VIEWS = ["/v1/me", "/v1/keys", "/v1/usage", "/v1/prompts", "/v1/me/variables"]
+OWN_VIEWS = [
+    "/v1/me",
+    "/v1/keys",
+    "/v1/usage",
+    "/v1/prompts",
+    "/v1/me/variables",
+    "/v1/me/invitations",
+]
 
 
 async def make_prompt(server: Server, email: str) -> str:

@@ -98,7 +98,12 @@ def test_rendering_is_one_pass(values: dict[str, str], tail: str) -> None:
 
 
 async def _member(owner: Api, path: str, member: Api, role: str) -> None:
-    await owner.call("POST", path, {"user_id": str(member.user_id), "role": role}, expect=201)
+    """Invite `member`, who accepts."""
+    await owner.call("POST", path, {"user_id": str(member.user_id), "role": role}, expect=202)
+    target = path.split("/")[3]
+    open_ = await member.call("GET", "/v1/me/invitations", expect=200)
+    [invitation] = [i for i in open_["items"] if i["target_id"] == target]
+    await member.call("POST", f"/v1/invitations/{invitation['id']}/accept", expect=200)
 
 
 async def test_scoped_variables_reach_an_execute_only_through_membership(

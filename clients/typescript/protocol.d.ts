@@ -87,6 +87,28 @@ export interface HttpError {
   error: ErrorBody;
 }
 
+/** `200` of `POST /v1/invitations/{id}/accept`: the caller is a member now. */
+export interface InvitationAccepted {
+  kind: "org" | "project";
+  target_id: string;
+  role: "admin" | "member";
+}
+
+/** `GET /v1/me/invitations`, oldest first (at most 200). */
+export interface InvitationList {
+  items: Array<InvitationView>;
+}
+
+/** An open invitation of the caller to an org or a project. */
+export interface InvitationView {
+  id: string;
+  kind: "org" | "project";
+  target_id: string;
+  name: string;
+  role: "admin" | "member";
+  invited_at: string;
+}
+
 /** The final text (or its first ```json block) must be JSON matching `schema`. */
 export interface JsonSchemaValidation {
   type: "json_schema";
@@ -131,7 +153,7 @@ export interface MemberAdd {
   role?: "admin" | "member";
 }
 
-/** `201` of `POST /v1/orgs/{id}/members` and `POST /v1/projects/{id}/members`. */
+/** `202` of `POST /v1/orgs/{id}/members` and `POST /v1/projects/{id}/members`: the user is invited (or, if already a member, has the role now); the same answer for an id that does not exist. */
 export interface MemberView {
   user_id: string;
   role: "admin" | "member";

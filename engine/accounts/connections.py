@@ -19,6 +19,9 @@ from redis.exceptions import RedisError
 from engine.keys import Keys
 
 log = logging.getLogger(__name__)
+# The set itself lives long: under Redis's `volatile-ttl` eviction a key with a short TTL
+# goes first, and a user's cap must outlive finished task histories (docs/tenancy.md).
+SET_TTL_S = 24 * 3600
 
 # KEYS: the user's set.  ARGV: now, cap, member, lease end, key ttl.  Returns 1 if admitted.
 _ADMIT = """
@@ -51,7 +54,7 @@ class ConnectionCounter:
         try:
             admitted: Any = await self._admit(
                 keys=[self._key(user_id)],
-                args=[now, self.cap, member, now + self.lease_s, int(self.lease_s) + 60],
+                args=[now, self.cap, member, now + self.lease_s, SET_TTL_S],
             )
         except RedisError as exc:
             log.warning("connection cap not checked (%s)", type(exc).__name__)
@@ -72,7 +75,7 @@ class ConnectionCounter:
         pipe = self.redis.pipeline(transaction=False)
         for user_id, member in members:
             pipe.zadd(self._key(user_id), {member: until}, xx=True)
-            pipe.expire(self._key(user_id), int(self.lease_s) + 60)
+            pipe.expire(self._key(user_id), SET_TTL_S)
         try:
             await pipe.execute()
         except RedisError as exc:

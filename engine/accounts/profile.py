@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from db import keys as key_rows
 from db import usage as usage_rows
-from db.users import User, create_api_key
+from db.users import User
 from engine.accounts.quotas import Quotas, limits_for
 from engine.errors import InvalidRequest, NotFound
 from engine.keys import Keys
@@ -61,7 +61,18 @@ class Accounts:
         }
 
     async def create_key(self, user: User, name: str) -> dict[str, Any]:
-        new = await create_api_key(self.pool, user.id, name)
+        cap = self.settings.max_keys_per_user
+        new = await key_rows.create_key_capped(self.pool, user.id, name, cap)
+        if new is None:
+            message = f"at most {cap} live API keys per user; revoke one first"
+            raise InvalidRequest(
+                message,
+                details={
+                    "limit": "keys",
+                    "max": cap,
+                    "errors": [{"field": "(body)", "message": message}],
+                },
+            )
         return {"id": str(new.id), "name": new.name, "prefix": new.prefix, "key": new.key}
 
     async def list_keys(self, user: User, limit: int, cursor: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -47,7 +48,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[8], ARGV[7])
-redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[8]) - tonumber(ARGV[6])) + 1)
+redis.call('EXPIRE', KEYS[3], 86400)
 return {0, 0}
 """
 
@@ -145,7 +146,7 @@ class Quotas:
         period = Period.at(now, self.settings.quota_utc_offset_min)
         limits = limits_for(self.settings, tier)
         daily, monthly, running = self._keys(user_id, period)
-        lease_s = self.settings.first_token_timeout_s + self.settings.provider_timeout_s
+        lease_s = self._first_lease_s()
         ts = now.timestamp()
         try:
             async with self._in_flight:
@@ -205,6 +206,27 @@ class Quotas:
             log.warning(
                 "settling the quota of task %s failed (%s)", reservation.task_id, type(exc).__name__
             )
+
+    async def renew(self, reservations: list[Reservation], lease_s: float) -> None:
+        """Move the running slots of tasks this node runs on to `now + lease_s`.
+
+        Called by the same heartbeat that renews the tasks' leases, so a slot lives exactly
+        as long as its task: a long stream keeps it, a dead node's tasks lose it with their
+        lease (and the sweeper that ends them releases it at once).
+        """
+        if not reservations:
+            return
+        until = time.time() + lease_s
+        pipe = self.redis.pipeline(transaction=False)
+        for r in reservations:
+            pipe.zadd(r.running_key, {r.task_id: until}, xx=True)
+            # A day, as at reserve: under `volatile-ttl` eviction, short TTLs go first.
+            pipe.expire(r.running_key, 86400)
+        await pipe.execute()
+
+    def _first_lease_s(self) -> float:
+        """A reserved slot's lease until a runner's heartbeat takes it over."""
+        return self.settings.first_token_timeout_s + self.settings.provider_timeout_s
 
     async def usage(self, user_id: UUID) -> dict[str, Any]:
         """Units used in the current day and month, and when each resets."""

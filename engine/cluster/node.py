@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from db import tasks as task_rows
 from engine.accounts.byok import ProviderKeys
+from engine.accounts.quotas import Reservation
 from engine.aio import check_cancelled, spawn_loop, stop
 from engine.cluster.jobs import Job, JobQueue, Leases
 from engine.cluster.sweeper import CANCELLED_BEFORE_START, Sweeper, end_task
@@ -76,6 +77,7 @@ class ClusterNode:
         self.sweeper = Sweeper(deps, registry, self.leases, self.queue, settings.lease_ttl_s / 2)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._owned: set[asyncio.Task[Any]] = set()
+        self._slots: dict[str, Reservation] = {}  # running-task slots, renewed with leases
         self._stopping = asyncio.Event()
 
     @property
@@ -168,9 +170,12 @@ class ClusterNode:
         task_id = str(plan.task_id)
         deps = self.deps
 
+        if plan.reservation is not None:
+            self._slots[task_id] = plan.reservation
+
         async def body(reason: dict[str, str]) -> dict[str, Any]:
             try:
-                payload = await run_task(deps, plan, reason)
+                payload = await run_task(deps, plan, reason)  # settles the slot at its end
             except (RedisError, OSError):
                 # Its terminal record may be missing: keep the lease, let it expire, and a
                 # sweeper writes the record from the database row.
@@ -179,6 +184,8 @@ class ClusterNode:
             except BaseException:
                 await asyncio.shield(self._release(task_id))
                 raise
+            finally:
+                self._slots.pop(task_id, None)
             await asyncio.shield(self._release(task_id))
             return payload
 
@@ -245,6 +252,9 @@ class ClusterNode:
             running = self.supervisor.task_ids()
             try:
                 lost = await self.leases.renew(running)
+                slots = [self._slots[t] for t in running if t in self._slots and t not in lost]
+                if self.deps.quotas is not None:
+                    await self.deps.quotas.renew(slots, self.settings.lease_ttl_s)
                 cancelled = await self.leases.cancel_requested(running)
             except (RedisError, OSError) as exc:
                 check_cancelled()

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from db import tasks as task_rows
 from db.pool import count_as_background
+from engine.accounts.quotas import Reservation
 from engine.aio import check_cancelled
 from engine.cluster.jobs import Job, JobQueue, Leases
 from engine.errors import InternalError, InvalidRequest
@@ -103,7 +104,14 @@ async def end_task(
         assert final is not None
         payload = done_from_row(final)
     await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
+    await _free_slot(deps, job, landed and ending.status == "failed" and partial.last_seq == 0)
     return landed
+
+
+async def _free_slot(deps: RunnerDeps, job: Job | None, give_back: bool) -> None:
+    """Whoever ends a task frees its running slot (and, if it never streamed, its unit)."""
+    if deps.quotas is not None and job is not None and job.reservation is not None:
+        await deps.quotas.settle(Reservation(**job.reservation), give_back=give_back)
 
 
 def _latency_ms(row: asyncpg.Record) -> int:

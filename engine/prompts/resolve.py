@@ -67,6 +67,9 @@ async def resolve_prompt(
                 "an ad-hoc execute needs messages",
                 details={"errors": [{"field": "messages", "message": "required"}]},
             )
+        # No variables to take from it, but a scope that is unknown or someone else's is
+        # `not_found` on every execute, never silently ignored.
+        await execution_scope(conn, user_id, req.scope)
         return ResolvedPrompt(messages=[])
     stored, definitions = await _stored(conn, user_id, req)
     org_id, project_id = await execution_scope(conn, user_id, req.scope)

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
+from db import invitations as invitation_rows
 from db import orgs as org_rows
 from db import variables as variable_rows
 from engine.errors import Forbidden, InvalidRequest, NotFound
@@ -22,10 +23,20 @@ from engine.protocol import paging
 from engine.protocol.requests import Scope
 
 
-async def create_org(pool: asyncpg.Pool, user_id: UUID, name: str) -> UUID:
+async def create_org(pool: asyncpg.Pool, user_id: UUID, name: str, cap: int) -> UUID:
+    """A new org with its creator as admin, unless the user already created `cap`."""
     org_id = uuid.uuid4()
     async with pool.acquire() as conn:
-        await org_rows.create_org(conn, org_id, name, user_id)
+        if not await org_rows.create_org(conn, org_id, name, user_id, cap):
+            message = f"at most {cap} organizations created per user"
+            raise InvalidRequest(
+                message,
+                details={
+                    "limit": "orgs",
+                    "max": cap,
+                    "errors": [{"field": "(body)", "message": message}],
+                },
+            )
     return org_id
 
 
@@ -49,17 +60,12 @@ def _require_admin(role: str, what: str) -> None:
         raise Forbidden(f"only an admin of the {what} may change it")
 
 
-async def _check_user(pool: asyncpg.Pool, user_id: UUID) -> None:
-    if not await org_rows.user_exists(pool, user_id):
-        raise NotFound("user not found")
-
-
 async def add_org_member(
     pool: asyncpg.Pool, user_id: UUID, org_id: UUID, member: MemberAdd
 ) -> None:
     _require_admin(await _org_role(pool, org_id, user_id), "organization")
-    await _check_user(pool, member.user_id)
-    await org_rows.add_org_member(pool, org_id, member.user_id, member.role)
+    # By invitation, and the same answer whether the user exists (ids are not confirmed).
+    await invitation_rows.invite(pool, "org", org_id, member.user_id, member.role, user_id)
 
 
 async def create_project(pool: asyncpg.Pool, user_id: UUID, org_id: UUID, name: str) -> UUID:
@@ -74,8 +80,7 @@ async def add_project_member(
     pool: asyncpg.Pool, user_id: UUID, project_id: UUID, member: MemberAdd
 ) -> None:
     _require_admin(await _project_role(pool, project_id, user_id), "project")
-    await _check_user(pool, member.user_id)
-    await org_rows.add_project_member(pool, project_id, member.user_id, member.role)
+    await invitation_rows.invite(pool, "project", project_id, member.user_id, member.role, user_id)
 
 
 async def _owner(
@@ -159,3 +164,32 @@ async def execution_scope(
             },
         )
     return (row["org_id"] if row["org_role"] is not None else None), scope.project_id
+
+
+async def list_invitations(pool: asyncpg.Pool, user_id: UUID, limit: int) -> dict[str, Any]:
+    rows = await invitation_rows.for_user(pool, user_id, limit)
+    return {
+        "items": [
+            {
+                "id": str(r["id"]),
+                "kind": "org" if r["org_id"] is not None else "project",
+                "target_id": str(r["org_id"] or r["project_id"]),
+                "name": r["name"],
+                "role": r["role"],
+                "invited_at": r["created_at"].isoformat(),
+            }
+            for r in rows
+        ]
+    }
+
+
+async def accept_invitation(
+    pool: asyncpg.Pool, user_id: UUID, invitation_id: UUID
+) -> dict[str, Any]:
+    """Join as invited; another user's or an unknown invitation is `not_found`."""
+    async with pool.acquire() as conn:
+        row = await invitation_rows.accept(conn, invitation_id, user_id)
+    if row is None:
+        raise NotFound("invitation not found")
+    kind = "org" if row["org_id"] is not None else "project"
+    return {"kind": kind, "target_id": str(row["org_id"] or row["project_id"]), "role": row["role"]}

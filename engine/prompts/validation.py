@@ -1,15 +1,14 @@
 """Output validation (seed 002): JSON Schema and regex checks on a task's final text.
 
 Specs were checked when the prompt was saved (engine.prompts.models). Regexes run with a
-time bound (the `regex` package's `timeout`) and, like the schema checks, in a worker
-thread, so a hostile pattern or a huge text cannot stall the event loop.
+time bound (the `regex` package's `timeout`); the whole validation of a task runs in a
+worker process with a deadline (engine/prompts/checker.py), so neither a hostile JSON
+Schema `pattern` nor a huge text can stall the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 import regex
 from jsonschema.validators import validator_for
 from referencing import Registry
-
-log = logging.getLogger(__name__)
 
 REGEX_TIMEOUT_S = 0.5
 MAX_ERRORS = 20
@@ -87,6 +84,7 @@ def check_regex(text: str, pattern: str) -> list[dict[str, Any]]:
             {
                 "type": "regex",
                 "pattern": pattern,
+                "reason": "timeout",
                 "message": f"the pattern took longer than {REGEX_TIMEOUT_S} s",
             }
         ]
@@ -127,18 +125,3 @@ def validate_text(text: str, specs: Sequence[dict[str, Any]]) -> ValidationResul
         elif spec["type"] == "regex":
             errors.extend(check_regex(text, spec["pattern"]))
     return ValidationResult("failed" if errors else "passed", errors[:MAX_ERRORS])
-
-
-async def validate_output(
-    specs: Sequence[dict[str, Any]], text: str, status: str
-) -> ValidationResult:
-    """What finalize records: only a completed task's text is validated."""
-    if not specs or status != "completed":
-        return SKIPPED
-    try:
-        return await asyncio.to_thread(validate_text, text, specs)
-    except Exception:  # finalize must go on: a schema that cannot run fails the validation
-        log.exception("output validation could not run")
-        return ValidationResult(
-            "failed", [{"type": "internal", "message": "the validation could not run"}]
-        )

@@ -86,9 +86,36 @@ class ProjectCreated(_View):
 
 
 class MemberView(_View):
-    """`201` of `POST /v1/orgs/{id}/members` and `POST /v1/projects/{id}/members`."""
+    """`202` of `POST /v1/orgs/{id}/members` and `POST /v1/projects/{id}/members`: the user
+    is invited (or, if already a member, has the role now); the same answer for an id that
+    does not exist."""
 
     user_id: str
+    role: Literal["admin", "member"]
+
+
+class InvitationView(_View):
+    """An open invitation of the caller to an org or a project."""
+
+    id: str
+    kind: Literal["org", "project"]
+    target_id: str
+    name: str
+    role: Literal["admin", "member"]
+    invited_at: str
+
+
+class InvitationList(_View):
+    """`GET /v1/me/invitations`, oldest first (at most 200)."""
+
+    items: list[InvitationView]
+
+
+class InvitationAccepted(_View):
+    """`200` of `POST /v1/invitations/{id}/accept`: the caller is a member now."""
+
+    kind: Literal["org", "project"]
+    target_id: str
     role: Literal["admin", "member"]
 
 
@@ -125,6 +152,8 @@ LIBRARY_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]]
     "POST /v1/orgs/{id}/members": (MemberAdd, MemberView),
     "POST /v1/orgs/{id}/projects": (OrgCreate, ProjectCreated),
     "POST /v1/projects/{id}/members": (MemberAdd, MemberView),
+    "GET /v1/me/invitations": (None, InvitationList),
+    "POST /v1/invitations/{id}/accept": (None, InvitationAccepted),
     **{f"GET {base}": (None, VariablePage) for base in _VARIABLE_BASES},
     **{f"PUT {base}/{{name}}": (VariableSet, VariableView) for base in _VARIABLE_BASES},
     **{f"DELETE {base}/{{name}}": (None, None) for base in _VARIABLE_BASES},

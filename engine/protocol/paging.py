@@ -22,9 +22,14 @@ def decode(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        position = raw.decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad_cursor() from None
+    # only the cursors this server writes: canonical, and no NUL or control characters
+    if not position.isprintable() or not position or encode(position) != cursor:
+        raise bad_cursor()
+    return position
 
 
 def bad_cursor() -> InvalidRequest:

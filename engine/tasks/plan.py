@@ -16,6 +16,7 @@ from db import tasks as task_rows
 from engine.accounts.quotas import Quotas, Reservation
 from engine.keys import Keys
 from engine.metrics import Metrics
+from engine.prompts.checker import ValidationPool
 from engine.providers.base import Provider, ProviderRequest
 from engine.settings import Settings
 from engine.stream.publisher import ChunkPublisher
@@ -101,6 +102,8 @@ class RunnerDeps:
     metrics: Metrics = field(default_factory=Metrics)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     defer_finalize: FinalizeDeferrer | None = None  # parks a finalize Postgres refused
+    validator: ValidationPool = field(default_factory=ValidationPool)  # worker processes
+    max_output_chars: int = 1_000_000  # a longer output ends with finish_reason "length"
 
     @classmethod
     def from_settings(
@@ -125,4 +128,10 @@ class RunnerDeps:
             metrics=metrics,
             retry=RetryPolicy.from_settings(settings),
             defer_finalize=defer_finalize,
+            validator=ValidationPool(
+                settings.validation_workers,
+                settings.validation_timeout_s,
+                settings.validation_per_user,
+            ),
+            max_output_chars=settings.max_output_chars,
         )

@@ -10,7 +10,6 @@ from enum import StrEnum
 from typing import Any
 
 from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, StreamTimeout
-from engine.prompts.validation import validate_output
 from engine.providers.base import ProviderRequest, Usage, estimate_tokens
 from engine.providers.pricing import task_cost
 from engine.tasks.finalize import (
@@ -34,6 +33,7 @@ _RESCHEDULE_EVERY_S = 0.5  # move the idle deadline at most this often (timers a
 class _Progress:
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
+    chars: int = 0
     ttft_ms: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -100,6 +100,10 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                     progress.event("first_token", ttft_ms=progress.ttft_ms)
                 progress.parts.append(delta)
                 append(task_id, delta)
+                progress.chars += len(delta)
+                if progress.chars >= deps.max_output_chars:  # bounds its history in Redis
+                    stream.finish_reason = "length"
+                    break
                 now = loop.time()
                 if now - moved > _RESCHEDULE_EVERY_S:
                     deadline.reschedule(now + deps.idle_timeout_s)
@@ -128,7 +132,7 @@ async def _finish(
         usage = Usage(_estimate_input(plan.request), estimate_tokens(text))
     cost = await task_cost(deps.pool, plan.provider, plan.request.model, usage)
     latency_ms = int((time.monotonic() - progress.started) * 1000)
-    validation = await validate_output(plan.validations, text, status)
+    validation = await deps.validator.validate(plan.user_id, plan.validations, text, status)
     progress.event("finalized", status=status, last_seq=last_seq, validation=validation.status)
     end = TaskEnd(
         task_id=task_id,

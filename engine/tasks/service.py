@@ -23,7 +23,7 @@ from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
 from engine.tasks.dispatch import Dispatcher
 from engine.tasks.finalize import done_from_row
-from engine.tasks.limits import check_request_limits
+from engine.tasks.limits import check_output_limit, check_request_limits
 from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import resolve_fallbacks
 from engine.tasks.supervisor import TaskSupervisor
@@ -92,6 +92,7 @@ class Engine:
                 details={"errors": [{"field": "messages", "message": "too many messages"}]},
             )
         settings = req.settings.merged_over(prompt.settings)
+        check_output_limit(settings, user.tier, self.settings)
         fallbacks = resolve_fallbacks(self.registry, settings)
         tracked = req.track_in_runs
         run_id = (req.run_id or uuid.uuid4()) if tracked else None

@@ -12,6 +12,8 @@ Options:
     status=CODE   answer CODE immediately with OpenAI's error JSON (429 adds ``retry-after: 0``)
     finish=REASON finish_reason of the last chunk (default ``stop``)
     fail_first=N  the first N requests with this exact model string get a 500
+    echo=1        the output is the last message's text, as one token (a model whose answer
+                  the caller controls)
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ def count_prompt_words(messages: Any) -> int:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     total += len(part["text"].split())
     return total
+
+
+def _last_text(messages: Any) -> str:
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        content = messages[-1].get("content")
+        return content if isinstance(content, str) else ""
+    return ""
 
 
 def error_response(status: int, message: str, code: str | None = None) -> web.Response:
@@ -116,6 +125,10 @@ class FakeOpenAI(FakeServerBase):
         except ValueError:
             return error_response(400, f"Bad fake model options: {model!r}")
         finish = opts.get("finish", "stop")
+        texts = [token_text(i) for i in range(n_tokens)]
+        if opts.get("echo") == "1":
+            texts = [_last_text(body.get("messages"))]
+            n_tokens = 1
 
         if status is not None:
             return error_response(status, f"Fake error {status} for model {model!r}.")
@@ -132,7 +145,7 @@ class FakeOpenAI(FakeServerBase):
         }
         created = int(time.time())
         if not body.get("stream"):
-            text = "".join(token_text(i) for i in range(n_tokens))
+            text = "".join(texts)
             return web.json_response(
                 {
                     "id": "chatcmpl-fake",
@@ -156,7 +169,7 @@ class FakeOpenAI(FakeServerBase):
             request,
             model,
             created,
-            n_tokens,
+            texts,
             delay,
             cut_after,
             finish,
@@ -168,7 +181,7 @@ class FakeOpenAI(FakeServerBase):
         request: web.Request,
         model: str,
         created: int,
-        n_tokens: int,
+        texts: list[str],
         delay: float,
         cut_after: int | None,
         finish: str,
@@ -196,7 +209,7 @@ class FakeOpenAI(FakeServerBase):
         try:
             await resp.prepare(request)
             await send(chunk({"role": "assistant", "content": ""}))
-            for i in range(n_tokens):
+            for i, text in enumerate(texts):
                 if cut_after is not None and i >= cut_after:
                     cut = True
                     self.cuts += 1
@@ -206,7 +219,7 @@ class FakeOpenAI(FakeServerBase):
                     return resp
                 if delay:
                     await asyncio.sleep(delay)
-                await send(chunk({"content": token_text(i)}))
+                await send(chunk({"content": text}))
             await send(chunk({}, finish))
             if usage is not None:
                 await send(

@@ -1,0 +1,209 @@
+"""Engine.IO sessions that have not completed a Socket.IO CONNECT: capped and short-lived.
+
+An Engine.IO handshake costs the server a session (queues, timers, the request's environ)
+before any token is seen. A session is *pending* from its handshake until its Socket.IO
+CONNECT is accepted; pending sessions are capped per client address
+(`MAX_PENDING_HANDSHAKES_PER_ADDRESS`) and in total (`MAX_PENDING_HANDSHAKES`), and one still
+pending after `HANDSHAKE_DEADLINE_S` is closed. A handshake past a cap is answered
+`429 rate_limited` with `Retry-After`, before Engine.IO creates anything.
+
+The client address is the TCP peer (aiohttp's `request.remote`); behind a proxy every
+client shares the proxy's address, so raise the per-address cap there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from engine.settings import Settings
+from server.state import SETTINGS
+
+log = logging.getLogger(__name__)
+SOCKET_PATH = "/socket.io/"
+# The header of a Socket.IO packet: type, binary attachments, namespace, ack id.
+MALFORMED = re.compile(
+    r"(?P<type>\d)(?:\d{1,6}-)?(?:(?P<ns>/[^,]{0,200}),)?(?P<id>\d{1,15})?(?!\d)"
+)
+
+
+class HandshakeGuard:
+    """Pending Engine.IO sessions of this node, by client address."""
+
+    def __init__(self, per_address: int, total: int, deadline_s: float) -> None:
+        self.per_address = per_address
+        self.total = total
+        self.deadline_s = deadline_s
+        self._pending: dict[str, tuple[str, float]] = {}  # eio sid -> (address, deadline)
+        self._by_address: Counter[str] = Counter()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HandshakeGuard:
+        return cls(
+            settings.max_pending_handshakes_per_address,
+            settings.max_pending_handshakes,
+            settings.handshake_deadline_s,
+        )
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def full(self, address: str) -> bool:
+        return len(self._pending) >= self.total or self._by_address[address] >= self.per_address
+
+    def admit(self, eio_sid: str, address: str) -> bool:
+        if self.full(address):
+            return False
+        self._pending[eio_sid] = (address, time.monotonic() + self.deadline_s)
+        self._by_address[address] += 1
+        return True
+
+    def done(self, eio_sid: str) -> None:
+        """The session completed its CONNECT or went away."""
+        entry = self._pending.pop(eio_sid, None)
+        if entry is not None:
+            self._by_address[entry[0]] -= 1
+            if self._by_address[entry[0]] <= 0:
+                del self._by_address[entry[0]]
+
+    def expired(self, now: float) -> list[str]:
+        return [sid for sid, (_, deadline) in self._pending.items() if deadline <= now]
+
+
+def client_address(environ: dict[str, Any]) -> str:
+    request = environ.get("aiohttp.request")
+    remote = getattr(request, "remote", None)
+    return str(remote or "unknown")
+
+
+class QuietEngineLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Engine.IO's logger: warnings and errors only (as with `engineio_logger=False`), and
+    what it logs with a traceback (a frame it cannot parse, a client's garbage) becomes one
+    warning line naming the exception."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("engineio.server"), {})
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - logging's name
+        # Below WARNING Engine.IO logs every packet, tokens included: never.
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        kind = type(sys.exc_info()[1]).__name__
+        self.warning("%s (%s)", str(msg) % args if args else msg, kind)
+
+
+class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
+    """A Socket.IO server whose Engine.IO sessions pass the guard until they CONNECT.
+
+    Overrides python-socketio's two Engine.IO hooks and its CONNECT handling, the points
+    where a session starts, ends and completes.
+    """
+
+    def __init__(self, guard: HandshakeGuard, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.guard = guard
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        if not self.guard.admit(eio_sid, client_address(environ)):
+            return False  # Engine.IO answers 401 and drops the session
+        return await super()._handle_eio_connect(eio_sid, environ)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        self.guard.done(eio_sid)
+        await super()._handle_eio_disconnect(eio_sid, reason)
+
+    async def _handle_connect(self, eio_sid: str, namespace: Any, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, data)
+        if self.manager.sid_from_eio_sid(eio_sid, namespace or "/") is not None:
+            self.guard.done(eio_sid)  # accepted: a counted connection from now on
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """A packet that cannot be decoded (bad JSON, an integer of more than 4,300 digits,
+        an unknown type) gets an `invalid_request` error ack when it carries an ack id, and
+        one warning line, never a traceback."""
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            log.warning("malformed Socket.IO packet (%s)", type(exc).__name__)
+            await self._refuse_packet(eio_sid, data)
+
+    async def _refuse_packet(self, eio_sid: str, data: Any) -> None:
+        header = MALFORMED.match(data) if isinstance(data, str) else None
+        if header is None or header["id"] is None or header["type"] not in ("2", "5"):
+            return  # no ack id: nothing to answer
+        namespace = header["ns"] or "/"
+        self._binary_packet.pop(eio_sid, None)
+        if self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
+            return
+        error = {"code": "invalid_request", "message": "malformed packet"}
+        ack = self.packet_class(
+            socketio.packet.ACK,
+            namespace=namespace,
+            data=[{"ok": False, "error": error}],
+            id=int(header["id"]),
+        )
+        await self._send_packet(eio_sid, ack)
+
+    async def close_expired(self) -> int:
+        expired = self.guard.expired(time.monotonic())
+        for eio_sid in expired:
+            self.guard.done(eio_sid)
+            session = self.eio.sockets.pop(eio_sid, None)
+            if session is not None:
+                # Not eio.disconnect(): it waits until the client reads the CLOSE packet,
+                # which a client that never polls again never does.
+                await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        return len(expired)
+
+
+GUARD = web.AppKey("handshake_guard", GuardedServer)
+
+
+@web.middleware
+async def handshake_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Refuse a new Engine.IO handshake past a cap before Engine.IO allocates a session."""
+    if request.path == SOCKET_PATH and "sid" not in request.query:
+        sio = request.app[GUARD]
+        if sio.guard.full(str(request.remote or "unknown")):
+            retry_s = max(1, int(request.app[SETTINGS].handshake_deadline_s))
+            return web.json_response(
+                {
+                    "error": {
+                        "code": "rate_limited",
+                        "message": "too many connections that have not authenticated",
+                        "details": {"retry_after_ms": retry_s * 1000},
+                    }
+                },
+                status=429,
+                headers={"Retry-After": str(retry_s)},
+            )
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
+async def handshake_deadline_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Close pending sessions past their deadline, for the app's lifetime."""
+    sio = app[GUARD]
+
+    async def sweep() -> None:
+        interval = min(1.0, sio.guard.deadline_s / 2)
+        while True:
+            await asyncio.sleep(interval)
+            closed = await sio.close_expired()
+            if closed:
+                log.info("closed %d connection(s) that never authenticated", closed)
+
+    loop = asyncio.create_task(sweep(), name="handshake-deadline")
+    yield
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
