@@ -13,7 +13,7 @@ TASK_COLUMNS = (
     "task_id, run_id, user_id, prompt_id, prompt_version, builtin, provider, model, status,"
     " request, response_text, input_tokens, output_tokens, total_tokens, usage_source,"
     " cost_usd, last_seq, ttft_ms, latency_ms, finish_reason, error, validation_status,"
-    " validation_errors, created_at, started_at, completed_at"
+    " validation_errors, created_at, started_at, completed_at, priority"
 )
 
 
@@ -34,6 +34,7 @@ class NewTask:
     variable_values: dict[str, Any] = field(default_factory=dict)
     broker_values: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)  # logged after `queued`
+    priority: str = "normal"  # low | normal | high
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ WITH r AS (
     RETURNING id
 ), t AS (
     INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
-                          request_id, provider, model, status, request, started_at)
-    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now())
+                          request_id, provider, model, status, request, started_at, priority)
+    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16)
     RETURNING task_id
 )
 INSERT INTO task_events (task_id, kind, message, metadata)
@@ -99,6 +100,7 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
         task.model,
         task.request,
         task.events,
+        task.priority,
     )
 
 
