@@ -27,7 +27,7 @@ class Fitted:
     messages: list[dict[str, str]]
     dropped_messages: int
     dropped_tokens: int
-    budget_tokens: int
+    budget_tokens: int | None
 
     over_budget: bool = False  # even the system and new messages alone exceed the budget
 
@@ -40,9 +40,15 @@ def message_tokens(message: dict[str, str]) -> int:
     return estimate_tokens(message.get("content", "")) + MESSAGE_OVERHEAD
 
 
-def fit_messages(history: list[dict[str, str]], new: list[dict[str, str]], budget: int) -> Fitted:
+def fit_messages(
+    history: list[dict[str, str]],
+    new: list[dict[str, str]],
+    budget: int | None,
+    max_messages: int | None = None,
+) -> Fitted:
     """The system messages of `history`, its newest other messages that fit in `budget`
-    tokens beside them, then all of `new`, in their original order.
+    tokens and in `max_messages` messages in all (None: no such limit), then all of `new`,
+    in their original order.
 
     A dropped message takes the ones before it along (no gaps), so the model always sees
     an unbroken, most recent stretch of the conversation. When the system messages and `new`
@@ -51,15 +57,16 @@ def fit_messages(history: list[dict[str, str]], new: list[dict[str, str]], budge
     """
     system = [i for i, m in enumerate(history) if m.get("role") == "system"]
     fixed = sum(message_tokens(history[i]) for i in system) + sum(message_tokens(m) for m in new)
-    room = budget - fixed
+    room = None if budget is None else budget - fixed
+    slots = None if max_messages is None else max_messages - len(new)
     keep = set(system)
     for i in range(len(history) - 1, -1, -1):
         if i in keep:
             continue
         cost = message_tokens(history[i])
-        if cost > room:
+        if (room is not None and cost > room) or (slots is not None and len(keep) >= slots):
             break
-        room -= cost
+        room = None if room is None else room - cost
         keep.add(i)
     dropped = [i for i in range(len(history)) if i not in keep]
     return Fitted(
@@ -67,7 +74,7 @@ def fit_messages(history: list[dict[str, str]], new: list[dict[str, str]], budge
         dropped_messages=len(dropped),
         dropped_tokens=sum(message_tokens(history[i]) for i in dropped),
         budget_tokens=budget,
-        over_budget=fixed > budget,
+        over_budget=budget is not None and fixed > budget,
     )
 
 

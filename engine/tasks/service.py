@@ -194,14 +194,14 @@ class Engine:
             self.settings.max_context_tokens,
             settings.get("max_tokens"),
         )
-        if budget is None or not history:
-            return history + new, []
-        fitted = fit_messages(history, new, budget)
+        if not history:
+            return new, []
+        fitted = fit_messages(history, new, budget, self.settings.max_messages)
         if not fitted.trimmed:
             return fitted.messages, []
         event = {
             "kind": "context_trimmed",
-            "message": f"{fitted.dropped_messages} earlier message(s) left out to fit the context",
+            "message": f"{fitted.dropped_messages} earlier message(s) left out to fit",
             "metadata": {
                 "dropped_messages": fitted.dropped_messages,
                 "dropped_tokens_estimate": fitted.dropped_tokens,
