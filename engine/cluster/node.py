@@ -24,7 +24,8 @@ from redis.exceptions import RedisError
 
 from db import tasks as task_rows
 from engine.aio import check_cancelled, stop
-from engine.cluster.jobs import Job, JobQueue, Leases
+from engine.cluster.jobs import Job, Leases
+from engine.cluster.priority import PriorityJobQueue
 from engine.cluster.sweeper import CANCELLED_BEFORE_START, Ending, Sweeper, end_task
 from engine.errors import InternalError, InvalidRequest, ProviderUnavailable
 from engine.settings import Settings
@@ -54,7 +55,7 @@ class ClusterNode:
         self.role = settings.role
         self.engine = engine
         self.node_id = settings.node_id or default_node_id()
-        self.queue = JobQueue(engine.redis, engine.keys)
+        self.queue = PriorityJobQueue(engine.redis, engine.keys, settings.priority_starvation_bound)
         self.leases = Leases(engine.redis, engine.keys, self.node_id, settings.lease_ttl_s)
         self.sweeper = Sweeper(
             engine.deps, engine.registry, self.leases, self.queue, settings.lease_ttl_s / 2
