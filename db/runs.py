@@ -41,7 +41,6 @@ async def list_runs(
     limit: int,
     after: tuple[datetime, UUID] | None,
     preview_chars: int,
-    run_id: UUID | None = None,
 ) -> list[asyncpg.Record]:
     """The caller's runs, most recently active first, keyset-paged by (updated_at, id).
 
@@ -54,7 +53,6 @@ async def list_runs(
         "     SELECT 1 FROM jsonb_array_elements(r.messages) m"
         "     WHERE strpos(lower(m ->> 'content'), lower($3)) > 0))"
         "   AND ($4::timestamptz IS NULL OR (r.updated_at, r.id) < ($4, $5::uuid))"
-        "   AND ($7::uuid IS NULL OR r.id = $7)"
         " ORDER BY r.updated_at DESC, r.id DESC LIMIT $6",
         user_id,
         list(statuses),
@@ -62,7 +60,6 @@ async def list_runs(
         after[0] if after else None,
         after[1] if after else None,
         limit,
-        run_id,
     )
 
 

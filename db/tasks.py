@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -60,7 +61,7 @@ _CREATE = """
 WITH r AS (
     INSERT INTO ai_runs (id, user_id, prompt_id, name, variable_values, broker_values)
     SELECT $2, $3, $4, $5, $6, $7 WHERE $8::bool
-    RETURNING id
+    RETURNING id, created_at
 ), t AS (
     INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
                           request_id, provider, model, status, request, started_at, priority)
@@ -78,12 +79,14 @@ SELECT task_id, kind, message, metadata FROM (
                        AS (kind text, message text, metadata jsonb))
          WITH ORDINALITY AS ev(kind, message, metadata, ord)
 ) e ORDER BY ord
+RETURNING (SELECT created_at FROM r)
 """
 
 
-async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) -> None:
-    """Insert the task (status running) and, when asked, its new run: one round trip."""
-    await conn.execute(
+async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) -> datetime | None:
+    """Insert the task (status running) and, when asked, its new run: one round trip.
+    Returns the new run's `created_at` (None when no run was created)."""
+    created: datetime | None = await conn.fetchval(
         _CREATE,
         task.task_id,
         task.run_id,
@@ -102,6 +105,7 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
         task.events,
         task.priority,
     )
+    return created
 
 
 _FINALIZE = """

@@ -277,6 +277,9 @@ async def test_runs_changed_keeps_two_tabs_in_step(
         change = await next_change(tab)
         assert change["change"] == "created" and change["run_id"] == run
         assert change["run"]["title"] == "Plan my Paris trip"
+        assert change["run"]["task_count"] == 0 and change["run"]["last_message"] is None
+    _, page = await api("GET", "/v1/runs")
+    assert page["items"][0]["created_at"] == change["run"]["created_at"]
     await api("PATCH", f"/v1/runs/{run}", {"title": "Paris"})
     for tab in ("tab1", "tab2"):
         change = await next_change(tab)

@@ -83,20 +83,6 @@ class History:
             raise NotFound("run not found")
         await announce(self.engine.redis, self.engine.keys, user.id, run_id, "deleted")
 
-    async def run_summary(self, user: User, run_id: UUID) -> dict[str, Any] | None:
-        """The caller's run as the list shows it, or None."""
-        rows = await run_rows.list_runs(
-            self.pool,
-            user.id,
-            statuses=ARCHIVED["all"],
-            text=None,
-            limit=1,
-            after=None,
-            preview_chars=PREVIEW_CHARS,
-            run_id=run_id,
-        )
-        return run_summary(rows[0]) if rows else None
-
     async def list_tasks(
         self, user: User, where: TaskFilter, *, limit: int, cursor: str | None
     ) -> dict[str, Any]:
@@ -172,6 +158,22 @@ def run_summary(row: asyncpg.Record) -> dict[str, Any]:
         "cost_usd": format_money(row["total_cost_usd"]),
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def new_run_summary(run_id: UUID, title: str, created_at: datetime) -> dict[str, Any]:
+    """A run just created, as the list shows it (no task has ended yet)."""
+    stamp = created_at.isoformat()
+    return {
+        "id": str(run_id),
+        "title": title,
+        "archived": False,
+        "last_message": None,
+        "task_count": 0,
+        "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
+        "cost_usd": "0",
+        "created_at": stamp,
+        "updated_at": stamp,
     }
 
 

@@ -28,7 +28,7 @@ from engine.stream.keys import Keys
 from engine.stream.publisher import ChunkPublisher
 from engine.tasks.context import fit_messages, input_budget, known_window
 from engine.tasks.dispatch import Dispatcher, LocalDispatcher
-from engine.tasks.history import History
+from engine.tasks.history import History, new_run_summary
 from engine.tasks.limits import check_request_limits
 from engine.tasks.retries import RetryPolicy, resolve_fallbacks
 from engine.tasks.runner import RunnerDeps, TaskPlan, done_payload, format_money
@@ -145,7 +145,7 @@ class Engine:
         reservation = None
         try:
             reservation = await self.quotas.reserve(user.id, user.tier, str(task_id))
-            await task_rows.create_task(self.pool, row)
+            run_created = await task_rows.create_task(self.pool, row)
         except asyncpg.ForeignKeyViolationError:  # the run was deleted meanwhile
             await self._undo_claim(user, req, reservation)
             raise NotFound("run not found") from None
@@ -169,8 +169,8 @@ class Engine:
             priority=row.priority,
         )
         await self.dispatcher.dispatch(plan)
-        if row.create_run and run_id is not None:
-            view = await self.history.run_summary(user, run_id)
+        if run_created is not None and run_id is not None:
+            view = new_run_summary(run_id, row.run_name, run_created)
             await announce(self.redis, self.keys, user.id, run_id, "created", view)
         return ExecuteResult(task_id, run_id, "running")
 
