@@ -34,9 +34,11 @@ def time_param(request: web.Request, name: str) -> datetime | None:
             day = date.fromisoformat(raw)
             return datetime(day.year, day.month, day.day, tzinfo=UTC)
         stamp = datetime.fromisoformat(raw)
-    except ValueError:
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        return stamp.astimezone(UTC)  # OverflowError past year 1 or 9999 in UTC
+    except (ValueError, OverflowError):
         raise _bad(name, "not an ISO 8601 date or date-time") from None
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def _time_range(request: web.Request) -> tuple[datetime | None, datetime | None]:

@@ -13,6 +13,7 @@ import aiohttp
 import pytest_asyncio
 
 from db.pool import connect
+from engine.protocol import paging
 from engine.protocol.history import RunPage, RunsChanged, RunSummary, TaskPage
 from tests.conftest import Client, Server
 
@@ -249,7 +250,16 @@ async def test_executions_list_filters_and_pages(
     assert [t["id"] for t in before["items"]] == newest_first[3:]
     _, none = await api("GET", "/v1/tasks?from=2001-01-01&to=2001-01-02")
     assert none == {"items": [], "next_cursor": None}
-    for bad in ("status=done", "from=yesterday", "run_id=x", "from=2002-01-02&to=2002-01-01"):
+    for bad in (
+        "status=done",
+        "from=yesterday",
+        "run_id=x",
+        "from=2002-01-02&to=2002-01-01",
+        "from=0001-01-01T00:00:00%2B14:00",
+        "to=9999-12-31T23:59:59-14:00",
+        "cursor=MjAyNi0wMS0wMXxub3Bl",
+        "cursor=" + paging.encode(f"0001-01-01T00:00:00+14:00|{uuid.UUID(int=0)}"),  # year 0
+    ):
         status, answer = await api("GET", f"/v1/tasks?{bad}")
         assert status == 400 and answer["error"]["code"] == "invalid_request", (bad, answer)
 

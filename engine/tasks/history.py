@@ -4,7 +4,7 @@ executions list and a prompt's statistics. Every read is scoped to the caller in
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -128,12 +128,12 @@ def _after(cursor: str | None) -> tuple[datetime, UUID] | None:
         return None
     stamp, _, row_id = position.partition("|")
     try:
-        after = datetime.fromisoformat(stamp), UUID(row_id)
-    except ValueError:
+        moment, key = datetime.fromisoformat(stamp), UUID(row_id)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time has an offset")
+        return moment.astimezone(UTC), key  # OverflowError past year 1 or 9999 in UTC
+    except (ValueError, OverflowError):
         raise paging.bad_cursor() from None
-    if after[0].tzinfo is None:
-        raise paging.bad_cursor()
-    return after
 
 
 def _money(value: Decimal | None) -> str | None:
