@@ -87,17 +87,15 @@ async def update_run(
     )
 
 
-async def running_task_ids(
+async def run_tasks(
     conn: asyncpg.Connection | asyncpg.Pool, run_id: UUID, user_id: UUID
-) -> list[UUID]:
-    """The caller's tasks of this run that have not ended."""
-    rows = await conn.fetch(
-        "SELECT task_id FROM ai_tasks WHERE run_id = $1 AND user_id = $2"
-        " AND status IN ('queued', 'running')",
+) -> list[asyncpg.Record]:
+    """(task_id, status, request_id) of the caller's tasks of this run."""
+    return await conn.fetch(
+        "SELECT task_id, status, request_id FROM ai_tasks WHERE run_id = $1 AND user_id = $2",
         run_id,
         user_id,
     )
-    return [r["task_id"] for r in rows]
 
 
 async def delete_run(pool: asyncpg.Pool, run_id: UUID, user_id: UUID) -> bool:

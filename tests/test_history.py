@@ -157,7 +157,9 @@ async def test_delete_run_everything_answers_not_found_usage_stays(
 ) -> None:
     key = await server.new_key("deleter@history")
     api, client = Api(http, server, key), await server.client(key)
-    first = await chat(client, "to be deleted")
+    replayed = {**say("to be deleted"), "request_id": "once"}
+    first = await client.call("execute", replayed)
+    await client.wait_done(first["task_id"])
     running = await client.call("execute", say("still streaming", first["run_id"], **SLOW))
     assert running["ok"], running
     kept = await chat(client, "a run that stays")
@@ -206,6 +208,10 @@ async def test_delete_run_everything_answers_not_found_usage_stays(
     finally:
         await conn.close()
     assert left == 2 and events == 0
+    # the same request_id again is a new task in a new run, not the deleted one
+    again = await client.call("execute", replayed)
+    assert again["ok"] and again["task_id"] not in tasks and again["run_id"] != run, again
+    assert (await client.wait_done(again["task_id"]))["status"] == "completed"
 
 
 async def test_executions_list_filters_and_pages(

@@ -76,12 +76,18 @@ class History:
     async def delete_run(self, user: User, run_id: UUID) -> None:
         """Cancel the run's unfinished tasks, then delete the run, its tasks and their events
         (usage-log rows stay). Afterwards every route answers not_found for them."""
-        running = await run_rows.running_task_ids(self.pool, run_id, user.id)
+        tasks = await run_rows.run_tasks(self.pool, run_id, user.id)
+        running = [str(t["task_id"]) for t in tasks if t["status"] in ("queued", "running")]
         if running:  # finalized first, so their usage is logged before the rows go
-            await asyncio.gather(*(self.engine.dispatcher.cancel(str(t)) for t in running))
+            await asyncio.gather(*(self.engine.dispatcher.cancel(t) for t in running))
         if not await run_rows.delete_run(self.pool, run_id, user.id):
             raise NotFound("run not found")
-        await announce(self.engine.redis, self.engine.keys, user.id, run_id, "deleted")
+        # a retried execute with one of their request_ids must not answer a deleted task
+        keys = self.engine.keys
+        replays = [keys.idempotency(user.id, t["request_id"]) for t in tasks if t["request_id"]]
+        if replays:
+            await self.engine.redis.delete(*replays)
+        await announce(self.engine.redis, keys, user.id, run_id, "deleted")
 
     async def list_tasks(
         self, user: User, where: TaskFilter, *, limit: int, cursor: str | None
