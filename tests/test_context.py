@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from engine.settings import Settings
 from engine.tasks.context import (
@@ -19,6 +20,7 @@ from engine.tasks.context import (
     message_tokens,
 )
 from tests.conftest import start_server, stop_server
+from tests.fakes.openai_server import FakeOpenAI
 
 
 def msg(role: str, text: str) -> dict[str, str]:
@@ -141,3 +143,38 @@ def test_message_count_limit_keeps_the_newest() -> None:
     assert fitted.messages == [SYSTEM, HISTORY[3], HISTORY[4], *NEW]
     assert fitted.budget_tokens is None and fitted.dropped_messages == 2
     assert fit_messages(HISTORY, NEW, None).messages == HISTORY + NEW
+
+
+async def test_long_run_on_a_real_sdk_never_gets_a_context_error(settings: Settings) -> None:
+    """Against the fake OpenAI with a 300-token window: an untrimmed history would be refused
+    with `context_length_exceeded`; trimmed, every turn completes."""
+    async with FakeOpenAI() as fake:
+        update = {
+            "openai_api_key": SecretStr("test-key"),
+            "openai_base_url": fake.base_url,
+            "max_context_tokens": 300,
+        }
+        server = await start_server(settings.model_copy(update=update))
+        try:
+            client = await server.client(await server.new_key())
+            model = "openai/fake:tokens=5:context=300"
+            too_long = {"messages": [msg("user", "x" * 1300)], "model": model}
+            refused = await client.call("execute", too_long)  # the fake does enforce it
+            done = await client.wait_done(refused["task_id"])
+            assert done["status"] == "failed" and done["error"]["code"] == "provider_error"
+            run_id = None
+            for n in range(8):  # about 8 x 90 tokens of history: far beyond the window
+                turn: dict[str, Any] = {"messages": [msg("user", f"{n} " + "w" * 300)]}
+                turn |= {"model": model, "settings": {"max_tokens": 5}}
+                if run_id is not None:
+                    turn["run_id"] = run_id
+                ack = await client.call("execute", turn)
+                assert ack["ok"], ack
+                run_id = ack["run_id"]
+                done = await client.wait_done(ack["task_id"])
+                assert done["status"] == "completed", (n, done)
+            sent = fake.requests[-1]["messages"]
+            assert sum(len(m["content"]) for m in sent) / 4 <= 300
+            assert sent[-1]["content"].startswith("7 ")
+        finally:
+            await stop_server(server)
