@@ -10,7 +10,7 @@ from aiohttp import web
 from db.task_history import TaskFilter
 from engine.errors import InvalidRequest
 from engine.protocol.requests import RunUpdate, decode
-from server.http import _json_body, _user, _uuid
+from server.requests import current_user, json_body, path_uuid
 from server.routes_prompts import page_limit
 from server.state import ENGINE, SETTINGS
 
@@ -60,7 +60,7 @@ def _uuid_param(request: web.Request, name: str) -> UUID | None:
 
 @routes.get("/v1/runs")
 async def list_runs(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     page = await request.app[ENGINE].history.list_runs(
         user,
         archived=request.query.get("archived") or "false",
@@ -73,24 +73,24 @@ async def list_runs(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/runs/{id}")
 async def update_run(request: web.Request) -> web.Response:
-    user = await _user(request)
-    run_id = _uuid(request.match_info["id"], "run")
+    user = await current_user(request)
+    run_id = path_uuid(request.match_info["id"], "run")
     change = decode(
-        RunUpdate, await _json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
+        RunUpdate, await json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
     )
     return web.json_response(await request.app[ENGINE].history.update_run(user, run_id, change))
 
 
 @routes.delete("/v1/runs/{id}")
 async def delete_run(request: web.Request) -> web.Response:
-    user = await _user(request)
-    await request.app[ENGINE].history.delete_run(user, _uuid(request.match_info["id"], "run"))
+    user = await current_user(request)
+    await request.app[ENGINE].history.delete_run(user, path_uuid(request.match_info["id"], "run"))
     return web.Response(status=204)
 
 
 @routes.get("/v1/tasks")
 async def list_tasks(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     start, end = _time_range(request)
     where = TaskFilter(
         run_id=_uuid_param(request, "run_id"),
@@ -107,8 +107,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 @routes.get("/v1/prompts/{id}/stats")
 async def prompt_stats(request: web.Request) -> web.Response:
-    user = await _user(request)
-    prompt_id = _uuid(request.match_info["id"], "prompt")
+    user = await current_user(request)
+    prompt_id = path_uuid(request.match_info["id"], "prompt")
     start, end = _time_range(request)
     stats = await request.app[ENGINE].history.prompt_stats(user, prompt_id, start, end)
     return web.json_response(stats)

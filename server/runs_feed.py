@@ -15,7 +15,7 @@ import socketio
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from engine.tasks.runs_feed import runs_channel
+from engine.aio import spawn_loop, stop
 from server.state import ENGINE, REDIS
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def event_of(raw: bytes | str) -> tuple[str, dict[str, Any]] | None:
 async def listen(app: web.Application) -> None:
     """Follow the channel and emit each change; reconnect when Redis goes away."""
     sio = app[SIO]
-    channel = runs_channel(app[ENGINE].keys)
+    channel = app[ENGINE].keys.runs_changed_channel()
     while True:
         try:
             async with app[REDIS].pubsub(ignore_subscribe_messages=True) as pubsub:
@@ -62,7 +62,6 @@ async def listen(app: web.Application) -> None:
 
 async def runs_feed_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own the listener for the app's lifetime (after engine_ctx: it stops first)."""
-    loop = asyncio.create_task(listen(app), name="runs-changed-listener")
+    loop = spawn_loop(listen(app), "runs-changed-listener")
     yield
-    loop.cancel()
-    await asyncio.gather(loop, return_exceptions=True)
+    await stop([loop])

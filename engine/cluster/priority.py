@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from engine.cluster.jobs import GROUP, JOB_TTL_S, Job, JobQueue, _task_ids
-from engine.stream.keys import Keys
+from engine.keys import Keys
 
 LEVELS = ("high", "normal", "low")  # highest first
 _SEP = "/"  # entry ids handed out are `level/redis-id`
@@ -68,8 +68,7 @@ class PriorityJobQueue(JobQueue):
         self.picker = PriorityPicker(bound)
 
     def stream(self, level: str) -> str:
-        base = self.names.jobs
-        return base if level == "normal" else f"{base}:{level}"
+        return self.names.priority_jobs(level)
 
     async def ensure_group(self) -> None:
         for level in LEVELS:

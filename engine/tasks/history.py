@@ -19,7 +19,7 @@ from db.users import User
 from engine.errors import InvalidRequest, NotFound
 from engine.protocol import paging
 from engine.protocol.requests import RunUpdate
-from engine.tasks.runner import format_money
+from engine.providers.pricing import format_money
 from engine.tasks.runs_feed import announce
 
 if TYPE_CHECKING:

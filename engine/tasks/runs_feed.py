@@ -12,7 +12,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from engine.stream.keys import Keys
+from engine.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,6 @@ def title_from(messages: list[dict[str, str]], fallback: str = "") -> str:
     return cut.rstrip(" ,.;:-") + "…"
 
 
-def runs_channel(keys: Keys) -> str:
-    """The pub/sub channel of run changes, under the deployment's prefix."""
-    return f"{keys.prefix}runs_changed"
-
-
 async def announce(
     redis: aioredis.Redis,
     keys: Keys,
@@ -53,6 +48,6 @@ async def announce(
     it is only stale until its next list request, so a Redis failure is logged, not raised."""
     message = {"user_id": str(user_id), "run_id": str(run_id), "change": change, "run": run}
     try:
-        await redis.publish(runs_channel(keys), json.dumps(message, separators=(",", ":")))
+        await redis.publish(keys.runs_changed_channel(), json.dumps(message, separators=(",", ":")))
     except (RedisError, OSError) as exc:
         log.warning("runs_changed not announced (%s)", type(exc).__name__)
