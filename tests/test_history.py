@@ -15,7 +15,7 @@ import pytest_asyncio
 from db.pool import connect
 from engine.protocol import paging
 from engine.protocol.history import RunPage, RunsChanged, RunSummary, TaskPage
-from tests.conftest import Client, Server
+from tests.conftest import Client, Server, start_server, stop_server
 
 FAST = {"max_tokens": 3, "tokens_per_second": 0}
 SLOW = {"max_tokens": 400, "tokens_per_second": 40}
@@ -308,3 +308,22 @@ async def test_runs_changed_keeps_two_tabs_in_step(
     own = (await chat(stranger, "mine"))["run_id"]
     change = await next_change("stranger")
     assert change["run_id"] == own and heard["stranger"].empty()
+
+
+async def test_runs_changed_reaches_the_owner_on_another_node(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    other_node = await start_server(server.settings)  # same Postgres, Redis and prefix
+    try:
+        key = await server.new_key()
+        here, there = await server.client(key), await other_node.client(key)
+        heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        there.sio.on("runs_changed", heard.put_nowait)
+        run = (await chat(here, "Started on the first node"))["run_id"]
+        change = await asyncio.wait_for(heard.get(), 10)
+        assert (change["change"], change["run_id"]) == ("created", run)
+        await Api(http, server, key)("DELETE", f"/v1/runs/{run}")
+        change = await asyncio.wait_for(heard.get(), 10)
+        assert change == {"run_id": run, "change": "deleted", "run": None}
+    finally:
+        await stop_server(other_node)
