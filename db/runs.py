@@ -21,15 +21,12 @@ async def get_run(
     )
 
 
+# A run as the list shows it; `preview` is the first 120 characters of its newest message.
 RUN_SUMMARY = (
     "id, name, status, task_count, input_tokens, output_tokens, total_tokens, total_cost_usd,"
-    " left(messages -> -1 ->> 'content', $PREVIEW) AS preview, messages -> -1 ->> 'role' AS"
+    " left(messages -> -1 ->> 'content', 120) AS preview, messages -> -1 ->> 'role' AS"
     " preview_role, created_at, updated_at"
 )
-
-
-def _summary(preview_chars: int) -> str:
-    return RUN_SUMMARY.replace("$PREVIEW", str(int(preview_chars)))
 
 
 async def list_runs(
@@ -40,14 +37,13 @@ async def list_runs(
     text: str | None,
     limit: int,
     after: tuple[datetime, UUID] | None,
-    preview_chars: int,
 ) -> list[asyncpg.Record]:
     """The caller's runs, most recently active first, keyset-paged by (updated_at, id).
 
     `text` matches the title or any message's content, case-insensitively.
     """
     return await conn.fetch(
-        f"SELECT {_summary(preview_chars)} FROM ai_runs r"
+        f"SELECT {RUN_SUMMARY} FROM ai_runs r"
         " WHERE r.user_id = $1 AND r.status = ANY($2::text[])"
         "   AND ($3::text IS NULL OR strpos(lower(r.name), lower($3)) > 0 OR EXISTS ("
         "     SELECT 1 FROM jsonb_array_elements(r.messages) m"
@@ -70,7 +66,6 @@ async def update_run(
     *,
     title: str | None,
     status: str | None,
-    preview_chars: int,
 ) -> asyncpg.Record | None:
     """Set the title and/or status of the caller's run; None when it is not theirs.
 
@@ -79,7 +74,7 @@ async def update_run(
     return await conn.fetchrow(
         "UPDATE ai_runs SET name = COALESCE($3, name), status = COALESCE($4, status)"
         " WHERE id = $1 AND user_id = $2"
-        f" RETURNING {_summary(preview_chars)}",
+        f" RETURNING {RUN_SUMMARY}",
         run_id,
         user_id,
         title,

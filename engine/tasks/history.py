@@ -25,7 +25,6 @@ from engine.tasks.runs_feed import announce
 if TYPE_CHECKING:
     from engine.tasks.service import Engine
 
-PREVIEW_CHARS = 120
 ARCHIVED = {"false": ("active",), "true": ("archived",), "all": ("active", "archived")}
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 _COST_PLACES = Decimal("0.0000000001")  # the 10 places of numeric(20, 10)
@@ -52,7 +51,6 @@ class History:
             text=text,
             limit=limit + 1,
             after=_after(cursor),
-            preview_chars=PREVIEW_CHARS,
         )
         return paging.page(rows, limit, run_summary, _position("updated_at", "id"))
 
@@ -65,7 +63,6 @@ class History:
             user.id,
             title=change.title,
             status=status,
-            preview_chars=PREVIEW_CHARS,
         )
         if row is None:
             raise NotFound("run not found")
