@@ -301,3 +301,13 @@ async def cache_render(
         rendered,
     )
     return stored
+
+
+async def owns_prompt(
+    conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID
+) -> bool:
+    """Whether the prompt exists and is the caller's."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM prompts WHERE id = $1 AND user_id = $2", prompt_id, user_id
+    )
+    return found is not None

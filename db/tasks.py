@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -13,7 +14,7 @@ TASK_COLUMNS = (
     "task_id, run_id, user_id, prompt_id, prompt_version, builtin, provider, model, status,"
     " request, response_text, input_tokens, output_tokens, total_tokens, usage_source,"
     " cost_usd, last_seq, ttft_ms, latency_ms, finish_reason, error, validation_status,"
-    " validation_errors, created_at, started_at, completed_at"
+    " validation_errors, created_at, started_at, completed_at, priority"
 )
 
 
@@ -34,6 +35,7 @@ class NewTask:
     variable_values: dict[str, Any] = field(default_factory=dict)
     broker_values: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)  # logged after `queued`
+    priority: str = "normal"  # low | normal | high
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,11 @@ _CREATE = """
 WITH r AS (
     INSERT INTO ai_runs (id, user_id, prompt_id, name, variable_values, broker_values)
     SELECT $2, $3, $4, $5, $6, $7 WHERE $8::bool
-    RETURNING id
+    RETURNING id, created_at
 ), t AS (
     INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
-                          request_id, provider, model, status, request, started_at)
-    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now())
+                          request_id, provider, model, status, request, started_at, priority)
+    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16)
     RETURNING task_id
 )
 INSERT INTO task_events (task_id, kind, message, metadata)
@@ -77,12 +79,14 @@ SELECT task_id, kind, message, metadata FROM (
                        AS (kind text, message text, metadata jsonb))
          WITH ORDINALITY AS ev(kind, message, metadata, ord)
 ) e ORDER BY ord
+RETURNING (SELECT created_at FROM r)
 """
 
 
-async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) -> None:
-    """Insert the task (status running) and, when asked, its new run: one round trip."""
-    await conn.execute(
+async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) -> datetime | None:
+    """Insert the task (status running) and, when asked, its new run: one round trip.
+    Returns the new run's `created_at` (None when no run was created)."""
+    created: datetime | None = await conn.fetchval(
         _CREATE,
         task.task_id,
         task.run_id,
@@ -99,7 +103,9 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
         task.model,
         task.request,
         task.events,
+        task.priority,
     )
+    return created
 
 
 _FINALIZE = """

@@ -44,6 +44,10 @@ class Keys:
         """The job stream that workers read."""
         return f"{self.prefix}jobs"
 
+    def priority_jobs(self, priority: str) -> str:
+        """The job stream of one priority: `jobs` (normal), `jobs:high` or `jobs:low`."""
+        return self.jobs() if priority == "normal" else f"{self.jobs()}:{priority}"
+
     def leases(self) -> str:
         """Sorted set of running tasks by lease deadline."""
         return f"{self.prefix}leases"
@@ -76,6 +80,10 @@ class Keys:
     def connections(self, user_id: UUID | str) -> str:
         """Sorted set of the user's open connections over every node."""
         return f"{self.prefix}conn:{user_id}"
+
+    def runs_changed_channel(self) -> str:
+        """Pub/sub channel of run changes: `{user_id, run_id, change, run}` JSON."""
+        return f"{self.prefix}runs_changed"
 
     def revoked_channel(self) -> str:
         """Pub/sub channel of revoked keys and deleted users: `{user_id?, key_id?}` JSON."""

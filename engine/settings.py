@@ -135,6 +135,14 @@ class Settings(BaseSettings):
     cancel_wait_s: float = Field(10.0, gt=0)  # how long a cancel waits for a remote runner
     pubsub_probe_s: float = Field(5.0, gt=0)  # a silent pub/sub connection is renewed after
 
+    # Conversations and history (docs/history.md)
+    # Input tokens a call may send (besides the model's known window); a longer history is
+    # trimmed to the system messages and the newest messages that fit. None: the window only.
+    max_context_tokens: int | None = Field(None, ge=1)
+    # A waiting lower-priority job starts after at most this many higher-priority starts on
+    # a worker (the anti-starvation bound of the priority queue).
+    priority_starvation_bound: int = Field(8, ge=1)
+
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""
         if self.default_model:

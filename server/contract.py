@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from engine.prompts.views import LIBRARY_ROUTES
+from engine.protocol.history import HISTORY_EVENTS, HISTORY_ROUTES
 from engine.protocol.requests import (
     ExecuteRequest,
     NewKeyRequest,
@@ -54,6 +55,7 @@ SERVER_EVENTS: dict[str, type[BaseModel]] = {
     "task_chunk": TaskChunk,
     "task_done": TaskDone,
     "server_draining": ServerDraining,
+    **HISTORY_EVENTS,  # runs_changed
 }
 
 # HTTP routes: "METHOD path" → (request body or None, success body or None for SSE / 204).
@@ -75,6 +77,7 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "PUT /v1/me/provider-keys/{provider}": (ProviderKeyRequest, ProviderKeyStored),
     "GET /v1/me/provider-keys": (None, ProviderKeyList),
     "DELETE /v1/me/provider-keys/{provider}": (None, None),
+    **HISTORY_ROUTES,  # conversations, executions, prompt statistics
 }
 
 EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)

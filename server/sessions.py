@@ -173,15 +173,21 @@ class Sessions:
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
                 log.warning("auth re-check failed (%s)", type(exc).__name__)
                 continue
-            await self.drop(_not_in(users, keys), "no longer live")
+            await self.drop(_not_in(users, keys, sessions), "no longer live")
 
 
 def _expired(now: float) -> Any:
     return lambda s: s.expires_at is not None and s.expires_at <= now
 
 
-def _not_in(users: set[UUID], keys: set[UUID]) -> Any:
-    return lambda s: s.user_id not in users or (s.key_id is not None and s.key_id not in keys)
+def _not_in(users: set[UUID], keys: set[UUID], checked: list[_Session]) -> Any:
+    """Sessions among `checked` whose user or key is not live. A socket that connected while
+    the query ran was not asked about: it is judged at the next re-check, not dropped now."""
+    asked = {id(s) for s in checked}
+    return lambda s: (
+        id(s) in asked
+        and (s.user_id not in users or (s.key_id is not None and s.key_id not in keys))
+    )
 
 
 SESSIONS = web.AppKey("sessions", Sessions)

@@ -19,6 +19,7 @@ from engine.errors import (
 from engine.protocol.requests import ExecuteRequest, SubscribeRequest, TaskRef, decode
 from server.auth import authenticate, token_from
 from server.errors import client_error, error_ack
+from server.runs_feed import user_room
 from server.sessions import SESSIONS, Sessions
 from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
 
@@ -90,6 +91,7 @@ class SocketGateway:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.users[sid] = user
         self.watching[sid] = set()
+        await self.sio.enter_room(sid, user_room(user.id))  # runs_changed (server/runs_feed.py)
         self.app[METRICS].sockets_connected.inc()
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:

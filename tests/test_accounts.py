@@ -19,6 +19,7 @@ from engine.keys import Keys
 from engine.protocol import responses as events
 from engine.settings import Settings
 from server.cli import main as cli_main
+from server.sessions import _not_in, _Session
 from tests.conftest import Client, Server, start_server, stop_server
 from tests.test_auth import connect_error
 
@@ -243,3 +244,11 @@ async def test_events_per_second_cap_per_socket(settings: Settings) -> None:
             await asyncio.sleep(0.1)
     finally:
         await stop_server(srv)
+
+
+def test_recheck_never_drops_a_socket_that_connected_during_its_query() -> None:
+    live, gone, newcomer = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    checked = [_Session(live, None, None, 1.0), _Session(gone, None, None, 1.0)]
+    late = _Session(newcomer, None, None, 1.0)  # not in the query: its user is not in `live`
+    judge = _not_in({live}, set(), checked)
+    assert [judge(s) for s in (*checked, late)] == [False, True, False]

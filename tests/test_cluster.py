@@ -26,6 +26,7 @@ def adhoc(max_tokens: int, tokens_per_second: int) -> dict[str, Any]:
         "messages": [{"role": "user", "content": "go"}],
         "model": "simulated/test",
         "settings": {"max_tokens": max_tokens, "tokens_per_second": tokens_per_second},
+        "priority": "normal",  # waits in the `jobs` stream, which some tests read directly
     }
 
 

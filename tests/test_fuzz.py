@@ -44,6 +44,12 @@ HTTP_ROUTES = [  # (method, path); {x} is replaced by fuzzed text
     ("GET", "/v1/tasks/{x}/stream?after_seq={x}"),
     ("GET", "/v1/usage?from={x}&to={x}"),
     ("GET", "/v1/keys?limit={x}&cursor={x}"),
+    ("GET", "/v1/runs?limit={x}&cursor={x}&q={x}&archived={x}"),
+    ("PATCH", "/v1/runs/{x}"),
+    ("DELETE", "/v1/runs/{x}"),
+    ("GET", "/v1/tasks?run_id={x}&prompt_id={x}&status={x}&from={x}&to={x}&cursor={x}"),
+    ("GET", "/v1/tasks?limit={x}&from={x}"),
+    ("GET", "/v1/prompts/{x}/stats?from={x}&to={x}"),
 ]
 
 json_values = st.recursive(
@@ -70,6 +76,9 @@ keys = st.sampled_from(
         "scope",
         "track_in_runs",
         "broker_values",
+        "priority",
+        "title",
+        "archived",
     ]
 )
 near_valid = st.dictionaries(keys, json_values, max_size=6)

@@ -66,6 +66,10 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/tasks/{task}/stream?after_seq=0", None),
     ("POST", "/v1/tasks/{task}/cancel", None),
     ("GET", "/v1/runs/{run}", None),
+    ("PATCH", "/v1/runs/{run}", {"title": "B was here", "archived": True}),
+    ("DELETE", "/v1/runs/{run}", None),
+    ("GET", "/v1/prompts/{prompt}/stats", None),
+    ("GET", "/v1/prompts/{prompt}/stats?from=2000-01-01", None),
     ("DELETE", "/v1/keys/{key}", None),
     ("POST", "/v1/executions", _execute(run_id="{run}")),
     ("POST", "/v1/executions", {"prompt_id": "{prompt}", "variables": {"topic": "x"}}),
@@ -100,6 +104,9 @@ NO_FOREIGN_IDS = {
     ("GET", "/v1/usage"),
     ("POST", "/v1/executions"),
     ("GET", "/v1/builtins"),
+    # the caller's own conversations and executions (filters by A's ids find nothing)
+    ("GET", "/v1/runs"),
+    ("GET", "/v1/tasks"),
     # public, holding no user data: the playground and the protocol schema
     ("GET", "/"),
     ("GET", "/playground/{name}"),
@@ -126,7 +133,12 @@ OWN_VIEWS = [
     "/v1/prompts",
     "/v1/me/variables",
     "/v1/me/invitations",
+    "/v1/runs?archived=all",
+    "/v1/runs?q=hi",
+    "/v1/tasks",
 ]
+# List filters naming A's objects: B's answer is the same empty page as for unknown ids.
+FILTERED_VIEWS = ["/v1/tasks?run_id={run}", "/v1/tasks?prompt_id={prompt}"]
 
 
 async def make_prompt(server: Server, email: str) -> str:
@@ -196,6 +208,10 @@ async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) ->
         )
         await _socket_matrix(b, theirs, nobody)
         await _http_matrix(http, server, key_b, theirs, nobody)
+        for path in FILTERED_VIEWS:
+            answer = await http_answer(http, server, key_b, "GET", theirs.fill(path), None)
+            control = await http_answer(http, server, key_b, "GET", nobody.fill(path), None)
+            assert answer == control == (200, {"items": [], "next_cursor": None}), path
         for path in OWN_VIEWS:
             status, body = await http_answer(http, server, key_b, "GET", path, None)
             assert status == 200, (path, body)
@@ -220,6 +236,9 @@ async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) ->
             http, server, key_a, "GET", f"/v1/orgs/{theirs.org}/variables", None
         )
         assert [v["value"] for v in variables["items"]] == ["blue"], variables
+        # A's run survived B's PATCH and DELETE, with its title and not archived
+        status, runs = await http_answer(http, server, key_a, "GET", "/v1/runs", None)
+        assert [(r["id"], r["title"]) for r in runs["items"]] == [(theirs.run, "hi")], runs
     done = await a.wait_done(running["task_id"], timeout=30)
     assert done["status"] == "completed"
     # B's own task, started after A's ended, is the marker: events of A's task sent to B's

@@ -130,8 +130,21 @@ async def test_protocol_json_is_the_models_schema(
     ):
         assert name in served["$defs"], name
     assert set(served["x-client-events"]) == {"execute", "subscribe", "unsubscribe", "cancel"}
-    assert set(served["x-server-events"]) == {"task_chunk", "task_done", "server_draining"}
-    assert "POST /v1/executions" in served["x-http"]
+    assert set(served["x-server-events"]) == {
+        "task_chunk",
+        "task_done",
+        "server_draining",
+        "runs_changed",
+    }
+    for route in (
+        "POST /v1/executions",
+        "GET /v1/runs",
+        "PATCH /v1/runs/{id}",
+        "DELETE /v1/runs/{id}",
+        "GET /v1/tasks",
+        "GET /v1/prompts/{id}/stats",
+    ):
+        assert route in served["x-http"], route
 
 
 def test_committed_typescript_matches_the_models() -> None:

@@ -68,6 +68,7 @@ export interface ExecuteRequest {
   scope?: Scope | null;
   request_id?: string | null;
   broker_values?: Record<string, unknown>;
+  priority?: "low" | "normal" | "high" | null;
 }
 
 /** `202` answer of `POST /v1/executions`. */
@@ -136,6 +137,11 @@ export interface KeyInfo {
 export interface KeyList {
   items: Array<KeyInfo>;
   next_cursor: string | null;
+}
+
+export interface LastMessage {
+  role: string;
+  preview: string;
 }
 
 /** `GET /v1/me`. */
@@ -218,6 +224,37 @@ export interface PromptPage {
   next_cursor: string | null;
 }
 
+/** `GET /v1/prompts/{id}/stats?from=&to=`. */
+export interface PromptStats {
+  prompt_id: string;
+  from: string | null;
+  to: string | null;
+  total: PromptStatsRow;
+  versions: Array<PromptStatsRow>;
+}
+
+/** Figures of one version (or, with `version` null, of all of them). */
+export interface PromptStatsRow {
+  version: number | null;
+  executions: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  validation_passed: number;
+  validation_failed: number;
+  validation_pass_rate: number | null;
+  latency_p50_ms: number | null;
+  latency_p95_ms: number | null;
+  ttft_p50_ms: number | null;
+  ttft_p95_ms: number | null;
+  input_tokens: number;
+  output_tokens: number;
+  total_tokens: number;
+  priced_executions: number;
+  total_cost_usd: string | null;
+  average_cost_usd: string | null;
+}
+
 /** `PATCH /v1/prompts/{id}`: any fields plus a change log; writes a new version. */
 export interface PromptUpdate {
   name?: string | null;
@@ -286,6 +323,31 @@ export interface RegexValidation {
   pattern: string;
 }
 
+/** `GET /v1/runs?limit=&cursor=&q=&archived=`: most recently active first. */
+export interface RunPage {
+  items: Array<RunSummary>;
+  next_cursor: string | null;
+}
+
+/** One conversation in `GET /v1/runs`; also the answer of `PATCH /v1/runs/{id}`. */
+export interface RunSummary {
+  id: string;
+  title: string;
+  archived: boolean;
+  last_message: LastMessage | null;
+  task_count: number;
+  usage: Tokens;
+  cost_usd: string;
+  created_at: string;
+  updated_at: string;
+}
+
+/** `PATCH /v1/runs/{id}`: a new title and/or archived flag; absent fields stay. */
+export interface RunUpdate {
+  title?: string | null;
+  archived?: boolean | null;
+}
+
 /** `GET /v1/runs/{id}`. */
 export interface RunView {
   id: string;
@@ -299,6 +361,13 @@ export interface RunView {
   task_count: number;
   created_at: string;
   updated_at: string;
+}
+
+/** Sent to every socket of the run's owner, on every node, when a run is created, renamed or archived (`updated`), or deleted. */
+export interface RunsChanged {
+  run_id: string;
+  change: "created" | "updated" | "deleted";
+  run: RunSummary | null;
 }
 
 export interface Scope {
@@ -365,8 +434,32 @@ export interface TaskEventList {
   items: Array<TaskEvent>;
 }
 
+/** `GET /v1/tasks?run_id=&prompt_id=&status=&from=&to=&limit=&cursor=`: newest first. */
+export interface TaskPage {
+  items: Array<TaskSummary>;
+  next_cursor: string | null;
+}
+
 export interface TaskRef {
   task_id: string;
+}
+
+export interface TaskSummary {
+  id: string;
+  run_id: string | null;
+  prompt_id: string | null;
+  prompt_version: number | null;
+  builtin: string | null;
+  provider: string;
+  model: string;
+  status: "queued" | "running" | "completed" | "failed" | "cancelled";
+  priority: "low" | "normal" | "high";
+  usage: Tokens | null;
+  cost_usd: string | null;
+  ttft_ms: number | null;
+  latency_ms: number | null;
+  created_at: string;
+  ended_at: string | null;
 }
 
 /** `GET /v1/tasks/{id}`. */
@@ -390,6 +483,7 @@ export interface TaskView {
   prompt_id: string | null;
   prompt_version: number | null;
   builtin: string | null;
+  priority: "low" | "normal" | "high";
   created_at: string;
   ended_at: string | null;
 }
@@ -399,6 +493,12 @@ export interface TierLimits {
   daily: number | null;
   monthly: number | null;
   concurrent_tasks: number;
+}
+
+export interface Tokens {
+  input_tokens: number;
+  output_tokens: number;
+  total_tokens: number;
 }
 
 export interface UnsubscribeAck {
@@ -484,6 +584,7 @@ export interface ServerToClientEvents {
   task_chunk: (payload: TaskChunk) => void;
   task_done: (payload: TaskDone) => void;
   server_draining: (payload: ServerDraining) => void;
+  runs_changed: (payload: RunsChanged) => void;
 }
 
 export interface ClientToServerEvents {

@@ -51,6 +51,7 @@ class Job:
     fallbacks: list[str] = field(default_factory=list)
     byok: bool = False
     reservation: dict[str, str] | None = None
+    priority: str = "normal"  # which job stream it waits in (engine/cluster/priority.py)
 
     @classmethod
     def from_plan(cls, plan: TaskPlan) -> Job:
@@ -67,6 +68,7 @@ class Job:
             fallbacks=[f"{c.provider.name}/{c.model}" for c in plan.fallbacks],
             byok=plan.keys is not None,
             reservation=asdict(plan.reservation) if plan.reservation else None,
+            priority=plan.priority,
         )
 
     def encode(self) -> str:
@@ -95,6 +97,7 @@ class Job:
             fallbacks=fallbacks,
             keys=keys if self.byok else None,
             reservation=Reservation(**self.reservation) if self.reservation else None,
+            priority=self.priority,
         )
 
 

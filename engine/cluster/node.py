@@ -25,7 +25,8 @@ from db import tasks as task_rows
 from engine.accounts.byok import ProviderKeys
 from engine.accounts.quotas import Reservation
 from engine.aio import check_cancelled, spawn_loop, stop
-from engine.cluster.jobs import Job, JobQueue, Leases
+from engine.cluster.jobs import Job, Leases
+from engine.cluster.priority import PriorityJobQueue
 from engine.cluster.sweeper import CANCELLED_BEFORE_START, Sweeper, end_task
 from engine.errors import InternalError, InvalidRequest, ServiceUnavailable
 from engine.providers.base import Usage
@@ -72,7 +73,7 @@ class ClusterNode:
         self.provider_keys = provider_keys
         self.finalizes = finalizes
         self.node_id = settings.node_id or default_node_id()
-        self.queue = JobQueue(deps.redis, deps.keys)
+        self.queue = PriorityJobQueue(deps.redis, deps.keys, settings.priority_starvation_bound)
         self.leases = Leases(deps.redis, deps.keys, self.node_id, settings.lease_ttl_s)
         self.sweeper = Sweeper(deps, registry, self.leases, self.queue, settings.lease_ttl_s / 2)
         self._loops: dict[str, asyncio.Task[None]] = {}

@@ -78,6 +78,18 @@ class ExecuteRequest(_Strict):
     scope: Scope | None = None
     request_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     broker_values: dict[str, Any] = Field(default_factory=dict)
+    # queued work starts in priority order; default by tier: free low, others normal
+    priority: Literal["low", "normal", "high"] | None = None
+
+
+class RunUpdate(_Strict):
+    """`PATCH /v1/runs/{id}`: a new title and/or archived flag; absent fields stay."""
+
+    title: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
+    archived: StrictBool | None = None
 
 
 class ProviderKeyRequest(_Strict):

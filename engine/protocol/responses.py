@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.protocol.history import Priority
+
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 EndStatus = Literal["completed", "failed", "cancelled"]
 ErrorCode = Literal[
@@ -188,6 +190,7 @@ class TaskView(_Payload):
     prompt_id: str | None
     prompt_version: int | None
     builtin: str | None
+    priority: Priority
     created_at: str
     ended_at: str | None
 

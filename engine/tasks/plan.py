@@ -85,6 +85,7 @@ class TaskPlan:
     validations: list[dict[str, Any]] = field(default_factory=list)  # run on the final text
     fallbacks: tuple[Candidate, ...] = ()  # tried in order when the model is unavailable
     keys: KeySource | None = None  # a bring-your-own-key user's keys; None: the server's
+    priority: str = "normal"  # where it waits (the job streams), it starts in this order
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,20 @@ from db import tasks as task_rows
 from db.users import User
 from engine.accounts.byok import ProviderKeys
 from engine.errors import InvalidRequest, NotFound
-from engine.prompts.resolve import ResolvedPrompt, resolve_prompt
+from engine.prompts.resolve import resolve_prompt
 from engine.protocol.requests import ExecuteRequest
 from engine.providers.base import ProviderRequest
 from engine.providers.pricing import format_money
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
+from engine.tasks.context import fit_messages, input_budget, known_window
 from engine.tasks.dispatch import Dispatcher
 from engine.tasks.finalize import done_from_row
+from engine.tasks.history import History, new_run_summary
 from engine.tasks.limits import check_output_limit, check_request_limits
 from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import resolve_fallbacks
+from engine.tasks.runs_feed import announce, title_from
 from engine.tasks.supervisor import TaskSupervisor
 
 ENDED = ("completed", "failed", "cancelled")
@@ -67,6 +70,7 @@ class Engine:
         self.supervisor = supervisor
         self.provider_keys = provider_keys
         self.dispatcher = dispatcher
+        self.history = History(self)
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""
@@ -85,13 +89,13 @@ class Engine:
         model_ref = req.model or prompt.model or self.settings.resolved_default_model()
         provider, model = self.registry.resolve(model_ref)
         new_messages = ([] if history else prompt.messages) + [m.model_dump() for m in req.messages]
-        sent = history + new_messages
+        settings = req.settings.merged_over(prompt.settings)
+        sent, trim_events = self._fit(provider.name, model, history, new_messages, settings)
         if len(sent) > self.settings.max_messages:
             raise InvalidRequest(
                 f"at most {self.settings.max_messages} messages per call",
                 details={"errors": [{"field": "messages", "message": "too many messages"}]},
             )
-        settings = req.settings.merged_over(prompt.settings)
         check_output_limit(settings, user.tier, self.settings)
         fallbacks = resolve_fallbacks(self.registry, settings)
         tracked = req.track_in_runs
@@ -109,19 +113,23 @@ class Engine:
             request={"model": model_ref, "messages": sent, "settings": settings},
             run_id=run_id,
             create_run=tracked and req.run_id is None,
-            run_name=_run_name(prompt, new_messages),
+            run_name=title_from(new_messages, prompt.name or ""),
             prompt_id=prompt.prompt_id,
             prompt_version=prompt.version,
             builtin=prompt.builtin,
             request_id=req.request_id,
             variable_values=prompt.variables,
             broker_values=req.broker_values,
-            events=prompt.events(),
+            events=prompt.events() + trim_events,
+            priority=priority_for(user, req),
         )
         reservation = None
         try:
             reservation = await self.quotas.reserve(user.id, user.tier, str(task_id))
-            await task_rows.create_task(self.pool, row)
+            run_created = await task_rows.create_task(self.pool, row)
+        except asyncpg.ForeignKeyViolationError:  # the run was deleted meanwhile
+            await self._undo_claim(user, req, reservation)
+            raise NotFound("run not found") from None
         except BaseException:
             await self.quotas.settle(reservation, give_back=True)
             if req.request_id is not None:
@@ -139,9 +147,51 @@ class Engine:
             validations=prompt.validations,
             fallbacks=fallbacks,
             keys=self.provider_keys.source_for(user),
+            priority=row.priority,
         )
         await self.dispatcher.dispatch(plan)
+        if run_created is not None and run_id is not None:
+            view = new_run_summary(run_id, row.run_name, run_created)
+            await announce(self.redis, self.keys, user.id, run_id, "created", view)
         return ExecuteResult(task_id, run_id, "running")
+
+    async def _undo_claim(self, user: User, req: ExecuteRequest, reservation: Any) -> None:
+        await self.quotas.settle(reservation, give_back=True)
+        if req.request_id is not None:
+            await self.redis.delete(self.keys.idempotency(user.id, req.request_id))
+
+    def _fit(
+        self,
+        provider: str,
+        model: str,
+        history: list[dict[str, str]],
+        new: list[dict[str, str]],
+        settings: dict[str, Any],
+    ) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+        """The messages to send (the history trimmed to the context) and the task events
+        that record what was left out."""
+        budget = input_budget(
+            known_window(provider, model),
+            self.settings.max_context_tokens,
+            settings.get("max_tokens"),
+        )
+        if not history:
+            return new, []
+        fitted = fit_messages(history, new, budget, self.settings.max_messages)
+        if not fitted.trimmed:
+            return fitted.messages, []
+        event = {
+            "kind": "context_trimmed",
+            "message": f"{fitted.dropped_messages} earlier message(s) left out to fit",
+            "metadata": {
+                "dropped_messages": fitted.dropped_messages,
+                "dropped_tokens_estimate": fitted.dropped_tokens,
+                "kept_messages": len(fitted.messages),
+                "budget_tokens": fitted.budget_tokens,
+                "over_budget": fitted.over_budget,
+            },
+        }
+        return fitted.messages, [event]
 
     async def _earlier(self, user: User, request_id: str) -> ExecuteResult | None:
         raw = await self.redis.get(self.keys.idempotency(user.id, request_id))
@@ -238,11 +288,11 @@ class Engine:
         }
 
 
-def _run_name(prompt: ResolvedPrompt, messages: list[dict[str, str]]) -> str:
-    if prompt.name:
-        return prompt.name
-    first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
-    return first_user[:80]
+def priority_for(user: User, req: ExecuteRequest) -> str:
+    """The request's priority, else the tier's default: `free` low, the others normal."""
+    if req.priority is not None:
+        return req.priority
+    return "low" if user.tier == "free" else "normal"
 
 
 def task_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -268,6 +318,7 @@ def task_view(row: asyncpg.Record) -> dict[str, Any]:
         "prompt_id": str(row["prompt_id"]) if row["prompt_id"] else None,
         "prompt_version": row["prompt_version"],
         "builtin": row["builtin"],
+        "priority": row["priority"],
         "created_at": row["created_at"].isoformat(),
         "ended_at": row["completed_at"].isoformat() if row["completed_at"] else None,
     }

@@ -14,6 +14,8 @@ Options:
     fail_first=N  the first N requests with this exact model string get a 500
     echo=1        the output is the last message's text, as one token (a model whose answer
                   the caller controls)
+    context=N     a context window of N tokens (four characters each): longer input gets
+                  OpenAI's 400 ``context_length_exceeded``
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ def _last_text(messages: Any) -> str:
     return ""
 
 
+def count_prompt_chars(messages: Any) -> int:
+    """Characters of every message's string content."""
+    items = messages if isinstance(messages, list) else []
+    return sum(len(m["content"]) for m in items if isinstance(m.get("content"), str))
+
+
 def error_response(status: int, message: str, code: str | None = None) -> web.Response:
     """An OpenAI-shaped JSON error response."""
     etype, default_code = _ERROR_TYPES.get(status, ("server_error", None))
@@ -122,6 +130,7 @@ class FakeOpenAI(FakeServerBase):
             cut_after = int(opts["cut_after"]) if "cut_after" in opts else None
             status = int(opts["status"]) if "status" in opts else None
             fail_first = int(opts.get("fail_first", 0))
+            context = int(opts["context"]) if "context" in opts else None
         except ValueError:
             return error_response(400, f"Bad fake model options: {model!r}")
         finish = opts.get("finish", "stop")
@@ -137,6 +146,12 @@ class FakeOpenAI(FakeServerBase):
             if self._fail_counts[model] <= fail_first:
                 return error_response(500, f"Fake failure {self._fail_counts[model]}/{fail_first}.")
 
+        if context is not None and count_prompt_chars(body.get("messages")) / 4 > context:
+            return error_response(
+                400,
+                f"This model's maximum context length is {context} tokens.",
+                "context_length_exceeded",
+            )
         prompt_tokens = count_prompt_words(body.get("messages"))
         usage = {
             "prompt_tokens": prompt_tokens,
