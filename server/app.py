@@ -43,7 +43,7 @@ from server.routes_orgs import routes as org_routes
 from server.routes_prompts import routes as prompt_routes
 from server.routes_provider_keys import routes as provider_key_routes
 from server.routes_web import add_web_routes
-from server.runs_feed import SIO, runs_feed_ctx
+from server.runs_feed import runs_feed_ctx
 from server.sessions import sessions_ctx
 from server.sockets import SocketGateway
 from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS, SIO
@@ -168,7 +168,6 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes([*prompt_routes, *org_routes])  # the prompt library, orgs, variables
     app.add_routes(provider_key_routes)
     app.add_routes(history_routes)  # conversations, executions, prompt statistics
-    app[SIO] = sio
     app.cleanup_ctx.append(runs_feed_ctx)  # runs_changed to every socket of the run's owner
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end

@@ -11,16 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-import socketio
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from engine.aio import spawn_loop, stop
-from server.state import ENGINE, REDIS
+from server.state import ENGINE, REDIS, SIO
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY_S = 1.0
-SIO = web.AppKey("sio", socketio.AsyncServer)
 
 
 def user_room(user_id: UUID | str) -> str:
