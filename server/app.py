@@ -21,6 +21,7 @@ from engine.stream.publisher import ChunkPublisher
 from engine.stream.relay import Relay
 from engine.tasks.service import Engine
 from engine.tasks.supervisor import TaskSupervisor
+from server.cors import OriginPolicy, cors_middleware
 from server.drain import drain_on_shutdown
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
@@ -106,15 +107,17 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     """The whole gateway and engine of one node."""
+    origins = OriginPolicy(settings.cors_allowed_origins)
     app = web.Application(
-        middlewares=[errors_middleware], client_max_size=settings.max_payload_bytes
+        middlewares=[cors_middleware(origins), errors_middleware],
+        client_max_size=settings.max_payload_bytes,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()  # per app: tests run several apps in one process
     app.cleanup_ctx.extend([postgres_ctx, redis_ctx, engine_ctx])
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
-        cors_allowed_origins="*",
+        cors_allowed_origins=origins.socketio_rule(),
         logger=False,
         engineio_logger=False,
         ping_interval=settings.ping_interval_s,

@@ -25,6 +25,7 @@ from engine.errors import (
 )
 from engine.protocol.requests import ExecuteRequest, decode
 from server.auth import authenticate, token_from
+from server.cors import prepare_cors
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -151,8 +152,11 @@ class SseSubscriber:
 
     async def send(self, event: str, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        # The id is what a browser sends back as Last-Event-ID when it reconnects.
+        seq = payload.get("seq", payload.get("last_seq"))
+        head = f"id: {seq}\n" if isinstance(seq, int) else ""
         try:
-            await self.response.write(f"event: {event}\ndata: {data}\n\n".encode())
+            await self.response.write(f"{head}event: {event}\ndata: {data}\n\n".encode())
         except ConnectionError:
             self.finished.set()  # the client left; the relay drops this subscriber
             raise
@@ -169,19 +173,33 @@ class SseSubscriber:
                 await asyncio.wait_for(self.finished.wait(), poll_s)
 
 
+def _resume_point(request: web.Request) -> int:
+    """Where a stream starts: after the browser's `Last-Event-ID` (a reconnecting
+    EventSource sends the last id it saw), else after `?after_seq=` (default 0)."""
+    for field, raw in (
+        ("Last-Event-ID", request.headers.get("Last-Event-ID")),
+        ("after_seq", request.query.get("after_seq")),
+    ):
+        if raw is None:
+            continue
+        try:
+            value = int(raw)
+            if value < 0:
+                raise ValueError
+        except ValueError:
+            raise InvalidRequest(
+                f"{field} must be a non-negative integer",
+                details={"errors": [{"field": field, "message": "not a non-negative integer"}]},
+            ) from None
+        return value
+    return 0
+
+
 @routes.get("/v1/tasks/{id}/stream")
 async def stream_task(request: web.Request) -> web.StreamResponse:
     user = await _user(request)
     task_id = _uuid(request.match_info["id"], "task")
-    try:
-        after_seq = int(request.query.get("after_seq", "0"))
-        if after_seq < 0:
-            raise ValueError
-    except ValueError:
-        raise InvalidRequest(
-            "after_seq must be a non-negative integer",
-            details={"errors": [{"field": "after_seq", "message": "not a non-negative integer"}]},
-        ) from None
+    after_seq = _resume_point(request)
     await request.app[ENGINE].task_status(user, task_id)
     response = web.StreamResponse(
         headers={
@@ -190,6 +208,7 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
+    prepare_cors(request, response)
     await response.prepare(request)
     subscriber = SseSubscriber(response)
     key = f"sse:{uuid.uuid4()}"
