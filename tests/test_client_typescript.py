@@ -66,3 +66,11 @@ async def test_typescript_client_and_redux_binding(settings: Settings) -> None:
         )
     assert "# fail 0" in out, out
     assert "# pass 9" in out, out
+
+
+async def test_type_definitions_describe_what_an_application_writes() -> None:
+    """`tsc` (strict) compiles a typed usage of the package against its .d.ts files and
+    the generated protocol types: a wrong or unresolvable declaration fails here."""
+    require((PACKAGE / "node_modules" / "typescript").exists(), "run npm ci in clients/typescript")
+    out = await run_node({}, "node_modules/typescript/bin/tsc", "-p", "test/types", timeout=120)
+    assert "error" not in out, out

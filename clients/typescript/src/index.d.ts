@@ -1,6 +1,6 @@
-import type { ErrorBody, ExecuteAck, ExecuteRequest, SubscribeAck, TaskDone } from "../protocol";
+import type { ErrorBody, ExecuteAck, ExecuteRequest, SubscribeAck, TaskDone } from "../protocol.js";
 
-export type { ExecuteRequest, TaskDone } from "../protocol";
+export type { ExecuteRequest, TaskDone } from "../protocol.js";
 export type ErrorCode = ErrorBody["code"];
 export type TaskStatus = ExecuteAck["status"];
 

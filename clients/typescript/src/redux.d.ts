@@ -1,5 +1,5 @@
-import type { ErrorBody, ExecuteRequest, TaskDone } from "../protocol";
-import type { Client, TaskHandle, TaskStatus } from "./index";
+import type { ErrorBody, ExecuteRequest, TaskDone } from "../protocol.js";
+import type { Client, TaskHandle, TaskStatus } from "./index.js";
 
 export interface TaskState {
   taskId: string;
