@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-RETRYABLE = frozenset({"rate_limited", "provider_unavailable", "timeout", "internal"})
+RETRYABLE = frozenset(
+    {"rate_limited", "provider_unavailable", "service_unavailable", "timeout", "internal"}
+)
 
 
 class PromptrelayError(Exception):
