@@ -62,10 +62,15 @@ async def test_typescript_client_and_redux_binding(settings: Settings) -> None:
             "PROMPTRELAY_CONTROL": h.control_url,
         }
         out = await run_node(
-            env, "--test", "--test-concurrency=1", "test/redux.test.js", "test/client.test.js"
+            env,
+            "--test",
+            "--test-concurrency=1",
+            "test/request-id.test.js",
+            "test/redux.test.js",
+            "test/client.test.js",
         )
     assert "# fail 0" in out, out
-    assert "# pass 9" in out, out
+    assert "# pass 11" in out, out
 
 
 async def test_type_definitions_describe_what_an_application_writes() -> None:
