@@ -100,10 +100,11 @@ NO_FOREIGN_IDS = {
     ("GET", "/v1/usage"),
     ("POST", "/v1/executions"),
     ("GET", "/v1/builtins"),
-    # public, holding no user data: the playground and the protocol schema
+    # public, holding no user data: the playground, its client and the protocol schema
     ("GET", "/"),
     ("GET", "/playground/{name}"),
     ("GET", "/playground/vendor/socket.io.min.js"),
+    ("GET", "/client/{name}"),  # the client package's modules, which the page imports
     ("GET", "/v1/protocol.json"),
     ("GET", "/metrics"),  # counts and timings only, no user data
     # the caller's own prompts, orgs and variables
