@@ -11,6 +11,7 @@ COPY server ./server
 COPY engine ./engine
 COPY db ./db
 COPY sql ./sql
+COPY clients/typescript/src ./clients/typescript/src
 # The embedded servers exist for the zero-setup quick start only. The playground's pinned
 # socket.io-client bundle is fetched (and its integrity checked) here, not at run time.
 RUN python -m venv /opt/venv \

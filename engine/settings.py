@@ -27,6 +27,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # Origins whose pages may call the HTTP API and open sockets: `*` or a comma-separated
+    # list. Calls carry a bearer token the page attaches, never a cookie (docs/clients.md).
+    cors_allowed_origins: str = "*"
     log_level: str = "INFO"
 
     # Socket.IO heartbeats (also how long an idle long-poll request is held)

@@ -25,6 +25,7 @@ from engine.tasks.parked import PendingFinalizes
 from engine.tasks.plan import RunnerDeps
 from engine.tasks.service import Engine
 from engine.tasks.supervisor import TaskSupervisor
+from server.cors import OriginPolicy, cors_middleware
 from server.drain import drain_on_shutdown
 from server.handshakes import (
     GUARD,
@@ -131,9 +132,11 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     """The whole gateway and engine of one node."""
+    origins = OriginPolicy(settings.cors_allowed_origins)
     app = web.Application(
         middlewares=[
             long_url_middleware,
+            cors_middleware(origins),
             handshake_middleware,
             errors_middleware,
             address_middleware,
@@ -146,7 +149,7 @@ def create_app(settings: Settings) -> web.Application:
     sio = GuardedServer(  # caps Engine.IO sessions that have not authenticated
         HandshakeGuard.from_settings(settings),
         async_mode="aiohttp",
-        cors_allowed_origins="*",
+        cors_allowed_origins=origins.socketio_rule(),
         logger=False,
         engineio_logger=QuietEngineLog(),  # no tracebacks for a client's garbage
         ping_interval=settings.ping_interval_s,

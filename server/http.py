@@ -21,6 +21,7 @@ from engine.errors import (
     Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest, decode
+from server.cors import prepare_cors
 from server.errors import client_error, error_response
 from server.requests import current_user, json_body, path_uuid
 from server.sessions import SESSIONS
@@ -127,8 +128,11 @@ class SseSubscriber:
 
     async def send(self, event: str, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        # The id is what a browser sends back as Last-Event-ID when it reconnects.
+        seq = payload.get("seq", payload.get("last_seq"))
+        head = f"id: {seq}\n" if isinstance(seq, int) else ""
         try:
-            await self.response.write(f"event: {event}\ndata: {data}\n\n".encode())
+            await self.response.write(f"{head}event: {event}\ndata: {data}\n\n".encode())
         except ConnectionError:
             self.finished.set()  # the client left; the relay drops this subscriber
             raise
@@ -145,19 +149,33 @@ class SseSubscriber:
                 await asyncio.wait_for(self.finished.wait(), poll_s)
 
 
+def _resume_point(request: web.Request) -> int:
+    """Where a stream starts: after the browser's `Last-Event-ID` (a reconnecting
+    EventSource sends the last id it saw), else after `?after_seq=` (default 0)."""
+    for field, raw in (
+        ("Last-Event-ID", request.headers.get("Last-Event-ID")),
+        ("after_seq", request.query.get("after_seq")),
+    ):
+        if raw is None:
+            continue
+        try:
+            value = int(raw)
+            if value < 0:
+                raise ValueError
+        except ValueError:
+            raise InvalidRequest(
+                f"{field} must be a non-negative integer",
+                details={"errors": [{"field": field, "message": "not a non-negative integer"}]},
+            ) from None
+        return value
+    return 0
+
+
 @routes.get("/v1/tasks/{id}/stream")
 async def stream_task(request: web.Request) -> web.StreamResponse:
     user = await current_user(request)
     task_id = path_uuid(request.match_info["id"], "task")
-    try:
-        after_seq = int(request.query.get("after_seq", "0"))
-        if after_seq < 0:
-            raise ValueError
-    except ValueError:
-        raise InvalidRequest(
-            "after_seq must be a non-negative integer",
-            details={"errors": [{"field": "after_seq", "message": "not a non-negative integer"}]},
-        ) from None
+    after_seq = _resume_point(request)
     await request.app[ENGINE].task_status(user, task_id)
     response = web.StreamResponse(
         headers={
@@ -166,6 +184,7 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
+    prepare_cors(request, response)
     subscriber = SseSubscriber(response)
     key = f"sse:{uuid.uuid4()}"
     sessions = request.app[SESSIONS]

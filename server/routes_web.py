@@ -14,6 +14,11 @@ from server.web_assets import INSTALL_HINT, VENDOR_DIR
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 PAGE_FILES = {"app.js": "text/javascript", "view.js": "text/javascript", "style.css": "text/css"}
+# The JavaScript client package (clients/typescript/src), which the page is built on: in a
+# source checkout from there, in an installed wheel from the copy packaged beside the page.
+CLIENT_FILES = {"index.js", "client.js", "task.js", "errors.js", "redux.js"}
+_CHECKOUT_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "typescript" / "src"
+CLIENT_DIR = _CHECKOUT_CLIENT if _CHECKOUT_CLIENT.is_dir() else WEB_DIR / "client"
 # The page holds no secrets, but must not be framed or sniffed; scripts only from here.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -45,6 +50,20 @@ async def page_file(request: web.Request) -> web.Response:
     return web.Response(
         body=(WEB_DIR / name).read_bytes(),
         content_type=PAGE_FILES[name],
+        charset="utf-8",
+        headers=PAGE_HEADERS,
+    )
+
+
+@routes.get("/client/{name}")
+async def client_file(request: web.Request) -> web.Response:
+    """promptrelay-client's modules for pages: `import ... from "/client/index.js"`."""
+    name = request.match_info["name"]
+    if name not in CLIENT_FILES:
+        raise web.HTTPNotFound()
+    return web.Response(
+        body=(CLIENT_DIR / name).read_bytes(),
+        content_type="text/javascript",
         charset="utf-8",
         headers=PAGE_HEADERS,
     )

@@ -107,10 +107,11 @@ NO_FOREIGN_IDS = {
     # the caller's own conversations and executions (filters by A's ids find nothing)
     ("GET", "/v1/runs"),
     ("GET", "/v1/tasks"),
-    # public, holding no user data: the playground and the protocol schema
+    # public, holding no user data: the playground, its client and the protocol schema
     ("GET", "/"),
     ("GET", "/playground/{name}"),
     ("GET", "/playground/vendor/socket.io.min.js"),
+    ("GET", "/client/{name}"),  # the client package's modules, which the page imports
     ("GET", "/v1/protocol.json"),
     ("GET", "/metrics"),  # counts and timings only, no user data
     # the caller's own prompts, orgs and variables

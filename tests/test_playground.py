@@ -194,6 +194,8 @@ async def test_stream_cancel_continue_and_builtin(server: Server, browser: Brows
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
     assert page.errors == []  # type: ignore[attr-defined]
+    # The page runs on promptrelay-client, the package applications use.
+    assert any(u.endswith("/client/client.js") for u in page.urls)  # type: ignore[attr-defined]
     # The key travelled in Socket.IO's handshake and Authorization headers, never in a URL.
     assert len(page.urls) > 3  # type: ignore[attr-defined]
     assert not [u for u in page.urls if key in u]  # type: ignore[attr-defined]
@@ -277,6 +279,13 @@ async def test_page_and_assets_are_served(server: Server) -> None:
         for path in ("/playground/app.js", "/playground/view.js", "/playground/style.css"):
             async with http.get(server.url + path) as resp:
                 assert resp.status == 200, path
+        # The page is built on the client package, served as importable modules.
+        for path in ("/client/index.js", "/client/client.js", "/client/redux.js"):
+            async with http.get(server.url + path) as resp:
+                assert resp.status == 200, path
+                assert resp.content_type == "text/javascript"
+        async with http.get(server.url + "/client/package.json") as resp:
+            assert resp.status == 404
         async with http.get(server.url + "/playground/../sql/001_schema.sql") as resp:
             assert resp.status == 404
         async with http.get(server.url + "/playground/index.py") as resp:

@@ -1,7 +1,11 @@
-// promptrelay playground: plain ES module, no build step. Talks to the server with the
-// official socket.io-client (global `io`, served from /playground/vendor/) and plain fetch.
+// promptrelay playground: plain ES module, no build step. Built on promptrelay-client
+// (clients/typescript, served at /client/), the same package applications use: it keeps
+// early chunks, drops repeats, fills gaps, resubscribes after a reconnect or a draining
+// node, and retries an unanswered execute with its request_id. socket.io-client is the
+// global `io` (served from /playground/vendor/); the rest is plain fetch.
 // Types of every payload: clients/typescript/protocol.d.ts (GET /v1/protocol.json).
 
+import { createClient } from "/client/index.js";
 import { describeError, renderTurn, variableField } from "./view.js";
 
 const KEY_STORE = "promptrelay.key";
@@ -9,12 +13,11 @@ const CHAT_STORE = "promptrelay.chat";
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  socket: null,
+  client: null,
   key: "",
   catalog: new Map(), // option value -> {kind, ref, variables}
   chat: loadChat(), // {run_id, turns: [...]}, kept in sessionStorage to survive a reload
-  early: new Map(), // task_id -> events that arrived before the execute ack
-  sending: false,
+  handles: new Map(), // task_id -> the client's task handle
 };
 
 function loadChat() {
@@ -54,28 +57,28 @@ function connect(key) {
     setConn("Socket.IO client missing");
     return;
   }
-  if (state.socket) state.socket.disconnect();
+  if (state.client) state.client.close();
+  state.handles.clear();
   state.key = key;
   sessionStorage.setItem(KEY_STORE, key);
   setConn("connecting…");
-  const socket = io({ auth: { token: key }, reconnectionDelayMax: 2000 });
-  state.socket = socket;
-  socket.on("connect", () => {
+  const client = createClient({ token: key, reconnectionDelayMax: 2000 });
+  state.client = client;
+  client.on("connect", ({ reconnected }) => {
     setConn("connected");
     showError("");
-    resubscribeOpenTasks();
+    if (!reconnected) followOpenTurns(); // after a reload; later reconnects: the client
+    else markResumed();
     loadCatalog();
   });
-  socket.on("disconnect", (reason) => {
-    setConn(socket.active ? `connection lost (${reason}), reconnecting…` : "disconnected");
+  client.on("disconnect", (reason, willReconnect) => {
+    setConn(willReconnect ? `connection lost (${reason}), reconnecting…` : "disconnected");
   });
-  socket.on("connect_error", (err) => {
-    const refused = err && err.data && err.data.code === "unauthorized";
+  client.on("connect_error", (err) => {
+    const refused = err.code === "unauthorized";
     setConn(refused ? "API key refused" : "cannot connect, retrying…");
     if (refused) showError("The API key was refused (unknown, revoked or expired).");
   });
-  socket.on("task_chunk", onChunk);
-  socket.on("task_done", onDone);
 }
 
 // ---- what to run: ad hoc, a builtin, or one of the user's prompts
@@ -161,7 +164,7 @@ function variableValues() {
 
 function buildRequest(message) {
   const entry = state.catalog.get($("source").value);
-  const request = { request_id: crypto.randomUUID() };
+  const request = {}; // the client adds a fresh request_id
   if (entry && entry.kind === "builtin") {
     request.builtin = entry.ref || $("builtin-name").value.trim();
     request.variables = variableValues();
@@ -182,7 +185,7 @@ function buildRequest(message) {
 
 async function send(event) {
   event.preventDefault();
-  if (!state.socket || !state.socket.connected) {
+  if (!state.client || !state.client.socket || !state.client.socket.connected) {
     showError("Not connected: enter an API key and press Connect.");
     return;
   }
@@ -194,71 +197,49 @@ async function send(event) {
   }
   $("send").disabled = true;
   showError("");
-  state.sending = true;
+  const handle = state.client.execute(request);
   let ack;
   try {
-    ack = await state.socket.timeout(20000).emitWithAck("execute", request);
-  } catch (_) {
-    ack = { ok: false, error: { code: "timeout", message: "no answer from the server" } };
-  }
-  state.sending = false;
-  $("send").disabled = false;
-  if (!ack.ok) {
-    state.early.clear();
-    showError(describeError(ack.error));
+    ack = await handle.started;
+  } catch (err) {
+    showError(describeError(err));
     return;
+  } finally {
+    $("send").disabled = false;
   }
   $("message").value = "";
   if (ack.run_id) state.chat.run_id = ack.run_id;
   state.chat.turns.push({ role: "user", text: label });
   const turn = { role: "assistant", task_id: ack.task_id, text: "", last_seq: 0, done: null };
   state.chat.turns.push(turn);
+  watch(turn, handle);
   saveChat();
   renderAll();
-  for (const [name, payload] of state.early.get(ack.task_id) || []) {
-    name === "task_chunk" ? onChunk(payload) : onDone(payload);
-  }
-  state.early.delete(ack.task_id);
 }
 
 function turnOf(taskId) {
   return state.chat.turns.find((t) => t.task_id === taskId);
 }
 
-function deferIfUnknown(name, payload) {
-  if (turnOf(payload.task_id)) return false;
-  // The socket is subscribed before the execute ack arrives, so events may come first.
-  // Outside a send, an unknown task is one this page let go of (a new conversation).
-  if (!state.sending) return true;
-  const queue = state.early.get(payload.task_id) || [];
-  queue.push([name, payload]);
-  state.early.set(payload.task_id, queue);
-  return true;
-}
-
-function onChunk(chunk) {
-  if (deferIfUnknown("task_chunk", chunk)) return;
-  const turn = turnOf(chunk.task_id);
-  if (turn.done || chunk.seq <= turn.last_seq) return; // already have it
-  if (chunk.seq !== turn.last_seq + 1) { // a gap: ask again from what we have
-    state.socket.emit("subscribe", { task_id: turn.task_id, after_seq: turn.last_seq }, () => {});
-    return;
-  }
-  turn.text += chunk.text;
-  turn.last_seq = chunk.seq;
-  saveChat();
-  renderTurnText(turn);
-}
-
-function onDone(done) {
-  if (deferIfUnknown("task_done", done)) return;
-  const turn = turnOf(done.task_id);
-  if (turn.done) return;
-  turn.done = done;
-  turn.text = done.text; // whole text: also right when history had expired
-  turn.last_seq = done.last_seq;
-  saveChat();
-  renderAll();
+/** Mirror a task handle into its turn: the text so far, then the final task_done. */
+function watch(turn, handle) {
+  state.handles.set(turn.task_id, handle);
+  const sync = (kind, value) => {
+    if (turnOf(turn.task_id) !== turn) return; // a conversation the page let go of
+    if (handle.client !== state.client) return; // a key given up for another
+    if (kind === "error") {
+      turn.done = { status: "failed", error: value, text: handle.text };
+    } else if (kind === "done") {
+      turn.done = value; // whole text: also right when history had expired
+    }
+    turn.text = handle.text;
+    turn.last_seq = handle.lastSeq;
+    saveChat();
+    kind === "chunk" ? renderTurnText(turn) : renderAll();
+  };
+  handle.listen(sync);
+  if (handle.result) sync("done", handle.result);
+  else if (handle.text !== turn.text) sync("chunk", null);
 }
 
 function openTurn() {
@@ -267,23 +248,28 @@ function openTurn() {
 
 async function cancel() {
   const turn = openTurn();
-  if (!turn || !state.socket) return;
-  const ack = await state.socket.timeout(20000).emitWithAck("cancel", { task_id: turn.task_id })
-    .catch(() => ({ ok: false, error: { code: "timeout", message: "no answer" } }));
-  if (!ack.ok) showError(describeError(ack.error));
+  const handle = turn && state.handles.get(turn.task_id);
+  if (!handle) return;
+  try {
+    await handle.cancel();
+  } catch (err) {
+    showError(describeError(err));
+  }
 }
 
-function resubscribeOpenTasks() {
+function followOpenTurns() {
   for (const turn of state.chat.turns) {
-    if (turn.role !== "assistant" || turn.done) continue;
+    if (turn.role !== "assistant" || turn.done || state.handles.has(turn.task_id)) continue;
     turn.resumed_at = turn.last_seq;
-    state.socket.emit("subscribe", { task_id: turn.task_id, after_seq: turn.last_seq }, (ack) => {
-      if (!ack.ok) {
-        turn.done = { status: "failed", error: ack.error, text: turn.text };
-        saveChat();
-        renderAll();
-      }
-    });
+    const handle = state.client.subscribe(turn.task_id, { afterSeq: turn.last_seq, text: turn.text });
+    watch(turn, handle);
+  }
+  renderAll();
+}
+
+function markResumed() {
+  for (const turn of state.chat.turns) {
+    if (turn.role === "assistant" && !turn.done) turn.resumed_at = turn.last_seq;
   }
   renderAll();
 }

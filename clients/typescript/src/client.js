@@ -1,0 +1,249 @@
+// The promptrelay client: one Socket.IO connection, any number of tasks, and the hard
+// parts of the protocol done once: chunks that arrive before the execute ack, repeats and
+// gaps, resubscribing after a reconnect or a draining node, idempotent retries of execute.
+
+import { ClientClosedError, PromptrelayError } from "./errors.js";
+import { TaskHandle } from "./task.js";
+
+const DEFAULTS = { ackTimeoutMs: 20000, executeAttempts: 5, reconnectionDelayMax: 2000 };
+
+function newRequestId() {
+  const crypto = globalThis.crypto;
+  // randomUUID exists only in secure contexts (https, localhost); a page on plain http
+  // elsewhere still has getRandomValues.
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+async function loadIo(given) {
+  if (given) return given;
+  if (typeof globalThis.io === "function") return globalThis.io; // the browser bundle
+  const module = await import("socket.io-client");
+  return module.io;
+}
+
+/** createClient({url, token}) -> Client. `io` may be passed (else the global or the package). */
+export function createClient(options) {
+  return new Client(options);
+}
+
+export class Client {
+  constructor({ url, token, io = null, socketOptions = {}, ...rest }) {
+    this.options = { ...DEFAULTS, ...rest };
+    this.url = url;
+    this.token = token;
+    this.socket = null;
+    this.closed = false;
+    this.live = new Map(); // task_id -> handle, until task_done
+    this.early = new Map(); // task_id -> events that came before their execute ack
+    this.pendingExecutes = 0;
+    this.connects = 0;
+    // What the client absorbed for the application (for tests and diagnostics).
+    this.stats = { early: 0, repeats: 0, gaps: 0, resubscribes: 0, executeRetries: 0 };
+    this._listeners = new Map();
+    this._waiters = new Set();
+    const make = (ioFn) => this._open(ioFn, socketOptions);
+    const ready = typeof io === "function" ? make(io)
+      : typeof globalThis.io === "function" ? make(globalThis.io) : null;
+    this.ready = ready ? Promise.resolve(ready) : loadIo(null).then(make);
+    this.ready.catch(() => {});
+  }
+
+  /** on("connect" | "disconnect" | "connect_error" | "draining" | "status", fn) */
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this._listeners.get(event).delete(fn);
+  }
+
+  _emit(event, ...args) {
+    for (const fn of this._listeners.get(event) || []) fn(...args);
+  }
+
+  _open(ioFn, socketOptions) {
+    const url = this.url;
+    const socket = (url ? ioFn.bind(null, url) : ioFn)({
+      auth: { token: this.token },
+      reconnectionDelayMax: this.options.reconnectionDelayMax,
+      forceNew: true,
+      ...socketOptions,
+    });
+    this.socket = socket;
+    socket.on("connect", () => this._onConnect());
+    socket.on("disconnect", (reason) => this._emit("disconnect", reason, socket.active));
+    socket.on("connect_error", (err) => this._onConnectError(err));
+    socket.on("task_chunk", (chunk) => this._route("task_chunk", chunk));
+    socket.on("task_done", (done) => this._route("task_done", done));
+    socket.on("server_draining", () => this._onDraining());
+    return socket;
+  }
+
+  _onConnect() {
+    this.connects += 1;
+    for (const wake of this._waiters) wake();
+    this._waiters.clear();
+    // After a reconnect (or a draining node), pick every live task up where it was.
+    if (this.connects > 1) for (const handle of this.live.values()) this._resubscribe(handle);
+    this._emit("connect", { reconnected: this.connects > 1 });
+  }
+
+  _onConnectError(err) {
+    const data = err && err.data;
+    if (data && data.code) {
+      // Refused by the server (bad token, too many connections): it will not retry.
+      const error = PromptrelayError.from(data);
+      this._emit("connect_error", error);
+      if (!this.socket.active) this._failAll(error);
+      return;
+    }
+    this._emit("connect_error", new PromptrelayError("unavailable", err?.message || "cannot connect"));
+  }
+
+  _onDraining() {
+    // The node is shutting down: reconnect now (the load balancer picks another node);
+    // the reconnect resubscribes every live task after its last seq.
+    this._emit("draining");
+    const engine = this.socket.io.engine;
+    if (engine) engine.close();
+  }
+
+  _route(name, payload) {
+    const handle = this.live.get(payload.task_id);
+    if (handle) {
+      name === "task_chunk" ? handle._chunk(payload) : this._finish(handle, payload);
+      return;
+    }
+    // The server subscribes the socket before it answers execute, so events may come first.
+    if (this.pendingExecutes > 0) {
+      this.stats.early += 1;
+      const queue = this.early.get(payload.task_id) || [];
+      queue.push([name, payload]);
+      this.early.set(payload.task_id, queue);
+    }
+  }
+
+  _finish(handle, done) {
+    this.live.delete(handle.taskId);
+    handle._done(done);
+  }
+
+  _failAll(error) {
+    for (const handle of this.live.values()) handle._fail(error);
+    this.live.clear();
+    for (const wake of this._waiters) wake();
+    this._waiters.clear();
+  }
+
+  async _connected() {
+    const socket = await this.ready;
+    while (!socket.connected) {
+      if (this.closed) throw new ClientClosedError();
+      if (!socket.active) throw new PromptrelayError("unauthorized", "the server refused the connection");
+      await new Promise((resolve) => this._waiters.add(resolve));
+    }
+    return socket;
+  }
+
+  async _call(event, payload) {
+    const socket = await this._connected();
+    let ack;
+    try {
+      ack = await socket.timeout(this.options.ackTimeoutMs).emitWithAck(event, payload);
+    } catch (err) {
+      return null; // disconnected or timed out: the caller decides whether to retry
+    }
+    if (!ack || ack.ok !== true) throw PromptrelayError.from(ack && ack.error);
+    return ack;
+  }
+
+  /** Start a task; returns its handle at once. A request_id is added if missing, so the
+   * retries this client makes after a lost connection never run the request twice. */
+  execute(request) {
+    const payload = { ...request, request_id: request.request_id || newRequestId() };
+    const handle = new TaskHandle(this, payload.request_id);
+    this._execute(handle, payload);
+    return handle;
+  }
+
+  async _execute(handle, payload) {
+    this.pendingExecutes += 1;
+    try {
+      for (let attempt = 1; ; attempt += 1) {
+        const ack = await this._call("execute", payload);
+        if (ack) {
+          this._adopt(handle, ack);
+          return;
+        }
+        if (attempt >= this.options.executeAttempts) {
+          throw new PromptrelayError("timeout", "no answer to execute from the server");
+        }
+        this.stats.executeRetries += 1;
+      }
+    } catch (err) {
+      handle._fail(err instanceof PromptrelayError ? err : PromptrelayError.from(null));
+    } finally {
+      this.pendingExecutes -= 1;
+      if (this.pendingExecutes === 0) this.early.clear();
+    }
+  }
+
+  _adopt(handle, ack) {
+    handle._start(ack);
+    this.live.set(ack.task_id, handle);
+    const queued = this.early.get(ack.task_id) || [];
+    this.early.delete(ack.task_id);
+    for (const [name, payload] of queued) this._route(name, payload);
+  }
+
+  /** Follow a task started elsewhere (another tab, a server job, an earlier page). `afterSeq`
+   * and `text`: what the caller already has (e.g. kept across a reload). */
+  subscribe(taskId, { afterSeq = 0, text = "" } = {}) {
+    const existing = this.live.get(taskId);
+    if (existing) return existing;
+    const handle = new TaskHandle(this);
+    handle.taskId = taskId;
+    handle.lastSeq = afterSeq;
+    handle.text = text;
+    this.live.set(taskId, handle);
+    this._resubscribe(handle).then((ack) => ack && handle._start({ task_id: taskId, ...ack }));
+    return handle;
+  }
+
+  async _resubscribe(handle) {
+    for (let attempt = 1; attempt <= this.options.executeAttempts; attempt += 1) {
+      if (handle.result || handle.error) return null;
+      this.stats.resubscribes += 1;
+      try {
+        const ack = await this._call("subscribe", { task_id: handle.taskId, after_seq: handle.lastSeq });
+        if (ack) return ack;
+      } catch (err) {
+        this.live.delete(handle.taskId);
+        handle._fail(err);
+        return null;
+      }
+    }
+    return null; // still disconnected: the next connect resubscribes again
+  }
+
+  async _cancel(taskId) {
+    const ack = await this._call("cancel", { task_id: taskId });
+    if (!ack) throw new PromptrelayError("timeout", "no answer to cancel from the server");
+    return ack.status;
+  }
+
+  /** Stop following a task (it goes on running on the server). */
+  async unsubscribe(taskId) {
+    this.live.delete(taskId);
+    await this._call("unsubscribe", { task_id: taskId });
+  }
+
+  close() {
+    this.closed = true;
+    this._failAll(new ClientClosedError());
+    this.ready.then((socket) => socket.disconnect(), () => {});
+  }
+}

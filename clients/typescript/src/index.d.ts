@@ -1,0 +1,84 @@
+import type { ErrorBody, ExecuteAck, ExecuteRequest, SubscribeAck, TaskDone } from "../protocol.js";
+
+export type { ExecuteRequest, TaskDone } from "../protocol.js";
+export type ErrorCode = ErrorBody["code"];
+export type TaskStatus = ExecuteAck["status"];
+
+/** An error with one of the server's stable codes, or `client_closed` / `unavailable`. */
+export class PromptrelayError extends Error {
+  readonly code: ErrorCode | "client_closed" | "unavailable";
+  readonly details: Record<string, unknown> | null;
+  /** True for codes where the same request may succeed later. */
+  readonly retryable: boolean;
+  static from(body: unknown): PromptrelayError;
+}
+export class ClientClosedError extends PromptrelayError {}
+
+export interface Chunk {
+  seq: number;
+  text: string;
+}
+
+export type TaskEvent =
+  | ["chunk", Chunk]
+  | ["done", TaskDone]
+  | ["error", PromptrelayError];
+
+/** One task: iterate it for chunks (in seq order, no gap, no repeat). */
+export class TaskHandle implements AsyncIterable<Chunk> {
+  readonly requestId: string | null;
+  readonly taskId: string | null;
+  readonly runId: string | null;
+  /** The text so far (the whole text once done). */
+  readonly text: string;
+  readonly lastSeq: number;
+  readonly chunks: readonly Chunk[];
+  readonly status: TaskStatus | "starting";
+  readonly result: TaskDone | null;
+  readonly error: PromptrelayError | null;
+  /** The execute (or subscribe) ack; rejects with a PromptrelayError. */
+  readonly started: Promise<ExecuteAck | (SubscribeAck & { task_id: string })>;
+  /** The task's task_done (also when it failed or was cancelled); rejects only when the
+   * task could not be started or followed. */
+  readonly done: Promise<TaskDone>;
+  cancel(): Promise<TaskStatus>;
+  listen(fn: (...event: TaskEvent) => void): () => void;
+  [Symbol.asyncIterator](): AsyncIterator<Chunk>;
+}
+
+export interface ClientOptions {
+  /** Server URL; omit in a page served by the server itself. */
+  url?: string;
+  /** An API key or a JWT. */
+  token: string;
+  /** socket.io-client's `io` (default: the global `io`, else `import("socket.io-client")`). */
+  io?: (...args: any[]) => any;
+  /** Passed to `io()` (e.g. `transports`). */
+  socketOptions?: Record<string, unknown>;
+  ackTimeoutMs?: number;
+  executeAttempts?: number;
+  reconnectionDelayMax?: number;
+}
+
+export interface ClientEvents {
+  connect: (info: { reconnected: boolean }) => void;
+  disconnect: (reason: string, willReconnect: boolean) => void;
+  connect_error: (error: PromptrelayError) => void;
+  draining: () => void;
+}
+
+export class Client {
+  readonly socket: any;
+  /** Tasks followed until their task_done, by task_id. */
+  readonly live: Map<string, TaskHandle>;
+  readonly ready: Promise<any>;
+  on<E extends keyof ClientEvents>(event: E, fn: ClientEvents[E]): () => void;
+  /** Start a task. A `request_id` is added when missing; retries reuse it. */
+  execute(request: ExecuteRequest): TaskHandle;
+  /** Follow a task started elsewhere, from `afterSeq` on (with the `text` already held). */
+  subscribe(taskId: string, options?: { afterSeq?: number; text?: string }): TaskHandle;
+  unsubscribe(taskId: string): Promise<void>;
+  close(): void;
+}
+
+export function createClient(options: ClientOptions): Client;

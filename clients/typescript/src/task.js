@@ -1,0 +1,121 @@
+// One task as the client sees it: chunks in seq order with no gap and no repeat, the text
+// so far, and the final task_done. Fed by the client; read by the application.
+
+export class TaskHandle {
+  constructor(client, requestId = null) {
+    this.client = client;
+    this.requestId = requestId;
+    this.taskId = null;
+    this.runId = null;
+    this.lastSeq = 0;
+    this.text = "";
+    this.result = null; // the task_done payload once it arrived
+    this.error = null; // a PromptrelayError when the task could not be started or followed
+    this.chunks = [];
+    this._listeners = new Set();
+    this._resyncing = false;
+    this.started = new Promise((resolve, reject) => {
+      this._resolveStarted = resolve;
+      this._rejectStarted = reject;
+    });
+    this.done = new Promise((resolve, reject) => {
+      this._resolveDone = resolve;
+      this._rejectDone = reject;
+    });
+    // Either promise may go unobserved (an app that only iterates); never an unhandled rejection.
+    this.started.catch(() => {});
+    this.done.catch(() => {});
+  }
+
+  get status() {
+    if (this.result) return this.result.status;
+    if (this.error) return "failed";
+    return this.taskId ? "running" : "starting";
+  }
+
+  /** Called with ("chunk", chunk) or ("done", taskDone) or ("error", error); returns an unsubscriber. */
+  listen(fn) {
+    this._listeners.add(fn);
+    return () => this._listeners.delete(fn);
+  }
+
+  async cancel() {
+    await this.started;
+    if (this.result) return this.result.status;
+    return this.client._cancel(this.taskId);
+  }
+
+  [Symbol.asyncIterator]() {
+    let index = 0;
+    let wake = null;
+    const stop = this.listen(() => wake && wake());
+    return {
+      next: async () => {
+        for (;;) {
+          if (index < this.chunks.length) return { value: this.chunks[index++], done: false };
+          if (this.error) { stop(); throw this.error; }
+          if (this.result) { stop(); return { value: undefined, done: true }; }
+          await new Promise((resolve) => { wake = resolve; });
+          wake = null;
+        }
+      },
+      return: async () => { stop(); return { value: undefined, done: true }; },
+      [Symbol.asyncIterator]() { return this; },
+    };
+  }
+
+  _emit(kind, value) {
+    for (const fn of [...this._listeners]) fn(kind, value);
+  }
+
+  _start(ack) {
+    this.taskId = ack.task_id;
+    this.runId = ack.run_id ?? this.runId;
+    this._resolveStarted(ack);
+  }
+
+  /** A task_chunk: kept if it is the next seq; a repeat is dropped; a gap asks again. */
+  _chunk(chunk) {
+    if (this.result || chunk.seq <= this.lastSeq) {
+      this.client.stats.repeats += 1;
+      return;
+    }
+    if (chunk.seq !== this.lastSeq + 1) {
+      if (!this._resyncing) {
+        this.client.stats.gaps += 1;
+        this._resyncing = true;
+        this.client._resubscribe(this).finally(() => { this._resyncing = false; });
+      }
+      return;
+    }
+    this.lastSeq = chunk.seq;
+    this.text += chunk.text;
+    const kept = { seq: chunk.seq, text: chunk.text };
+    this.chunks.push(kept);
+    this._emit("chunk", kept);
+  }
+
+  _done(done) {
+    if (this.result) return;
+    // task_done carries the whole text: if history had expired before a resume, the rest
+    // arrives here as one last chunk, so the chunks always add up to the final text.
+    if (done.text.length > this.text.length && done.text.startsWith(this.text)) {
+      const rest = { seq: done.last_seq, text: done.text.slice(this.text.length) };
+      this.chunks.push(rest);
+      this._emit("chunk", rest);
+    }
+    this.text = done.text;
+    this.lastSeq = done.last_seq;
+    this.result = done;
+    this._resolveDone(done);
+    this._emit("done", done);
+  }
+
+  _fail(error) {
+    if (this.result || this.error) return;
+    this.error = error;
+    this._rejectStarted(error);
+    this._rejectDone(error);
+    this._emit("error", error);
+  }
+}

@@ -1,0 +1,107 @@
+// promptrelay-client against the real server (two nodes behind a balancer the test cuts).
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { io } from "socket.io-client";
+import { PromptrelayError } from "../src/index.js";
+import { adhoc, assertIntact, client, collect, control, TOKEN, URL, until } from "./env.js";
+
+const c = client();
+after(() => c.close());
+
+test("chunks that arrive before the execute ack are kept, in order", { timeout: 40000 }, async () => {
+  await control("/slow-acks?ms=600");
+  try {
+    const handle = c.execute(adhoc("early birds", 40, 60));
+    const seen = await collect(handle);
+    assert.ok(c.stats.early > 0, "no chunk came before the ack");
+    const done = await assertIntact(handle, seen);
+    assert.equal(done.status, "completed");
+  } finally {
+    await control("/slow-acks?ms=0");
+  }
+});
+
+test("a transport dropped mid-stream and restored: no gap, no repeat", { timeout: 40000 }, async () => {
+  const before = c.connects;
+  const handle = c.execute(adhoc("keep going", 90, 40));
+  const seen = await collect(handle, async (_, got) => {
+    if (got.length === 3) await control("/drop?hold_ms=700");
+  });
+  assert.ok(c.connects > before, "the client did not reconnect");
+  assert.ok(c.stats.resubscribes > 0);
+  await assertIntact(handle, seen);
+});
+
+test("an execute whose ack is lost is retried once connected, and runs once", { timeout: 40000 }, async () => {
+  await control("/slow-acks?ms=800");
+  let handle;
+  try {
+    handle = c.execute(adhoc("retried", 20, 0));
+    const early = c.stats.early;
+    await until(() => c.stats.early > early, "chunks of the started task before its ack");
+    await control("/drop?hold_ms=300"); // before the late ack
+    await handle.started;
+  } finally {
+    await control("/slow-acks?ms=0");
+  }
+  assert.ok(c.stats.executeRetries > 0, "the execute was not retried");
+  const done = await handle.done;
+  // The same request_id again is the same task: the server ran it once.
+  const raw = io(URL, { auth: { token: TOKEN }, forceNew: true, transports: ["websocket"] });
+  try {
+    const ack = await raw.timeout(20000).emitWithAck("execute", { ...adhoc("retried", 20, 0), request_id: handle.requestId });
+    assert.equal(ack.task_id, done.task_id);
+  } finally {
+    raw.disconnect();
+  }
+});
+
+test("cancel ends the task cancelled with the partial text", { timeout: 40000 }, async () => {
+  const handle = c.execute(adhoc("a long story", 400, 20));
+  const seen = await collect(handle, async (_, got) => {
+    if (got.length === 2) assert.equal(await handle.cancel(), "cancelled");
+  });
+  const done = await assertIntact(handle, seen);
+  assert.equal(done.status, "cancelled");
+  assert.ok(done.text.length > 0);
+});
+
+test("an error ack is a typed error with the stable code", { timeout: 40000 }, async () => {
+  const bad = c.execute({ model: "nope" });
+  await assert.rejects(bad.done, (err) => err instanceof PromptrelayError && err.code === "invalid_request");
+  await assert.rejects(collect(bad), (err) => err.code === "invalid_request");
+  const missing = c.execute({ builtin: "translate", variables: {} });
+  const err = await missing.started.catch((e) => e);
+  assert.equal(err.code, "missing_variables");
+  assert.ok(err.details.missing.includes("text"));
+  assert.equal(err.retryable, false);
+});
+
+test("subscribe follows a task started by another client", { timeout: 40000 }, async () => {
+  const other = client();
+  try {
+    const started = other.execute(adhoc("elsewhere", 30, 60));
+    const ack = await started.started;
+    const followed = c.subscribe(ack.task_id);
+    const seen = await collect(followed);
+    const done = await assertIntact(followed, seen);
+    assert.equal(done.text, (await started.done).text);
+  } finally {
+    other.close();
+  }
+});
+
+// Last: node A stays drained, the balancer sends everything to node B from here on.
+test("a draining node: the client reconnects to the second node and resumes", { timeout: 40000 }, async () => {
+  let drained = false;
+  c.on("draining", () => { drained = true; });
+  const handle = c.execute(adhoc("move over", 90, 40));
+  const seen = await collect(handle, async (_, got) => {
+    if (got.length === 3) await control("/drain");
+  });
+  assert.ok(drained, "server_draining was not seen");
+  const done = await assertIntact(handle, seen);
+  assert.equal(done.status, "completed");
+  const next = c.execute(adhoc("on node B", 10, 0));
+  await assertIntact(next, await collect(next));
+});

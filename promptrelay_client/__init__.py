@@ -1,0 +1,8 @@
+"""promptrelay's Python client: `async with Client(url, token) as c:` then
+`async for chunk in c.execute(messages=[...], model="...")`. See docs/clients.md."""
+
+from promptrelay_client.client import Client
+from promptrelay_client.errors import ClientClosed, PromptrelayError
+from promptrelay_client.task import Chunk, Task, TaskDone
+
+__all__ = ["Chunk", "Client", "ClientClosed", "PromptrelayError", "Task", "TaskDone"]

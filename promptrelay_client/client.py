@@ -1,0 +1,262 @@
+"""The promptrelay client for asyncio: one Socket.IO connection (python-socketio), any
+number of tasks, and the hard parts of the protocol done once: chunks that arrive before
+the execute ack, repeats and gaps, resubscribing after a reconnect or a draining node,
+idempotent retries of execute."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any
+
+import socketio
+
+from promptrelay_client.errors import ClientClosed, PromptrelayError
+from promptrelay_client.task import Task
+
+
+class Client:
+    """`async with Client(url, token) as c:` then `async for chunk in c.execute(...)`."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        ack_timeout: float = 20.0,
+        attempts: int = 5,
+        transports: list[str] | None = None,
+        reconnection_delay_max: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.ack_timeout = ack_timeout
+        self.attempts = attempts
+        self.transports = transports or ["websocket"]
+        self.sio = socketio.AsyncClient(
+            reconnection=True,
+            reconnection_delay=0.2,
+            reconnection_delay_max=reconnection_delay_max,
+        )
+        self.live: dict[str, Task] = {}  # followed until task_done, by task_id
+        self.early: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self.pending_executes = 0
+        self.connects = 0
+        self.closed = False
+        self.stats = {"early": 0, "gaps": 0, "resubscribes": 0, "execute_retries": 0}
+        self._connected = asyncio.Event()
+        self._lost = asyncio.Event()  # set while disconnected: wakes calls waiting for acks
+        self._background: set[asyncio.Task[Any]] = set()
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("task_chunk", lambda p: self._route("task_chunk", p))
+        self.sio.on("task_done", lambda p: self._route("task_done", p))
+        self.sio.on("server_draining", self._on_draining)
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect once; a refused token raises PromptrelayError("unauthorized")."""
+        refused: list[Any] = []
+        self.sio.on("connect_error", refused.append)
+        try:
+            await self.sio.connect(
+                self.url, auth={"token": self.token}, transports=self.transports, wait_timeout=20
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            if self.sio.eio.http is not None:
+                await self.sio.eio.http.close()
+            data = refused[-1].get("data") if refused and isinstance(refused[-1], dict) else None
+            if data:
+                raise PromptrelayError.from_body(data) from None
+            raise PromptrelayError("unavailable", f"cannot connect: {exc}") from None
+
+    async def close(self) -> None:
+        """Disconnect; tasks still followed end with ClientClosed (they go on on the server)."""
+        self.closed = True
+        for task in list(self.live.values()):
+            task._fail(ClientClosed())
+        self.live.clear()
+        self._lost.set()
+        for job in list(self._background):
+            job.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.sio.disconnect()
+        if self.sio.eio.http is not None:
+            await self.sio.eio.http.close()
+
+    # -- connection events -----------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        job = asyncio.ensure_future(coro)
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+
+    def _on_connect(self) -> None:
+        self.connects += 1
+        self._lost.clear()
+        self._connected.set()
+        if self.connects > 1:  # after a reconnect, pick every live task up where it was
+            for task in list(self.live.values()):
+                self._spawn(self._resubscribe(task))
+
+    def _on_disconnect(self, reason: Any = None) -> None:
+        self._connected.clear()
+        self._lost.set()
+
+    async def _on_draining(self, data: Any = None) -> None:
+        # The node shuts down: reconnect now (the load balancer picks another node); the
+        # new connection resubscribes every live task after its last seq.
+        self._spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        await self.sio.disconnect()
+        delay = 0.1
+        while not self.closed and not self.sio.connected:
+            try:
+                await self.sio.connect(
+                    self.url, auth={"token": self.token}, transports=self.transports
+                )
+            except socketio.exceptions.ConnectionError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # -- events of tasks -------------------------------------------------------------------
+
+    def _route(self, name: str, payload: Any) -> None:
+        if not isinstance(payload, dict):
+            return
+        task = self.live.get(str(payload.get("task_id")))
+        if task is not None:
+            if name == "task_chunk":
+                task._chunk(payload)
+            else:
+                self.live.pop(str(task.task_id), None)
+                task._done(payload)
+        elif self.pending_executes:  # events may come before the execute ack names the task
+            self.stats["early"] += 1
+            self.early.setdefault(str(payload.get("task_id")), []).append((name, payload))
+
+    def _on_gap(self, task: Task) -> None:
+        if not task.resyncing:
+            self.stats["gaps"] += 1
+            task.resyncing = True
+            self._spawn(self._resubscribe(task))
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def _call(self, event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The ack, None when the connection dropped or no ack came (retry), or the error."""
+        while not self.sio.connected:
+            if self.closed:
+                raise ClientClosed()
+            self._connected.clear()  # python-socketio may be between connect and its event
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._connected.wait(), 0.5)
+        call = asyncio.ensure_future(self.sio.call(event, payload, timeout=self.ack_timeout))
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({call, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not call.done():
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+            if self.closed:
+                raise ClientClosed()
+            return None
+        try:
+            ack = call.result()
+        except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError):
+            return None
+        if not isinstance(ack, dict) or ack.get("ok") is not True:
+            raise PromptrelayError.from_body(ack.get("error") if isinstance(ack, dict) else None)
+        return ack
+
+    def execute(self, request: dict[str, Any] | None = None, /, **fields: Any) -> Task:
+        """Start a task (`messages=...`, `model=...`, or a request dict); returns at once.
+        A request_id is added when missing, so a retry after a lost ack never runs twice."""
+        payload = {**(request or {}), **fields}
+        payload.setdefault("request_id", str(uuid.uuid4()))
+        task = Task(self._on_gap, payload["request_id"])
+        task._cancel = self._cancel_task
+        self.pending_executes += 1
+        self._spawn(self._execute(task, payload))
+        return task
+
+    async def _execute(self, task: Task, payload: dict[str, Any]) -> None:
+        try:
+            for attempt in range(1, self.attempts + 1):
+                ack = await self._call("execute", payload)
+                if ack is not None:
+                    self._adopt(task, ack)
+                    return
+                if attempt < self.attempts:
+                    self.stats["execute_retries"] += 1
+            raise PromptrelayError("timeout", "no answer to execute from the server")
+        except PromptrelayError as exc:
+            task._fail(exc)
+        finally:
+            self.pending_executes -= 1
+            if not self.pending_executes:
+                self.early.clear()
+
+    def _adopt(self, task: Task, ack: dict[str, Any]) -> None:
+        task._start(ack)
+        self.live[str(task.task_id)] = task
+        for name, payload in self.early.pop(str(task.task_id), []):
+            self._route(name, payload)
+
+    def subscribe(self, task_id: str, *, after_seq: int = 0, text: str = "") -> Task:
+        """Follow a task started elsewhere, from `after_seq` on (with the `text` held)."""
+        if task_id in self.live:
+            return self.live[task_id]
+        task = Task(self._on_gap)
+        task.task_id, task.last_seq, task.text = task_id, after_seq, text
+        task._cancel = self._cancel_task
+        self.live[task_id] = task
+
+        async def follow() -> None:
+            ack = await self._resubscribe(task)
+            if ack is not None:
+                task._start({"task_id": task_id, **ack})
+
+        self._spawn(follow())
+        return task
+
+    async def _resubscribe(self, task: Task) -> dict[str, Any] | None:
+        try:
+            for _ in range(self.attempts):
+                if task.result is not None or task.error is not None:
+                    return None
+                self.stats["resubscribes"] += 1
+                try:
+                    ack = await self._call(
+                        "subscribe", {"task_id": task.task_id, "after_seq": task.last_seq}
+                    )
+                except PromptrelayError as exc:
+                    self.live.pop(str(task.task_id), None)
+                    task._fail(exc)
+                    return None
+                if ack is not None:
+                    return ack
+            return None  # still disconnected: the next connect resubscribes again
+        finally:
+            task.resyncing = False
+
+    async def _cancel_task(self, task_id: str) -> str:
+        ack = await self._call("cancel", {"task_id": task_id})
+        if ack is None:
+            raise PromptrelayError("timeout", "no answer to cancel from the server")
+        return str(ack["status"])

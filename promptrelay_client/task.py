@@ -1,0 +1,125 @@
+"""One task as the client sees it: chunks in seq order with no gap and no repeat, the text
+so far, and the final `task_done`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from promptrelay_client.errors import PromptrelayError
+
+TaskDone = dict[str, Any]  # the `task_done` payload (clients/typescript/protocol.d.ts: TaskDone)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    seq: int
+    text: str
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A task may be iterated and never awaited: its error then counts as seen.
+    if not future.cancelled():
+        future.exception()
+
+
+class Task:
+    """Iterate it (`async for chunk in task`), await `task.done`, `await task.cancel()`."""
+
+    def __init__(self, on_gap: Callable[[Task], None], request_id: str | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self.request_id = request_id
+        self.task_id: str | None = None
+        self.run_id: str | None = None
+        self.text = ""
+        self.last_seq = 0
+        self.chunks: list[Chunk] = []
+        self.result: TaskDone | None = None
+        self.error: PromptrelayError | None = None
+        self.started: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.done: asyncio.Future[TaskDone] = loop.create_future()
+        self.started.add_done_callback(_retrieve)
+        self.done.add_done_callback(_retrieve)
+        self._changed = asyncio.Event()
+        self._on_gap = on_gap
+        self._cancel: Callable[[str], Any] | None = None
+        self.resyncing = False
+        self.repeats = 0
+
+    @property
+    def status(self) -> str:
+        if self.result is not None:
+            return str(self.result["status"])
+        if self.error is not None:
+            return "failed"
+        return "running" if self.task_id else "starting"
+
+    async def cancel(self) -> str:
+        """Ask the server to cancel; returns the status it answered."""
+        await self.started
+        if self.result is not None:
+            return str(self.result["status"])
+        assert self._cancel is not None and self.task_id is not None
+        status: str = await self._cancel(self.task_id)
+        return status
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        index = 0
+        while True:
+            if index < len(self.chunks):
+                index += 1
+                yield self.chunks[index - 1]
+                continue
+            if self.error is not None:
+                raise self.error
+            if self.result is not None:
+                return
+            self._changed.clear()
+            await self._changed.wait()
+
+    # -- fed by the client ------------------------------------------------------------
+
+    def _start(self, ack: dict[str, Any]) -> None:
+        self.task_id = str(ack["task_id"])
+        self.run_id = ack.get("run_id") or self.run_id
+        if not self.started.done():
+            self.started.set_result(ack)
+
+    def _chunk(self, payload: dict[str, Any]) -> None:
+        seq = payload.get("seq")
+        if self.result is not None or not isinstance(seq, int) or seq <= self.last_seq:
+            self.repeats += 1
+            return
+        if seq != self.last_seq + 1:
+            self._on_gap(self)  # ask again from what we have; later ones come again
+            return
+        self.last_seq = seq
+        self.text += str(payload.get("text", ""))
+        self.chunks.append(Chunk(seq, str(payload.get("text", ""))))
+        self._changed.set()
+
+    def _done(self, done: TaskDone) -> None:
+        if self.result is not None:
+            return
+        text = str(done.get("text", ""))
+        # task_done carries the whole text: what a resume could no longer replay (expired
+        # history) arrives as one last chunk, so the chunks always add up to the text.
+        if len(text) > len(self.text) and text.startswith(self.text):
+            self.chunks.append(Chunk(int(done["last_seq"]), text[len(self.text) :]))
+        self.text = text
+        self.last_seq = int(done.get("last_seq", self.last_seq))
+        self.result = done
+        if not self.done.done():
+            self.done.set_result(done)
+        self._changed.set()
+
+    def _fail(self, error: PromptrelayError) -> None:
+        if self.result is not None or self.error is not None:
+            return
+        self.error = error
+        for future in (self.started, self.done):
+            if not future.done():
+                future.set_exception(error)
+        self._changed.set()

@@ -1,0 +1,153 @@
+"""The Python client (promptrelay_client) against two real nodes behind a load balancer
+that the tests cut, hold and switch: chunks before the ack, a dropped transport, a lost
+execute ack, a draining node, cancel, error acks, following another client's task."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from engine.settings import Settings
+from promptrelay_client import Chunk, Client, PromptrelayError, Task
+from server.sessions import SESSIONS
+from tests.client_harness import Harness, harness
+from tests.nodes import until
+
+
+def adhoc(content: str, max_tokens: int, tokens_per_second: int) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": content}],
+        "model": "simulated/client-test",
+        "settings": {"max_tokens": max_tokens, "tokens_per_second": tokens_per_second},
+    }
+
+
+@pytest_asyncio.fixture
+async def h(settings: Settings) -> AsyncIterator[Harness]:
+    async with harness(settings) as h:
+        yield h
+
+
+@pytest_asyncio.fixture
+async def client(h: Harness) -> AsyncIterator[Client]:
+    async with Client(h.url, h.token, reconnection_delay_max=0.3) as c:
+        yield c
+
+
+async def task_row(h: Harness, task_id: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {h.token}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{h.a.url}/v1/tasks/{task_id}", headers=headers) as resp,
+    ):
+        assert resp.status == 200
+        row: dict[str, Any] = await resp.json()
+        return row
+
+
+async def collect(task: Task, when: int = -1, then: Any = None) -> list[Chunk]:
+    seen: list[Chunk] = []
+    async for chunk in task:
+        seen.append(chunk)
+        if len(seen) == when:
+            await then()
+    return seen
+
+
+async def assert_intact(h: Harness, task: Task, seen: list[Chunk]) -> dict[str, Any]:
+    """seq 1..n, and the chunks add up to the server's final text."""
+    done = await task.done
+    assert [c.seq for c in seen] == list(range(1, done["last_seq"] + 1))
+    assert "".join(c.text for c in seen) == done["text"] == task.text
+    row = await task_row(h, done["task_id"])
+    assert row["text"] == done["text"] and row["last_seq"] == done["last_seq"]
+    return done
+
+
+async def test_chunks_before_the_ack_are_kept(h: Harness, client: Client) -> None:
+    h.ack_delay["s"] = 0.6
+    task = client.execute(adhoc("early birds", 40, 60))
+    seen = await collect(task)
+    assert client.stats["early"] > 0, "no chunk came before the ack"
+    assert (await assert_intact(h, task, seen))["status"] == "completed"
+
+
+async def test_transport_dropped_mid_stream_and_restored(h: Harness, client: Client) -> None:
+    async def cut() -> None:
+        h.drop(hold_s=0.7)
+
+    task = client.execute(adhoc("keep going", 90, 40))
+    seen = await collect(task, 3, cut)
+    assert client.connects > 1 and client.stats["resubscribes"] > 0
+    await assert_intact(h, task, seen)
+
+
+async def test_lost_execute_ack_is_retried_and_runs_once(h: Harness, client: Client) -> None:
+    h.ack_delay["s"] = 0.8
+    task = client.execute(adhoc("retried", 20, 0))
+    await until(lambda: client.stats["early"] > 0, what="chunks before the ack")
+    h.drop(hold_s=0.3)  # before the late ack
+    await task.started
+    h.ack_delay["s"] = 0
+    assert client.stats["execute_retries"] > 0
+    done = await task.done
+    again = client.execute({**adhoc("retried", 20, 0), "request_id": task.request_id})
+    assert (await again.started)["task_id"] == done["task_id"]  # the same task: ran once
+
+
+async def test_draining_node_reconnect_to_the_second(h: Harness, client: Client) -> None:
+    async def drain() -> None:
+        h.drain_a()
+
+    task = client.execute(adhoc("move over", 90, 40))
+    seen = await collect(task, 3, drain)
+    done = await assert_intact(h, task, seen)
+    assert done["status"] == "completed"
+    assert client.connects > 1
+    assert h.b.app[SESSIONS].by_sid, "the client did not reconnect to node B"
+    following = client.execute(adhoc("on node B", 10, 0))
+    await assert_intact(h, following, await collect(following))
+
+
+async def test_cancel(h: Harness, client: Client) -> None:
+    task = client.execute(adhoc("a long story", 400, 20))
+
+    async def stop() -> None:
+        assert await task.cancel() == "cancelled"
+
+    seen = await collect(task, 2, stop)
+    done = await assert_intact(h, task, seen)
+    assert done["status"] == "cancelled" and done["text"]
+
+
+async def test_error_acks_are_typed(client: Client) -> None:
+    bad = client.execute(model="nope")
+    with pytest.raises(PromptrelayError) as caught:
+        await collect(bad)
+    assert caught.value.code == "invalid_request" and not caught.value.retryable
+    missing = client.execute(builtin="translate", variables={})
+    with pytest.raises(PromptrelayError) as caught:
+        await missing.done
+    assert caught.value.code == "missing_variables"
+    assert "text" in (caught.value.details or {})["missing"]
+
+
+async def test_refused_token(h: Harness) -> None:
+    with pytest.raises(PromptrelayError) as caught:
+        async with Client(h.url, "ps_not_a_key"):
+            pass
+    assert caught.value.code == "unauthorized"
+
+
+async def test_subscribe_follows_another_clients_task(h: Harness, client: Client) -> None:
+    async with Client(h.url, h.token) as other:
+        started = other.execute(adhoc("elsewhere", 30, 60))
+        ack = await started.started
+        followed = client.subscribe(ack["task_id"])
+        seen = await collect(followed)
+        done = await assert_intact(h, followed, seen)
+        assert done["text"] == (await started.done)["text"]

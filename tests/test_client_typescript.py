@@ -1,0 +1,81 @@
+"""The TypeScript client package (clients/typescript) under `node --test`, against two real
+nodes behind a load balancer that the JS tests cut, hold and switch through the harness's
+control API: chunks before the ack, a dropped transport, a draining node, cancel, error
+acks, the Redux store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.settings import Settings
+from tests.client_harness import harness
+
+PACKAGE = Path(__file__).resolve().parent.parent / "clients" / "typescript"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip without Node.js outside CI; in CI (CI=true) a missing piece is a failure."""
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+async def run_node(env: dict[str, str], *args: str, timeout: float = 240) -> str:
+    node = shutil.which("node")
+    require(node is not None, "node not found")
+    require(
+        (PACKAGE / "node_modules" / "socket.io-client").exists(),
+        "run `npm ci --prefix clients/typescript`",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        node or "node",
+        *args,
+        cwd=PACKAGE,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    return text
+
+
+@pytest.mark.timeout(300)
+async def test_typescript_client_and_redux_binding(settings: Settings) -> None:
+    async with harness(settings) as h:
+        env = {
+            "PROMPTRELAY_URL": h.url,
+            "PROMPTRELAY_TOKEN": h.token,
+            "PROMPTRELAY_CONTROL": h.control_url,
+        }
+        out = await run_node(
+            env,
+            "--test",
+            "--test-concurrency=1",
+            "test/request-id.test.js",
+            "test/redux.test.js",
+            "test/client.test.js",
+        )
+    assert "# fail 0" in out, out
+    assert "# pass 11" in out, out
+
+
+async def test_type_definitions_describe_what_an_application_writes() -> None:
+    """`tsc` (strict) compiles a typed usage of the package against its .d.ts files and
+    the generated protocol types: a wrong or unresolvable declaration fails here."""
+    require((PACKAGE / "node_modules" / "typescript").exists(), "run npm ci in clients/typescript")
+    out = await run_node({}, "node_modules/typescript/bin/tsc", "-p", "test/types", timeout=120)
+    assert "error" not in out, out
