@@ -1,7 +1,7 @@
 """Run one fake provider server on its own (for benchmarks): prints its base URL, runs until
 stopped (SIGTERM or SIGINT).
 
-python -m tests.fakes.serve --provider openai|anthropic|google
+python -m tests.fakes.serve --provider openai|anthropic|google [--port N]
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ FAKES: dict[str, type[FakeServerBase]] = {
 }
 
 
-async def serve(provider: str) -> None:
+async def serve(provider: str, port: int) -> None:
     fake = FAKES[provider]()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(await fake.start(), flush=True)
+    print(await fake.start(port), flush=True)
     try:
         await stop.wait()
     finally:
@@ -39,7 +39,9 @@ async def serve(provider: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--provider", choices=sorted(FAKES), default="openai")
-    run_loop(serve(parser.parse_args().provider))
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    args = parser.parse_args()
+    run_loop(serve(args.provider, args.port))
 
 
 if __name__ == "__main__":
