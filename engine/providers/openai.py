@@ -6,6 +6,7 @@ as raw SSE and decoded by `engine.providers.sse`, without an SDK object per even
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import httpx2
 import openai
@@ -62,24 +63,31 @@ class OpenAIProvider(Provider):
         )
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
-        params = {k: request.settings[k] for k in _PASSTHROUGH if k in request.settings}
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        body.update((k, request.settings[k]) for k in _PASSTHROUGH if k in request.settings)
         client = self._client
         if request.api_key is not None:
             client = client.with_options(api_key=request.api_key)
-        # The SDK makes the request and raises its status errors; the body is read raw.
-        call = client.chat.completions.with_streaming_response.create(  # type: ignore[call-overload]
-            model=request.model,
-            messages=request.messages,
-            stream=True,
-            stream_options={"include_usage": True},
-            **params,
-        )
+        # The SDK makes the request (auth, base URL, headers, status errors) with the body as
+        # it is: `post` skips the per-call typed transform of `chat.completions.create`, about
+        # 0.7 ms of CPU a call. Its stream object is never iterated: the body is read raw.
         try:
-            response = await call.__aenter__()
+            stream = await client.post(
+                "/chat/completions",
+                cast_to=object,
+                body=body,
+                stream=True,
+                stream_cls=openai.AsyncStream[object],
+            )
         except openai.OpenAIError as exc:
             raise convert_error(exc) from exc
-        body = response.http_response.aiter_bytes()
-        return RawSSEStream("openai", body, OpenAIEvents(), response.close)
+        response = stream.response
+        return RawSSEStream("openai", response.aiter_bytes(), OpenAIEvents(), response.aclose)
 
     def price(self, model: str, usage: Usage) -> Decimal | None:
         return catalog_price("openai", model, usage)
