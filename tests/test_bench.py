@@ -244,7 +244,8 @@ def test_bench_upstream_runs_relay_and_direct_on_one_fake(tmp_path: Path) -> Non
     assert report["completed_intact"] == 12 and report["tokens"] == 12 * 8
     assert report["direct"]["completed"] == 12 and report["direct"]["tokens"] == 12 * 8
     assert report["ratio_to_direct"] > 0
-    assert report["probe"]["server"] > 0 and report["probe"]["upstream"] > 0
+    # CPU of the spawned server's processes and of the fake (a tiny run may round to 0 there)
+    assert report["probe"]["server"] > 0 and report["probe"]["upstream"] >= 0
 
 
 def test_bench_upstream_without_spawn_needs_a_port() -> None:
