@@ -24,7 +24,9 @@ def migration_files() -> list[tuple[str, str]]:
     return files
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
+async def apply_migrations(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+) -> list[str]:
     """Apply pending migrations; safe when several processes start at once."""
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)

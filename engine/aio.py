@@ -1,10 +1,15 @@
-"""Helpers for the background loops a node owns (job consumer, heartbeat, sweeper...)."""
+"""Helpers for the background loops a node owns (job consumer, heartbeat, sweeper, relay...):
+starting one so that its death is logged, leaving one whose cancel a library swallowed, and
+stopping them all."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+from collections.abc import Coroutine, Iterable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def check_cancelled() -> None:
@@ -26,3 +31,21 @@ async def stop(tasks: Iterable[asyncio.Task[Any]]) -> None:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=1.0)
+
+
+def spawn_loop(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    """Start a background loop; if it ever ends by an error, the log says which and why.
+
+    The caller owns the task: it keeps the reference and stops it (see `stop`).
+    """
+    task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(_report_death)
+    return task
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("background loop %s died", task.get_name(), exc_info=exc)

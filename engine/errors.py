@@ -69,7 +69,8 @@ class Unauthorized(ClientError):
 
 
 class ProviderFault(PromptrelayError):
-    """The provider's fault. `retryable` tells whether trying again may help."""
+    """The provider's fault (and only the provider's). `retryable` tells whether trying again
+    may help."""
 
     code = "provider_error"
     http_status = 502
@@ -96,6 +97,14 @@ class StreamTimeout(ProviderFault):
     retryable = True
 
 
+class ServiceUnavailable(PromptrelayError):
+    """Our own database or Redis is away or saturated: trying again shortly may help."""
+
+    code = "service_unavailable"
+    http_status = 503
+    retryable = True
+
+
 class InternalError(PromptrelayError):
     """Our fault. The message is generic; the log has the details."""
 
@@ -116,3 +125,23 @@ class RateLimited(ClientError):
     code = "rate_limited"
     http_status = 429
     retryable = True
+
+
+_FAULTS: dict[str, str] = {}
+
+
+def fault_of(code: str) -> str:
+    """Whose fault an error code is: `provider`, `service` (our database or Redis away),
+    `internal` (a bug of ours) or `client`."""
+    if not _FAULTS:
+        stack: list[type[PromptrelayError]] = [PromptrelayError]
+        while stack:
+            cls = stack.pop()
+            stack.extend(cls.__subclasses__())
+            if issubclass(cls, ProviderFault):
+                _FAULTS[cls.code] = "provider"
+            elif issubclass(cls, ServiceUnavailable):
+                _FAULTS[cls.code] = "service"
+            elif issubclass(cls, ClientError):
+                _FAULTS.setdefault(cls.code, "client")
+    return _FAULTS.get(code, "internal")

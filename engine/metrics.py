@@ -71,10 +71,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.provider_errors = Counter(
-            "promptrelay_provider_errors",
-            "Tasks that failed, by provider and error code",
-            ["provider", "code"],
+        self.task_failures = Counter(
+            "promptrelay_task_failures",
+            "Tasks that failed, by provider, error code and whose fault it was"
+            " (provider, service, internal, client)",
+            ["provider", "code", "fault"],
             registry=r,
         )
         self.redis_publish = Histogram(

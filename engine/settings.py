@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(20, ge=1)
     db_acquire_timeout_s: float = Field(10.0, gt=0)
 
-    # Observability and benchmarking (issue 7): log line format; "auto" is text on a terminal,
+    # Observability and benchmarking: log line format; "auto" is text on a terminal,
     # JSON lines otherwise.
     log_format: Literal["auto", "json", "text"] = "auto"
     # Redis connections of one node; a command waits up to the timeout for a free one.
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     fast_json: bool = True
     # Allocations between collections of Python's youngest GC generation (0: default, 700).
     gc_threshold: int = Field(50_000, ge=0)
-    # Tenancy, auth and quotas (issue 5)
+    # Tenancy, auth and quotas
     jwt_secret: SecretStr | None = None
     jwt_audience: str | None = None  # Supabase issues "authenticated"
     jwt_issuer: str | None = None
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(200_000, ge=1)
     auth_recheck_s: float = Field(5.0, gt=0)  # backstop for revocations and deleted users
 
-    # Providers beyond OpenAI, retries and fallbacks, bring-your-own keys (issue 3)
+    # Providers beyond OpenAI, retries and fallbacks, bring-your-own keys
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     gemini_api_key: SecretStr | None = Field(
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     provider_backoff_max_s: float = Field(8.0, ge=0, le=600)
     provider_keys_secret: SecretStr | None = None  # Fernet keys, comma-separated, newest first
 
-    # Scale-out and crash safety (issue 6): role of this node, job hand-off, leases, SIGTERM.
+    # Scale-out and crash safety: role of this node, job hand-off, leases, SIGTERM.
     role: Literal["serve", "gateway", "worker"] = "serve"  # set by the CLI command
     node_id: str | None = None  # consumer name in the job stream; default host-pid-random
     lease_ttl_s: float = Field(15.0, ge=1)  # a task whose worker is silent this long fails

@@ -12,13 +12,18 @@ from aiohttp import web
 
 from db.migrate import apply_migrations
 from db.pool import create_pool
+from engine.accounts.byok import ProviderKeys
+from engine.accounts.secrets import KeyRing
+from engine.aio import spawn_loop
 from engine.cluster.node import ClusterNode
+from engine.keys import Keys
 from engine.metrics import Metrics
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
-from engine.stream.keys import Keys
 from engine.stream.publisher import ChunkPublisher
 from engine.stream.relay import Relay
+from engine.tasks.parked import PendingFinalizes
+from engine.tasks.plan import RunnerDeps
 from engine.tasks.service import Engine
 from engine.tasks.supervisor import TaskSupervisor
 from server.drain import drain_on_shutdown
@@ -84,15 +89,24 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     supervisor = TaskSupervisor()
     metrics.tasks_running.set_function(lambda: float(len(supervisor)))
-    engine = Engine(settings, app[POOL], app[REDIS], keys, registry, publisher, supervisor, metrics)
+    finalizes = PendingFinalizes(app[POOL], app[REDIS], keys, settings.history_ttl_s)
+    deps = RunnerDeps.from_settings(
+        settings, app[POOL], app[REDIS], publisher, metrics, finalizes.defer
+    )
+    provider_keys = ProviderKeys(
+        app[POOL], KeyRing.from_setting(settings.provider_keys_secret), registry.keyed_names()
+    )
+    # The dispatcher by role: gateway, worker or serve.
+    node = ClusterNode(settings, deps, registry, supervisor, provider_keys, finalizes)
+    engine = Engine(settings, deps, registry, supervisor, provider_keys, dispatcher=node)
     relay = Relay(app[REDIS], keys, engine.final_payload, metrics, probe_s=settings.pubsub_probe_s)
     app[ENGINE] = engine
     app[RELAY] = relay
-    app[NODE] = node = ClusterNode(settings, engine)  # role: gateway, worker or serve
+    app[NODE] = node
     await node.start()
     loops = [
-        asyncio.create_task(publisher.run(), name="chunk-publisher"),
-        asyncio.create_task(relay.run(), name="relay-listener"),
+        spawn_loop(publisher.run(), "chunk-publisher"),
+        spawn_loop(relay.run(), "relay-listener"),
     ]
     yield
     await supervisor.close()  # running tasks finalize (failed, retryable) while Redis is up
@@ -130,7 +144,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(metrics_routes)
     app.add_routes(account_routes)
     app.cleanup_ctx.append(sessions_ctx)  # after engine_ctx: its loops stop first
-    app.add_routes([*prompt_routes, *org_routes])  # issue 4: prompt library, orgs, variables
+    app.add_routes([*prompt_routes, *org_routes])  # the prompt library, orgs, variables
     app.add_routes(provider_key_routes)
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end

@@ -21,9 +21,9 @@ T = TypeVar("T")
 
 
 def add_key_commands(
-    keys_sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    sub: argparse._SubParsersAction,
-) -> None:  # type: ignore[type-arg]
+    keys_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
     listing = keys_sub.add_parser("list", help="list a user's keys (prefix and last use)")
     listing.add_argument("--user", required=True, help="the user's email")
     revoke = keys_sub.add_parser(

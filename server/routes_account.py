@@ -9,7 +9,7 @@ from aiohttp import web
 from engine.accounts.profile import Accounts
 from engine.errors import InvalidRequest
 from engine.protocol.requests import NewKeyRequest, decode
-from server.http import _json_body, _user, _uuid
+from server.requests import current_user, json_body, path_uuid
 from server.state import ENGINE, POOL, REDIS, SETTINGS
 
 routes = web.RouteTableDef()
@@ -58,22 +58,22 @@ def _date_param(request: web.Request, name: str, default: date) -> date:
 
 @routes.get("/v1/me")
 async def get_me(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     return web.json_response(await _accounts(request).me(user))
 
 
 @routes.post("/v1/keys")
 async def create_key(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     body = decode(
-        NewKeyRequest, await _json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
+        NewKeyRequest, await json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
     )
     return web.json_response(await _accounts(request).create_key(user, body.name), status=201)
 
 
 @routes.get("/v1/keys")
 async def list_keys(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     cursor = _int_param(request, "cursor", 0, 0, 2**31 - 1)
     return web.json_response(await _accounts(request).list_keys(user, limit, cursor))
@@ -81,14 +81,14 @@ async def list_keys(request: web.Request) -> web.Response:
 
 @routes.delete("/v1/keys/{id}")
 async def revoke_key(request: web.Request) -> web.Response:
-    user = await _user(request)
-    await _accounts(request).revoke_key(user, _uuid(request.match_info["id"], "key"))
+    user = await current_user(request)
+    await _accounts(request).revoke_key(user, path_uuid(request.match_info["id"], "key"))
     return web.Response(status=204)
 
 
 @routes.get("/v1/usage")
 async def get_usage(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     today = datetime.now(UTC).date()
     last = _date_param(request, "to", today)
     first = _date_param(request, "from", last - timedelta(days=30))

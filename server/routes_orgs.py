@@ -12,7 +12,7 @@ from engine.prompts import scopes
 from engine.prompts.models import MemberAdd, OrgCreate, VariableSet
 from engine.prompts.template import PLACEHOLDER
 from engine.protocol.requests import decode
-from server.http import _json_body, _user, _uuid
+from server.requests import current_user, json_body, path_uuid
 from server.routes_prompts import page_limit
 from server.state import POOL, SETTINGS
 
@@ -22,13 +22,13 @@ M = TypeVar("M", OrgCreate, MemberAdd, VariableSet)
 
 async def _decode(request: web.Request, model: type[M]) -> M:
     return decode(
-        model, await _json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
+        model, await json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
     )
 
 
 @routes.post("/v1/orgs")
 async def create_org(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     body = await _decode(request, OrgCreate)
     org_id = await scopes.create_org(request.app[POOL], user.id, body.name)
     return web.json_response({"id": str(org_id), "name": body.name}, status=201)
@@ -36,8 +36,8 @@ async def create_org(request: web.Request) -> web.Response:
 
 @routes.post("/v1/orgs/{id}/members")
 async def add_org_member(request: web.Request) -> web.Response:
-    user = await _user(request)
-    org_id = _uuid(request.match_info["id"], "organization")
+    user = await current_user(request)
+    org_id = path_uuid(request.match_info["id"], "organization")
     body = await _decode(request, MemberAdd)
     await scopes.add_org_member(request.app[POOL], user.id, org_id, body)
     return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=201)
@@ -45,8 +45,8 @@ async def add_org_member(request: web.Request) -> web.Response:
 
 @routes.post("/v1/orgs/{id}/projects")
 async def create_project(request: web.Request) -> web.Response:
-    user = await _user(request)
-    org_id = _uuid(request.match_info["id"], "organization")
+    user = await current_user(request)
+    org_id = path_uuid(request.match_info["id"], "organization")
     body = await _decode(request, OrgCreate)
     project_id = await scopes.create_project(request.app[POOL], user.id, org_id, body.name)
     return web.json_response(
@@ -56,8 +56,8 @@ async def create_project(request: web.Request) -> web.Response:
 
 @routes.post("/v1/projects/{id}/members")
 async def add_project_member(request: web.Request) -> web.Response:
-    user = await _user(request)
-    project_id = _uuid(request.match_info["id"], "project")
+    user = await current_user(request)
+    project_id = path_uuid(request.match_info["id"], "project")
     body = await _decode(request, MemberAdd)
     await scopes.add_project_member(request.app[POOL], user.id, project_id, body)
     return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=201)
@@ -69,7 +69,9 @@ def _scope(request: web.Request) -> tuple[str, UUID | None]:
     if kind == "me":
         return "user", None
     scope = "org" if kind == "orgs" else "project"
-    return scope, _uuid(request.match_info["id"], "organization" if scope == "org" else "project")
+    return scope, path_uuid(
+        request.match_info["id"], "organization" if scope == "org" else "project"
+    )
 
 
 def _name(request: web.Request) -> str:
@@ -93,7 +95,7 @@ VARIABLES = ["/v1/me/variables", "/v1/{kind:orgs|projects}/{id}/variables"]
 
 
 async def list_variables(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     scope, owner = _scope(request)
     page = await scopes.list_variables(
         request.app[POOL],
@@ -107,7 +109,7 @@ async def list_variables(request: web.Request) -> web.Response:
 
 
 async def set_variable(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     scope, owner = _scope(request)
     name = _name(request)
     body = await _decode(request, VariableSet)
@@ -116,7 +118,7 @@ async def set_variable(request: web.Request) -> web.Response:
 
 
 async def delete_variable(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     scope, owner = _scope(request)
     await scopes.delete_variable(request.app[POOL], user.id, scope, owner, _name(request))
     return web.Response(status=204)

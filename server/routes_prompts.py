@@ -9,7 +9,7 @@ from engine.prompts import library
 from engine.prompts.catalog import builtin_summaries
 from engine.prompts.models import PromptCreate, PromptUpdate
 from engine.protocol.requests import decode
-from server.http import _json_body, _user, _uuid
+from server.requests import current_user, json_body, path_uuid
 from server.state import POOL, SETTINGS
 
 routes = web.RouteTableDef()
@@ -41,12 +41,12 @@ def _version(request: web.Request) -> int:
 
 
 async def _body(request: web.Request) -> object:
-    return await _json_body(request)
+    return await json_body(request)
 
 
 @routes.post("/v1/prompts")
 async def create_prompt(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     body = decode(
         PromptCreate, await _body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
     )
@@ -55,7 +55,7 @@ async def create_prompt(request: web.Request) -> web.Response:
 
 @routes.get("/v1/prompts")
 async def list_prompts(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     query = request.query
     page = await library.list_page(
         request.app[POOL],
@@ -71,15 +71,15 @@ async def list_prompts(request: web.Request) -> web.Response:
 
 @routes.get("/v1/prompts/{id}")
 async def get_prompt(request: web.Request) -> web.Response:
-    user = await _user(request)
-    prompt_id = _uuid(request.match_info["id"], "prompt")
+    user = await current_user(request)
+    prompt_id = path_uuid(request.match_info["id"], "prompt")
     return web.json_response(await library.get(request.app[POOL], user.id, prompt_id))
 
 
 @routes.patch("/v1/prompts/{id}")
 async def update_prompt(request: web.Request) -> web.Response:
-    user = await _user(request)
-    prompt_id = _uuid(request.match_info["id"], "prompt")
+    user = await current_user(request)
+    prompt_id = path_uuid(request.match_info["id"], "prompt")
     body = decode(
         PromptUpdate, await _body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
     )
@@ -88,8 +88,8 @@ async def update_prompt(request: web.Request) -> web.Response:
 
 @routes.get("/v1/prompts/{id}/versions")
 async def list_versions(request: web.Request) -> web.Response:
-    user = await _user(request)
-    prompt_id = _uuid(request.match_info["id"], "prompt")
+    user = await current_user(request)
+    prompt_id = path_uuid(request.match_info["id"], "prompt")
     page = await library.versions(
         request.app[POOL],
         user.id,
@@ -102,36 +102,36 @@ async def list_versions(request: web.Request) -> web.Response:
 
 @routes.get("/v1/prompts/{id}/versions/{n}")
 async def get_version(request: web.Request) -> web.Response:
-    user = await _user(request)
-    prompt_id = _uuid(request.match_info["id"], "prompt")
+    user = await current_user(request)
+    prompt_id = path_uuid(request.match_info["id"], "prompt")
     view = await library.get(request.app[POOL], user.id, prompt_id, _version(request))
     return web.json_response(view)
 
 
 @routes.post("/v1/prompts/{id}/versions/{n}/publish")
 async def publish_version(request: web.Request) -> web.Response:
-    user = await _user(request)
-    prompt_id = _uuid(request.match_info["id"], "prompt")
+    user = await current_user(request)
+    prompt_id = path_uuid(request.match_info["id"], "prompt")
     view = await library.publish(request.app[POOL], user.id, prompt_id, _version(request))
     return web.json_response(view)
 
 
 @routes.post("/v1/prompts/{id}/archive")
 async def archive_prompt(request: web.Request) -> web.Response:
-    user = await _user(request)
-    prompt_id = _uuid(request.match_info["id"], "prompt")
+    user = await current_user(request)
+    prompt_id = path_uuid(request.match_info["id"], "prompt")
     return web.json_response(await library.archive(request.app[POOL], user.id, prompt_id))
 
 
 @routes.delete("/v1/prompts/{id}")
 async def delete_prompt(request: web.Request) -> web.Response:
-    user = await _user(request)
-    await library.delete(request.app[POOL], user.id, _uuid(request.match_info["id"], "prompt"))
+    user = await current_user(request)
+    await library.delete(request.app[POOL], user.id, path_uuid(request.match_info["id"], "prompt"))
     return web.Response(status=204)
 
 
 @routes.get("/v1/builtins")
 async def list_builtins(request: web.Request) -> web.Response:
     """PROTOCOL.md's `{items: [{id, name, description, variables}]}`, the whole list."""
-    await _user(request)
+    await current_user(request)
     return web.json_response({"items": await builtin_summaries(request.app[POOL])})

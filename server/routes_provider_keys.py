@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine.protocol.requests import ProviderKeyRequest, decode
-from server.http import _json_body, _user
+from server.requests import current_user, json_body
 from server.state import ENGINE
 
 routes = web.RouteTableDef()
@@ -13,8 +13,8 @@ routes = web.RouteTableDef()
 
 @routes.put("/v1/me/provider-keys/{provider}")
 async def put_provider_key(request: web.Request) -> web.Response:
-    user = await _user(request)
-    body = decode(ProviderKeyRequest, await _json_body(request))
+    user = await current_user(request)
+    body = decode(ProviderKeyRequest, await json_body(request))
     stored = await request.app[ENGINE].provider_keys.store(
         user.id, request.match_info["provider"], body.key
     )
@@ -23,12 +23,12 @@ async def put_provider_key(request: web.Request) -> web.Response:
 
 @routes.get("/v1/me/provider-keys")
 async def list_provider_keys(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     return web.json_response({"items": await request.app[ENGINE].provider_keys.list(user.id)})
 
 
 @routes.delete("/v1/me/provider-keys/{provider}")
 async def delete_provider_key(request: web.Request) -> web.Response:
-    user = await _user(request)
+    user = await current_user(request)
     await request.app[ENGINE].provider_keys.delete(user.id, request.match_info["provider"])
     return web.Response(status=204)

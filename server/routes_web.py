@@ -7,8 +7,8 @@ from pathlib import Path
 from aiohttp import hdrs, web
 
 from engine.prompts.catalog import builtin_summaries
-from engine.protocol.responses import protocol_schema
 from server.auth import authenticate, token_from
+from server.contract import protocol_schema
 from server.state import POOL
 from server.web_assets import INSTALL_HINT, VENDOR_DIR
 

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from db.keys import live_callers
 from db.users import User
 from engine.accounts.connections import ConnectionCounter
-from engine.accounts.profile import revoked_channel
+from engine.aio import check_cancelled, spawn_loop
 from engine.errors import RateLimited
 from server.state import ENGINE, POOL, REDIS, SETTINGS
 
@@ -126,9 +126,9 @@ class Sessions:
 
     async def listen(self) -> None:
         """Follow the revocation channel; reconnect when Redis goes away."""
-        channel = revoked_channel(self.app[ENGINE].keys)
+        channel = self.app[ENGINE].keys.revoked_channel()
         while True:
-            _stop_if_asked()
+            check_cancelled()
             try:
                 async with self.app[REDIS].pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(channel)
@@ -143,7 +143,7 @@ class Sessions:
         """Every AUTH_RECHECK_S, drop sockets whose token expired or whose key or user is no
         longer live."""
         while True:
-            _stop_if_asked()
+            check_cancelled()
             await asyncio.sleep(self.app[SETTINGS].auth_recheck_s)
             await self.counter.renew(
                 [(s.user_id, f"{self.node}:{sid}") for sid, s in self.by_sid.items()]
@@ -164,14 +164,6 @@ class Sessions:
             await self.drop(_not_in(users, keys), "no longer live")
 
 
-def _stop_if_asked() -> None:
-    """Leave a loop whose task was cancelled, even if a Redis call swallowed the cancel
-    (see engine/stream/publisher.py)."""
-    me = asyncio.current_task()
-    if me is not None and me.cancelling():
-        raise asyncio.CancelledError
-
-
 def _expired(now: float) -> Any:
     return lambda s: s.expires_at is not None and s.expires_at <= now
 
@@ -187,8 +179,8 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Run the revocation listener and the re-check for the app's lifetime."""
     sessions = app[SESSIONS]
     loops = [
-        asyncio.create_task(sessions.listen(), name="revocation-listener"),
-        asyncio.create_task(sessions.recheck(), name="auth-recheck"),
+        spawn_loop(sessions.listen(), "revocation-listener"),
+        spawn_loop(sessions.recheck(), "auth-recheck"),
     ]
     yield
     for loop in loops:

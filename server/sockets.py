@@ -10,18 +10,15 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from db.pool import DatabaseBusy
 from db.users import User
 from engine.errors import (
-    InternalError,
     InvalidRequest,
-    PromptrelayError,
-    ProviderUnavailable,
     RateLimited,
     Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest, SubscribeRequest, TaskRef, decode
 from server.auth import authenticate, token_from
+from server.errors import client_error, error_ack
 from server.sessions import SESSIONS, Sessions
 from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
 
@@ -43,10 +40,6 @@ class SocketSubscriber:
         await self.sio.emit(event, payload, to=self.sid)
 
 
-def error_ack(exc: PromptrelayError) -> dict[str, Any]:
-    return {"ok": False, "error": exc.to_dict()}
-
-
 def acked(handler: Handler, on_error: Callable[[str], None] | None = None) -> Handler:
     """Turn our errors into `{ok: false, error}` acks; nothing else escapes a handler."""
 
@@ -59,15 +52,11 @@ def acked(handler: Handler, on_error: Callable[[str], None] | None = None) -> Ha
                     details={"errors": [{"field": "(payload)", "message": "extra arguments"}]},
                 )
             return await handler(sid, data)
-        except PromptrelayError as exc:
+        except Exception as raised:
+            exc = client_error(raised, f"event {handler.__name__}")
             if on_error is not None:
                 on_error(exc.code)
             return error_ack(exc)
-        except DatabaseBusy:  # bounded wait for a Postgres connection ran out
-            return error_ack(ProviderUnavailable("the database is busy; try again"))
-        except Exception:
-            log.exception("event handler failed")
-            return error_ack(InternalError("internal error"))
 
     return wrapper
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.protocol.responses import protocol_schema
+from server.contract import protocol_schema
 
 TS_PATH = Path(__file__).resolve().parent.parent / "clients" / "typescript" / "protocol.d.ts"
 HEADER = (

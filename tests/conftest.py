@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import tempfile
 import uuid
 from collections import defaultdict
@@ -26,6 +27,7 @@ from db.pool import connect
 from engine.protocol import responses as events
 from engine.settings import Settings
 from server.app import create_app
+from server.contract import check_ack
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import ENGINE
 
@@ -42,6 +44,15 @@ class Infra:
 
     def database_url(self, name: str) -> str:
         return self.base_url.replace("/postgres?", f"/{name}?", 1)
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A fresh directory per test outside pytest's own temp root: the embedded Postgres runs
+    as another user, and each pytest-xdist worker resets that root to 0700 when it starts."""
+    path = Path(tempfile.mkdtemp(prefix="pr-tmp-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -158,7 +169,7 @@ class Client:
 
     async def call(self, event: str, data: Any, timeout: float = 20) -> dict[str, Any]:
         result: dict[str, Any] = await self.sio.call(event, data, timeout=timeout)
-        events.check_ack(event, result)
+        check_ack(event, result)
         return result
 
     async def wait_done(self, task_id: str, timeout: float = 20) -> dict[str, Any]:

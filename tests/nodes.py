@@ -19,6 +19,7 @@ import socketio
 
 from db import users
 from db.pool import connect
+from engine.keys import Keys
 from tests.conftest import Client
 
 STARTUP_S = 90.0  # a loaded 2-core machine imports slowly
@@ -154,8 +155,9 @@ class Cluster:
         self.clients.append(sio)
         return client
 
-    def key(self, suffix: str) -> str:
-        return f"{self.prefix}{suffix}"
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.prefix)
 
     async def stop(self) -> None:
         for sio in self.clients:

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from engine.keys import Keys
 from engine.protocol import responses as events
 from engine.settings import Settings
 from server.cli import main as cli_main
@@ -150,7 +151,7 @@ async def test_revoked_key_disconnects_sockets_on_every_node(
         _, new = await call(http, "POST", node_a.url + "/v1/keys", owner, json={})
         on_a, on_b = await node_a.client(new["key"]), await node_b.client(new["key"])
         bystander = await node_b.client(owner)  # same user, another key: stays
-        channel = f"{shared.redis_prefix}auth:revoked"
+        channel = Keys(shared.redis_prefix).revoked_channel()
         while (await node_a.engine.redis.pubsub_numsub(channel))[0][1] < 2:
             await asyncio.sleep(0.05)  # until both nodes' listeners are subscribed
         status, _ = await call(http, "DELETE", f"{node_a.url}/v1/keys/{new['id']}", owner)

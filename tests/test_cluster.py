@@ -49,7 +49,7 @@ async def _row(cluster: Cluster, task_id: str, sql: str) -> Any:
 
 async def _holder(cluster: Cluster, task_id: str) -> str:
     assert cluster.redis is not None
-    raw = await cluster.redis.get(cluster.key(f"claim:{task_id}"))
+    raw = await cluster.redis.get(cluster.keys.claim(task_id))
     return raw.decode() if raw else ""
 
 
@@ -145,7 +145,7 @@ async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(cluster: 
     redis = cluster.redis
     assert redis is not None
     # A worker reads the job and dies before starting it (it never acknowledges).
-    taken = await redis.xreadgroup("workers", "ghost", {cluster.key("jobs"): ">"}, count=10)
+    taken = await redis.xreadgroup("workers", "ghost", {cluster.keys.jobs(): ">"}, count=10)
     assert len(taken[0][1]) == 1
 
     await cluster.start(("worker", "w1"), ("worker", "w2"))
@@ -154,10 +154,10 @@ async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(cluster: 
     assert_intact(a, task_id)
 
     # The same job delivered once more is acknowledged without a second run.
-    await redis.xadd(cluster.key("jobs"), {"j": task_id})
+    await redis.xadd(cluster.keys.jobs(), {"j": task_id})
 
     async def stream_empty() -> bool:
-        return int(await redis.xlen(cluster.key("jobs"))) == 0
+        return int(await redis.xlen(cluster.keys.jobs())) == 0
 
     for _ in range(600):
         if await stream_empty():
@@ -167,7 +167,7 @@ async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(cluster: 
     # A later task is a barrier: a second run of the first one would have written by now.
     later = await a.call("execute", adhoc(10, 0))
     assert (await a.wait_done(later["task_id"], 40))["status"] == "completed"
-    history = await redis.xrange(cluster.key(f"h:{task_id}"))
+    history = await redis.xrange(cluster.keys.history(task_id))
     assert len(history) == done["last_seq"] + 1  # its chunks once, then one terminal record
     calls = await _row(
         cluster,
@@ -269,17 +269,17 @@ async def test_cancel_before_any_worker_started_the_task(cluster: Cluster) -> No
     redis = cluster.redis
     assert redis is not None
     for _ in range(600):
-        if int(await redis.xlen(cluster.key("jobs"))) == 0:
+        if int(await redis.xlen(cluster.keys.jobs())) == 0:
             break
         await asyncio.sleep(0.05)
-    assert int(await redis.xlen(cluster.key("jobs"))) == 0
+    assert int(await redis.xlen(cluster.keys.jobs())) == 0
     later = (await a.call("execute", adhoc(10, 0)))["task_id"]  # barrier, as above
     assert (await a.wait_done(later, 40))["status"] == "completed"
     assert (
         await _row(cluster, task_id, "SELECT status FROM ai_tasks WHERE task_id = $1")
         == "cancelled"
     )
-    assert len(await redis.xrange(cluster.key(f"h:{task_id}"))) == 1  # the terminal record only
+    assert len(await redis.xrange(cluster.keys.history(task_id))) == 1  # the terminal record only
 
 
 async def test_what_the_gateway_decided_reaches_the_worker(cluster: Cluster) -> None:

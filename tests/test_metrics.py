@@ -116,10 +116,10 @@ async def test_provider_errors_by_code(oai_server: Server) -> None:
         {"messages": [{"role": "user", "content": "hi"}], "model": "openai/fake:status=401"},
     )
     done = await client.wait_done(ack["task_id"])
-    assert done["status"] == "failed"
+    assert done["status"] == "failed" and done["error"]["code"] == "provider_error"
     samples = await scrape(oai_server)
-    code = done["error"]["code"]
-    assert value(samples, "promptrelay_provider_errors_total", provider="openai", code=code) == 1
+    failures = "promptrelay_task_failures_total"
+    assert value(samples, failures, provider="openai", code="provider_error", fault="provider") == 1
     assert value(samples, "promptrelay_tasks_total", status="failed", provider="openai") == 1
 
 

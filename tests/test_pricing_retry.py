@@ -1,5 +1,5 @@
-"""Pure parts of issue 3 (retry waits, retry-after, prices, key sealing, request shapes), and
-prices end to end: overrides, unknown models, cached input tokens."""
+"""Pure parts of retries and providers (retry waits, retry-after, prices, key sealing, request
+shapes), and prices end to end: overrides, unknown models, cached input tokens."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from engine.providers.faults import retry_after
 from engine.providers.google import build_contents
 from engine.providers.pricing import catalog_price, override_price
 from engine.settings import Settings
-from engine.tasks.retries import RetryPolicy
+from engine.tasks.plan import RetryPolicy
 from tests.conftest import Server
 from tests.provider_env import Fakes, fakes, provider_server, task_row
 

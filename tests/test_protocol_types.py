@@ -15,7 +15,7 @@ import socketio
 from pydantic import BaseModel
 
 from engine.protocol import responses as events
-from engine.protocol.responses import protocol_schema
+from server.contract import protocol_schema
 from server.typescript import TS_PATH, generate, ts_type
 from tests.conftest import Server
 

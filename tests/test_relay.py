@@ -10,7 +10,8 @@ from typing import Any
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from engine.stream.keys import Keys, encode_chunk, encode_done
+from engine.keys import Keys
+from engine.stream.records import encode_chunk, encode_done
 from engine.stream.relay import Relay
 from tests.conftest import Infra
 

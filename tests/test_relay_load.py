@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from engine.keys import Keys
 from engine.stream import relay as relay_module
-from engine.stream.keys import Keys, encode_chunk, encode_done
+from engine.stream.records import encode_chunk, encode_done
 from engine.stream.relay import Relay
 from tests.test_relay import Inbox, _done, redis_client  # noqa: F401
 

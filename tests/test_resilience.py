@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from db import tasks as task_rows
 from db.pool import connect
+from engine.keys import Keys
 from engine.settings import Settings
 from server.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import POOL, RELAY
@@ -37,14 +38,14 @@ async def test_waiting_for_a_database_connection_is_bounded(settings: Settings) 
         async with srv.app[POOL].acquire():  # the only connection is busy
             ack = await client.call("execute", ADHOC)
             assert ack["ok"] is False
-            assert ack["error"]["code"] == "provider_unavailable"
+            assert ack["error"]["code"] == "service_unavailable"
             async with aiohttp.ClientSession() as http:
                 async with http.get(
                     f"{srv.url}/v1/tasks/{uuid.uuid4()}", headers={"Authorization": f"Bearer {key}"}
                 ) as resp:
                     assert resp.status == 503
                     body = await resp.json()
-            assert body["error"]["code"] == "provider_unavailable"
+            assert body["error"]["code"] == "service_unavailable"
         ack = await client.call("execute", ADHOC)  # free again: served
         assert ack["ok"] is True
         assert (await client.wait_done(ack["task_id"]))["status"] == "completed"
@@ -68,7 +69,7 @@ async def test_finalize_waits_in_redis_while_postgres_is_down(
             task_id = ack["task_id"]
             await until(lambda: bool(client.chunks[task_id]), what="a chunk")
             pg.stop()  # Postgres goes away while the task streams
-            parked = f"{settings.redis_prefix}finalize"
+            parked = Keys(settings.redis_prefix).parked_finalizes()
             for _ in range(1200):
                 if await redis.hlen(parked):
                     break
@@ -149,7 +150,7 @@ async def test_execute_while_redis_is_down_fails_cleanly(
                     headers={"Authorization": f"Bearer {key}"},
                 ) as resp:
                     status, body = resp.status, await resp.json()
-            assert status == 503 and body["error"]["code"] == "provider_unavailable"
+            assert status == 503 and body["error"]["code"] == "service_unavailable"
             conn = await asyncpg.connect(settings.database_url or "")
             try:
                 rows = await conn.fetch("SELECT status, error FROM ai_tasks")

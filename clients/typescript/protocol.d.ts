@@ -43,7 +43,7 @@ export interface ErrorAck {
 
 /** The `error` of a failed ack or HTTP response. `details` depends on the code. */
 export interface ErrorBody {
-  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "provider_error" | "provider_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
+  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
   message: string;
   details?: Record<string, unknown> | null;
 }
@@ -240,7 +240,7 @@ export interface ProviderKeyList {
   items: Array<ProviderKeyItem>;
 }
 
-/** `PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider (issue 3). */
+/** `PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider. */
 export interface ProviderKeyRequest {
   key: string;
 }
@@ -325,7 +325,7 @@ export interface TaskDone {
 }
 
 export interface TaskError {
-  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "provider_error" | "provider_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
+  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
   message: string;
   retryable: boolean;
 }

@@ -16,7 +16,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from engine.stream.keys import Keys
+from engine.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ConnectionCounter:
         self._admit = redis.register_script(_ADMIT)
 
     def _key(self, user_id: UUID) -> str:
-        return f"{self.keys.prefix}conn:{user_id}"
+        return self.keys.connections(user_id)
 
     async def admit(self, user_id: UUID, member: str) -> bool:
         """Count a new connection of the user unless the cap is reached.

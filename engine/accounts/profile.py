@@ -20,17 +20,12 @@ from db import usage as usage_rows
 from db.users import User, create_api_key
 from engine.accounts.quotas import Quotas, limits_for
 from engine.errors import InvalidRequest, NotFound
+from engine.keys import Keys
+from engine.providers.pricing import format_money
 from engine.settings import Settings
-from engine.stream.keys import Keys
-from engine.tasks.runner import format_money
 
 MAX_USAGE_DAYS = 366
 MAX_PAGE = 200
-
-
-def revoked_channel(keys: Keys) -> str:
-    """Pub/sub channel of revoked keys and deleted users: `{user_id?, key_id?}` JSON."""
-    return f"{keys.prefix}auth:revoked"
 
 
 async def announce_revoked(
@@ -41,7 +36,7 @@ async def announce_revoked(
         "user_id": str(user_id) if user_id else None,
         "key_id": str(key_id) if key_id else None,
     }
-    await redis.publish(revoked_channel(keys), json.dumps(message))
+    await redis.publish(keys.revoked_channel(), json.dumps(message))
 
 
 @dataclass

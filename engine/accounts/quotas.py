@@ -20,9 +20,9 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from engine.errors import ProviderUnavailable, QuotaExceeded, RateLimited
+from engine.errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from engine.keys import Keys
 from engine.settings import Settings
-from engine.stream.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,12 @@ class Quotas:
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     def _keys(self, user_id: UUID, period: Period) -> tuple[str, str, str]:
-        base = f"{self.keys.prefix}q:{user_id}"
-        return f"{base}:d:{period.day.isoformat()}", f"{base}:m:{period.month}", f"{base}:run"
+        k = self.keys
+        return (
+            k.quota_day(user_id, period.day),
+            k.quota_month(user_id, period.month),
+            k.running_slots(user_id),
+        )
 
     async def reserve(self, user_id: UUID, tier: str, task_id: str) -> Reservation:
         """Take one unit of the user's quota and a running slot, or raise.
@@ -160,7 +164,7 @@ class Quotas:
                 )
         except (RedisError, OSError) as exc:
             # Nothing is recorded yet: the caller gets a clean, retryable 503.
-            raise ProviderUnavailable("the quota store (Redis) is unreachable; try again") from exc
+            raise ServiceUnavailable("the quota store (Redis) is unreachable; try again") from exc
         verdict, used = int(result[0]), int(result[1])
         if verdict == 3:
             raise RateLimited(

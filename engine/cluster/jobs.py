@@ -20,11 +20,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from engine.accounts.quotas import Reservation
+from engine.keys import Keys
 from engine.providers.base import ProviderRequest
 from engine.providers.registry import ProviderRegistry
-from engine.stream.keys import Keys
-from engine.tasks.retries import Candidate, KeySource
-from engine.tasks.runner import TaskPlan
+from engine.tasks.plan import Candidate, KeySource, TaskPlan
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +44,9 @@ class Job:
     messages: list[dict[str, str]]
     settings: dict[str, Any]
     new_messages: list[dict[str, str]]
-    # What the gateway decided beyond the request: output validations (issue 4), fallback
-    # models as `provider/model` (issue 3), whether the user's own provider keys are used
-    # (issue 3, byok) and the quota unit to settle at the end (issue 5).
+    # What the gateway decided beyond the request: output validations, fallback
+    # models as `provider/model`, whether the user's own provider keys are used
+    # (byok) and the quota unit to settle at the end.
     validations: list[dict[str, Any]] = field(default_factory=list)
     fallbacks: list[str] = field(default_factory=list)
     byok: bool = False
@@ -99,30 +98,6 @@ class Job:
         )
 
 
-@dataclass(frozen=True)
-class ClusterKeys:
-    """Redis names of the hand-off, under the deployment's prefix."""
-
-    keys: Keys
-
-    @property
-    def jobs(self) -> str:
-        return f"{self.keys.prefix}jobs"
-
-    @property
-    def leases(self) -> str:
-        return f"{self.keys.prefix}leases"
-
-    def job(self, task_id: str) -> str:
-        return f"{self.keys.prefix}job:{task_id}"
-
-    def claim(self, task_id: str) -> str:
-        return f"{self.keys.prefix}claim:{task_id}"
-
-    def cancel_flag(self, task_id: str) -> str:
-        return f"{self.keys.prefix}cancel:{task_id}"
-
-
 # KEYS: claim, leases. ARGV: node, ttl, deadline, task_id. 1 when this node won the task.
 _CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
@@ -162,11 +137,11 @@ class JobQueue:
 
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
-        self.names = ClusterKeys(keys)
+        self.names = keys
 
     async def ensure_group(self) -> None:
         try:
-            await self.redis.xgroup_create(self.names.jobs, GROUP, id="0", mkstream=True)
+            await self.redis.xgroup_create(self.names.jobs(), GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):  # the group exists: the normal case
                 raise
@@ -176,7 +151,7 @@ class JobQueue:
         raw = job.encode()
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(self.names.job(job.task_id), raw, ex=JOB_TTL_S)
-        pipe.xadd(self.names.jobs, {"j": job.task_id})
+        pipe.xadd(self.names.jobs(), {"j": job.task_id})
         await pipe.execute()
 
     async def remember(self, job: Job) -> None:
@@ -196,22 +171,22 @@ class JobQueue:
     async def take(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, str]]:
         """New entries for this consumer: (entry id, task id)."""
         reply: Any = await self.redis.xreadgroup(
-            GROUP, consumer, {self.names.jobs: ">"}, count=count, block=block_ms
+            GROUP, consumer, {self.names.jobs(): ">"}, count=count, block=block_ms
         )
         return _task_ids(reply[0][1] if reply else [])  # RESP2: [[stream, entries]]
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[str, str]]:
         """Entries another consumer read but never acknowledged (it died before claiming)."""
         reply = await self.redis.xautoclaim(
-            self.names.jobs, GROUP, consumer, min_idle_ms, start_id="0-0", count=count
+            self.names.jobs(), GROUP, consumer, min_idle_ms, start_id="0-0", count=count
         )
         entries = cast(list[tuple[bytes, dict[bytes, bytes]]], reply[1])
         return _task_ids(entries)
 
     async def ack(self, entry_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(self.names.jobs, GROUP, entry_id)
-        pipe.xdel(self.names.jobs, entry_id)
+        pipe.xack(self.names.jobs(), GROUP, entry_id)
+        pipe.xdel(self.names.jobs(), entry_id)
         await pipe.execute()
 
 
@@ -229,7 +204,7 @@ class Leases:
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, node_id: str, ttl_s: float) -> None:
         self.redis = redis
-        self.names = ClusterKeys(keys)
+        self.names = keys
         self.node_id = node_id
         self.ttl_s = ttl_s
         self._claim = redis.register_script(_CLAIM)
@@ -241,7 +216,7 @@ class Leases:
 
     async def claim(self, task_id: str, holder: str | None = None) -> bool:
         """Become the only node that starts the task; with a lease unless `holder` is given."""
-        keys = [self.names.claim(task_id), self.names.leases]
+        keys = [self.names.claim(task_id), self.names.leases()]
         if holder is not None:  # claimed to end it without running it (cancel before start)
             return bool(await self.redis.set(keys[0], holder, nx=True, ex=JOB_TTL_S))
         won = await self._claim(
@@ -253,22 +228,22 @@ class Leases:
         """Move the leases of these tasks on; returns the ones this node no longer holds."""
         if not task_ids:
             return []
-        keys = [self.names.leases, *(self.names.claim(t) for t in task_ids)]
+        keys = [self.names.leases(), *(self.names.claim(t) for t in task_ids)]
         lost = await self._renew(keys=keys, args=[self.node_id, self._deadline(), *task_ids])
         return [t.decode() if isinstance(t, bytes) else str(t) for t in lost]
 
     async def release(self, task_id: str) -> None:
-        await self.redis.zrem(self.names.leases, task_id)
+        await self.redis.zrem(self.names.leases(), task_id)
 
     async def expired(self, limit: int = 100) -> list[str]:
         ids = await self.redis.zrangebyscore(
-            self.names.leases, "-inf", time.time(), start=0, num=limit
+            self.names.leases(), "-inf", time.time(), start=0, num=limit
         )
         return [t.decode() if isinstance(t, bytes) else str(t) for t in ids]
 
     async def take_expired(self, task_id: str) -> bool:
         """True for exactly one sweeper of an expired lease."""
-        keys = [self.names.leases, self.names.claim(task_id)]
+        keys = [self.names.leases(), self.names.claim(task_id)]
         return bool(await self._sweep(keys=keys, args=[task_id, JOB_TTL_S]))
 
     async def handed_over(self, task_ids: list[str]) -> list[bool]:
@@ -280,7 +255,7 @@ class Leases:
 
     async def restore_expired(self, task_id: str) -> None:
         """Put back a lease taken by a sweep that failed, already expired."""
-        await self.redis.zadd(self.names.leases, {task_id: 0})
+        await self.redis.zadd(self.names.leases(), {task_id: 0})
 
     async def request_cancel(self, task_id: str) -> None:
         await self.redis.set(self.names.cancel_flag(task_id), "1", ex=JOB_TTL_S)

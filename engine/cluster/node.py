@@ -16,28 +16,33 @@ import os
 import socket
 import uuid
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from redis.exceptions import RedisError
 
 from db import tasks as task_rows
-from engine.aio import check_cancelled, stop
+from engine.accounts.byok import ProviderKeys
+from engine.aio import check_cancelled, spawn_loop, stop
 from engine.cluster.jobs import Job, JobQueue, Leases
-from engine.cluster.sweeper import CANCELLED_BEFORE_START, Ending, Sweeper, end_task
-from engine.errors import InternalError, InvalidRequest, ProviderUnavailable
+from engine.cluster.sweeper import CANCELLED_BEFORE_START, Sweeper, end_task
+from engine.errors import InternalError, InvalidRequest, ServiceUnavailable
+from engine.providers.base import Usage
+from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
+from engine.tasks.finalize import Ending, TaskEnd, error_payload, task_event
 from engine.tasks.parked import PendingFinalizes
-from engine.tasks.runner import CancelReason, TaskPlan, run_task
-from engine.tasks.service import ENDED, Engine
+from engine.tasks.plan import RunnerDeps, TaskPlan
+from engine.tasks.runner import CancelReason, run_task
+from engine.tasks.service import ENDED
+from engine.tasks.supervisor import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
 NO_PROVIDER = Ending(
     "failed",
     "error",
-    {"code": "internal", "retryable": False, "message": "no worker can run this provider"},
+    error_payload(InternalError("no worker can run this provider")),
     "the worker has no such provider",
 )
 
@@ -49,22 +54,29 @@ def default_node_id() -> str:
 class ClusterNode:
     """The engine's dispatcher for the node's role, and the role's background loops."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        deps: RunnerDeps,
+        registry: ProviderRegistry,
+        supervisor: TaskSupervisor,
+        provider_keys: ProviderKeys,
+        finalizes: PendingFinalizes,
+    ) -> None:
         self.settings = settings
         self.role = settings.role
-        self.engine = engine
+        self.deps = deps
+        self.registry = registry
+        self.supervisor = supervisor
+        self.provider_keys = provider_keys
+        self.finalizes = finalizes
         self.node_id = settings.node_id or default_node_id()
-        self.queue = JobQueue(engine.redis, engine.keys)
-        self.leases = Leases(engine.redis, engine.keys, self.node_id, settings.lease_ttl_s)
-        self.sweeper = Sweeper(
-            engine.deps, engine.registry, self.leases, self.queue, settings.lease_ttl_s / 2
-        )
-        self.finalizes = PendingFinalizes(engine.deps)
-        engine.deps.defer_finalize = self.finalizes.defer
+        self.queue = JobQueue(deps.redis, deps.keys)
+        self.leases = Leases(deps.redis, deps.keys, self.node_id, settings.lease_ttl_s)
+        self.sweeper = Sweeper(deps, registry, self.leases, self.queue, settings.lease_ttl_s / 2)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._owned: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
-        engine.dispatcher = self
 
     @property
     def runs_tasks(self) -> bool:
@@ -81,7 +93,7 @@ class ClusterNode:
             self._spawn_loop("job-consumer", self._consume())
 
     def _spawn_loop(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
-        self._loops[name] = asyncio.create_task(coro, name=f"{name}-{self.node_id}")
+        self._loops[name] = spawn_loop(coro, f"{name}-{self.node_id}")
 
     def _own(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -102,63 +114,48 @@ class ClusterNode:
         except (RedisError, OSError):
             check_cancelled()
             await self._fail_undispatched(plan)
-            raise ProviderUnavailable("the job queue is unavailable; try again") from None
+            raise ServiceUnavailable("the job queue is unavailable; try again") from None
         if not claimed:
             raise InternalError("task already claimed")  # a fresh id: cannot happen
         self._run(plan)
 
     async def _fail_undispatched(self, plan: TaskPlan) -> None:
         """Redis is away: end the recorded task at once rather than leave it `running`."""
-        error = {
-            "code": "provider_unavailable",
-            "retryable": True,
-            "message": "the job queue is unavailable; try again",
-        }
-        outcome = task_rows.TaskOutcome(
+        error = error_payload(ServiceUnavailable("the job queue is unavailable; try again"))
+        end = TaskEnd(
+            task_id=str(plan.task_id),
+            run_id=plan.run_id,
             status="failed",
-            text="",
-            input_tokens=0,
-            output_tokens=0,
-            usage_source="estimated",
-            cost_usd=None,
-            last_seq=0,
-            ttft_ms=None,
-            latency_ms=0,
             finish_reason="error",
+            text="",
+            last_seq=0,
+            provider=plan.provider_name,
+            model=plan.request.model,
+            usage=Usage(0, 0),
+            cost=None,
+            latency_ms=0,
             error=error,
-            validation_status="skipped",
-            run_messages=[],
-            events=[
-                {
-                    "at": datetime.now(UTC).isoformat(),
-                    "level": "error",
-                    "kind": "error",
-                    "message": error["message"],
-                    "metadata": {},
-                }
-            ],
+            events=[task_event("error", error["message"], "error")],
         )
-        await task_rows.finalize_task(self.engine.pool, plan.task_id, outcome)
+        await task_rows.finalize_task(self.deps.pool, plan.task_id, end.outcome())
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel here if it runs here; else stop it before it starts, or tell its worker."""
-        if await self.engine.supervisor.cancel(task_id):
+        if await self.supervisor.cancel(task_id):
             return True
         await self.leases.request_cancel(task_id)  # heartbeats read it if the message is lost
         if await self.leases.claim(task_id, holder="cancelled"):
             job = await self.queue.describe(task_id)
-            await end_task(
-                self.engine.deps, self.engine.registry, task_id, job, CANCELLED_BEFORE_START
-            )
+            await end_task(self.deps, self.registry, task_id, job, CANCELLED_BEFORE_START)
             return True
-        await self.engine.redis.publish(self.engine.keys.cancel_channel(), task_id)
+        await self.deps.redis.publish(self.deps.keys.cancel_channel(), task_id)
         return await self._wait_ended(task_id)
 
     async def _wait_ended(self, task_id: str) -> bool:
         delay, loop = 0.05, asyncio.get_running_loop()
         deadline = loop.time() + self.settings.cancel_wait_s
         while loop.time() < deadline:
-            row = await task_rows.get_task_unscoped(self.engine.pool, UUID(task_id))
+            row = await task_rows.get_task_unscoped(self.deps.pool, UUID(task_id))
             if row is None or row["status"] in ENDED:
                 return True
             await asyncio.sleep(delay)
@@ -169,7 +166,7 @@ class ClusterNode:
 
     def _run(self, plan: TaskPlan) -> None:
         task_id = str(plan.task_id)
-        deps = self.engine.deps
+        deps = self.deps
 
         async def body(reason: dict[str, str]) -> dict[str, Any]:
             try:
@@ -185,7 +182,7 @@ class ClusterNode:
             await asyncio.shield(self._release(task_id))
             return payload
 
-        self.engine.supervisor.start(task_id, body)
+        self.supervisor.start(task_id, body)
 
     async def _ensure_group(self) -> None:
         """Recreate the consumer group if Redis lost it (restarted without persistence)."""
@@ -207,11 +204,11 @@ class ClusterNode:
             log.error("job %s has no description; dropped", entry_id)
         elif await self.leases.claim(task_id):
             try:
-                keys = self.engine.provider_keys.for_user_id(UUID(job.user_id))
-                plan = job.to_plan(self.engine.registry, keys)
+                keys = self.provider_keys.for_user_id(UUID(job.user_id))
+                plan = job.to_plan(self.registry, keys)
             except InvalidRequest:
                 await self.leases.release(task_id)
-                await end_task(self.engine.deps, self.engine.registry, task_id, job, NO_PROVIDER)
+                await end_task(self.deps, self.registry, task_id, job, NO_PROVIDER)
             else:
                 self._run(plan)
         await self.queue.ack(entry_id)
@@ -221,7 +218,7 @@ class ClusterNode:
         idle_ms = int(self.settings.lease_ttl_s * 1000)
         next_reclaim = 0.0
         while not self._stopping.is_set():
-            free = self.settings.worker_concurrency - len(self.engine.supervisor)
+            free = self.settings.worker_concurrency - len(self.supervisor)
             if free <= 0:
                 await asyncio.sleep(0.05)
                 continue
@@ -244,7 +241,7 @@ class ClusterNode:
         """Keep this node's leases alive; obey cancels whose message was missed."""
         while True:
             await asyncio.sleep(self.settings.lease_ttl_s / 3)
-            running = self.engine.supervisor.task_ids()
+            running = self.supervisor.task_ids()
             try:
                 lost = await self.leases.renew(running)
                 cancelled = await self.leases.cancel_requested(running)
@@ -254,13 +251,13 @@ class ClusterNode:
                 continue
             for task_id in lost:  # a sweeper ended it: stop streaming into an ended task
                 log.warning("lease of task %s was lost; stopping it", task_id)
-                self._own(self.engine.supervisor.cancel(task_id, CancelReason.SHUTDOWN))
+                self._own(self.supervisor.cancel(task_id, CancelReason.SHUTDOWN))
             for task_id in cancelled:
-                self._own(self.engine.supervisor.cancel(task_id))
+                self._own(self.supervisor.cancel(task_id))
 
     async def _listen_cancels(self) -> None:
-        channel = self.engine.keys.cancel_channel()
-        pubsub = self.engine.redis.pubsub()
+        channel = self.deps.keys.cancel_channel()
+        pubsub = self.deps.redis.pubsub()
         try:
             while True:
                 try:
@@ -274,8 +271,8 @@ class ClusterNode:
                     continue
                 if message is not None and message["type"] == "message":
                     task_id = message["data"].decode()
-                    if self.engine.supervisor.is_running(task_id):
-                        self._own(self.engine.supervisor.cancel(task_id))
+                    if self.supervisor.is_running(task_id):
+                        self._own(self.supervisor.cancel(task_id))
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
@@ -286,7 +283,7 @@ class ClusterNode:
         self._stopping.set()
         log.warning(
             "draining: no new jobs; %d task(s) running, %.0f s to end",
-            len(self.engine.supervisor),
+            len(self.supervisor),
             grace_s,
         )
         consumer = self._loops.pop("job-consumer", None)
@@ -297,12 +294,12 @@ class ClusterNode:
                 pass
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace_s
-        while len(self.engine.supervisor) and loop.time() < deadline:
+        while len(self.supervisor) and loop.time() < deadline:
             await asyncio.sleep(0.1)
-        if len(self.engine.supervisor):
+        if len(self.supervisor):
             log.warning(
                 "%d task(s) still running after the grace period; failing them",
-                len(self.engine.supervisor),
+                len(self.supervisor),
             )
 
     async def close(self) -> None:

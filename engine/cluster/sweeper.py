@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
@@ -21,120 +19,84 @@ from redis.exceptions import RedisError
 from db import tasks as task_rows
 from engine.aio import check_cancelled
 from engine.cluster.jobs import Job, JobQueue, Leases
-from engine.errors import InvalidRequest
+from engine.errors import InternalError, InvalidRequest
 from engine.providers.base import Usage, estimate_tokens
 from engine.providers.registry import ProviderRegistry
-from engine.stream.keys import CHUNK, DONE, decode_record
-from engine.tasks.runner import RunnerDeps, _finalize_with_retries, done_payload, publish_done
-from engine.tasks.service import done_from_row
+from engine.stream.history import read_partial
+from engine.tasks.finalize import (
+    Ending,
+    TaskEnd,
+    done_from_row,
+    error_payload,
+    publish_done,
+    task_event,
+    write_outcome,
+)
+from engine.tasks.plan import RunnerDeps
 
 log = logging.getLogger(__name__)
 
-LOST = {"code": "internal", "message": "the node running the task stopped", "retryable": True}
-
-
-@dataclass(frozen=True)
-class Ending:
-    status: str
-    finish_reason: str
-    error: dict[str, Any] | None
-    event: str
-
-
-WORKER_LOST = Ending("failed", "error", LOST, "lease expired: the worker stopped")
+WORKER_LOST = Ending(
+    "failed",
+    "error",
+    error_payload(InternalError("the node running the task stopped"), retryable=True),
+    "lease expired: the worker stopped",
+)
 NEVER_HANDED_OVER = Ending(
     "failed",
     "error",
-    {
-        "code": "internal",
-        "retryable": True,
-        "message": "the node that accepted the task stopped before handing it over",
-    },
+    error_payload(
+        InternalError("the node that accepted the task stopped before handing it over"),
+        retryable=True,
+    ),
     "no job and no lease found for a running task",
 )
 CANCELLED_BEFORE_START = Ending("cancelled", "cancelled", None, "cancelled before it started")
-
-
-async def read_history(deps: RunnerDeps, task_id: str) -> tuple[str, int, bool]:
-    """(text so far, last seq, whether the terminal record is there) from the history."""
-    raw = cast(
-        list[tuple[bytes, dict[bytes, bytes]]], await deps.redis.xrange(deps.keys.history(task_id))
-    )
-    parts: list[str] = []
-    last_seq, ended = 0, False
-    for _, fields in raw:
-        kind, payload = decode_record(fields[b"r"])
-        if kind == CHUNK and payload["seq"] > last_seq:
-            parts.append(payload["text"])
-            last_seq = payload["seq"]
-        elif kind == DONE:
-            ended = True
-    return "".join(parts), last_seq, ended
 
 
 async def end_task(
     deps: RunnerDeps, registry: ProviderRegistry, task_id: str, job: Job | None, ending: Ending
 ) -> bool:
     """Finalize a task no runner holds and publish its terminal record; True if it landed."""
-    text, last_seq, ended = await read_history(deps, task_id)
+    partial = await read_partial(deps.redis, deps.keys, task_id)
     row = await task_rows.get_task_unscoped(deps.pool, UUID(task_id))
-    if row is None or ended:
+    if row is None or partial.ended:
         return False
     messages = job.messages if job else row["request"].get("messages", [])
     usage = Usage(
-        sum(estimate_tokens(m.get("content", "")) for m in messages), estimate_tokens(text)
+        sum(estimate_tokens(m.get("content", "")) for m in messages), estimate_tokens(partial.text)
     )
     try:
         provider, _ = registry.resolve(f"{row['provider']}/{row['model']}")
         cost = provider.price(row["model"], usage)
     except InvalidRequest:
         cost = None
-    at = datetime.now(UTC).isoformat()
     level, kind = ("error", "error") if ending.error else ("info", "cancelled")
-    events: list[dict[str, Any]] = [
-        {"at": at, "level": level, "kind": kind, "message": ending.event, "metadata": {}},
-        {
-            "at": at,
-            "level": "info",
-            "kind": "finalized",
-            "message": "",
-            "metadata": {"status": ending.status, "last_seq": last_seq},
-        },
-    ]
-    outcome = task_rows.TaskOutcome(
+    end = TaskEnd(
+        task_id=task_id,
+        run_id=row["run_id"],
         status=ending.status,
-        text=text,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        usage_source="estimated",
-        cost_usd=cost,
-        last_seq=last_seq,
-        ttft_ms=None,
-        latency_ms=_latency_ms(row),
         finish_reason=ending.finish_reason,
+        text=partial.text,
+        last_seq=partial.last_seq,
+        provider=row["provider"],
+        model=row["model"],
+        usage=usage,
+        cost=cost,
+        latency_ms=_latency_ms(row),
         error=ending.error,
-        validation_status="skipped",
-        run_messages=[*(job.new_messages if job else []), {"role": "assistant", "content": text}],
-        events=events,
+        run_messages=[
+            *(job.new_messages if job else []),
+            {"role": "assistant", "content": partial.text},
+        ],
+        events=[
+            task_event(kind, ending.event, level),
+            task_event("finalized", status=ending.status, last_seq=partial.last_seq),
+        ],
     )
-    landed = await _finalize_with_retries(deps.pool, UUID(task_id), outcome)
+    landed = await write_outcome(deps.pool, UUID(task_id), end.outcome())
     if landed:
-        payload = done_payload(
-            task_id=task_id,
-            run_id=row["run_id"],
-            status=ending.status,
-            text=text,
-            last_seq=last_seq,
-            finish_reason=ending.finish_reason,
-            provider=row["provider"],
-            model=row["model"],
-            usage=usage,
-            cost=cost,
-            ttft_ms=None,
-            latency_ms=outcome.latency_ms,
-            validation={"status": "skipped", "errors": []},
-            error=ending.error,
-        )
+        payload = end.payload()
     else:  # ended meanwhile by its runner, which died before writing the terminal record
         final = await task_rows.get_task_unscoped(deps.pool, UUID(task_id))
         assert final is not None

@@ -46,7 +46,7 @@ class ModelSettings(_Strict):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     tokens_per_second: float | None = Field(None, ge=0, le=1_000_000)
-    # `provider/model` names tried in order when the model is unavailable (issue 3)
+    # `provider/model` names tried in order when the model is unavailable
     fallbacks: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
         None, max_length=5
     )
@@ -81,7 +81,7 @@ class ExecuteRequest(_Strict):
 
 
 class ProviderKeyRequest(_Strict):
-    """`PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider (issue 3)."""
+    """`PUT /v1/me/provider-keys/{provider}`: a user's own key for a provider."""
 
     key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 

@@ -1,10 +1,10 @@
-"""Every payload the server sends (acks, events, HTTP bodies) as pydantic models, and the
-protocol's JSON Schema built from them together with the request models of engine.protocol.requests.
+"""Every payload the server sends (acks, events, HTTP bodies) as pydantic models.
 
-These models are the single source of the typed protocol: `GET /v1/protocol.json` serves
-`protocol_schema()`, clients/typescript/protocol.d.ts is generated from it, and the tests
-validate what real clients receive against these models (extra keys forbidden), so a payload
-that drifts from its model fails a test.
+With the request models (engine.protocol.requests) they are the single source of the typed
+protocol: server/contract.py maps events and routes onto them and builds
+`GET /v1/protocol.json`, clients/typescript/protocol.d.ts is generated from that, and the
+tests validate what real clients receive against these models (extra keys forbidden), so a
+payload that drifts from its model fails a test.
 """
 
 from __future__ import annotations
@@ -12,16 +12,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import models_json_schema
-
-from engine.prompts.views import LIBRARY_ROUTES
-from engine.protocol.requests import (
-    ExecuteRequest,
-    NewKeyRequest,
-    ProviderKeyRequest,
-    SubscribeRequest,
-    TaskRef,
-)
 
 TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 EndStatus = Literal["completed", "failed", "cancelled"]
@@ -35,6 +25,7 @@ ErrorCode = Literal[
     "rate_limited",
     "provider_error",
     "provider_unavailable",
+    "service_unavailable",
     "timeout",
     "cancelled",
     "unauthorized",
@@ -332,93 +323,3 @@ class ProviderKeyList(_Payload):
     """`GET /v1/me/provider-keys`."""
 
     items: list[ProviderKeyItem]
-
-
-# --- the protocol as data -----------------------------------------------------------------
-
-# Client → server events: (request, success ack). Every ack may also be an ErrorAck.
-CLIENT_EVENTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
-    "execute": (ExecuteRequest, ExecuteAck),
-    "subscribe": (SubscribeRequest, SubscribeAck),
-    "unsubscribe": (TaskRef, UnsubscribeAck),
-    "cancel": (TaskRef, CancelAck),
-}
-SERVER_EVENTS: dict[str, type[BaseModel]] = {
-    "task_chunk": TaskChunk,
-    "task_done": TaskDone,
-    "server_draining": ServerDraining,
-}
-
-# HTTP routes: "METHOD path" → (request body or None, success body or None for SSE / 204).
-HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = {
-    "GET /healthz": (None, Health),
-    "GET /readyz": (None, Readiness),
-    "POST /v1/executions": (ExecuteRequest, ExecutionAccepted),
-    "GET /v1/tasks/{id}": (None, TaskView),
-    "GET /v1/tasks/{id}/events": (None, TaskEventList),
-    "GET /v1/tasks/{id}/stream": (None, None),
-    "POST /v1/tasks/{id}/cancel": (None, CancelResult),
-    "GET /v1/runs/{id}": (None, RunView),
-    "GET /v1/me": (None, Me),
-    "POST /v1/keys": (NewKeyRequest, KeyCreated),
-    "GET /v1/keys": (None, KeyList),
-    "GET /v1/usage": (None, UsageList),
-    **LIBRARY_ROUTES,  # issue 4: prompts, builtins, orgs, projects, variables
-    "PUT /v1/me/provider-keys/{provider}": (ProviderKeyRequest, ProviderKeyStored),
-    "GET /v1/me/provider-keys": (None, ProviderKeyList),
-    "DELETE /v1/me/provider-keys/{provider}": (None, None),
-}
-
-EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)
-
-
-def check_ack(event: str, ack: Any) -> None:
-    """Validate an ack of a client event against its model (ValidationError if it drifted)."""
-    if isinstance(ack, dict) and ack.get("ok") is False:
-        ErrorAck.model_validate(ack)
-    elif event in CLIENT_EVENTS:
-        CLIENT_EVENTS[event][1].model_validate(ack)
-
-
-def _all_models() -> list[type[BaseModel]]:
-    seen: list[type[BaseModel]] = []
-    candidates: list[type[BaseModel] | None] = []
-    for request, ack in CLIENT_EVENTS.values():
-        candidates += [request, ack]
-    candidates += list(SERVER_EVENTS.values())
-    for body, answer in HTTP_ROUTES.values():
-        candidates += [body, answer]
-    candidates += list(EXTRA_MODELS)
-    for model in candidates:
-        if model is not None and model not in seen:
-            seen.append(model)
-    return seen
-
-
-def _ref(model: type[BaseModel] | None) -> dict[str, str] | None:
-    return None if model is None else {"$ref": f"#/$defs/{model.__name__}"}
-
-
-def protocol_schema() -> dict[str, Any]:
-    """One JSON Schema document: every payload under `$defs`, and maps of the Socket.IO
-    events (`x-client-events`, `x-server-events`) and HTTP routes (`x-http`) onto them."""
-    requests = {model for model, _ack in CLIENT_EVENTS.values()} | {
-        body for body, _answer in HTTP_ROUTES.values() if body is not None
-    }
-    pairs = [(m, "validation" if m in requests else "serialization") for m in _all_models()]
-    _keys, schema = models_json_schema(pairs, ref_template="#/$defs/{model}")  # type: ignore[arg-type]
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "promptrelay client protocol v1",
-        "$defs": schema.get("$defs", {}),
-        "x-client-events": {
-            name: {"payload": _ref(req), "ack": [_ref(ack), _ref(ErrorAck)]}
-            for name, (req, ack) in CLIENT_EVENTS.items()
-        },
-        "x-server-events": {name: _ref(model) for name, model in SERVER_EVENTS.items()},
-        "x-connect-error": _ref(ConnectError),
-        "x-http": {
-            route: {"body": _ref(body), "response": _ref(answer), "error": _ref(HttpError)}
-            for route, (body, answer) in HTTP_ROUTES.items()
-        },
-    }

@@ -94,3 +94,8 @@ async def task_cost(
         )
         return None
     return None if override is None else override_price(override, usage)
+
+
+def format_money(value: Decimal) -> str:
+    """A decimal string with no exponent and no float rounding."""
+    return format(value.normalize() if value else Decimal(0), "f")

@@ -16,8 +16,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.aio import check_cancelled
+from engine.keys import Keys
 from engine.metrics import Metrics
-from engine.stream.keys import Keys, encode_chunk
+from engine.stream.records import encode_chunk
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,10 @@ class ChunkPublisher:
 
     async def run(self) -> None:
         """The flush loop; runs until cancelled."""
-        me = asyncio.current_task()
         while True:
             # A cancel can be swallowed inside a Redis call (seen as a hang at shutdown on
             # Python 3.11); once this task was asked to stop, it never waits again.
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
+            check_cancelled()
             await self._wake.wait()
             if self._window_s:
                 await asyncio.sleep(self._window_s)

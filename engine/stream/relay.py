@@ -19,14 +19,16 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.aio import check_cancelled
+from engine.keys import Keys
 from engine.metrics import Metrics
-from engine.stream.keys import CHUNK, DONE, Keys, decode_record
+from engine.stream.history import Record, read_records
+from engine.stream.records import CHUNK, DONE, decode_record
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +139,8 @@ class _TaskWatch:
                 if sub.done:
                     self.subs.pop(key, None)
 
-    async def _history(self) -> list[tuple[str, dict[str, Any]]]:
-        history = self.relay.keys.history(self.task_id)
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]], await self.relay.redis.xrange(history)
-        )
-        return [decode_record(fields[b"r"]) for _, fields in entries]
+    async def _history(self) -> list[Record]:
+        return await read_records(self.relay.redis, self.relay.keys, self.task_id)
 
     async def _live(self, raw: str | bytes) -> None:
         kind, payload = decode_record(raw)
@@ -187,7 +185,7 @@ class Relay:
         self.keys = keys
         self.load_final = load_final
         self.probe_s = probe_s
-        self.probe_channel = f"{keys.prefix}probe:{uuid.uuid4().hex}"
+        self.probe_channel = keys.probe_channel(uuid.uuid4().hex)
         self.renewals = 0  # silent subscriptions found and renewed
         self._probe_seen = asyncio.Event()
         self._probe_subscribed = False

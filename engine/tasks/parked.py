@@ -18,22 +18,19 @@ from decimal import Decimal
 from typing import Any, cast
 from uuid import UUID
 
+import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from db import tasks as task_rows
 from engine.aio import check_cancelled
-from engine.cluster.sweeper import read_history
-from engine.stream.keys import Keys
-from engine.tasks.runner import FINALIZE_RETRYABLE, RunnerDeps, publish_done
+from engine.keys import Keys
+from engine.stream.history import read_partial
+from engine.tasks.finalize import FINALIZE_RETRYABLE, publish_done
 
 log = logging.getLogger(__name__)
 
 MAX_DELAY_S = 15.0
-
-
-def pending_key(keys: Keys) -> str:
-    return f"{keys.prefix}finalize"
 
 
 def encode(outcome: task_rows.TaskOutcome, payload: dict[str, Any]) -> str:
@@ -53,10 +50,19 @@ def decode(raw: str | bytes) -> tuple[task_rows.TaskOutcome, dict[str, Any]]:
 class PendingFinalizes:
     """The parked finalizes of the deployment and this node's loop that retries them."""
 
-    def __init__(self, deps: RunnerDeps, interval_s: float = 1.0) -> None:
-        self.deps = deps
-        self.redis: aioredis.Redis = deps.redis
-        self.key = pending_key(deps.keys)
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        keys: Keys,
+        history_ttl_s: int,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.keys = keys
+        self.key = keys.parked_finalizes()
+        self.history_ttl_s = history_ttl_s
         self.interval_s = interval_s
 
     async def defer(
@@ -83,19 +89,17 @@ class PendingFinalizes:
         for task_id, raw in entries.items():
             outcome, payload = decode(raw)
             try:
-                landed = await task_rows.finalize_task(
-                    self.deps.pool, UUID(task_id.decode()), outcome
-                )
+                landed = await task_rows.finalize_task(self.pool, UUID(task_id.decode()), outcome)
             except FINALIZE_RETRYABLE:
                 left += 1
                 continue
-            if landed or not (await read_history(self.deps, task_id.decode()))[2]:
+            if landed or not (await read_partial(self.redis, self.keys, task_id.decode())).ended:
                 await publish_done(
-                    self.deps.redis,
-                    self.deps.keys,
+                    self.redis,
+                    self.keys,
                     task_id.decode(),
                     payload,
-                    self.deps.history_ttl_s,
+                    self.history_ttl_s,
                 )
                 log.warning("parked finalize of task %s landed", task_id.decode())
             await self.redis.hdel(self.key, task_id)

@@ -13,66 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from db import attempts as attempt_rows
 from engine.errors import InvalidRequest, ProviderUnavailable, StreamTimeout
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.tasks.plan import Candidate, RetryPolicy, RunnerDeps, TaskPlan
 
 if TYPE_CHECKING:
     from engine.providers.registry import ProviderRegistry
-    from engine.settings import Settings
-    from engine.tasks.runner import RunnerDeps, TaskPlan
 
 MAX_FALLBACKS = 5
 EventSink = Callable[..., None]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One model to try: the adapter and the model name without its prefix."""
-
-    provider: Provider
-    model: str
-
-
-class KeySource(Protocol):
-    """Where a task's per-call provider keys come from (a bring-your-own-key user's store)."""
-
-    async def key_for(self, provider: Provider) -> str | None:
-        """The key for `provider`, or None to use the server's own."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    retries: int = 2
-    backoff_s: float = 0.5
-    backoff_max_s: float = 8.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
-        return cls(
-            settings.provider_retries, settings.provider_backoff_s, settings.provider_backoff_max_s
-        )
-
-    def wait_s(
-        self, retry: int, retry_after_s: float | None, rng: random.Random | None = None
-    ) -> float | None:
-        """Seconds before retry number `retry` (0-based); None when not worth waiting for.
-
-        Full jitter over `backoff_s * 2**retry` capped at `backoff_max_s`, but never sooner
-        than the provider's `retry-after`; a `retry-after` beyond the cap moves on instead.
-        """
-        if retry >= self.retries:
-            return None
-        if retry_after_s is not None and retry_after_s > self.backoff_max_s:
-            return None
-        ceiling = min(self.backoff_max_s, self.backoff_s * (2**retry))
-        jittered = (rng or random).uniform(0, ceiling)
-        return max(jittered, retry_after_s or 0.0)
 
 
 def resolve_fallbacks(

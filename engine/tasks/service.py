@@ -9,27 +9,23 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
 from engine.accounts.byok import ProviderKeys
-from engine.accounts.quotas import Quotas
-from engine.accounts.secrets import KeyRing
 from engine.errors import InvalidRequest, NotFound
-from engine.metrics import Metrics
 from engine.prompts.resolve import ResolvedPrompt, resolve_prompt
 from engine.protocol.requests import ExecuteRequest
-from engine.providers.base import ProviderRequest, Usage
+from engine.providers.base import ProviderRequest
+from engine.providers.pricing import format_money
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
-from engine.stream.keys import Keys
-from engine.stream.publisher import ChunkPublisher
-from engine.tasks.dispatch import Dispatcher, LocalDispatcher
+from engine.tasks.dispatch import Dispatcher
+from engine.tasks.finalize import done_from_row
 from engine.tasks.limits import check_request_limits
-from engine.tasks.retries import RetryPolicy, resolve_fallbacks
-from engine.tasks.runner import RunnerDeps, TaskPlan, done_payload, format_money
+from engine.tasks.plan import RunnerDeps, TaskPlan
+from engine.tasks.retries import resolve_fallbacks
 from engine.tasks.supervisor import TaskSupervisor
 
 ENDED = ("completed", "failed", "cancelled")
@@ -55,38 +51,22 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        pool: asyncpg.Pool,
-        redis: aioredis.Redis,
-        keys: Keys,
+        deps: RunnerDeps,
         registry: ProviderRegistry,
-        publisher: ChunkPublisher,
         supervisor: TaskSupervisor,
-        metrics: Metrics | None = None,
+        provider_keys: ProviderKeys,
+        dispatcher: Dispatcher,
     ) -> None:
         self.settings = settings
-        self.pool = pool
-        self.redis = redis
-        self.keys = keys
+        self.deps = deps
+        self.pool = deps.pool
+        self.redis = deps.redis
+        self.keys = deps.keys
+        self.quotas = deps.quotas
         self.registry = registry
         self.supervisor = supervisor
-        self.quotas = Quotas(redis, keys, settings)
-        self.deps = RunnerDeps(
-            pool=pool,
-            redis=redis,
-            keys=keys,
-            publisher=publisher,
-            first_token_timeout_s=settings.first_token_timeout_s,
-            idle_timeout_s=settings.idle_timeout_s,
-            history_ttl_s=settings.history_ttl_s,
-            metrics=metrics or Metrics(),
-            quotas=self.quotas,
-            retry=RetryPolicy.from_settings(settings),
-        )
-        self.provider_keys = ProviderKeys(
-            pool, KeyRing.from_setting(settings.provider_keys_secret), registry.keyed_names()
-        )
-        # Replaced by engine/cluster/node.py for the gateway, worker and serve roles.
-        self.dispatcher: Dispatcher = LocalDispatcher(supervisor, self.deps)
+        self.provider_keys = provider_keys
+        self.dispatcher = dispatcher
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""
@@ -262,34 +242,6 @@ def _run_name(prompt: ResolvedPrompt, messages: list[dict[str, str]]) -> str:
         return prompt.name
     first_user = next((m["content"] for m in messages if m["role"] == "user"), "")
     return first_user[:80]
-
-
-def _usage(row: asyncpg.Record) -> Usage | None:
-    if row["input_tokens"] is None:
-        return None
-    return Usage(row["input_tokens"], row["output_tokens"])
-
-
-def done_from_row(row: asyncpg.Record) -> dict[str, Any]:
-    return done_payload(
-        task_id=str(row["task_id"]),
-        run_id=row["run_id"],
-        status=row["status"],
-        text=row["response_text"] or "",
-        last_seq=row["last_seq"],
-        finish_reason=row["finish_reason"],
-        provider=row["provider"],
-        model=row["model"],
-        usage=_usage(row),
-        cost=row["cost_usd"],
-        ttft_ms=row["ttft_ms"],
-        latency_ms=row["latency_ms"],
-        validation={
-            "status": row["validation_status"] or "skipped",
-            "errors": row["validation_errors"],
-        },
-        error=row["error"],
-    )
 
 
 def task_view(row: asyncpg.Record) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
+from engine.errors import fault_of
 from engine.metrics import Metrics
 from engine.providers.base import Usage
 
@@ -53,7 +54,7 @@ def record_end(
         metrics.ttft.labels(provider).observe(ttft_ms / 1000)
     code = error.get("code") if error else None
     if status == "failed" and code:
-        metrics.provider_errors.labels(provider, str(code)).inc()
+        metrics.task_failures.labels(provider, str(code), fault_of(str(code))).inc()
     log.info(
         "task ended",
         extra={

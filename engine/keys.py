@@ -1,0 +1,82 @@
+"""Every Redis key and channel of one deployment, under a common prefix: the one place that
+names them (tests use it too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Names of the deployment's Redis keys and channels."""
+
+    prefix: str = "ps:"
+
+    # --- a task's records (engine/stream) -------------------------------------------------
+    def history(self, task_id: UUID | str) -> str:
+        """Capped stream with every chunk of a task, then its terminal record."""
+        return f"{self.prefix}h:{task_id}"
+
+    def live(self, task_id: UUID | str) -> str:
+        """Pub/sub channel with the same records, for live delivery."""
+        return f"{self.prefix}l:{task_id}"
+
+    def probe_channel(self, token: str) -> str:
+        """A relay's own channel, to check its pub/sub connection still delivers."""
+        return f"{self.prefix}probe:{token}"
+
+    # --- tasks and their hand-off (engine/tasks, engine/cluster) --------------------------
+    def cancel_channel(self) -> str:
+        """Pub/sub channel of cancels for tasks running on another node."""
+        return f"{self.prefix}cancel"
+
+    def idempotency(self, user_id: UUID, request_id: str) -> str:
+        """An execute's `request_id`: the task it started (24 h)."""
+        return f"{self.prefix}idem:{user_id}:{request_id}"
+
+    def parked_finalizes(self) -> str:
+        """Hash of finalizes waiting for Postgres to come back."""
+        return f"{self.prefix}finalize"
+
+    def jobs(self) -> str:
+        """The job stream that workers read."""
+        return f"{self.prefix}jobs"
+
+    def leases(self) -> str:
+        """Sorted set of running tasks by lease deadline."""
+        return f"{self.prefix}leases"
+
+    def job(self, task_id: UUID | str) -> str:
+        """A task's job description, for whoever ends it."""
+        return f"{self.prefix}job:{task_id}"
+
+    def claim(self, task_id: UUID | str) -> str:
+        """Who runs the task (set once)."""
+        return f"{self.prefix}claim:{task_id}"
+
+    def cancel_flag(self, task_id: UUID | str) -> str:
+        """Set when a cancel was asked for a task running elsewhere."""
+        return f"{self.prefix}cancel:{task_id}"
+
+    # --- accounts (engine/accounts) -------------------------------------------------------
+    def quota_day(self, user_id: UUID | str, day: date | str) -> str:
+        """The user's tasks of one UTC day (`*` for a SCAN pattern)."""
+        return f"{self.prefix}q:{user_id}:d:{day}"
+
+    def quota_month(self, user_id: UUID | str, month: str) -> str:
+        """The user's tasks of one month (`YYYY-MM`)."""
+        return f"{self.prefix}q:{user_id}:m:{month}"
+
+    def running_slots(self, user_id: UUID | str) -> str:
+        """The user's running tasks, for the concurrency cap."""
+        return f"{self.prefix}q:{user_id}:run"
+
+    def connections(self, user_id: UUID | str) -> str:
+        """Sorted set of the user's open connections over every node."""
+        return f"{self.prefix}conn:{user_id}"
+
+    def revoked_channel(self) -> str:
+        """Pub/sub channel of revoked keys and deleted users: `{user_id?, key_id?}` JSON."""
+        return f"{self.prefix}auth:revoked"

@@ -1,0 +1,237 @@
+"""A task's end, whoever ends it (its runner, a sweeper, a node that could not hand it over):
+the outcome row, the `task_done` payload, the idempotent write and the terminal record.
+
+`TaskEnd` holds what is known at the end; `outcome()` is what Postgres stores and
+`payload()` is the `task_done` event (docs/protocol.md), so the two never disagree.
+`done_from_row` rebuilds the same payload from a stored row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from db import tasks as task_rows
+from db.pool import DatabaseBusy
+from engine.errors import PromptrelayError
+from engine.keys import Keys
+from engine.providers.base import Usage
+from engine.providers.pricing import format_money
+from engine.stream.records import encode_done
+
+log = logging.getLogger(__name__)
+
+# Postgres unreachable, restarting or out of free connections: trying again may help.
+FINALIZE_RETRYABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    DatabaseBusy,
+    OSError,
+    TimeoutError,
+)
+
+SKIPPED_VALIDATION: dict[str, Any] = {"status": "skipped", "errors": []}
+
+
+def error_payload(exc: PromptrelayError, retryable: bool | None = None) -> dict[str, Any]:
+    """The `error` of a failed task: code, safe message, whether trying again may help."""
+    return {
+        "code": exc.code,
+        "message": exc.message,
+        "retryable": exc.retryable if retryable is None else retryable,
+    }
+
+
+def task_event(
+    kind: str, message: str = "", level: str = "info", **metadata: Any
+) -> dict[str, Any]:
+    """One entry of a task's execution log (`task_events`)."""
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "level": level,
+        "kind": kind,
+        "message": message,
+        "metadata": metadata,
+    }
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a task that no runner holds is ended, and the log line that says why."""
+
+    status: str
+    finish_reason: str
+    error: dict[str, Any] | None
+    event: str
+
+
+@dataclass
+class TaskEnd:
+    """Everything known about a task when it ends."""
+
+    task_id: str
+    run_id: UUID | None
+    status: str
+    finish_reason: str
+    text: str
+    last_seq: int
+    provider: str
+    model: str
+    usage: Usage
+    cost: Decimal | None
+    latency_ms: int
+    ttft_ms: int | None = None
+    usage_source: str = "estimated"
+    error: dict[str, Any] | None = None
+    validation: dict[str, Any] = field(default_factory=lambda: dict(SKIPPED_VALIDATION))
+    run_messages: list[dict[str, str]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def outcome(self) -> task_rows.TaskOutcome:
+        """The row the finalize statement writes."""
+        return task_rows.TaskOutcome(
+            status=self.status,
+            text=self.text,
+            input_tokens=self.usage.input_tokens,
+            output_tokens=self.usage.output_tokens,
+            usage_source=self.usage_source,
+            cost_usd=self.cost,
+            last_seq=self.last_seq,
+            ttft_ms=self.ttft_ms,
+            latency_ms=self.latency_ms,
+            finish_reason=self.finish_reason,
+            error=self.error,
+            validation_status=self.validation["status"],
+            run_messages=self.run_messages,
+            events=self.events,
+            validation_errors=self.validation["errors"],
+        )
+
+    def payload(self) -> dict[str, Any]:
+        """The `task_done` event."""
+        return done_payload(
+            task_id=self.task_id,
+            run_id=self.run_id,
+            status=self.status,
+            text=self.text,
+            last_seq=self.last_seq,
+            finish_reason=self.finish_reason,
+            provider=self.provider,
+            model=self.model,
+            usage=self.usage,
+            cost=self.cost,
+            ttft_ms=self.ttft_ms,
+            latency_ms=self.latency_ms,
+            validation=self.validation,
+            error=self.error,
+        )
+
+
+def done_payload(
+    *,
+    task_id: str,
+    run_id: UUID | None,
+    status: str,
+    text: str,
+    last_seq: int,
+    finish_reason: str | None,
+    provider: str,
+    model: str,
+    usage: Usage | None,
+    cost: Decimal | None,
+    ttft_ms: int | None,
+    latency_ms: int | None,
+    validation: dict[str, Any],
+    error: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The `task_done` event (engine.protocol.responses.TaskDone) as a plain dict."""
+    return {
+        "task_id": task_id,
+        "run_id": str(run_id) if run_id else None,
+        "status": status,
+        "text": text,
+        "last_seq": last_seq,
+        "finish_reason": finish_reason,
+        "provider": provider,
+        "model": model,
+        "usage": None
+        if usage is None
+        else {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        "cost_usd": None if cost is None else format_money(cost),
+        "ttft_ms": ttft_ms,
+        "latency_ms": latency_ms,
+        "validation": validation,
+        "error": error,
+    }
+
+
+def done_from_row(row: asyncpg.Record) -> dict[str, Any]:
+    """The `task_done` of an ended task, rebuilt from its `ai_tasks` row."""
+    usage = None
+    if row["input_tokens"] is not None:
+        usage = Usage(row["input_tokens"], row["output_tokens"])
+    return done_payload(
+        task_id=str(row["task_id"]),
+        run_id=row["run_id"],
+        status=row["status"],
+        text=row["response_text"] or "",
+        last_seq=row["last_seq"],
+        finish_reason=row["finish_reason"],
+        provider=row["provider"],
+        model=row["model"],
+        usage=usage,
+        cost=row["cost_usd"],
+        ttft_ms=row["ttft_ms"],
+        latency_ms=row["latency_ms"],
+        validation={
+            "status": row["validation_status"] or "skipped",
+            "errors": row["validation_errors"],
+        },
+        error=row["error"],
+    )
+
+
+async def write_outcome(
+    pool: asyncpg.Pool, task_id: UUID, outcome: task_rows.TaskOutcome, attempts: int = 6
+) -> bool:
+    """Write the outcome, trying again while Postgres blinks (the write is idempotent).
+
+    False when the task had already ended before the first attempt (someone else ended it).
+    """
+    delay = 0.2
+    for attempt in range(1, attempts + 1):
+        try:
+            # After a dropped connection the earlier attempt may have committed.
+            return await task_rows.finalize_task(pool, task_id, outcome) or attempt > 1
+        except FINALIZE_RETRYABLE as exc:
+            if attempt == attempts:
+                raise
+            log.warning("finalize of task %s failed (%s); retrying", task_id, type(exc).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return False  # not reached: the last attempt returns or raises
+
+
+async def publish_done(
+    redis: aioredis.Redis, keys: Keys, task_id: str, payload: dict[str, Any], ttl_s: int
+) -> None:
+    """Write the terminal record into the history stream and announce it live."""
+    record = encode_done(payload)
+    pipe = redis.pipeline(transaction=True)
+    pipe.xadd(keys.history(task_id), {"r": record})
+    pipe.expire(keys.history(task_id), ttl_s)
+    pipe.publish(keys.live(task_id), record)
+    await pipe.execute()
