@@ -54,5 +54,26 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default=120.0,
         help="seconds before a task without task_done counts as done_timeout",
     )
+    p.add_argument(
+        "--upstream",
+        choices=["openai", "anthropic", "google"],
+        default=None,
+        help="stream from a fake provider (tests/fakes, in its wire format) started by the"
+        " bench; with --spawn the server is pointed at it. Also runs a direct client on it",
+    )
+    p.add_argument(
+        "--upstream-delay-ms", type=int, default=20, help="--upstream: ms before each token"
+    )
+    p.add_argument("--upstream-tokens", type=int, default=64, help="--upstream: tokens a stream")
+    p.add_argument(
+        "--upstream-port",
+        type=int,
+        default=0,
+        help="--upstream: the fake's port (default any free one; give one to point a server"
+        " you started yourself at it)",
+    )
+    p.add_argument(
+        "--no-direct", action="store_true", help="--upstream: skip the direct-client baseline"
+    )
     p.add_argument("--json", type=Path, default=None, metavar="FILE")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png")

@@ -6,12 +6,21 @@ import argparse
 import contextlib
 import importlib.util
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
-from bench.driver import BenchConfig, default_procs, run_bench
+from bench.driver import BenchConfig, Probe, default_procs, run_bench
 from bench.report import print_table, write_json, write_plot
 from bench.spawn import spawned_server
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    token: str
+    pid: int | None  # the spawned server's, when the bench started it
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -25,18 +34,96 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--plot writes a PNG: give a FILE.png"
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         return "--plot needs matplotlib: pip install 'promptrelay[bench]'"
+    if args.upstream is None:
+        return None
+    if args.upstream_tokens < 1 or args.upstream_delay_ms < 0 or args.upstream_port < 0:
+        return "--upstream-tokens must be at least 1, --upstream-delay-ms and -port at least 0"
+    if not args.spawn and not args.upstream_port:
+        return (
+            "--upstream without --spawn needs --upstream-port, with the server's base URL"
+            " for that provider pointing at it"
+        )
+    from bench.upstream import fakes_root
+
+    if fakes_root() is None:
+        return "--upstream needs a source checkout of promptrelay (it runs tests/fakes)"
     return None
 
 
 @contextlib.contextmanager
-def _target(args: argparse.Namespace, console: Console) -> Iterator[tuple[str, str]]:
+def _target(
+    args: argparse.Namespace, console: Console, env: dict[str, str] | None
+) -> Iterator[Target]:
     if not args.spawn:
-        yield args.url, args.token
+        yield Target(args.url, args.token, None)
         return
     console.print("starting a server on embedded Postgres and Redis ...")
-    with spawned_server() as server:
+    with spawned_server(env, server_keys=env is not None) as server:
         console.print(f"spawned server at {server.url} (pid {server.pid})")
-        yield server.url, server.token
+        yield Target(server.url, server.token, server.pid)
+
+
+def _probe(target: Target, upstream: Any) -> Probe | None:
+    """CPU seconds of the spawned server's processes (by role) and of the fake upstream."""
+    if target.pid is None and upstream is None:
+        return None
+    from bench.proctree import tree_cpu
+
+    def read() -> dict[str, float]:
+        out = tree_cpu(target.pid) if target.pid is not None else {}
+        if upstream is not None:
+            out["upstream"] = upstream.cpu_s()
+        return out
+
+    return read
+
+
+def _config(args: argparse.Namespace, target: Target, model: str, tasks: int | None) -> BenchConfig:
+    return BenchConfig(
+        url=target.url,
+        token=target.token,
+        clients=args.clients,
+        concurrency=args.concurrency,
+        tasks=tasks,
+        model=model,
+        max_tokens=args.max_tokens,
+        tokens_per_second=args.tokens_per_second,
+        duration_s=args.duration,
+        idle_clients=args.idle_clients,
+        procs=args.procs or default_procs(args.concurrency, args.clients + args.idle_clients),
+        task_timeout_s=args.task_timeout,
+    )
+
+
+def _run(args: argparse.Namespace, console: Console, tasks: int | None) -> dict[str, Any]:
+    if args.upstream is None:
+        with _target(args, console, None) as target:
+            cfg = _config(args, target, args.model, tasks)
+            return run_bench(cfg, console, _probe(target, None))
+    from bench.upstream import fake_model, fake_upstream, ratio, run_direct_baseline
+
+    model = fake_model(args.upstream_tokens, args.upstream_delay_ms)
+    with fake_upstream(args.upstream, args.upstream_port) as upstream:
+        console.print(f"fake {args.upstream} upstream at {upstream.base_url} (pid {upstream.pid})")
+        direct = None
+        if not args.no_direct:
+            direct_args = {
+                "provider": args.upstream,
+                "base_url": upstream.base_url,
+                "model": model,
+                "concurrency": args.concurrency,
+                "tasks": tasks,
+                "duration": args.duration,
+                "max_tokens": args.max_tokens,
+            }
+            direct = run_direct_baseline(direct_args, tasks, upstream, console)
+        with _target(args, console, upstream.server_env()) as target:
+            cfg = _config(args, target, f"{args.upstream}/{model}", tasks)
+            report = run_bench(cfg, console, _probe(target, upstream))
+    if direct is not None:
+        report["direct"] = direct
+        report["ratio_to_direct"] = ratio(report, direct)
+    return report
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -47,22 +134,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         console.print(f"promptrelay bench: {problem}")
         return 2
     tasks = args.tasks if args.tasks is not None or args.duration else 1000
-    with _target(args, console) as (url, token):
-        cfg = BenchConfig(
-            url=url,
-            token=token,
-            clients=args.clients,
-            concurrency=args.concurrency,
-            tasks=tasks,
-            model=args.model,
-            max_tokens=args.max_tokens,
-            tokens_per_second=args.tokens_per_second,
-            duration_s=args.duration,
-            idle_clients=args.idle_clients,
-            procs=args.procs or default_procs(args.concurrency, args.clients + args.idle_clients),
-            task_timeout_s=args.task_timeout,
-        )
-        report = run_bench(cfg, console)
+    report = _run(args, console, tasks)
     print_table(report, Console())
     if args.json:
         write_json(report, args.json)

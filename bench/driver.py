@@ -7,6 +7,7 @@ import multiprocessing as mp
 import os
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -150,8 +151,15 @@ class _Run:
                 proc.join()
 
 
-def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any]:
-    """Run the whole bench against `cfg.url` and return the report."""
+Probe = Callable[[], dict[str, float]]
+
+
+def run_bench(
+    cfg: BenchConfig, console: Console | None = None, probe: Probe | None = None
+) -> dict[str, Any]:
+    """Run the whole bench against `cfg.url` and return the report. `probe`, when given, is
+    read when the load starts and when it ends (CPU seconds by role); its differences go
+    into the report's `probe` entry."""
     console = console or Console(stderr=True)
     before = scrape(cfg.url)
     run = _Run(cfg, console)
@@ -165,9 +173,13 @@ def run_bench(cfg: BenchConfig, console: Console | None = None) -> dict[str, Any
         run.wait_ready()
         time.sleep(0.5)  # let the server settle before measuring its memory
         connected: Snapshot | None = scrape(cfg.url)
+        probed = probe() if probe else {}
         result = run.run_load()
         after = scrape(cfg.url)
+        probed = {k: v - probed[k] for k, v in probe().items()} if probe else {}
     finally:
         run.shared.start.set()
         run.stop()
-    return build_report(result, cfg.public(), server_figures(before, connected, after))
+    report = build_report(result, cfg.public(), server_figures(before, connected, after))
+    report["probe"] = {k: round(v, 3) for k, v in probed.items()}
+    return report

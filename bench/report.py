@@ -55,7 +55,39 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         "rss_mb_end": "server: resident memory MB at end",
     }
     out += [(label, _fmt(server.get(key))) for key, label in labels.items() if key in server]
+    return out + _probe_rows(report) + _direct_rows(report)
+
+
+def _probe_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """CPU of every process of a spawned server, and of the fake upstream."""
+    probe = report.get("probe") or {}
+    tokens = report["server"].get("tokens_relayed") or report["tokens"]
+    out = []
+    labels = {
+        "server": "server processes (all): CPU s per 1,000 tokens",
+        "stores": "embedded Postgres + Redis: CPU s per 1,000 tokens",
+    }
+    for key, label in labels.items():
+        if key in probe and tokens:
+            out.append((label, _fmt(round(probe[key] / tokens * 1000, 4))))
+    if "upstream" in probe:
+        out.append(("fake upstream: CPU s during the relay run", _fmt(probe["upstream"])))
     return out
+
+
+def _direct_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The direct client's figures on the same upstream, and the ratio."""
+    direct = report.get("direct")
+    if not direct:
+        return []
+    errors = ", ".join(f"{k} {v}" for k, v in sorted(direct["errors"].items())) or "none"
+    return [
+        ("direct client: streams completed", f"{_fmt(direct['completed'])} (errors: {errors})"),
+        ("direct client: tokens/s", _fmt(direct["tokens_per_s"])),
+        ("direct client: time to first token ms", _dist(direct["ttft_ms"])),
+        ("fake upstream: CPU s during the direct run", _fmt(direct.get("upstream_cpu_s"))),
+        ("relay / direct tokens/s", _fmt(report.get("ratio_to_direct"))),
+    ]
 
 
 def print_table(report: dict[str, Any], console: Console | None = None) -> None:

@@ -49,10 +49,9 @@ def _wait_listening(proc: subprocess.Popen[str]) -> str:
     raise RuntimeError("the spawned server did not start:\n" + "".join(lines[-20:]))
 
 
-def _create_key(env: dict[str, str]) -> str:
-    # byok: a tier without a daily task quota, so a long bench is not cut short by one.
+def _create_key(env: dict[str, str], tier: str) -> str:
     out = subprocess.run(
-        _cli("keys", "create", "--user", "bench@localhost", "--tier", "byok", "--name", "bench"),
+        _cli("keys", "create", "--user", "bench@localhost", "--tier", tier, "--name", "bench"),
         env=env,
         capture_output=True,
         text=True,
@@ -63,8 +62,15 @@ def _create_key(env: dict[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def spawned_server(env_overrides: dict[str, str] | None = None) -> Iterator[Spawned]:
-    """A fresh server on embedded Postgres and Redis; stopped (SIGTERM) and removed after."""
+def spawned_server(
+    env_overrides: dict[str, str] | None = None, server_keys: bool = False
+) -> Iterator[Spawned]:
+    """A fresh server on embedded Postgres and Redis; stopped (SIGTERM) and removed after.
+
+    The bench key's tier has no daily task quota, so a long bench is not cut short by one:
+    `byok`, or with `server_keys` (tasks call a provider with the server's own key, which a
+    byok task never does) `premium` with its daily quota lifted."""
+    tier = "premium" if server_keys else "byok"
     with tempfile.TemporaryDirectory(prefix="ps-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(
@@ -83,6 +89,7 @@ def spawned_server(env_overrides: dict[str, str] | None = None) -> Iterator[Spaw
                 "MAX_PENDING_HANDSHAKES": "1000000",
                 "MAX_HTTP_REQUESTS_PER_MINUTE": "0",
                 "MAX_HTTP_REQUESTS_PER_MINUTE_PER_ADDRESS": "0",
+                "QUOTA_PREMIUM_DAILY": "-1",
                 **(env_overrides or {}),
             }
         )
@@ -97,7 +104,8 @@ def spawned_server(env_overrides: dict[str, str] | None = None) -> Iterator[Spaw
             )
             try:
                 url = _wait_listening(proc)
-                yield Spawned(url=url, token=_create_key(env), pid=proc.pid, log_path=log_path)
+                token = _create_key(env, tier)
+                yield Spawned(url=url, token=token, pid=proc.pid, log_path=log_path)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 try:

@@ -9,7 +9,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 from rich.console import Console
 
 from bench.direct import run_direct as direct_run
@@ -19,6 +21,8 @@ from bench.scrape import Snapshot, parse, server_figures
 from bench.stats import ProcessResult, TaskTrace, build_report, percentile
 from server.loop import tune_gc
 from tests.conftest import Server
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.google_server import FakeGemini
 from tests.fakes.openai_server import FakeOpenAI
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -210,3 +214,54 @@ def test_background_statements_are_not_the_tasks() -> None:
         'promptrelay_pg_queries_total{source="background"} 5.0\n'
     )
     assert parse(text).pg_queries == 8.0
+
+
+@pytest.mark.parametrize(
+    ("provider", "fake"), [("anthropic", FakeAnthropic), ("google", FakeGemini)]
+)
+async def test_direct_client_reads_each_provider_format(provider: str, fake: type[Any]) -> None:
+    async with fake() as server:
+        args = argparse.Namespace(
+            provider=provider,
+            base_url=server.base_url,
+            model="fake:tokens=12:delay_ms=1",
+            concurrency=2,
+            tasks=5,
+        )
+        result = await direct_run(args)
+    assert result["completed"] == 5 and result["errors"] == {}
+    assert result["tokens"] == 5 * 12 and result["ttft_ms"]["p99"] is not None
+
+
+def test_bench_upstream_runs_relay_and_direct_on_one_fake(tmp_path: Path) -> None:
+    """--upstream starts the fake, points the spawned server at it, runs both, prints a ratio."""
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "server.cli", "bench", "--spawn", "--upstream", "google"),
+            *("--upstream-tokens", "8", "--upstream-delay-ms", "2"),
+            *("--tasks", "12", "--concurrency", "4", "--clients", "2"),
+            *("--json", str(tmp_path / "u.json")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "relay / direct tokens/s" in out.stdout and "direct" in out.stderr
+    report = json.loads((tmp_path / "u.json").read_text())
+    assert report["config"]["model"] == "google/fake:tokens=8:delay_ms=2"
+    assert report["completed_intact"] == 12 and report["tokens"] == 12 * 8
+    assert report["direct"]["completed"] == 12 and report["direct"]["tokens"] == 12 * 8
+    assert report["ratio_to_direct"] > 0
+    # CPU of the spawned server's processes and of the fake (a tiny run may round to 0 there)
+    assert report["probe"]["server"] > 0 and report["probe"]["upstream"] >= 0
+
+
+def test_bench_upstream_without_spawn_needs_a_port() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "bench", "--token", "k", "--upstream", "openai"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "--upstream-port" in out.stderr

@@ -100,7 +100,7 @@ def test_request_shapes() -> None:
     assert [m["role"] for m in params["messages"]] == ["user", "assistant"]
     assert params["stop_sequences"] == ["x"] and "temperature" not in params
     system, contents = build_contents(request.messages)
-    assert system == "a\n\nd" and [c.role for c in contents] == ["user", "model"]
+    assert system == "a\n\nd" and [c["role"] for c in contents] == ["user", "model"]
 
 
 @pytest_asyncio.fixture

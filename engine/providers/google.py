@@ -1,162 +1,131 @@
-"""Google Gemini through the official `google-genai` SDK (the maintained successor of the
-deprecated `google-generativeai`): `generate_content_stream`."""
+"""Google Gemini: the Gemini API's documented streaming endpoint
+(`models/{model}:streamGenerateContent?alt=sse`), requested over aiohttp and decoded by
+`engine.providers.sse`.
+
+The `google-genai` SDK gives no raw stream (its streaming call builds a typed response per
+event and refuses `should_return_http_response`), and that per-event work cost about five
+times the CPU of this path (see docs/benchmarks.md). The request is the one the SDK makes
+with an API key: the same URL, `x-goog-api-key`, JSON body and `v1` API version; retries are
+ours (engine.tasks.retries), as they were with the SDK set to one attempt.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sys
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
-from google import genai
-from google.genai import errors as genai_errors
-from google.genai import types
+import orjson
 
-from engine.errors import ProviderFault
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
 from engine.providers.pricing import catalog_price
+from engine.providers.rawstream import RawSSEStream
+from engine.providers.sse import GoogleEvents
 
-FINISH_REASONS = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-    "IMAGE_PROHIBITED_CONTENT": "content_filter",
-    "UNEXPECTED_TOOL_CALL": "tool_calls",
-    "MALFORMED_FUNCTION_CALL": "tool_calls",
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
+API_VERSION = "v1"  # what google-genai uses with an API key
+_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+# Our settings, in the names of the API's generationConfig.
+_GENERATION = {
+    "temperature": "temperature",
+    "top_p": "topP",
+    "max_tokens": "maxOutputTokens",
+    "stop": "stopSequences",
+    "seed": "seed",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
 }
-_TRANSPORT_ERRORS = (aiohttp.ClientError, OSError)
 
 
-def convert_error(exc: Exception) -> ProviderFault:
-    """Our error for an SDK or transport error; never the SDK's text."""
-    if isinstance(exc, genai_errors.APIError):
-        headers = getattr(exc.response, "headers", None)
-        return faults.from_status("google", int(exc.code or 500), headers)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return faults.unreachable("google")
-    return faults.cut("google")
+def _user_agent() -> str:
+    return f"promptrelay gl-python/{sys.version.split()[0]}"
 
 
-def build_contents(messages: list[dict[str, str]]) -> tuple[str | None, list[types.Content]]:
+def build_contents(
+    messages: list[dict[str, str]],
+) -> tuple[str | None, list[dict[str, Any]]]:
     """Gemini roles: `user` and `model` contents, system prompts as the system instruction."""
     system = [m["content"] for m in messages if m["role"] == "system"]
     contents = [
-        types.Content(
-            role="model" if m["role"] == "assistant" else "user",
-            parts=[types.Part(text=m["content"])],
-        )
+        {
+            "role": "model" if m["role"] == "assistant" else "user",
+            "parts": [{"text": m["content"]}],
+        }
         for m in messages
         if m["role"] != "system"
     ]
     return ("\n\n".join(system) if system else None), contents
 
 
-def build_config(request: ProviderRequest, system: str | None) -> types.GenerateContentConfig:
+def build_body(request: ProviderRequest) -> dict[str, Any]:
+    """The JSON body of one `streamGenerateContent` call."""
+    system, contents = build_contents(request.messages)
+    body: dict[str, Any] = {"contents": contents}
+    if system is not None:
+        body["systemInstruction"] = {"role": "user", "parts": [{"text": system}]}
     settings = request.settings
-    return types.GenerateContentConfig(
-        system_instruction=system,
-        temperature=settings.get("temperature"),
-        top_p=settings.get("top_p"),
-        max_output_tokens=settings.get("max_tokens"),
-        stop_sequences=settings.get("stop"),
-        seed=settings.get("seed"),
-        presence_penalty=settings.get("presence_penalty"),
-        frequency_penalty=settings.get("frequency_penalty"),
-    )
-
-
-def _usage(meta: Any) -> Usage:
-    prompt = meta.prompt_token_count or 0
-    output = (meta.candidates_token_count or 0) + (meta.thoughts_token_count or 0)
-    return Usage(prompt, output, meta.cached_content_token_count or 0)
-
-
-class GoogleStream(ProviderStream):
-    def __init__(
-        self, responses: AsyncIterator[types.GenerateContentResponse], owned: genai.Client | None
-    ) -> None:
-        self._responses = responses
-        self._owned = owned  # a per-call client (a user's own key), closed with the stream
-        self._tool_call = False
-
-    async def deltas(self) -> AsyncIterator[str]:
-        try:
-            async for response in self._responses:
-                text = self._on_response(response)
-                if text:
-                    yield text
-        except genai_errors.APIError as exc:
-            raise convert_error(exc) from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise convert_error(exc) from exc
-
-    def _on_response(self, response: types.GenerateContentResponse) -> str:
-        if response.usage_metadata is not None:
-            self.usage = _usage(response.usage_metadata)
-        texts: list[str] = []
-        for candidate in (response.candidates or [])[:1]:
-            parts = candidate.content.parts if candidate.content else None
-            texts.extend(p.text for p in parts or [] if p.text and not p.thought)
-            if any(p.function_call for p in parts or []):
-                self._tool_call = True
-            if candidate.finish_reason is not None:
-                reason = str(getattr(candidate.finish_reason, "value", candidate.finish_reason))
-                mapped = FINISH_REASONS.get(reason, "stop")
-                self.finish_reason = "tool_calls" if self._tool_call else mapped
-        return "".join(texts)
-
-    async def aclose(self) -> None:
-        closer = getattr(self._responses, "aclose", None)
-        try:
-            if closer is not None:
-                await closer()
-        finally:
-            if self._owned is not None:
-                owned, self._owned = self._owned, None
-                await owned.aio.aclose()
+    config = {
+        name: settings[key] for key, name in _GENERATION.items() if settings.get(key) is not None
+    }
+    if config:
+        body["generationConfig"] = config
+    return body
 
 
 class GoogleProvider(Provider):
     name = "google"
 
     def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float) -> None:
-        self._base_url = base_url
-        self._timeout_ms = int(timeout_s * 1000)
-        self._client = self._new_client(api_key or "unset")
-
-    def _new_client(self, api_key: str) -> genai.Client:
-        # One attempt per call: retries are ours (engine.tasks.retries).
-        options = types.HttpOptions(
-            base_url=self._base_url,
-            timeout=self._timeout_ms,
-            retry_options=types.HttpRetryOptions(attempts=1),
+        self._api_key = api_key or "unset"
+        root = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._models_url = f"{root}/{API_VERSION}/models/"
+        # A stall is bounded per read, not over the whole (possibly long) stream.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=timeout_s, sock_read=timeout_s
         )
-        return genai.Client(api_key=api_key, http_options=options)
+        self._headers = {"Content-Type": "application/json", "user-agent": _user_agent()}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Made on first use, inside the running event loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0), timeout=self._timeout
+            )
+        return self._session
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
-        owned = None if request.api_key is None else self._new_client(request.api_key)
-        client = owned or self._client
-        system, contents = build_contents(request.messages)
+        url = f"{self._models_url}{request.model}:streamGenerateContent?alt=sse"
+        headers = {**self._headers, "x-goog-api-key": request.api_key or self._api_key}
         try:
-            responses = await client.aio.models.generate_content_stream(
-                model=request.model,
-                contents=contents,
-                config=build_config(request, system),
+            response = await self._client().post(
+                url, data=orjson.dumps(build_body(request)), headers=headers
             )
-        except (genai_errors.APIError, *_TRANSPORT_ERRORS) as exc:
-            if owned is not None:
-                await owned.aio.aclose()
-            raise convert_error(exc) from exc
-        return GoogleStream(responses, owned)
+        except aiohttp.ClientConnectorError as exc:
+            raise faults.unreachable("google") from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise faults.cut("google") from exc
+        if response.status != 200:
+            try:
+                await response.read()  # the error body, so the connection can be reused
+            except _TRANSPORT_ERRORS:
+                pass
+            finally:
+                response.release()
+            raise faults.from_status("google", response.status, response.headers)
+        body = response.content.iter_any()
+        reader = GoogleEvents(response.headers)
+
+        async def close() -> None:
+            response.close()
+
+        return RawSSEStream("google", body, reader, close)
 
     def price(self, model: str, usage: Usage) -> Decimal | None:
         return catalog_price("google", model, usage)
 
     async def close(self) -> None:
-        await self._client.aio.aclose()
+        if self._session is not None:
+            await self._session.close()

@@ -1,8 +1,10 @@
-"""OpenAI (and any OpenAI-compatible server) through the official `openai` SDK."""
+"""OpenAI (and any OpenAI-compatible server) through the official `openai` SDK.
+
+The SDK makes the request (auth, base URL, headers, status errors); the streamed body is read
+as raw SSE and decoded by `engine.providers.sse`, without an SDK object per event."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +15,8 @@ from engine.errors import ProviderFault, ProviderUnavailable
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
 from engine.providers.pricing import catalog_price
+from engine.providers.rawstream import RawSSEStream
+from engine.providers.sse import OpenAIEvents
 
 # Settings the Chat Completions API takes as they are.
 _PASSTHROUGH = (
@@ -37,68 +41,53 @@ def convert_error(exc: openai.OpenAIError) -> ProviderFault:
     return faults.cut("openai")
 
 
-def _usage(usage: Any) -> Usage:
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = getattr(details, "cached_tokens", None) or 0
-    return Usage(usage.prompt_tokens, usage.completion_tokens, cached)
-
-
-class OpenAIStream(ProviderStream):
-    def __init__(self, stream: openai.AsyncStream[Any]) -> None:
-        self._stream = stream
-
-    async def deltas(self) -> AsyncIterator[str]:
-        try:
-            async for chunk in self._stream:
-                if chunk.usage is not None:
-                    self.usage = _usage(chunk.usage)
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                if choice.finish_reason is not None:
-                    self.finish_reason = choice.finish_reason
-                content = choice.delta.content if choice.delta is not None else None
-                if content:
-                    yield content
-        except openai.OpenAIError as exc:
-            raise convert_error(exc) from exc
-        except (httpx2.TransportError, OSError) as exc:
-            raise faults.cut("openai") from exc
-
-    async def aclose(self) -> None:
-        await self._stream.close()
-
-
 class OpenAIProvider(Provider):
     name = "openai"
 
     def __init__(
-        self, api_key: str | None, base_url: str | None, timeout_s: float, max_retries: int = 0
+        self,
+        api_key: str | None,
+        base_url: str | None,
+        timeout_s: float,
+        max_retries: int = 0,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         # Retries are ours (engine.tasks.retries) by default, so the SDK makes one request.
+        # The SDK's aiohttp transport reads a stream for about half the CPU of its default one.
         self._client = openai.AsyncOpenAI(
             api_key=api_key or "unset",
             base_url=base_url,
             timeout=timeout_s,
             max_retries=max_retries,
+            http_client=http_client or openai.DefaultAioHttpClient(timeout=timeout_s),
         )
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
-        params = {k: request.settings[k] for k in _PASSTHROUGH if k in request.settings}
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": request.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        body.update((k, request.settings[k]) for k in _PASSTHROUGH if k in request.settings)
         client = self._client
         if request.api_key is not None:
             client = client.with_options(api_key=request.api_key)
+        # The SDK makes the request (auth, base URL, headers, status errors) with the body as
+        # it is: `post` skips the per-call typed transform of `chat.completions.create`, about
+        # 0.7 ms of CPU a call. Its stream object is never iterated: the body is read raw.
         try:
-            stream = await client.chat.completions.create(  # type: ignore[call-overload]
-                model=request.model,
-                messages=request.messages,
+            stream = await client.post(
+                "/chat/completions",
+                cast_to=object,
+                body=body,
                 stream=True,
-                stream_options={"include_usage": True},
-                **params,
+                stream_cls=openai.AsyncStream[object],
             )
         except openai.OpenAIError as exc:
             raise convert_error(exc) from exc
-        return OpenAIStream(stream)
+        response = stream.response
+        return RawSSEStream("openai", response.aiter_bytes(), OpenAIEvents(), response.aclose)
 
     def price(self, model: str, usage: Usage) -> Decimal | None:
         return catalog_price("openai", model, usage)

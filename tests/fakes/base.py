@@ -27,8 +27,8 @@ class FakeServerBase:
     def url_of(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"
 
-    async def start(self) -> str:
-        """Bind 127.0.0.1 on an ephemeral port and return the base URL."""
+    async def start(self, port: int = 0) -> str:
+        """Bind 127.0.0.1 on `port` (0: an ephemeral one) and return the base URL."""
         app = web.Application()
         self.routes(app)
         # handler_cancellation: a client disconnect cancels the handler at once, even mid-sleep.
@@ -36,7 +36,7 @@ class FakeServerBase:
             app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.base_url = self.url_of(self._runner.addresses[0][1])
         return self.base_url

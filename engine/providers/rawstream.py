@@ -1,0 +1,87 @@
+"""A provider stream read as raw SSE bytes: the SDK made the request, `sse` decodes the body."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+
+import aiohttp
+import httpx2
+
+from engine.errors import ProviderUnavailable
+from engine.providers import faults
+from engine.providers.base import ProviderStream, Usage
+from engine.providers.sse import SSEDecoder
+
+
+class EventReader(Protocol):
+    """One provider's event decoder (`sse.OpenAIEvents` and its siblings)."""
+
+    finish_reason: str | None
+    usage: Usage | None
+    done: bool
+
+    def on_event(self, event: str | None, data: bytes) -> str | None: ...
+
+
+class RawSSEStream(ProviderStream):
+    """Text deltas from an SSE body; the upstream response is closed by `aclose`.
+
+    After the provider's terminal event the rest of the body is still read (a few bytes), so
+    that an HTTP/1.1 connection goes back to the pool instead of being closed.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        body: AsyncIterator[bytes],
+        reader: EventReader,
+        close: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._provider = provider
+        self._body = body
+        self._reader = reader
+        self._close = close
+
+    # What the reader saw so far, also when iteration was cut short or cancelled.
+    @property
+    def finish_reason(self) -> str | None:
+        return self._reader.finish_reason
+
+    @finish_reason.setter
+    def finish_reason(self, value: str | None) -> None:
+        self._reader.finish_reason = value
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._reader.usage
+
+    @usage.setter
+    def usage(self, value: Usage | None) -> None:
+        self._reader.usage = value
+
+    async def deltas(self) -> AsyncIterator[str]:
+        reader = self._reader
+        decoder = SSEDecoder()
+        try:
+            async for chunk in self._body:
+                if reader.done:
+                    continue
+                for event, data in decoder.feed(chunk):
+                    text = reader.on_event(event, data)
+                    if text:
+                        yield text
+                    if reader.done:
+                        break
+            if not reader.done:
+                for event, data in decoder.close():
+                    text = reader.on_event(event, data)
+                    if text:
+                        yield text
+        except httpx2.TimeoutException as exc:
+            raise ProviderUnavailable(f"{self._provider} did not answer in time") from exc
+        except (httpx2.TransportError, httpx2.StreamError, aiohttp.ClientError, OSError) as exc:
+            raise faults.cut(self._provider) from exc
+
+    async def aclose(self) -> None:
+        await self._close()
