@@ -44,8 +44,8 @@ PARENT_WATCH = web.AppKey("parent_watch", asyncio.Task[None])
 
 
 def worker_count(settings: Settings) -> int:
-    """How many local workers `serve` starts: LOCAL_WORKERS, unset: one per core."""
-    if settings.local_workers is not None:
+    """How many local workers `serve` starts: LOCAL_WORKERS, or one per core for -1."""
+    if settings.local_workers >= 0:
         return settings.local_workers
     try:
         return len(os.sched_getaffinity(0))

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.settings import Settings
+from server.local_workers import worker_count
 from tests.faults import adhoc, demo_key, execute, leftovers, spawn_serve, stop_quietly
 from tests.nodes import Node, until
 
@@ -111,3 +113,9 @@ async def test_workers_stop_by_themselves_when_serve_is_killed(tmp_path: Path) -
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         await stop_quietly(node, data_dir)
+
+
+def test_minus_one_means_one_worker_per_usable_core() -> None:
+    assert worker_count(Settings(local_workers=-1)) == len(os.sched_getaffinity(0))
+    assert worker_count(Settings(local_workers=3)) == 3
+    assert worker_count(Settings()) == 0  # the default: one process does everything
