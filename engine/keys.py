@@ -27,6 +27,10 @@ class Keys:
         """A relay's own channel, to check its pub/sub connection still delivers."""
         return f"{self.prefix}probe:{token}"
 
+    def publisher_marker(self, token: str) -> str:
+        """A publisher's own key: gone means Redis lost its data (histories are rewritten)."""
+        return f"{self.prefix}publisher:{token}"
+
     # --- tasks and their hand-off (engine/tasks, engine/cluster) --------------------------
     def cancel_channel(self) -> str:
         """Pub/sub channel of cancels for tasks running on another node."""

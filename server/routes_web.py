@@ -13,7 +13,13 @@ from server.state import POOL
 from server.web_assets import INSTALL_HINT, VENDOR_DIR
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-PAGE_FILES = {"app.js": "text/javascript", "view.js": "text/javascript", "style.css": "text/css"}
+PAGE_FILES = {
+    "app.js": "text/javascript",
+    "view.js": "text/javascript",
+    "sidebar.js": "text/javascript",
+    "usage.js": "text/javascript",
+    "style.css": "text/css",
+}
 # The JavaScript client package (clients/typescript/src), which the page is built on: in a
 # source checkout from there, in an installed wheel from the copy packaged beside the page.
 CLIENT_FILES = {"index.js", "client.js", "task.js", "errors.js", "redux.js"}

@@ -24,6 +24,7 @@ UNLIMITED = {
     "quota_free_daily": "-1",
     "max_concurrent_tasks": "1000",
     "max_events_per_second": "10000",
+    "max_connections_per_user": "1000",  # sockets and SSE streams of one key
 }
 
 

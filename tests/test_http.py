@@ -398,7 +398,7 @@ async def test_cancel_a_long_running_task(server: Server, http: aiohttp.ClientSe
     task_url = f"{server.url}/v1/tasks/{ack['task_id']}"
     async with http.get(task_url + "/stream?after_seq=0", headers=auth(key)) as resp:
         first = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 20)
-        assert first.startswith(b"event: task_chunk"), first  # the task streams: cancel it
+        assert b"event: task_chunk" in first, first  # the task streams: cancel it
         status, body = await request(http, "POST", task_url + "/cancel", headers=auth(key))
         assert (status, body) == (200, {"status": "cancelled"})
         rest = await asyncio.wait_for(resp.read(), 10)

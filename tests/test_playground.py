@@ -276,7 +276,8 @@ async def test_page_and_assets_are_served(server: Server) -> None:
             assert resp.status == 200
             assert "promptrelay playground" in await resp.text()
             assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
-        for path in ("/playground/app.js", "/playground/view.js", "/playground/style.css"):
+        for name in ("app.js", "view.js", "sidebar.js", "usage.js", "style.css"):
+            path = f"/playground/{name}"
             async with http.get(server.url + path) as resp:
                 assert resp.status == 200, path
         # The page is built on the client package, served as importable modules.

@@ -42,7 +42,7 @@ async def _wait_done(client: Client, task_id: str) -> None:
 async def _claims(redis: EmbeddedRedis, cluster: Cluster, task_ids: list[str]) -> list[str]:
     client = aioredis.Redis.from_url(redis.url)
     try:
-        raw = await client.mget([cluster.key(f"claim:{t}") for t in task_ids])
+        raw = await client.mget([cluster.keys.claim(t) for t in task_ids])
     finally:
         await client.aclose()
     return [r.decode() if r else "" for r in raw]

@@ -64,7 +64,7 @@ async def test_second_sigint_during_the_grace_ends_tasks_and_exits_promptly(
     try:
         await node.wait_ready()
         token = demo_key(node)
-        task_ids = [await execute(node, token, adhoc(100_000, 20)) for _ in range(3)]
+        task_ids = [await execute(node, token, adhoc(30_000, 20)) for _ in range(3)]
         readers = [SseReader(t) for t in task_ids]
         streams = await read_all(readers, node.url, token)
         await until(lambda: all(r.chunks for r in readers), what="a chunk on every stream")
@@ -107,7 +107,7 @@ async def test_one_signal_exit_time_with_and_without_running_tasks(tmp_path: Pat
     node = spawn_serve(data_dir, tmp_path / "busy.log", shutdown_grace_s="3")
     try:
         await node.wait_ready()
-        task_id = await execute(node, token, adhoc(100_000, 20))
+        task_id = await execute(node, token, adhoc(30_000, 20))
         reader = SseReader(task_id)
         (stream, closer) = await read_all([reader], node.url, token)
         await until(lambda: bool(reader.chunks), what="a chunk")

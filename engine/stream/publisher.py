@@ -1,9 +1,10 @@
-"""Coalesce provider deltas into chunks and write them to Redis in batches.
+"""Write coalesced chunks to Redis in batches (what goes into a chunk: coalescer.py).
 
 Every running task appends text; one loop per process flushes all of it each window:
 one pipeline carrying, per task, the chunk for the history stream (XADD) and
-for live delivery (PUBLISH). Under load a flush takes longer, so the window grows with
-load by itself and shrinks back when idle.
+for live delivery (PUBLISH). The window widens with the number of streaming tasks, and a
+slow flush makes the next window start later, so batches grow with load and shrink back
+when idle.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from engine.aio import check_cancelled
 from engine.errors import ServiceUnavailable
 from engine.keys import Keys
 from engine.metrics import Metrics
+from engine.stream.coalescer import Chunk, Coalescer
 from engine.stream.outage import REDIS_DOWN, Outage, retrying
 from engine.stream.records import encode_chunk
 
@@ -34,8 +36,6 @@ MAX_BUFFERED_BYTES = 64 * 1024 * 1024  # text held while Redis is away, for all 
 @dataclass
 class _Pending:
     task_id: str
-    parts: list[str] = field(default_factory=list)
-    seq: int = 0
     in_flight: bool = False
     flushed: asyncio.Event = field(default_factory=asyncio.Event)
     records: list[str] = field(default_factory=list)  # published, to rewrite a lost history
@@ -56,14 +56,12 @@ class ChunkPublisher:
         self._redis = redis
         self._metrics = metrics or Metrics()
         self._keys = keys
-        self._window_s = window_s
+        self._coalescer = Coalescer(window_s)
         self._maxlen = history_maxlen
         self._tasks: dict[str, _Pending] = {}
-        self._dirty: dict[str, _Pending] = {}
         self._wake = asyncio.Event()
-        self._marker = f"{keys.prefix}publisher:{uuid.uuid4().hex}"
+        self._marker = keys.publisher_marker(uuid.uuid4().hex)
         self._writing = asyncio.Lock()  # a flush and a history rewrite never interleave
-        self._buffered = 0  # bytes appended and not yet in Redis
         self._max_buffered = max_buffered_bytes
         self._abandoned = False  # shutting down in a hurry: stop waiting for Redis
         self._stopped = False  # the flush loop has ended
@@ -73,17 +71,14 @@ class ChunkPublisher:
 
     def open(self, task_id: str) -> None:
         self._tasks[task_id] = _Pending(task_id)
+        self._coalescer.open(task_id)
 
     def append(self, task_id: str, text: str) -> None:
         """Queue `text` for the task's next chunk. No I/O here."""
-        if self._buffered > self._max_buffered:
+        if self._coalescer.buffered > self._max_buffered:
             raise ServiceUnavailable("the stream store is unavailable; try again")
-        pending = self._tasks[task_id]
-        pending.parts.append(text)
-        self._buffered += len(text)
-        if task_id not in self._dirty:
-            self._dirty[task_id] = pending
-            pending.flushed.clear()
+        if self._coalescer.append(task_id, text):
+            self._tasks[task_id].flushed.clear()
             self._wake.set()
 
     async def drain(self, task_id: str) -> int:
@@ -92,12 +87,13 @@ class ChunkPublisher:
         Returns at once, with what did reach Redis, once the flush loop has stopped; after
         `abandon`, a flush that fails is not retried."""
         pending = self._tasks[task_id]
-        while (task_id in self._dirty or pending.in_flight) and not self._stopped:
+        queued = self._coalescer.is_queued
+        while (queued(task_id) or pending.in_flight) and not self._stopped:
             await pending.flushed.wait()
         if pending.records and not self._stopped:
             await self._verify()  # Redis may have lost it since the last flush
         del self._tasks[task_id]
-        return pending.seq
+        return self._coalescer.close(task_id)
 
     def abandon(self) -> None:
         """Stop waiting for Redis (a shutdown in a hurry): a flush that fails gives up."""
@@ -119,30 +115,30 @@ class ChunkPublisher:
                 # on Python 3.11); once this task was asked to stop, it never waits again.
                 check_cancelled()
                 await self._wake.wait()
-                if self._window_s:
-                    await asyncio.sleep(self._window_s)
+                window = self._coalescer.window_s()
+                if window:
+                    await asyncio.sleep(window)
                 self._wake.clear()
-                batch, self._dirty = self._dirty, {}
-                await self._flush(batch)
+                await self._flush(self._coalescer.take())
         finally:
             self._stopped = True
             self._release_all()
 
-    async def _flush(self, batch: dict[str, _Pending]) -> None:
-        # Take the text now: deltas appended while the pipeline is in flight go to the next one.
-        records, size = [], 0
-        for task_id, pending in batch.items():
-            text = "".join(pending.parts)
-            pending.parts = []
+    async def _flush(self, chunks: list[Chunk]) -> None:
+        # The text is taken now: deltas appended while the pipeline is in flight go to the
+        # next one.
+        records = []
+        for chunk in chunks:
+            pending = self._tasks[chunk.task_id]
             pending.in_flight = True
-            size += len(text)
-            records.append((pending, encode_chunk(task_id, pending.seq + 1, text)))
+            records.append((pending, encode_chunk(chunk.task_id, chunk.seq, chunk.text)))
         async with self._writing:
             replies = await self._execute(records)
-            self._buffered -= size
-            if replies is not None:  # else abandoned: the text is only in the final record
+            if replies is None:  # abandoned: the text is only in the final record
+                self._coalescer.dropped(chunks)
+            else:
+                self._coalescer.published(chunks)
                 for pending, record in records:
-                    pending.seq += 1
                     pending.records.append(record)
                 if not replies[0]:
                     await self._rewrite()
@@ -151,7 +147,7 @@ class ChunkPublisher:
         self._metrics.flush_batch.observe(len(records))
         for pending, _ in records:
             pending.in_flight = False
-            if pending.task_id not in self._dirty:
+            if not self._coalescer.is_queued(pending.task_id):
                 pending.flushed.set()
 
     async def _execute(self, records: list[tuple[_Pending, str]]) -> list[Any] | None:
@@ -166,7 +162,7 @@ class ChunkPublisher:
             for pending, record in records:
                 history = self._keys.history(pending.task_id)
                 pipe.xadd(history, {"r": record}, maxlen=self._maxlen, approximate=True)
-                if pending.seq == 0:
+                if not pending.records:  # the task's first chunk
                     pipe.expire(history, RUNNING_TTL_S)
                 pipe.publish(self._keys.live(pending.task_id), record)
             try:

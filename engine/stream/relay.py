@@ -113,12 +113,13 @@ class Relay:
                 self._active.set()
             except (RedisError, OSError) as exc:
                 add.result.set_exception(exc)  # the subscriber gets it; the watch ends
-                self._forget(watch)
+                self.forget(watch)
                 watch.runner.cancel()
             return
         watch.queue.put_nowait(add)
 
-    def _resubmit(self, task_id: str, add: Add) -> None:
+    def resubmit(self, task_id: str, add: Add) -> None:
+        """Hand a subscriber that arrived after its watch ended to a fresh watch."""
         task = asyncio.create_task(self._submit(task_id, add))
         self._runners.add(task)
         task.add_done_callback(self._ended)
@@ -128,7 +129,8 @@ class Relay:
         if not task.cancelled() and task.exception() is not None:
             log.error("a task watch failed", exc_info=task.exception())
 
-    def _forget(self, watch: TaskWatch) -> None:
+    def forget(self, watch: TaskWatch) -> None:
+        """A watch has ended: stop routing its channel and unsubscribe from it."""
         if self._watches.get(watch.task_id) is watch:
             del self._watches[watch.task_id]
             channel = self.keys.live(watch.task_id)

@@ -99,12 +99,12 @@ class TaskWatch:
                 if self.queue.empty() and not self.subs:
                     return
         finally:
-            self.relay._forget(self)
+            self.relay.forget(self)
             while not self.queue.empty():
                 item = self.queue.get_nowait()
                 if isinstance(item, Add) and not item.result.done():
                     # Arrived after the end: a fresh watch replays it from history.
-                    self.relay._resubmit(self.task_id, item)
+                    self.relay.resubmit(self.task_id, item)
 
     def _patience(self) -> float:
         gapped = any(sub.gap_since is not None for sub in self.subs.values())

@@ -6,7 +6,9 @@
 // Types of every payload: clients/typescript/protocol.d.ts (GET /v1/protocol.json).
 
 import { createClient } from "/client/index.js";
-import { describeError, renderTurn, variableField } from "./view.js";
+import { Sidebar } from "./sidebar.js";
+import { showUsage } from "./usage.js";
+import { describeError, renderTurn, turnsOfRun, variableField } from "./view.js";
 
 const KEY_STORE = "promptrelay.key";
 const CHAT_STORE = "promptrelay.chat";
@@ -18,6 +20,7 @@ const state = {
   catalog: new Map(), // option value -> {kind, ref, variables}
   chat: loadChat(), // {run_id, turns: [...]}, kept in sessionStorage to survive a reload
   handles: new Map(), // task_id -> the client's task handle
+  sidebar: null,
 };
 
 function loadChat() {
@@ -70,6 +73,13 @@ function connect(key) {
     if (!reconnected) followOpenTurns(); // after a reload; later reconnects: the client
     else markResumed();
     loadCatalog();
+    state.sidebar.reload(); // runs_changed missed while disconnected
+    loadUsage();
+  });
+  client.ready.then((socket) => {
+    socket.on("runs_changed", (event) => {
+      if (state.client === client) state.sidebar.onChange(event);
+    });
   });
   client.on("disconnect", (reason, willReconnect) => {
     setConn(willReconnect ? `connection lost (${reason}), reconnecting…` : "disconnected");
@@ -83,11 +93,18 @@ function connect(key) {
 
 // ---- what to run: ad hoc, a builtin, or one of the user's prompts
 
-async function getJson(path) {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.key}` } });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  return response.json();
+/** The key goes in the Authorization header, never in a URL. */
+async function api(path, { method = "GET", body } = {}) {
+  const headers = { Authorization: `Bearer ${state.key}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${path.split("?")[0]}: HTTP ${response.status}`);
+  return response.status === 204 ? null : response.json();
 }
+
+const getJson = (path) => api(path);
 
 function addGroup(label, entries) {
   const source = $("source");
@@ -209,6 +226,7 @@ async function send(event) {
   }
   $("message").value = "";
   if (ack.run_id) state.chat.run_id = ack.run_id;
+  state.sidebar.setActive(state.chat.run_id);
   state.chat.turns.push({ role: "user", text: label });
   const turn = { role: "assistant", task_id: ack.task_id, text: "", last_seq: 0, done: null };
   state.chat.turns.push(turn);
@@ -231,6 +249,7 @@ function watch(turn, handle) {
       turn.done = { status: "failed", error: value, text: handle.text };
     } else if (kind === "done") {
       turn.done = value; // whole text: also right when history had expired
+      afterTaskEnded();
     }
     turn.text = handle.text;
     turn.last_seq = handle.lastSeq;
@@ -276,8 +295,52 @@ function markResumed() {
 
 function newConversation() {
   state.chat = { run_id: null, turns: [] };
+  state.sidebar.setActive(null);
   saveChat();
   renderAll();
+}
+
+// ---- the sidebar (sidebar.js) and the usage chart (usage.js)
+
+let refreshTimer = null;
+function afterTaskEnded() {
+  // A finished task moves its run to the top and changes its preview and the day's usage.
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(() => {
+    state.sidebar.reload();
+    loadUsage();
+  }, 200);
+}
+
+const loadUsage = () => showUsage(api);
+
+/** Resume a conversation: show its messages; the next message continues it (run_id). */
+async function openRun(runId) {
+  let run;
+  try {
+    run = await api(`/v1/runs/${runId}`);
+  } catch (err) {
+    showError(`Could not open the conversation (${err.message}).`);
+    return;
+  }
+  state.handles.clear(); // the old turns' listeners see their turns gone and stop
+  state.chat = { run_id: run.id, turns: turnsOfRun(run) };
+  $("continue-run").checked = true;
+  state.sidebar.setActive(run.id);
+  saveChat();
+  showError("");
+  followOpenTurns();
+  setSidebarOpen(false);
+  $("message").focus();
+}
+
+function onRunDeleted(runId) {
+  if (state.chat.run_id === runId) newConversation();
+}
+
+function setSidebarOpen(open) {
+  $("sidebar").classList.toggle("open", open);
+  $("sidebar-toggle").setAttribute("aria-expanded", String(open));
 }
 
 // ---- rendering
@@ -305,6 +368,15 @@ $("source").addEventListener("change", onSourceChange);
 $("send-form").addEventListener("submit", send);
 $("cancel").addEventListener("click", cancel);
 $("new-chat").addEventListener("click", newConversation);
+$("sidebar-new").addEventListener("click", () => {
+  newConversation();
+  setSidebarOpen(false);
+  $("message").focus();
+});
+$("sidebar-toggle").addEventListener("click", () => {
+  setSidebarOpen(!$("sidebar").classList.contains("open"));
+});
+$("usage-refresh").addEventListener("click", loadUsage);
 $("message").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
@@ -312,6 +384,8 @@ $("message").addEventListener("keydown", (event) => {
   }
 });
 
+state.sidebar = new Sidebar({ api, onOpen: openRun, onDeleted: onRunDeleted });
+state.sidebar.setActive(state.chat.run_id);
 renderAll();
 const initialKey = keyFromFragment() || sessionStorage.getItem(KEY_STORE);
 if (typeof io === "undefined") {

@@ -104,3 +104,35 @@ export function renderTurn(turn) {
   if (turn.role === "assistant") li.append(renderStats(turn));
   return li;
 }
+
+const DONE_FIELDS = ["status", "finish_reason", "usage", "cost_usd", "ttft_ms", "latency_ms",
+  "validation", "error"];
+
+/** GET /v1/runs/{id} -> transcript turns: its user and assistant messages, each answer with
+ * its task's figures; a task still running becomes an open turn the page follows. */
+export function turnsOfRun(run) {
+  const tasks = [...run.tasks].sort((a, b) => (a.created_at < b.created_at ? -1 : 1));
+  const ended = tasks.filter((t) => t.status !== "queued" && t.status !== "running");
+  const turns = [];
+  for (const message of run.messages) {
+    if (message.role !== "user" && message.role !== "assistant") continue;
+    const content = message.content;
+    const text = typeof content === "string" ? content : JSON.stringify(content);
+    if (message.role === "user") {
+      turns.push({ role: "user", text });
+      continue;
+    }
+    const at = ended.findIndex((t) => t.text === text);
+    const task = at >= 0 ? ended.splice(at, 1)[0] : null;
+    const done = task ? Object.fromEntries(DONE_FIELDS.map((f) => [f, task[f]]))
+      : { status: "completed" };
+    turns.push({ role: "assistant", task_id: task ? task.id : null, text,
+      last_seq: task ? task.last_seq : 0, done });
+  }
+  for (const task of tasks) {
+    if (task.status === "queued" || task.status === "running") {
+      turns.push({ role: "assistant", task_id: task.id, text: "", last_seq: 0, done: null });
+    }
+  }
+  return turns;
+}

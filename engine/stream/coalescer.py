@@ -1,0 +1,98 @@
+"""Which text of which task goes into the next chunk: pure bookkeeping, no I/O.
+
+Tasks append deltas; `take` hands out one chunk per task that has new text (all its text
+since the last chunk, with the task's next seq); `published` moves the seqs on once the
+chunks are written. The flush window widens with the number of tasks streaming, so that a
+busy node sends fewer, larger chunks (each chunk costs the same to relay whatever its
+length) and an idle one sends each token at once; a task's first chunk never waits for
+the wider window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Per this many streaming tasks the window grows by one base window, up to MAX_WINDOW_S.
+TASKS_PER_STEP = 100
+MAX_WINDOW_S = 0.1
+
+
+@dataclass(frozen=True)
+class Chunk:
+    task_id: str
+    seq: int
+    text: str
+
+
+@dataclass
+class _Text:
+    parts: list[str] = field(default_factory=list)
+    seq: int = 0  # seq of the last chunk published
+    size: int = 0  # characters appended and not yet published
+
+
+class Coalescer:
+    """The unpublished text of every open task, in append order."""
+
+    def __init__(self, base_window_s: float) -> None:
+        self.base_window_s = base_window_s
+        self._texts: dict[str, _Text] = {}
+        self._dirty: dict[str, _Text] = {}  # insertion order: first appended, first sent
+        self.buffered = 0  # characters appended and not yet published, every task
+
+    def open(self, task_id: str) -> None:
+        self._texts[task_id] = _Text()
+
+    def close(self, task_id: str) -> int:
+        """Forget the task; returns the seq of its last published chunk."""
+        self._dirty.pop(task_id, None)
+        return self._texts.pop(task_id).seq
+
+    def append(self, task_id: str, text: str) -> bool:
+        """Queue `text` for the task's next chunk; True when the task had nothing queued."""
+        entry = self._texts[task_id]
+        entry.parts.append(text)
+        entry.size += len(text)
+        self.buffered += len(text)
+        if task_id in self._dirty:
+            return False
+        self._dirty[task_id] = entry
+        return True
+
+    def is_queued(self, task_id: str) -> bool:
+        return task_id in self._dirty
+
+    def last_seq(self, task_id: str) -> int:
+        return self._texts[task_id].seq
+
+    def take(self) -> list[Chunk]:
+        """One chunk per task with new text, with its next seq; the text leaves the queue."""
+        chunks = []
+        for task_id, entry in self._dirty.items():
+            chunks.append(Chunk(task_id, entry.seq + 1, "".join(entry.parts)))
+            entry.parts = []
+        self._dirty = {}
+        return chunks
+
+    def published(self, chunks: list[Chunk]) -> None:
+        """The chunks are written: their tasks' seqs move on."""
+        for chunk in chunks:
+            self.buffered -= len(chunk.text)
+            entry = self._texts.get(chunk.task_id)
+            if entry is not None:
+                entry.seq = chunk.seq
+                entry.size -= len(chunk.text)
+
+    def dropped(self, chunks: list[Chunk]) -> None:
+        """The chunks will never be written (a shutdown in a hurry): stop counting them."""
+        for chunk in chunks:
+            self.buffered -= len(chunk.text)
+
+    def window_s(self) -> float:
+        """How long to gather text before the next flush."""
+        if not self.base_window_s:
+            return 0.0
+        if any(entry.seq == 0 for entry in self._dirty.values()):
+            return self.base_window_s  # someone waits for a first word
+        steps = 1 + max(0, len(self._texts) - 1) // TASKS_PER_STEP
+        return min(self.base_window_s * steps, max(MAX_WINDOW_S, self.base_window_s))
