@@ -171,8 +171,11 @@ class LocalWorkers:
                 pass
 
     def terminate(self) -> None:
-        """Stop restarting and start every worker's graceful drain (SIGTERM, in order)."""
+        """Stop restarting and start every worker's graceful drain (SIGTERM, in order), once:
+        a second SIGTERM would cut their grace short (`hurry`)."""
         with self._lock:
+            if self._stopping.is_set():
+                return
             self._stopping.set()
         self._signal_all()
 

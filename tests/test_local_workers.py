@@ -3,9 +3,11 @@ starts, a crashed worker is replaced, and stopping serve leaves no worker behind
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
+import time
 import urllib.request
 from pathlib import Path
 
@@ -13,8 +15,18 @@ import pytest
 
 from engine.settings import Settings
 from server.local_workers import worker_count
-from tests.faults import adhoc, demo_key, execute, leftovers, spawn_serve, stop_quietly
+from tests.faults import (
+    SseReader,
+    adhoc,
+    demo_key,
+    execute,
+    leftovers,
+    read_all,
+    spawn_serve,
+    stop_quietly,
+)
 from tests.nodes import Node, until
+from tests.test_shutdown import PROMPT_EXIT_S
 
 
 def _workers_of(pid: int) -> dict[int, int]:
@@ -119,3 +131,26 @@ def test_minus_one_means_one_worker_per_usable_core() -> None:
     assert worker_count(Settings(local_workers=-1)) == len(os.sched_getaffinity(0))
     assert worker_count(Settings(local_workers=3)) == 3
     assert worker_count(Settings()) == 0  # the default: one process does everything
+
+
+@pytest.mark.timeout(240)
+async def test_one_stop_signal_gives_the_workers_tasks_their_grace(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    node = spawn_serve(data_dir, tmp_path / "serve.log", local_workers="1", shutdown_grace_s="3")
+    try:
+        await node.wait_ready()
+        token = demo_key(node)
+        task_id = await execute(node, token, adhoc(30_000, 20))
+        reader = SseReader(task_id)
+        (stream, closer) = await read_all([reader], node.url, token)
+        await until(lambda: bool(reader.chunks), what="a chunk")
+        started = time.monotonic()
+        node.proc.send_signal(signal.SIGINT)  # once: the worker drains, it is not hurried
+        assert await node.wait_exit(60) == 0, node.log()
+        busy_s = time.monotonic() - started
+        await asyncio.wait_for(asyncio.gather(stream, closer), 10)
+    finally:
+        await stop_quietly(node, data_dir)
+    assert 3 <= busy_s < 3 + PROMPT_EXIT_S, node.log()  # the grace, then the task ended
+    assert reader.assert_intact()["status"] == "failed"  # with its partial text, delivered
+    assert leftovers(data_dir) == []
