@@ -19,6 +19,8 @@ from engine.settings import Settings
 from server import cli_provider_keys
 from server.cli_keys import add_key_commands, run_key_command
 from server.embedded import embedded_servers
+from server.local_workers import LocalWorkers, watch_parent, worker_count
+from server.local_workers import attach as attach_local_workers
 from server.logs import configure_logging
 from server.loop import new_loop, tune_gc
 from server.roles import create_node_app
@@ -84,16 +86,15 @@ def _print_welcome(settings: Settings, demo_key: str | None) -> None:
     sys.stdout.flush()
 
 
-def cmd_serve(settings: Settings) -> int:
+def cmd_serve(settings: Settings, parent_pid: int | None = None) -> int:
     """Run a node of `settings.role` (serve, gateway or worker) until SIGINT/SIGTERM."""
     problem = ensure_installed() if settings.role != "worker" else None  # the playground's
     if problem:  # socket.io-client
         print(problem, file=sys.stderr)
-    with infrastructure(settings) as live:
+    with infrastructure(settings) as live, contextlib.ExitStack() as stack:
         assert live.database_url is not None
         demo_key = asyncio.run(_prepare(live.database_url)) if live.role == "serve" else None
-        app = create_node_app(live)
-        handle_stop_signals(app)  # a second Ctrl-C ends running tasks at once
+        app = _node_app(live, stack, parent_pid)
         tune_gc(live.gc_threshold)
         welcome = _print_welcome if live.role == "serve" else _print_role
         web.run_app(
@@ -109,6 +110,24 @@ def cmd_serve(settings: Settings) -> int:
         )
         # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
     return 0
+
+
+def _node_app(
+    live: Settings, stack: contextlib.ExitStack, parent_pid: int | None
+) -> web.Application:
+    """The node's application; `serve` with local workers is a gateway that starts them
+    (they stop, in order, before `stack` and then the embedded servers close)."""
+    count = worker_count(live) if live.role == "serve" else 0
+    app = create_node_app(live.model_copy(update={"role": "gateway"}) if count else live)
+    handle_stop_signals(app)  # a second Ctrl-C ends running tasks at once
+    if count:
+        workers = LocalWorkers(live, count)
+        workers.start()
+        stack.callback(workers.wait, workers.stop_timeout_s())
+        attach_local_workers(app, workers)
+    if parent_pid is not None:
+        watch_parent(app, parent_pid)
+    return app
 
 
 def _print_role(settings: Settings, _demo_key: str | None) -> None:
@@ -165,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         node = sub.add_parser(role, help=about)
         node.add_argument("--host", default=None)
         node.add_argument("--port", type=int, default=None)
+        if role == "worker":  # set by `serve` for its local workers: stop when it is gone
+            node.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     sub.add_parser("migrate", help="apply pending database migrations and exit")
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -187,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"port": args.port})
     configure_logging(settings.log_level, settings.log_format)
     if args.command in ("serve", "gateway", "worker"):
-        return cmd_serve(settings.model_copy(update={"role": args.command}))
+        role_settings = settings.model_copy(update={"role": args.command})
+        return cmd_serve(role_settings, getattr(args, "parent_pid", None))
     if args.command == "bench":
         from bench.cli import cmd_bench  # the load-test client loads only for this command
 
