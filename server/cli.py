@@ -106,7 +106,7 @@ def cmd_serve(settings: Settings, parent_pid: int | None = None) -> int:
             access_log=None,
             shutdown_timeout=10.0,
             loop=new_loop() if live.uvloop else None,
-            handler_args=HANDLER_ARGS,
+            **HANDLER_ARGS,  # to each request handler, as AppRunner takes them
         )
         # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
     return 0
