@@ -20,12 +20,12 @@ from engine.errors import (
     PromptrelayError,
     Unauthorized,
 )
-from engine.protocol.requests import ExecuteRequest, decode
+from engine.protocol.requests import ExecuteRequest
 from server.cors import prepare_cors
 from server.errors import client_error, error_response
-from server.requests import current_user, json_body, path_uuid
+from server.requests import body_as, current_user, path_uuid
 from server.sessions import SESSIONS
-from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
+from server.state import ENGINE, METRICS, POOL, REDIS, RELAY
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -74,8 +74,7 @@ async def readyz(request: web.Request) -> web.Response:
 @routes.post("/v1/executions")
 async def create_execution(request: web.Request) -> web.Response:
     user = await current_user(request)
-    body = await json_body(request)
-    req = decode(ExecuteRequest, body, max_bytes=request.app[SETTINGS].max_payload_bytes)
+    req = await body_as(request, ExecuteRequest)
     result = await request.app[ENGINE].execute(user, req)
     return web.json_response(result.to_dict(), status=202)
 

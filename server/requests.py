@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from db.users import User
 from engine.errors import InvalidRequest, NotFound, Unauthorized
+from engine.protocol.requests import decode
 from server.auth import authenticate, token_from
 from server.state import POOL, SETTINGS
 from server.throttle import limit_address, limit_user
@@ -47,3 +49,13 @@ async def json_body(request: web.Request) -> Any:
             "body must be JSON",
             details={"errors": [{"field": "(body)", "message": "invalid JSON"}]},
         ) from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def body_as(request: web.Request, model: type[M]) -> M:
+    """The JSON body validated as `model`, within `MAX_PAYLOAD_BYTES`, or our stable error."""
+    return decode(
+        model, await json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
+    )

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from engine.accounts.profile import Accounts
 from engine.errors import InvalidRequest
-from engine.protocol.requests import NewKeyRequest, decode
-from server.requests import current_user, json_body, path_uuid
+from engine.protocol.requests import NewKeyRequest
+from server.requests import body_as, current_user, path_uuid
 from server.state import ENGINE, POOL, REDIS, SETTINGS
 
 routes = web.RouteTableDef()
@@ -65,9 +65,7 @@ async def get_me(request: web.Request) -> web.Response:
 @routes.post("/v1/keys")
 async def create_key(request: web.Request) -> web.Response:
     user = await current_user(request)
-    body = decode(
-        NewKeyRequest, await json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
-    )
+    body = await body_as(request, NewKeyRequest)
     return web.json_response(await _accounts(request).create_key(user, body.name), status=201)
 
 

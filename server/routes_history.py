@@ -9,10 +9,10 @@ from aiohttp import web
 
 from db.task_history import TaskFilter
 from engine.errors import InvalidRequest
-from engine.protocol.requests import RunUpdate, decode
-from server.requests import current_user, json_body, path_uuid
+from engine.protocol.requests import RunUpdate
+from server.requests import body_as, current_user, path_uuid
 from server.routes_prompts import page_limit
-from server.state import ENGINE, SETTINGS
+from server.state import ENGINE
 
 routes = web.RouteTableDef()
 
@@ -75,9 +75,7 @@ async def list_runs(request: web.Request) -> web.Response:
 async def update_run(request: web.Request) -> web.Response:
     user = await current_user(request)
     run_id = path_uuid(request.match_info["id"], "run")
-    change = decode(
-        RunUpdate, await json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
-    )
+    change = await body_as(request, RunUpdate)
     return web.json_response(await request.app[ENGINE].history.update_run(user, run_id, change))
 
 

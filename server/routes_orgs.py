@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
 from uuid import UUID
 
 from aiohttp import web
@@ -11,25 +10,17 @@ from engine.errors import InvalidRequest
 from engine.prompts import scopes
 from engine.prompts.models import MemberAdd, OrgCreate, VariableSet
 from engine.prompts.template import PLACEHOLDER
-from engine.protocol.requests import decode
-from server.requests import current_user, json_body, path_uuid
+from server.requests import body_as, current_user, path_uuid
 from server.routes_prompts import page_limit
 from server.state import POOL, SETTINGS
 
 routes = web.RouteTableDef()
-M = TypeVar("M", OrgCreate, MemberAdd, VariableSet)
-
-
-async def _decode(request: web.Request, model: type[M]) -> M:
-    return decode(
-        model, await json_body(request), max_bytes=request.app[SETTINGS].max_payload_bytes
-    )
 
 
 @routes.post("/v1/orgs")
 async def create_org(request: web.Request) -> web.Response:
     user = await current_user(request)
-    body = await _decode(request, OrgCreate)
+    body = await body_as(request, OrgCreate)
     cap = request.app[SETTINGS].max_orgs_per_user
     org_id = await scopes.create_org(request.app[POOL], user.id, body.name, cap)
     return web.json_response({"id": str(org_id), "name": body.name}, status=201)
@@ -39,7 +30,7 @@ async def create_org(request: web.Request) -> web.Response:
 async def add_org_member(request: web.Request) -> web.Response:
     user = await current_user(request)
     org_id = path_uuid(request.match_info["id"], "organization")
-    body = await _decode(request, MemberAdd)
+    body = await body_as(request, MemberAdd)
     await scopes.add_org_member(request.app[POOL], user.id, org_id, body)
     return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=202)
 
@@ -48,7 +39,7 @@ async def add_org_member(request: web.Request) -> web.Response:
 async def create_project(request: web.Request) -> web.Response:
     user = await current_user(request)
     org_id = path_uuid(request.match_info["id"], "organization")
-    body = await _decode(request, OrgCreate)
+    body = await body_as(request, OrgCreate)
     project_id = await scopes.create_project(request.app[POOL], user.id, org_id, body.name)
     return web.json_response(
         {"id": str(project_id), "org_id": str(org_id), "name": body.name}, status=201
@@ -59,7 +50,7 @@ async def create_project(request: web.Request) -> web.Response:
 async def add_project_member(request: web.Request) -> web.Response:
     user = await current_user(request)
     project_id = path_uuid(request.match_info["id"], "project")
-    body = await _decode(request, MemberAdd)
+    body = await body_as(request, MemberAdd)
     await scopes.add_project_member(request.app[POOL], user.id, project_id, body)
     return web.json_response({"user_id": str(body.user_id), "role": body.role}, status=202)
 
@@ -128,7 +119,7 @@ async def set_variable(request: web.Request) -> web.Response:
     user = await current_user(request)
     scope, owner = _scope(request)
     name = _name(request)
-    body = await _decode(request, VariableSet)
+    body = await body_as(request, VariableSet)
     view = await scopes.set_variable(request.app[POOL], user.id, scope, owner, name, body.value)
     return web.json_response(view)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.protocol.requests import ProviderKeyRequest, decode
-from server.requests import current_user, json_body
+from engine.protocol.requests import ProviderKeyRequest
+from server.requests import body_as, current_user
 from server.state import ENGINE
 
 routes = web.RouteTableDef()
@@ -14,7 +14,7 @@ routes = web.RouteTableDef()
 @routes.put("/v1/me/provider-keys/{provider}")
 async def put_provider_key(request: web.Request) -> web.Response:
     user = await current_user(request)
-    body = decode(ProviderKeyRequest, await json_body(request))
+    body = await body_as(request, ProviderKeyRequest)
     stored = await request.app[ENGINE].provider_keys.store(
         user.id, request.match_info["provider"], body.key
     )
