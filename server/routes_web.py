@@ -38,14 +38,15 @@ PAGE_HEADERS = {
 routes = web.RouteTableDef()
 
 
+def _page_file(path: Path, content_type: str) -> web.Response:
+    return web.Response(
+        body=path.read_bytes(), content_type=content_type, charset="utf-8", headers=PAGE_HEADERS
+    )
+
+
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
-    return web.Response(
-        body=(WEB_DIR / "index.html").read_bytes(),
-        content_type="text/html",
-        charset="utf-8",
-        headers=PAGE_HEADERS,
-    )
+    return _page_file(WEB_DIR / "index.html", "text/html")
 
 
 @routes.get("/playground/{name}")
@@ -53,12 +54,7 @@ async def page_file(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in PAGE_FILES:
         raise web.HTTPNotFound()
-    return web.Response(
-        body=(WEB_DIR / name).read_bytes(),
-        content_type=PAGE_FILES[name],
-        charset="utf-8",
-        headers=PAGE_HEADERS,
-    )
+    return _page_file(WEB_DIR / name, PAGE_FILES[name])
 
 
 @routes.get("/client/{name}")
@@ -67,12 +63,7 @@ async def client_file(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in CLIENT_FILES:
         raise web.HTTPNotFound()
-    return web.Response(
-        body=(CLIENT_DIR / name).read_bytes(),
-        content_type="text/javascript",
-        charset="utf-8",
-        headers=PAGE_HEADERS,
-    )
+    return _page_file(CLIENT_DIR / name, "text/javascript")
 
 
 @routes.get("/playground/vendor/socket.io.min.js")
