@@ -4,7 +4,6 @@ wire format at a set pace, and the direct-client baseline read from it in the sa
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import multiprocessing as mp
 import os
 import queue
@@ -31,14 +30,12 @@ _ENV = {
 
 
 def fakes_root() -> Path | None:
-    """The source checkout that holds tests/fakes, or None (an installed package has none)."""
-    try:
-        spec = importlib.util.find_spec("tests.fakes.serve")
-    except ModuleNotFoundError:
-        return None
-    if spec is None or spec.origin is None:
-        return None
-    return Path(spec.origin).resolve().parents[2]
+    """The source checkout that holds tests/fakes, or None (an installed package has none).
+
+    Found from this package's own place, so the `promptrelay` command of an editable
+    install finds it whatever the working directory."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "tests" / "fakes" / "serve.py").is_file() else None
 
 
 def fake_model(tokens: int, delay_ms: int) -> str:
