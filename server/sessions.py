@@ -11,6 +11,7 @@ revoked or users deleted by other means (the CLI, SQL), and for a lost pub/sub m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -35,6 +36,7 @@ from server.state import ENGINE, POOL, REDIS, SETTINGS
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY_S = 1.0
+LISTEN_WAIT_S = 5.0  # how long a start waits for the revocation subscription
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Sessions:
         self.app = app
         self.node = uuid.uuid4().hex
         self.by_sid: dict[str, _Session] = {}
+        self.listening = asyncio.Event()  # subscribed to the revocation channel
         self._counter: ConnectionCounter | None = None
 
     @property
@@ -143,6 +146,7 @@ class Sessions:
             try:
                 async with self.app[REDIS].pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(channel)
+                    self.listening.set()
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             await self.on_revoked(message["data"])
@@ -200,6 +204,10 @@ async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
         spawn_loop(sessions.listen(), "revocation-listener"),
         spawn_loop(sessions.recheck(), "auth-recheck"),
     ]
+    # A node that says it is up hears every revocation from then on (else a key revoked
+    # right after the start would wait for the re-check); Redis away: the loop retries.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(sessions.listening.wait(), LISTEN_WAIT_S)
     yield
     for loop in loops:
         loop.cancel()
