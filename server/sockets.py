@@ -41,6 +41,13 @@ class SocketSubscriber:
         await self.sio.emit(event, payload, to=self.sid)
 
 
+def wants_runs_changed(auth: Any) -> bool:
+    """A socket hears `runs_changed` only when it asks at connect (`auth.runs_changed`:
+    true): a sidebar wants it, while a script with a hundred sockets on one key would
+    otherwise get every run it creates a hundred times."""
+    return isinstance(auth, dict) and auth.get("runs_changed") is True
+
+
 def acked(handler: Handler, on_error: Callable[[str], None] | None = None) -> Handler:
     """Turn our errors into `{ok: false, error}` acks; nothing else escapes a handler."""
 
@@ -91,7 +98,8 @@ class SocketGateway:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.users[sid] = user
         self.watching[sid] = set()
-        await self.sio.enter_room(sid, user_room(user.id))  # runs_changed (server/runs_feed.py)
+        if wants_runs_changed(auth):  # server/runs_feed.py delivers to the user's room
+            await self.sio.enter_room(sid, user_room(user.id))
         self.app[METRICS].sockets_connected.inc()
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:

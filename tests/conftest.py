@@ -163,11 +163,16 @@ class Server:
         finally:
             await conn.close()
 
-    async def client(self, token: str, transports: list[str] | None = None) -> Client:
+    async def client(
+        self, token: str, transports: list[str] | None = None, *, runs_changed: bool = False
+    ) -> Client:
         sio = socketio.AsyncClient(reconnection=False)
         client = Client(sio)
+        auth: dict[str, Any] = {"token": token}
+        if runs_changed:
+            auth["runs_changed"] = True
         await sio.connect(
-            self.url, auth={"token": token}, transports=transports or ["websocket"], wait_timeout=10
+            self.url, auth=auth, transports=transports or ["websocket"], wait_timeout=10
         )
         self.clients.append(sio)
         return client

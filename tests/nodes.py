@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 import socketio
@@ -146,12 +147,13 @@ class Cluster:
         finally:
             await conn.close()
 
-    async def client(self, node: Node, token: str) -> Client:
+    async def client(self, node: Node, token: str, *, runs_changed: bool = False) -> Client:
         sio = socketio.AsyncClient(reconnection=False)
         client = Client(sio)
-        await sio.connect(
-            node.url, auth={"token": token}, transports=["websocket"], wait_timeout=20
-        )
+        auth: dict[str, Any] = {"token": token}
+        if runs_changed:
+            auth["runs_changed"] = True
+        await sio.connect(node.url, auth=auth, transports=["websocket"], wait_timeout=20)
         self.clients.append(sio)
         return client
 

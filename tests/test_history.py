@@ -275,10 +275,13 @@ async def test_runs_changed_keeps_two_tabs_in_step(
 ) -> None:
     key = await server.new_key()
     api = Api(http, server, key)
-    tab1, tab2 = await server.client(key), await server.client(key)
-    stranger = await server.client(await server.new_key())
+    tab1 = await server.client(key, runs_changed=True)
+    tab2 = await server.client(key, runs_changed=True)
+    script = await server.client(key)  # did not ask for the feed
+    stranger = await server.client(await server.new_key(), runs_changed=True)
     heard: dict[str, asyncio.Queue[dict[str, Any]]] = {}
-    for name, tab in (("tab1", tab1), ("tab2", tab2), ("stranger", stranger)):
+    tabs = (("tab1", tab1), ("tab2", tab2), ("script", script), ("stranger", stranger))
+    for name, tab in tabs:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         heard[name] = queue
         tab.sio.on("runs_changed", queue.put_nowait)
@@ -308,6 +311,12 @@ async def test_runs_changed_keeps_two_tabs_in_step(
     own = (await chat(stranger, "mine"))["run_id"]
     change = await next_change("stranger")
     assert change["run_id"] == own and heard["stranger"].empty()
+    # a socket of the same key that did not ask heard none of it, not even its own runs
+    await chat(script, "from a script")
+    await next_change("tab1")
+    await next_change("tab2")
+    await asyncio.sleep(0.3)  # what the room sent the tabs would have reached it by now
+    assert heard["script"].empty()
 
 
 async def test_runs_changed_reaches_the_owner_on_another_node(
@@ -316,7 +325,7 @@ async def test_runs_changed_reaches_the_owner_on_another_node(
     other_node = await start_server(server.settings)  # same Postgres, Redis and prefix
     try:
         key = await server.new_key()
-        here, there = await server.client(key), await other_node.client(key)
+        here, there = await server.client(key), await other_node.client(key, runs_changed=True)
         heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         there.sio.on("runs_changed", heard.put_nowait)
         run = (await chat(here, "Started on the first node"))["run_id"]

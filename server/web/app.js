@@ -65,7 +65,7 @@ function connect(key) {
   state.key = key;
   sessionStorage.setItem(KEY_STORE, key);
   setConn("connecting…");
-  const client = createClient({ token: key, reconnectionDelayMax: 2000 });
+  const client = createClient({ token: key, reconnectionDelayMax: 2000, runsChanged: true });
   state.client = client;
   client.on("connect", ({ reconnected }) => {
     setConn("connected");
@@ -76,10 +76,8 @@ function connect(key) {
     state.sidebar.reload(); // runs_changed missed while disconnected
     loadUsage();
   });
-  client.ready.then((socket) => {
-    socket.on("runs_changed", (event) => {
-      if (state.client === client) state.sidebar.onChange(event);
-    });
+  client.on("runs_changed", (event) => {
+    if (state.client === client) state.sidebar.onChange(event);
   });
   client.on("disconnect", (reason, willReconnect) => {
     setConn(willReconnect ? `connection lost (${reason}), reconnecting…` : "disconnected");

@@ -32,10 +32,11 @@ export function createClient(options) {
 }
 
 export class Client {
-  constructor({ url, token, io = null, socketOptions = {}, ...rest }) {
+  constructor({ url, token, io = null, socketOptions = {}, runsChanged = false, ...rest }) {
     this.options = { ...DEFAULTS, ...rest };
     this.url = url;
     this.token = token;
+    this.runsChanged = runsChanged === true;
     this.socket = null;
     this.closed = false;
     this.live = new Map(); // task_id -> handle, until task_done
@@ -53,7 +54,7 @@ export class Client {
     this.ready.catch(() => {});
   }
 
-  /** on("connect" | "disconnect" | "connect_error" | "draining" | "status", fn) */
+  /** on("connect" | "disconnect" | "connect_error" | "draining" | "runs_changed", fn) */
   on(event, fn) {
     if (!this._listeners.has(event)) this._listeners.set(event, new Set());
     this._listeners.get(event).add(fn);
@@ -67,7 +68,8 @@ export class Client {
   _open(ioFn, socketOptions) {
     const url = this.url;
     const socket = (url ? ioFn.bind(null, url) : ioFn)({
-      auth: { token: this.token },
+      // runs_changed is sent only to sockets that ask for it
+      auth: this.runsChanged ? { token: this.token, runs_changed: true } : { token: this.token },
       reconnectionDelayMax: this.options.reconnectionDelayMax,
       forceNew: true,
       ...socketOptions,
@@ -79,6 +81,7 @@ export class Client {
     socket.on("task_chunk", (chunk) => this._route("task_chunk", chunk));
     socket.on("task_done", (done) => this._route("task_done", done));
     socket.on("server_draining", () => this._onDraining());
+    socket.on("runs_changed", (change) => this._emit("runs_changed", change));
     return socket;
   }
 

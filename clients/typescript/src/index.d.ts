@@ -1,4 +1,4 @@
-import type { ErrorBody, ExecuteAck, ExecuteRequest, SubscribeAck, TaskDone } from "../protocol.js";
+import type { ErrorBody, ExecuteAck, ExecuteRequest, RunsChanged, SubscribeAck, TaskDone } from "../protocol.js";
 
 export type { ExecuteRequest, TaskDone } from "../protocol.js";
 export type ErrorCode = ErrorBody["code"];
@@ -58,6 +58,8 @@ export interface ClientOptions {
   ackTimeoutMs?: number;
   executeAttempts?: number;
   reconnectionDelayMax?: number;
+  /** Hear `runs_changed` (a conversation sidebar): the client's `runs_changed` event. */
+  runsChanged?: boolean;
 }
 
 export interface ClientEvents {
@@ -65,6 +67,8 @@ export interface ClientEvents {
   disconnect: (reason: string, willReconnect: boolean) => void;
   connect_error: (error: PromptrelayError) => void;
   draining: () => void;
+  /** Only with `runsChanged: true`. */
+  runs_changed: (change: RunsChanged) => void;
 }
 
 export class Client {

@@ -91,6 +91,26 @@ test("subscribe follows a task started by another client", { timeout: 40000 }, a
   }
 });
 
+test("runs_changed reaches a client that asked for it, and only that one", { timeout: 40000 }, async () => {
+  const sidebar = client({ runsChanged: true });
+  const heard = [];
+  sidebar.on("runs_changed", (change) => heard.push(change));
+  let others = 0;
+  c.socket.on("runs_changed", () => { others += 1; });
+  try {
+    await sidebar.ready;
+    await until(() => sidebar.connects > 0, "the sidebar client to connect");
+    const done = await c.execute(adhoc("a new conversation", 5, 200)).done;
+    await until(() => heard.some((change) => change.run_id === done.run_id), "runs_changed");
+    const created = heard.find((change) => change.run_id === done.run_id);
+    assert.equal(created.change, "created");
+    assert.equal(created.run.title, "a new conversation");
+    assert.equal(others, 0, "a client that did not ask heard runs_changed");
+  } finally {
+    sidebar.close();
+  }
+});
+
 // Last: node A stays drained, the balancer sends everything to node B from here on.
 test("a draining node: the client reconnects to the second node and resumes", { timeout: 40000 }, async () => {
   let drained = false;

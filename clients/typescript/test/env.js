@@ -14,8 +14,8 @@ export async function control(path) {
   assert.equal(res.status, 200);
 }
 
-export function client() {
-  return createClient({ url: URL, token: TOKEN, io, reconnectionDelayMax: 300 });
+export function client(options = {}) {
+  return createClient({ url: URL, token: TOKEN, io, reconnectionDelayMax: 300, ...options });
 }
 
 export function adhoc(content, max_tokens, tokens_per_second) {
