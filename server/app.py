@@ -38,6 +38,7 @@ from server.handshakes import (
 from server.http import errors_middleware, routes
 from server.jsonpack import FastPacket
 from server.metrics import routes as metrics_routes
+from server.rooms import IndexedManager
 from server.routes_account import routes as account_routes
 from server.routes_history import routes as history_routes
 from server.routes_orgs import routes as org_routes
@@ -158,6 +159,7 @@ def create_app(settings: Settings) -> web.Application:
         # the connection; beyond this the transport itself refuses it.
         max_http_buffer_size=settings.max_payload_bytes * 2 + 64 * 1024,
         serializer=FastPacket if settings.fast_json else "default",
+        client_manager=IndexedManager(),  # a disconnect leaves only its own rooms
     )
     sio.attach(app)
     app[SIO] = sio
@@ -171,7 +173,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes([*prompt_routes, *org_routes])  # the prompt library, orgs, variables
     app.add_routes(provider_key_routes)
     app.add_routes(history_routes)  # conversations, executions, prompt statistics
-    app.cleanup_ctx.append(runs_feed_ctx)  # runs_changed to every socket of the run's owner
+    app.cleanup_ctx.append(runs_feed_ctx)  # runs_changed to the run owner's sockets that ask
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end
     return app

@@ -29,6 +29,10 @@ from server.throttle import HANDLER_ARGS
 from server.web_assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
+# Connections the kernel queues before the server accepts them (capped by the kernel's
+# net.core.somaxconn). aiohttp's default of 128 overflows in a reconnect storm, and each
+# dropped SYN costs its client a retransmit after 1, 3, 7... seconds (docs/benchmarks.md).
+LISTEN_BACKLOG = 4096
 
 
 @contextlib.contextmanager
@@ -104,6 +108,7 @@ def cmd_serve(settings: Settings, parent_pid: int | None = None) -> int:
             print=lambda _msg: welcome(live, demo_key),
             handle_signals=False,
             access_log=None,
+            backlog=LISTEN_BACKLOG,
             shutdown_timeout=10.0,
             loop=new_loop() if live.uvloop else None,
             **HANDLER_ARGS,  # to each request handler, as AppRunner takes them
