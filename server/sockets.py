@@ -9,6 +9,7 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from engineio import packet as eio_packet
 
 from db.users import User
 from engine.errors import (
@@ -29,16 +30,46 @@ Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
 
 class SocketSubscriber:
-    """Relay subscriber that emits to one socket."""
+    """Relay subscriber that puts a task's events on one socket's Engine.IO queue.
 
-    __slots__ = ("sio", "sid")
+    Not `sio.emit(..., to=sid)`: for every message that makes an asyncio task and waits
+    for it, and encodes the packet again for each subscriber. Here a packet is encoded
+    once (`_Packets`) and queued directly; a socket that has gone away raises
+    ConnectionError, which ends this subscription in the relay.
+    """
 
-    def __init__(self, sio: socketio.AsyncServer, sid: str) -> None:
-        self.sio = sio
-        self.sid = sid
+    __slots__ = ("eio", "eio_sid", "packets")
+
+    def __init__(self, sio: socketio.AsyncServer, sid: str, packets: _Packets) -> None:
+        self.eio = sio.eio
+        self.eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+        self.packets = packets
 
     async def send(self, event: str, payload: dict[str, Any]) -> None:
-        await self.sio.emit(event, payload, to=self.sid)
+        socket = self.eio.sockets.get(self.eio_sid)
+        if socket is None or socket.closed:
+            raise ConnectionError("the socket is closed")
+        await socket.send(self.packets.encode(event, payload))
+
+
+class _Packets:
+    """The Engine.IO packet of the last event sent, reused while the same payload goes to
+    the task's other subscribers (the relay hands each the same object)."""
+
+    __slots__ = ("packet_class", "event", "payload", "packet")
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self.packet_class = sio.packet_class
+        self.event = ""
+        self.payload: object = None
+        self.packet: eio_packet.Packet | None = None
+
+    def encode(self, event: str, payload: dict[str, Any]) -> eio_packet.Packet:
+        if self.packet is None or payload is not self.payload or event != self.event:
+            encoded = self.packet_class(socketio.packet.EVENT, data=[event, payload]).encode()
+            self.packet = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+            self.event, self.payload = event, payload
+        return self.packet
 
 
 def wants_runs_changed(auth: Any) -> bool:
@@ -78,6 +109,7 @@ class SocketGateway:
         self.users: dict[str, User] = {}
         self.watching: dict[str, set[str]] = {}
         self.sessions = app[SESSIONS] = Sessions(sio, app)
+        self.packets = _Packets(sio)
 
     def register(self) -> None:
         self.sio.on("connect", self.connect)
@@ -127,9 +159,8 @@ class SocketGateway:
         if watching is None:
             raise Unauthorized("not connected")
         watching.add(task_id)
-        result = await self.app[RELAY].subscribe(
-            task_id, sid, SocketSubscriber(self.sio, sid), after_seq, fresh=fresh
-        )
+        subscriber = SocketSubscriber(self.sio, sid, self.packets)
+        result = await self.app[RELAY].subscribe(task_id, sid, subscriber, after_seq, fresh=fresh)
         return result.status, result.last_seq
 
     async def execute(self, sid: str, data: Any) -> dict[str, Any]:
