@@ -39,12 +39,6 @@ def check_answer(method: str, path: str, data: Any) -> None:
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        yield session
-
-
-@pytest_asyncio.fixture
 async def db(server: Server) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(server.settings.database_url)
     yield connection

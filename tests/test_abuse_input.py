@@ -8,23 +8,15 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from tests.conftest import Server
 from tests.library_helpers import api_for
 
 HUGE = "1" * 5000  # an integer literal Python refuses to convert
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
 
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:

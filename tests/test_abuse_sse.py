@@ -25,12 +25,6 @@ LONG["messages"] = [{"role": "user", "content": "go on"}]
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        yield session
-
-
-@pytest_asyncio.fixture
 async def strict(settings: Settings) -> AsyncIterator[Server]:
     srv = await start_server(
         settings.model_copy(

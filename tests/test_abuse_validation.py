@@ -18,10 +18,8 @@ import pytest_asyncio
 
 from engine.settings import Settings
 from tests.conftest import Server
-from tests.library_helpers import Api, api_for, http
+from tests.library_helpers import Api, api_for
 from tests.provider_env import Fakes, fakes, provider_server
-
-__all__ = ["http"]  # fixture
 
 EVIL = {
     "type": "json_schema",

@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from engine.keys import Keys
 from engine.protocol import responses as events
@@ -28,12 +26,6 @@ FAST = {"max_tokens": 3, "tokens_per_second": 0}
 
 def adhoc(model: str = "simulated/acct") -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": "count me"}], "model": model, "settings": FAST}
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        yield session
 
 
 async def call(

@@ -48,12 +48,6 @@ async def srv(settings: Settings, fk: Fakes) -> AsyncIterator[Server]:
         yield server
 
 
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        yield session
-
-
 async def user_key(server: Server, tier: str) -> str:
     conn = await connect(server.settings.database_url or "")
     try:

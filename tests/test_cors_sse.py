@@ -22,12 +22,6 @@ SLOW = {"max_tokens": 60, "tokens_per_second": 30}
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        yield session
-
-
-@pytest_asyncio.fixture
 async def listed(settings: Settings) -> AsyncIterator[Server]:
     """A server that lets exactly one foreign origin in."""
     srv = await start_server(settings.model_copy(update={"cors_allowed_origins": f" {APP}/ "}))

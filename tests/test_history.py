@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest_asyncio
 
 from db.pool import connect
 from engine.protocol import paging
@@ -30,12 +28,6 @@ def say(text: str, run_id: str | None = None, **settings: Any) -> dict[str, Any]
     if run_id is not None:
         body["run_id"] = run_id
     return body
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        yield session
 
 
 class Api:

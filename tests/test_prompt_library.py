@@ -7,9 +7,9 @@ import aiohttp
 import asyncpg
 
 from tests.conftest import Server
-from tests.library_helpers import api_for, db, http, prompt_body, sent_messages
+from tests.library_helpers import api_for, db, prompt_body, sent_messages
 
-__all__ = ["db", "http"]  # fixtures
+__all__ = ["db"]  # fixture
 
 
 async def test_prompt_lifecycle_versions_publish_archive_delete(

@@ -10,9 +10,9 @@ import asyncpg
 
 from engine.prompts.validation import extract_json, validate_text
 from tests.conftest import Server
-from tests.library_helpers import SIM, api_for, db, http, prompt_body
+from tests.library_helpers import SIM, api_for, db, prompt_body
 
-__all__ = ["db", "http"]  # fixtures
+__all__ = ["db"]  # fixture
 
 SCHEMA = {
     "type": "json_schema",

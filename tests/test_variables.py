@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from engine.prompts.template import render
 from engine.prompts.variables import resolve, type_error
 from tests.conftest import Server
-from tests.library_helpers import Api, api_for, db, http, prompt_body, sent_messages
+from tests.library_helpers import Api, api_for, db, prompt_body, sent_messages
 
-__all__ = ["db", "http"]  # fixtures
+__all__ = ["db"]  # fixture
 
 NOW = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)
 
