@@ -75,5 +75,16 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument(
         "--no-direct", action="store_true", help="--upstream: skip the direct-client baseline"
     )
+    p.add_argument(
+        "--storm",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of tasks: a reconnect storm of N socket connects (browser-like:"
+        " websocket offering permessage-deflate), started evenly over --storm-seconds",
+    )
+    p.add_argument(
+        "--storm-seconds", type=float, default=10.0, help="--storm: seconds to start them in"
+    )
     p.add_argument("--json", type=Path, default=None, metavar="FILE")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png")

@@ -28,6 +28,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "give --token (or $PROMPTRELAY_TOKEN), or --spawn"
     if args.clients < 1 or args.concurrency < 1 or args.idle_clients < 0:
         return "--clients and --concurrency must be at least 1, --idle-clients at least 0"
+    if args.storm < 0 or args.storm_seconds <= 0:
+        return "--storm must be at least 0 and --storm-seconds above 0"
     if args.tasks is not None and args.tasks < 1:
         return "--tasks must be at least 1"
     if args.plot is not None and args.plot.suffix.lower() != ".png":
@@ -126,6 +128,19 @@ def _run(args: argparse.Namespace, console: Console, tasks: int | None) -> dict[
     return report
 
 
+def _storm(args: argparse.Namespace, console: Console) -> int:
+    from bench.storm import plot_storm, print_storm, run_storm, storm_ok
+
+    with _target(args, console, None) as target:
+        report = run_storm(target.url, target.token, args.storm, args.storm_seconds, console)
+    print_storm(report, Console())
+    if args.json:
+        write_json(report, args.json)
+    if args.plot:
+        plot_storm(report, args.plot)
+    return 0 if storm_ok(report) else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the bench; exit 0 only when every task completed with its stream intact."""
     console = Console(stderr=True)
@@ -133,6 +148,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if problem:
         console.print(f"promptrelay bench: {problem}")
         return 2
+    if args.storm:
+        return _storm(args, console)
     tasks = args.tasks if args.tasks is not None or args.duration else 1000
     report = _run(args, console, tasks)
     print_table(report, Console())
