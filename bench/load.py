@@ -202,6 +202,7 @@ class LoadProcess:
             if plan.duration_s is not None:
                 self.deadline = time.monotonic() + plan.duration_s
             live = [c for c in clients if c.sio.connected] or clients[:1]
+            cpu = time.process_time()
             progress = asyncio.create_task(self._progress())
             try:
                 if live[0].sio.connected:
@@ -212,6 +213,7 @@ class LoadProcess:
                 progress.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await progress
+            self.result.cpu_s = time.process_time() - cpu
             self._report_progress()
             dropped = plan.idle_clients - idle.held - sum(idle_failed.values())
             if dropped > 0:

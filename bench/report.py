@@ -40,6 +40,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("time to first chunk ms", _dist(report["ttft_ms"])),
         ("inter-chunk gap ms", _dist(report["gap_ms"])),
         ("task latency ms", _dist(report["latency_ms"])),
+        ("load processes: CPU µs per chunk", _fmt(report.get("load_cpu_us_per_chunk"))),
     ]
     if report["connect_errors"]:
         out.append(

@@ -89,6 +89,7 @@ class ProcessResult:
     timeline_tokens: dict[int, float] = field(default_factory=lambda: defaultdict(float))
     timeline_chunks: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     connect_errors: Counter[str] = field(default_factory=Counter)
+    cpu_s: float = 0.0  # the load process's own CPU while it ran tasks
 
     def add(self, trace: TaskTrace) -> None:
         self.tasks += 1
@@ -119,6 +120,7 @@ class ProcessResult:
         self.tasks += other.tasks
         self.errors.update(other.errors)
         self.connect_errors.update(other.connect_errors)
+        self.cpu_s += other.cpu_s
         self.intact += other.intact
         self.tokens += other.tokens
         self.chunks += other.chunks
@@ -171,6 +173,9 @@ def build_report(
         "ttft_ms": _dist(result.ttft, (50, 95, 99)),
         "gap_ms": _dist(result.gaps, (50, 99)),
         "latency_ms": _dist(result.latency, (50, 99)),
+        "load_cpu_us_per_chunk": (
+            round(result.cpu_s / result.chunks * 1e6, 1) if result.chunks else None
+        ),
         "server": server or {},
         "timeline": timeline,
         # Raw samples for the plot; dropped from the JSON file when very large.

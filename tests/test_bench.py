@@ -76,6 +76,7 @@ def test_report_figures_add_up() -> None:
     bad = TaskTrace(sent=100.0)
     bad.error = "rate_limited"
     result.add(bad)
+    result.cpu_s = 0.024
     report = build_report(result, {"model": "simulated/x"})
     assert report["tasks"] == 5 and report["completed_intact"] == 4
     assert report["errors"] == {"rate_limited": 1} and not report["all_streams_intact"]
@@ -83,6 +84,7 @@ def test_report_figures_add_up() -> None:
     assert report["elapsed_s"] == 1.0 and report["tokens_per_s"] == 12.0
     assert report["ttft_ms"]["p50"] == 100.0 and report["latency_ms"]["p99"] == 1000.0
     assert round(sum(p["tokens_per_s"] for p in report["timeline"]) * 0.25) == 12
+    assert report["load_cpu_us_per_chunk"] == 2000.0
     assert ("errors by code", "rate_limited 1") in rows(report)
 
 
@@ -108,6 +110,7 @@ async def test_bench_against_the_server(server: Server, tmp_path: Path) -> None:
     assert report["connect_errors"] == {}
     assert report["tokens"] == 24 * 50 and report["chunks"] >= 24
     assert report["tokens_per_s"] > 0 and report["ttft_ms"]["p99"] is not None
+    assert report["load_cpu_us_per_chunk"] > 0
     server_side = report["server"]
     assert server_side["tasks_ended"] == 24 and server_side["tokens_relayed"] == 24 * 50
     assert server_side["pg_statements_per_task"] == 2.0
