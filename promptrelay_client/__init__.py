@@ -3,6 +3,14 @@
 
 from promptrelay_client.client import Client
 from promptrelay_client.errors import ClientClosed, PromptrelayError
-from promptrelay_client.task import Chunk, Task, TaskDone
+from promptrelay_client.task import Anomaly, Chunk, Task, TaskDone
 
-__all__ = ["Chunk", "Client", "ClientClosed", "PromptrelayError", "Task", "TaskDone"]
+__all__ = [
+    "Anomaly",
+    "Chunk",
+    "Client",
+    "ClientClosed",
+    "PromptrelayError",
+    "Task",
+    "TaskDone",
+]

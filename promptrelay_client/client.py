@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+import weakref
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import socketio
 
 from promptrelay_client.errors import ClientClosed, PromptrelayError
+from promptrelay_client.packets import ClientPacket
 from promptrelay_client.task import Task
 
 
@@ -40,15 +43,19 @@ class Client:
             reconnection=True,
             reconnection_delay=0.2,
             reconnection_delay_max=reconnection_delay_max,
+            serializer=ClientPacket,
         )
         self.live: dict[str, Task] = {}  # followed until task_done, by task_id
-        self.early: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        # Ended tasks still held by the caller: an event after task_done goes on record.
+        self.ended: weakref.WeakValueDictionary[str, Task] = weakref.WeakValueDictionary()
+        self.early: dict[str, list[tuple[str, dict[str, Any], float]]] = {}
         self.pending_executes = 0
         self.connects = 0
         self.closed = False
         self.stats = {"early": 0, "gaps": 0, "resubscribes": 0, "execute_retries": 0}
         self._connected = asyncio.Event()
-        self._lost = asyncio.Event()  # set while disconnected: wakes calls waiting for acks
+        self._lost = asyncio.Event()  # set while disconnected
+        self._waiting: set[asyncio.Future[None]] = set()  # calls waiting for acks
         self._background: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
@@ -88,6 +95,7 @@ class Client:
             task._fail(ClientClosed())
         self.live.clear()
         self._lost.set()
+        self._wake_waiting()
         for job in list(self._background):
             job.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -113,6 +121,14 @@ class Client:
     def _on_disconnect(self, reason: Any = None) -> None:
         self._connected.clear()
         self._lost.set()
+        self._wake_waiting()
+
+    def _wake_waiting(self) -> None:
+        """Calls waiting for an ack stop waiting: it will not come on this connection."""
+        for waiting in self._waiting:
+            if not waiting.done():
+                waiting.set_result(None)
+        self._waiting.clear()
 
     async def _on_draining(self, data: Any = None) -> None:
         # The node shuts down: reconnect now (the load balancer picks another node); the
@@ -136,16 +152,23 @@ class Client:
     def _route(self, name: str, payload: Any) -> None:
         if not isinstance(payload, dict):
             return
-        task = self.live.get(str(payload.get("task_id")))
+        at = time.monotonic()
+        task_id = str(payload.get("task_id"))
+        task = self.live.get(task_id) or self.ended.get(task_id)
         if task is not None:
-            if name == "task_chunk":
-                task._chunk(payload)
-            else:
-                self.live.pop(str(task.task_id), None)
-                task._done(payload)
+            self._deliver(task, name, payload, at)
         elif self.pending_executes:  # events may come before the execute ack names the task
             self.stats["early"] += 1
-            self.early.setdefault(str(payload.get("task_id")), []).append((name, payload))
+            self.early.setdefault(task_id, []).append((name, payload, at))
+
+    def _deliver(self, task: Task, name: str, payload: dict[str, Any], at: float) -> None:
+        if name == "task_chunk":
+            task._chunk(payload, at)
+            return
+        task_id = str(task.task_id)
+        if self.live.pop(task_id, None) is not None:
+            self.ended[task_id] = task
+        task._done(payload, at)
 
     def _on_gap(self, task: Task) -> None:
         if not task.resyncing:
@@ -155,54 +178,73 @@ class Client:
 
     # -- calls -----------------------------------------------------------------------------
 
-    async def _call(self, event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """The ack, None when the connection dropped or no ack came (retry), or the error."""
+    async def _until_connected(self) -> None:
         while not self.sio.connected:
             if self.closed:
                 raise ClientClosed()
             self._connected.clear()  # python-socketio may be between connect and its event
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._connected.wait(), 0.5)
-        call = asyncio.ensure_future(self.sio.call(event, payload, timeout=self.ack_timeout))
-        lost = asyncio.ensure_future(self._lost.wait())
+
+    async def _call(self, event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The ack, None when the connection dropped or no ack came (retry), or the error."""
+        await self._until_connected()
+        # The ack comes to a future of ours (no task per call), raced against the
+        # connection dropping and the ack timeout.
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+
+        def answered(*args: Any) -> None:
+            if not answer.done():
+                answer.set_result(args[0] if len(args) == 1 else None)
+
+        lost: asyncio.Future[None] = loop.create_future()
+        if self._lost.is_set():
+            lost.set_result(None)
+        self._waiting.add(lost)
         try:
-            await asyncio.wait({call, lost}, return_when=asyncio.FIRST_COMPLETED)
+            await self.sio.emit(event, payload, callback=answered)
+            await asyncio.wait(
+                {answer, lost}, timeout=self.ack_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except socketio.exceptions.SocketIOError:
+            return None
         finally:
-            lost.cancel()
-        if not call.done():
-            call.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await call
+            self._waiting.discard(lost)
+        if not answer.done():
             if self.closed:
                 raise ClientClosed()
             return None
-        try:
-            ack = call.result()
-        except (socketio.exceptions.TimeoutError, socketio.exceptions.SocketIOError):
-            return None
+        ack = answer.result()
         if not isinstance(ack, dict) or ack.get("ok") is not True:
             raise PromptrelayError.from_body(ack.get("error") if isinstance(ack, dict) else None)
         return ack
 
     def execute(self, request: dict[str, Any] | None = None, /, **fields: Any) -> Task:
         """Start a task (`messages=...`, `model=...`, or a request dict); returns at once.
-        A request_id is added when missing, so a retry after a lost ack never runs twice."""
+        A request_id is added when missing, so a retry after a lost ack never runs twice;
+        `request_id=None` sends none, and then a lost ack is not retried."""
         payload = {**(request or {}), **fields}
-        payload.setdefault("request_id", str(uuid.uuid4()))
-        task = Task(self._on_gap, payload["request_id"])
+        if "request_id" not in payload:
+            payload["request_id"] = str(uuid.uuid4())
+        elif payload["request_id"] is None:
+            del payload["request_id"]
+        task = Task(self._on_gap, payload.get("request_id"))
         task._cancel = self._cancel_task
         self.pending_executes += 1
         self._spawn(self._execute(task, payload))
         return task
 
     async def _execute(self, task: Task, payload: dict[str, Any]) -> None:
+        # Without a request_id a second execute could start a second task.
+        attempts = self.attempts if "request_id" in payload else 1
         try:
-            for attempt in range(1, self.attempts + 1):
+            for attempt in range(1, attempts + 1):
                 ack = await self._call("execute", payload)
                 if ack is not None:
                     self._adopt(task, ack)
                     return
-                if attempt < self.attempts:
+                if attempt < attempts:
                     self.stats["execute_retries"] += 1
             raise PromptrelayError("timeout", "no answer to execute from the server")
         except PromptrelayError as exc:
@@ -215,8 +257,8 @@ class Client:
     def _adopt(self, task: Task, ack: dict[str, Any]) -> None:
         task._start(ack)
         self.live[str(task.task_id)] = task
-        for name, payload in self.early.pop(str(task.task_id), []):
-            self._route(name, payload)
+        for name, payload, at in self.early.pop(str(task.task_id), []):
+            self._deliver(task, name, payload, at)
 
     def subscribe(self, task_id: str, *, after_seq: int = 0, text: str = "") -> Task:
         """Follow a task started elsewhere, from `after_seq` on (with the `text` held)."""

@@ -1,12 +1,13 @@
 """One task as the client sees it: chunks in seq order with no gap and no repeat, the text
-so far, and the final `task_done`."""
+so far, the final `task_done`, and a record of what the server sent out of order (which
+the client repaired)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from promptrelay_client.errors import PromptrelayError
 
@@ -15,8 +16,35 @@ TaskDone = dict[str, Any]  # the `task_done` payload (clients/typescript/protoco
 
 @dataclass(frozen=True)
 class Chunk:
+    """One chunk in order; `at` is `time.monotonic()` when it reached the client."""
+
     seq: int
     text: str
+    at: float = field(default=0.0, compare=False)
+
+
+AnomalyKind = Literal["repeat", "gap", "missing", "after_done"]
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """An event of the task that broke the stream contract as it reached the client.
+
+    - `repeat`: a `task_chunk` whose `seq` the task already held (dropped);
+    - `gap`: a `task_chunk` past the next `seq` (dropped; the task is resubscribed after
+      the last seq held, and the missing chunks come again);
+    - `missing`: a `task_done` whose `last_seq` or `text` covers chunks that never came
+      (its text is kept, the rest as one last chunk);
+    - `after_done`: a `task_chunk` or a second `task_done` after the task's `task_done`
+      (dropped).
+
+    `seq` is the chunk's seq (a `task_done`'s `last_seq`), `held` the last seq the task
+    held in order when it came.
+    """
+
+    kind: AnomalyKind
+    seq: int
+    held: int
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -36,7 +64,9 @@ class Task:
         self.text = ""
         self.last_seq = 0
         self.chunks: list[Chunk] = []
+        self.anomalies: list[Anomaly] = []
         self.result: TaskDone | None = None
+        self.done_at: float | None = None  # time.monotonic() when task_done came
         self.error: PromptrelayError | None = None
         self.started: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.done: asyncio.Future[TaskDone] = loop.create_future()
@@ -46,7 +76,6 @@ class Task:
         self._on_gap = on_gap
         self._cancel: Callable[[str], Any] | None = None
         self.resyncing = False
-        self.repeats = 0
 
     @property
     def status(self) -> str:
@@ -87,30 +116,41 @@ class Task:
         if not self.started.done():
             self.started.set_result(ack)
 
-    def _chunk(self, payload: dict[str, Any]) -> None:
+    def _chunk(self, payload: dict[str, Any], at: float) -> None:
         seq = payload.get("seq")
-        if self.result is not None or not isinstance(seq, int) or seq <= self.last_seq:
-            self.repeats += 1
+        if not isinstance(seq, int):
             return
-        if seq != self.last_seq + 1:
-            self._on_gap(self)  # ask again from what we have; later ones come again
+        if seq == self.last_seq + 1 and self.result is None:  # the usual case, first
+            text = str(payload.get("text", ""))
+            self.last_seq = seq
+            self.text += text
+            self.chunks.append(Chunk(seq, text, at))
+            self._changed.set()
             return
-        self.last_seq = seq
-        self.text += str(payload.get("text", ""))
-        self.chunks.append(Chunk(seq, str(payload.get("text", ""))))
-        self._changed.set()
-
-    def _done(self, done: TaskDone) -> None:
         if self.result is not None:
+            self.anomalies.append(Anomaly("after_done", seq, self.last_seq))
+        elif seq <= self.last_seq:
+            self.anomalies.append(Anomaly("repeat", seq, self.last_seq))
+        else:
+            self.anomalies.append(Anomaly("gap", seq, self.last_seq))
+            self._on_gap(self)  # ask again from what we have; later ones come again
+
+    def _done(self, done: TaskDone, at: float) -> None:
+        last_seq = int(done.get("last_seq", self.last_seq))
+        if self.result is not None:
+            self.anomalies.append(Anomaly("after_done", last_seq, self.last_seq))
             return
         text = str(done.get("text", ""))
+        if last_seq != self.last_seq or text != self.text:
+            self.anomalies.append(Anomaly("missing", last_seq, self.last_seq))
         # task_done carries the whole text: what a resume could no longer replay (expired
         # history) arrives as one last chunk, so the chunks always add up to the text.
         if len(text) > len(self.text) and text.startswith(self.text):
-            self.chunks.append(Chunk(int(done["last_seq"]), text[len(self.text) :]))
+            self.chunks.append(Chunk(last_seq, text[len(self.text) :], at))
         self.text = text
-        self.last_seq = int(done.get("last_seq", self.last_seq))
+        self.last_seq = last_seq
         self.result = done
+        self.done_at = at
         if not self.done.done():
             self.done.set_result(done)
         self._changed.set()

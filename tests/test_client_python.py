@@ -1,9 +1,12 @@
 """The Python client (promptrelay_client) against two real nodes behind a load balancer
 that the tests cut, hold and switch: chunks before the ack, a dropped transport, a lost
-execute ack, a draining node, cancel, error acks, following another client's task."""
+execute ack, a draining node, cancel, error acks, following another client's task, and
+the record of what the server sent out of order (repeats, gaps, chunks only task_done
+had, events after task_done)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +15,10 @@ import pytest
 import pytest_asyncio
 
 from engine.settings import Settings
-from promptrelay_client import Chunk, Client, PromptrelayError, Task
+from promptrelay_client import Anomaly, Chunk, Client, PromptrelayError, Task
 from server.sessions import SESSIONS
 from tests.client_harness import Harness, harness
+from tests.conftest import start_server, stop_server
 from tests.nodes import until
 
 
@@ -151,3 +155,65 @@ async def test_subscribe_follows_another_clients_task(h: Harness, client: Client
         seen = await collect(followed)
         done = await assert_intact(h, followed, seen)
         assert done["text"] == (await started.done)["text"]
+
+
+async def resubscribe_raw(client: Client, task: Task, after_seq: int) -> None:
+    """The task's `subscribe` sent on the client's own socket, behind the client's back:
+    the server replaces the socket's subscription and sends every chunk after `after_seq`
+    (the protocol's contract), so it sends chunks the client holds, or skips some."""
+    ack = await client.sio.call("subscribe", {"task_id": task.task_id, "after_seq": after_seq})
+    assert ack["ok"], ack
+
+
+async def test_repeats_the_server_sent_are_on_record(h: Harness, client: Client) -> None:
+    task = client.execute(adhoc("say it twice", 60, 40))
+    seen = await collect(task, 3, lambda: resubscribe_raw(client, task, 0))
+    done = await assert_intact(h, task, seen)  # repaired: each chunk once, in order
+    assert {a.kind for a in task.anomalies} == {"repeat"}
+    assert {1, 2, 3} <= {a.seq for a in task.anomalies}
+    assert all(a.seq <= a.held for a in task.anomalies)
+    assert client.stats["gaps"] == 0
+
+    # After task_done: the whole stream and task_done again, each on record.
+    await resubscribe_raw(client, task, 0)
+
+    def late() -> list[int]:
+        return sorted(a.seq for a in task.anomalies if a.kind == "after_done")
+
+    await until(lambda: len(late()) == done["last_seq"] + 1, what="events after task_done")
+    assert late() == sorted([*range(1, done["last_seq"] + 1), done["last_seq"]])
+    assert [c.seq for c in task.chunks] == [c.seq for c in seen]  # none of them delivered
+
+
+async def test_a_gap_the_server_left_is_on_record(h: Harness, client: Client) -> None:
+    # 25 tokens/s: one token a chunk, so seq runs well past the skip below
+    task = client.execute(adhoc("skip ahead", 100, 25))
+    skipped_to: list[int] = []
+
+    async def skip() -> None:
+        skipped_to.append(task.last_seq + 20)
+        await resubscribe_raw(client, task, skipped_to[0])
+
+    seen = await collect(task, 3, skip)
+    await assert_intact(h, task, seen)  # the client asked again from what it held
+    first = task.anomalies[0]
+    assert first == Anomaly("gap", skipped_to[0] + 1, first.held)
+    assert first.held < skipped_to[0]
+    assert {a.kind for a in task.anomalies} <= {"gap", "repeat"}
+    assert client.stats["gaps"] >= 1 and client.stats["resubscribes"] >= 1
+
+
+async def test_chunks_only_task_done_had_are_on_record(settings: Settings) -> None:
+    """Following a task after its history expired: no chunk comes, task_done has the
+    text; the client hands it on as one chunk and records what never came."""
+    node = await start_server(settings.model_copy(update={"history_ttl_s": 1}))
+    try:
+        async with Client(node.url, await node.new_key()) as c:
+            done = await c.execute(adhoc("gone by", 8, 0)).done
+            await asyncio.sleep(2.5)  # past the history's TTL of 1 s
+            late = c.subscribe(done["task_id"])
+            seen = await collect(late)
+            assert seen == [Chunk(done["last_seq"], done["text"])]
+            assert late.anomalies == [Anomaly("missing", done["last_seq"], 0)]
+    finally:
+        await stop_server(node)

@@ -1,4 +1,5 @@
-"""orjson for Socket.IO packets: what the server sends and receives means what it meant."""
+"""orjson for Socket.IO packets, the server's and promptrelay_client's: what they send and
+receive means what it meant."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 
 from socketio import packet
 
-from server.jsonpack import FastClientPacket, FastPacket
+from promptrelay_client.packets import ClientPacket
+from server.jsonpack import FastPacket
 
 
 def roundtrip(cls: type[packet.Packet], data: object) -> object:
@@ -35,4 +37,15 @@ def test_server_decodes_what_clients_send_exactly_as_before() -> None:
 
 def test_client_packets_read_server_events() -> None:
     data = ["task_done", {"text": "a b", "usage": {"output_tokens": 2}, "cost_usd": "0"}]
-    assert roundtrip(FastClientPacket, data) == data
+    assert roundtrip(ClientPacket, data) == data
+    assert roundtrip(FastPacket, data) == data  # what the server writes, the client reads
+    # orjson refuses NaN: read as python-socketio's default reads it
+    assert ClientPacket(encoded_packet='2["e",{"t":NaN,"n":1}]').data[1]["n"] == 1
+
+
+def test_client_requests_encode_like_the_default() -> None:
+    """NaN stays NaN (which the server refuses), where orjson would have sent null."""
+    data = ["execute", {"settings": {"temperature": float("nan")}, "k": {1: "x"}}]
+    assert ClientPacket(packet.EVENT, data=data).encode() == (
+        packet.Packet(packet.EVENT, data=data).encode()
+    )
