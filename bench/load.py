@@ -1,4 +1,5 @@
-"""One load process: real python-socketio clients running tasks, plus idle sockets.
+"""One load process: promptrelay's own Python client (`promptrelay_client`) running tasks,
+plus idle sockets.
 
 Runs in a child process (`multiprocessing`, spawn). It connects its sockets, reports
 ready, waits for the common start, runs task slots until the shared task budget or the
@@ -16,11 +17,9 @@ from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 from typing import Any
 
-import socketio
-
 from bench.idle import IdleSockets
 from bench.stats import ProcessResult, TaskTrace
-from server.jsonpack import FastClientPacket
+from promptrelay_client import Client, PromptrelayError
 from server.loop import run_loop
 
 PROGRESS_EVERY_S = 0.5
@@ -53,72 +52,41 @@ class Shared:
     results: Queue[Any]
 
 
-class BenchClient:
-    """A socket that routes task events to their traces (chunks may precede the ack)."""
+async def _within(future: asyncio.Future[Any], timeout_s: float) -> bool:
+    """Whether `future` is done within `timeout_s`; never cancels it (the client owns it)."""
+    done, _ = await asyncio.wait({future}, timeout=timeout_s)
+    return bool(done)
 
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(
-            reconnection=False, handle_sigint=False, serializer=FastClientPacket
-        )
-        self.traces: dict[str, TaskTrace] = {}
-        self._waiters: dict[str, asyncio.Event] = {}
-        self.early: dict[str, list[tuple[str, float, dict[str, Any]]]] = {}
-        self.sio.on("task_chunk", self._on_chunk)
-        self.sio.on("task_done", self._on_done)
 
-    def _route(self, kind: str, data: dict[str, Any]) -> None:
-        at = time.monotonic()
-        trace = self.traces.get(data["task_id"])
-        if trace is None:
-            self.early.setdefault(data["task_id"], []).append((kind, at, data))
-        elif kind == "c":
-            trace.chunk(at, data["seq"], data["text"])
-        else:
-            trace.finish(at, data)
-            trace_done = self._waiters.pop(data["task_id"], None)
-            if trace_done is not None:
-                trace_done.set()
-
-    async def _on_chunk(self, data: dict[str, Any]) -> None:
-        self._route("c", data)
-
-    async def _on_done(self, data: dict[str, Any]) -> None:
-        self._route("d", data)
-
-    async def connect(self, url: str, token: str) -> None:
-        await self.sio.connect(
-            url, auth={"token": token}, transports=["websocket"], wait_timeout=30
-        )
-
-    async def run_task(self, request: dict[str, Any], timeout_s: float) -> TaskTrace:
-        trace = TaskTrace(sent=time.monotonic())
-        try:
-            ack = await self.sio.call("execute", request, timeout=timeout_s)
-        except socketio.exceptions.TimeoutError:
-            trace.error = "ack_timeout"
-            return trace
-        if not ack.get("ok"):
-            trace.error = str((ack.get("error") or {}).get("code", "unknown"))
-            return trace
-        task_id = trace.task_id = ack["task_id"]
-        done = asyncio.Event()
-        self._waiters[task_id] = done
-        self.traces[task_id] = trace
-        for kind, at, data in self.early.pop(task_id, []):
-            if kind == "c":
-                trace.chunk(at, data["seq"], data["text"])
-            else:
-                trace.finish(at, data)
-                done.set()
-        try:
-            await asyncio.wait_for(done.wait(), timeout_s)
-            await asyncio.sleep(0)  # a stray event right behind task_done still counts
-        except TimeoutError:
-            trace.error = "done_timeout"
-        finally:
-            self._waiters.pop(task_id, None)
-            self.traces.pop(task_id, None)
+async def run_task(client: Client, request: dict[str, Any], timeout_s: float) -> TaskTrace:
+    """One task on `client`, traced as it reached the client: each chunk when it came and
+    in the order the server sent it, with what the client repaired kept on record."""
+    trace = TaskTrace(sent=time.monotonic())
+    connects = client.connects
+    # No request_id: the server's idempotency reads would be measured as the task's cost.
+    task = client.execute(request, request_id=None)
+    # The client gives up on an ack after `timeout_s` (code `timeout`); the bound here is
+    # for a client without a connection to send the execute on.
+    if not await _within(task.started, timeout_s):
+        trace.error = "ack_timeout"
         return trace
+    if task.error is not None:
+        trace.error = "ack_timeout" if task.error.code == "timeout" else task.error.code
+        return trace
+    trace.task_id = task.task_id
+    if await _within(task.done, timeout_s):
+        await asyncio.sleep(0)  # a stray event right behind task_done still counts
+        trace.error = task.error.code if task.error is not None else None
+    else:
+        trace.error = "done_timeout"
+    if client.connects != connects:
+        trace.error = trace.error or "reconnected"  # resumed by the client: not one stream
+    for chunk in task.chunks:
+        trace.chunk(chunk.at, chunk.seq, chunk.text)
+    if task.result is not None and task.done_at is not None:
+        trace.finish(task.done_at, task.result)
+    trace.anomalies = [a.kind for a in task.anomalies]
+    return trace
 
 
 def _request(plan: LoadPlan, n: int) -> dict[str, Any]:
@@ -152,12 +120,12 @@ class LoadProcess:
                 budget.value -= 1
         return True
 
-    async def _slot(self, client: BenchClient) -> None:
+    async def _slot(self, client: Client) -> None:
         while self._take():
             self.counter += 1
             self.in_flight += 1
-            trace = await client.run_task(
-                _request(self.plan, self.counter), self.plan.task_timeout_s
+            trace = await run_task(
+                client, _request(self.plan, self.counter), self.plan.task_timeout_s
             )
             self.in_flight -= 1
             self.result.add(trace)
@@ -173,17 +141,17 @@ class LoadProcess:
             ("progress", self.plan.index, r.tasks, r.tokens, sum(r.errors.values()))
         )
 
-    async def _connect_all(self, clients: list[BenchClient]) -> None:
-        async def one(client: BenchClient) -> None:
+    async def _connect_all(self, clients: list[Client]) -> None:
+        async def one(client: Client) -> None:
             try:
-                await client.connect(self.plan.url, self.plan.token)
-            except socketio.exceptions.ConnectionError as exc:
-                self.result.connect_errors[type(exc).__name__] += 1
+                await client.connect()
+            except PromptrelayError as exc:
+                self.result.connect_errors[exc.code] += 1
 
         # Bounded: a burst of thousands of handshakes only queues up in the server's backlog.
         sem = asyncio.Semaphore(50)
 
-        async def bounded(client: BenchClient) -> None:
+        async def bounded(client: Client) -> None:
             async with sem:
                 await one(client)
 
@@ -191,7 +159,11 @@ class LoadProcess:
 
     async def run(self) -> None:
         plan = self.plan
-        clients = [BenchClient() for _ in range(plan.clients)]
+        # One attempt per execute, each given the whole task timeout, as a user's wait.
+        clients = [
+            Client(plan.url, plan.token, ack_timeout=plan.task_timeout_s, attempts=1)
+            for _ in range(plan.clients)
+        ]
         idle = IdleSockets(plan.url, plan.token)
         try:
             await self._connect_all(clients)
@@ -220,9 +192,7 @@ class LoadProcess:
                 self.result.connect_errors["idle_dropped"] += dropped
         finally:
             await idle.close()
-            await asyncio.gather(
-                *(c.sio.disconnect() for c in clients if c.sio.connected), return_exceptions=True
-            )
+            await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
         self.shared.results.put(("result", plan.index, self.result))
 
 

@@ -34,6 +34,7 @@ class TaskTrace:
     done_at: float | None = None
     events_after_done: int = 0
     dones: int = 0
+    anomalies: list[str] = field(default_factory=list)  # what the client repaired, by kind
     error: str | None = None  # a protocol error code, or a bench-side one
 
     def chunk(self, at: float, seq: int, text: str) -> None:
@@ -47,8 +48,9 @@ class TaskTrace:
             self.done, self.done_at = payload, at
 
     def intact(self) -> bool:
-        """Contiguous seq from 1, text equals the chunks, done once and last."""
-        if self.done is None:
+        """Contiguous seq from 1, text equals the chunks, done once and last, and nothing
+        the client had to repair (a repeat, a gap, chunks only task_done had)."""
+        if self.done is None or self.anomalies:
             return False
         seqs = [seq for _, seq, _ in self.chunks]
         return (

@@ -16,14 +16,17 @@ from rich.console import Console
 
 from bench.direct import run_direct as direct_run
 from bench.driver import BenchConfig, run_bench
+from bench.load import run_task
 from bench.report import rows, write_json, write_plot
 from bench.scrape import Snapshot, parse, server_figures
 from bench.stats import ProcessResult, TaskTrace, build_report, percentile
+from promptrelay_client import Client
 from server.loop import tune_gc
 from tests.conftest import Server
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.google_server import FakeGemini
 from tests.fakes.openai_server import FakeOpenAI
+from tests.nodes import until
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -64,6 +67,9 @@ def test_a_stream_is_intact_only_when_contiguous_complete_and_done_last() -> Non
     twice = trace([(1, "a ")], "a ", 1)
     twice.finish(102.0, twice.done or {})
     assert twice.outcome() == "stream_broken"
+    repaired = trace([(1, "a "), (2, "b")], "a b", 2)
+    repaired.anomalies = ["repeat"]  # whole as delivered, but the server sent a seq twice
+    assert repaired.outcome() == "stream_broken"
     failed = trace([], "", 0, status="failed")
     failed.done = {**(failed.done or {}), "error": {"code": "timeout"}}
     assert failed.outcome() == "timeout"
@@ -121,6 +127,27 @@ async def test_bench_against_the_server(server: Server, tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["tasks"] == 24 and "token" not in saved["config"] and "_samples" not in saved
     assert (tmp_path / "r.png").read_bytes().startswith(PNG_MAGIC)
+
+
+async def test_a_repeat_the_client_repaired_still_breaks_the_stream(server: Server) -> None:
+    """The bench runs tasks on promptrelay_client, which drops a repeated seq; the bench
+    still counts the stream as broken, as it did when it read the raw events."""
+    request = {
+        "model": "simulated/bench",
+        "settings": {"max_tokens": 40, "tokens_per_second": 40},
+        "messages": [{"role": "user", "content": "twice"}],
+    }
+    async with Client(server.url, await server.new_key(), attempts=1) as client:
+        tracing = asyncio.create_task(run_task(client, request, 60))
+        await until(lambda: any(t.last_seq >= 2 for t in client.live.values()), what="chunks")
+        (task,) = client.live.values()
+        # The same socket subscribing again from seq 0: the server sends chunks 1, 2, ...
+        # again (its subscribe contract), which the client drops as repeats.
+        await client.sio.call("subscribe", {"task_id": task.task_id, "after_seq": 0})
+        traced = await tracing
+    assert traced.done is not None and traced.done["status"] == "completed"
+    assert "".join(text for _, _, text in traced.chunks) == traced.done["text"]
+    assert "repeat" in traced.anomalies and traced.outcome() == "stream_broken"
 
 
 def test_bench_spawn_one_command(tmp_path: Path) -> None:
