@@ -10,7 +10,7 @@ import contextlib
 import time
 import uuid
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -33,9 +33,14 @@ class Client:
         attempts: int = 5,
         transports: list[str] | None = None,
         reconnection_delay_max: float = 2.0,
+        on_runs_changed: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.url = url
         self.token = token
+        # The server sends runs_changed only to connections that ask for it.
+        self.auth: dict[str, Any] = {"token": token}
+        if on_runs_changed is not None:
+            self.auth["runs_changed"] = True
         self.ack_timeout = ack_timeout
         self.attempts = attempts
         self.transports = transports or ["websocket"]
@@ -62,6 +67,8 @@ class Client:
         self.sio.on("task_chunk", lambda p: self._route("task_chunk", p))
         self.sio.on("task_done", lambda p: self._route("task_done", p))
         self.sio.on("server_draining", self._on_draining)
+        if on_runs_changed is not None:
+            self.sio.on("runs_changed", on_runs_changed)
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -78,7 +85,7 @@ class Client:
         self.sio.on("connect_error", refused.append)
         try:
             await self.sio.connect(
-                self.url, auth={"token": self.token}, transports=self.transports, wait_timeout=20
+                self.url, auth=self.auth, transports=self.transports, wait_timeout=20
             )
         except socketio.exceptions.ConnectionError as exc:
             if self.sio.eio.http is not None:
@@ -140,9 +147,7 @@ class Client:
         delay = 0.1
         while not self.closed and not self.sio.connected:
             try:
-                await self.sio.connect(
-                    self.url, auth={"token": self.token}, transports=self.transports
-                )
+                await self.sio.connect(self.url, auth=self.auth, transports=self.transports)
             except socketio.exceptions.ConnectionError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -157,6 +157,21 @@ async def test_subscribe_follows_another_clients_task(h: Harness, client: Client
         assert done["text"] == (await started.done)["text"]
 
 
+async def test_runs_changed_only_for_a_client_that_asked(h: Harness, client: Client) -> None:
+    heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    others: list[dict[str, Any]] = []
+    client.sio.on("runs_changed", others.append)  # `client` did not ask
+    async with Client(h.url, h.token, on_runs_changed=heard.put_nowait):
+        done = await client.execute(adhoc("a new conversation", 5, 200)).done
+        change = await asyncio.wait_for(heard.get(), 10)
+        while change["run_id"] != done["run_id"]:
+            change = await asyncio.wait_for(heard.get(), 10)
+        assert change["change"] == "created"
+        assert change["run"]["title"] == "a new conversation"
+    await asyncio.sleep(0.3)  # what the room sent would have reached `client` by now
+    assert others == []
+
+
 async def resubscribe_raw(client: Client, task: Task, after_seq: int) -> None:
     """The task's `subscribe` sent on the client's own socket, behind the client's back:
     the server replaces the socket's subscription and sends every chunk after `after_seq`
