@@ -1,9 +1,10 @@
 """Idle sockets: real Socket.IO connections (Engine.IO v4 over websocket) that only hold on.
 
-A full python-socketio client per idle socket would make the load generator, not the
-server, the limit at 10,000 sockets. These speak the wire protocol directly: the Engine.IO
-open packet, a Socket.IO CONNECT with the auth token, and a pong for every ping, which is
-all a connected, silent browser tab does.
+A full client per idle socket (promptrelay_client, which runs the bench's tasks) would make
+the load generator, not the server, the limit at 10,000 sockets. These speak the wire
+protocol directly, as a connected, silent browser tab does: a websocket that offers
+permessage-deflate, the Engine.IO open packet, a Socket.IO CONNECT with the auth token,
+and a pong for every ping.
 """
 
 from __future__ import annotations
@@ -16,6 +17,36 @@ from collections import Counter
 import aiohttp
 
 OPEN_TIMEOUT_S = 30.0
+
+
+async def open_socket(
+    session: aiohttp.ClientSession, url: str, token: str
+) -> aiohttp.ClientWebSocketResponse:
+    """A socket connected the way a browser tab connects: a websocket offering
+    permessage-deflate, the Engine.IO open packet, a Socket.IO CONNECT with the token
+    (pings answered meanwhile). ValueError when the server refuses or closes it first."""
+    ws = await session.ws_connect(
+        url, compress=15, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5)
+    )
+    try:
+        if not (await ws.receive_str()).startswith("0"):
+            raise ValueError("no Engine.IO open packet")
+        await ws.send_str("40" + json.dumps({"token": token}))
+        while (reply := await ws.receive_str()) == "2":
+            await ws.send_str("3")
+        if not reply.startswith("40"):
+            raise ValueError("refused or closed before the CONNECT was answered")
+    except BaseException:
+        await ws.close()
+        raise
+    return ws
+
+
+async def hold(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Keep a connected socket open: answer every Engine.IO ping, as a quiet tab does."""
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
+            await ws.send_str("3")
 
 
 class IdleSockets:
@@ -49,32 +80,12 @@ class IdleSockets:
 
     async def _open_one(self) -> None:
         assert self.session is not None
-        ws = await self.session.ws_connect(
-            self.url, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5)
-        )
-        try:
-            async with asyncio.timeout(OPEN_TIMEOUT_S):
-                opened = await ws.receive_str()
-                if not opened.startswith("0"):
-                    raise ValueError("no Engine.IO open packet")
-                await ws.send_str("40" + json.dumps({"token": self.token}))
-                while (reply := await ws.receive_str()) == "2":
-                    await ws.send_str("3")
-                if not reply.startswith("40"):
-                    raise ValueError("connection refused")
-        except BaseException:
-            await ws.close()
-            raise
+        async with asyncio.timeout(OPEN_TIMEOUT_S):
+            ws = await open_socket(self.session, self.url, self.token)
         self.sockets.append(ws)
-        task = asyncio.create_task(self._hold(ws))
+        task = asyncio.create_task(hold(ws))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-
-    @staticmethod
-    async def _hold(ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
-                await ws.send_str("3")
 
     @property
     def held(self) -> int:

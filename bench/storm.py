@@ -12,7 +12,6 @@ limit, the figures are the client's).
 from __future__ import annotations
 
 import asyncio
-import json
 import resource
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.idle import hold, open_socket
 from bench.scrape import scrape
 from bench.stats import percentile
 
@@ -44,34 +44,17 @@ class _Storm:
         started = time.monotonic()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                ws = await session.ws_connect(
-                    self.url,
-                    compress=15,  # offered, as every browser does
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5),
-                )
-                self.sockets.append(ws)
-                if not (await ws.receive_str()).startswith("0"):
-                    raise ValueError("no Engine.IO open packet")
-                await ws.send_str("40" + json.dumps({"token": self.token}))
-                while (reply := await ws.receive_str()) == "2":
-                    await ws.send_str("3")
-                if not reply.startswith("40"):
-                    raise ValueError("refused or closed before the CONNECT was answered")
+                ws = await open_socket(session, self.url, self.token)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, TypeError) as exc:
             self.failures[type(exc).__name__] += 1
             return
         now = time.monotonic()
+        self.sockets.append(ws)
         self.connect_s.append(now - started)
         self.done_at.append(now - began)
-        holder = asyncio.create_task(self._hold(ws))
+        holder = asyncio.create_task(hold(ws))
         self.holders.add(holder)
         holder.add_done_callback(self.holders.discard)
-
-    @staticmethod
-    async def _hold(ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for msg in ws:
-            if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "2":
-                await ws.send_str("3")
 
     async def close(self) -> None:
         for holder in list(self.holders):
