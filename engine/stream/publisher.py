@@ -181,18 +181,28 @@ class ChunkPublisher:
             return replies
 
     async def _verify(self) -> None:
-        """Write the histories again if Redis lost its data since the last flush."""
-        async with self._writing:
-            try:
-                alive = await retrying(
-                    lambda: self._redis.expire(self._marker, MARKER_TTL_S),
-                    outage=self.outage,
-                    stop=self._gone,
-                )
-                if not alive:
+        """Write the histories again if Redis lost its data since the last flush.
+
+        The check runs beside the flushes, not under their lock: when many tasks end at
+        once, their checks would otherwise queue in front of the next flush, one round trip
+        each, and hold back every other task's chunks. Only a rewrite takes the lock."""
+        try:
+            if await self._marker_alive():
+                return
+            async with self._writing:
+                if not await self._marker_alive():  # else a flush or a check rewrote them
                     await self._rewrite()
-            except REDIS_DOWN:
-                log.warning("histories not checked: shutting down")
+        except REDIS_DOWN:
+            log.warning("histories not checked: shutting down")
+
+    async def _marker_alive(self) -> bool:
+        """Refresh the marker; False when Redis lost it (and with it, its data)."""
+        alive = await retrying(
+            lambda: self._redis.expire(self._marker, MARKER_TTL_S),
+            outage=self.outage,
+            stop=self._gone,
+        )
+        return bool(alive)
 
     async def _rewrite(self) -> None:
         """Redis lost its data: write every running task's history again, in order."""
