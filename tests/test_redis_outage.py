@@ -121,9 +121,12 @@ async def test_redis_restarted_mid_stream_every_subscriber_gets_everything(
         # Each task's claim is held by its node, also where Redis lost it: re-taken.
         claims = await _claims(redis, cluster, list(owners))
         assert claims == ["n1"] * TASKS
+        # The node's subscribers take their records from its publisher (the tasks run
+        # there), so the publisher is what waits for Redis: it logs the outage once each way.
         log = node.log()
-        assert log.count("Redis (relay) unreachable") == 1, log
-        assert log.count("Redis (relay) is back") == 1, log
+        assert log.count("Redis (chunk flush) unreachable") == 1, log
+        assert log.count("Redis (chunk flush) is back") == 1, log
+        assert log.count("Redis (relay) unreachable") <= 1, log
         assert "Traceback" not in log and "never retrieved" not in log, log
     finally:
         await cluster.stop()
