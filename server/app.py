@@ -19,6 +19,7 @@ from engine.keys import Keys
 from engine.metrics import Metrics
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
+from engine.stream.local import LocalFeed
 from engine.stream.publisher import ChunkPublisher
 from engine.stream.relay import Relay
 from engine.tasks.parked import PendingFinalizes
@@ -96,8 +97,9 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = Keys(settings.redis_prefix)
     registry = ProviderRegistry.from_settings(settings)
     metrics = app[METRICS]
+    local = LocalFeed()  # records of the tasks running here, straight to this relay
     publisher = ChunkPublisher(
-        app[REDIS], keys, settings.coalesce_ms / 1000, settings.history_maxlen, metrics
+        app[REDIS], keys, settings.coalesce_ms / 1000, settings.history_maxlen, metrics, local=local
     )
     supervisor = TaskSupervisor()
     metrics.tasks_running.set_function(lambda: float(len(supervisor)))
@@ -111,7 +113,14 @@ async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     # The dispatcher by role: gateway, worker or serve.
     node = ClusterNode(settings, deps, registry, supervisor, provider_keys, finalizes)
     engine = Engine(settings, deps, registry, supervisor, provider_keys, dispatcher=node)
-    relay = Relay(app[REDIS], keys, engine.final_payload, metrics, probe_s=settings.pubsub_probe_s)
+    relay = Relay(
+        app[REDIS],
+        keys,
+        engine.final_payload,
+        metrics,
+        probe_s=settings.pubsub_probe_s,
+        local=local,
+    )
     app[ENGINE] = engine
     app[RELAY] = relay
     app[NODE] = node

@@ -251,6 +251,10 @@ async def test_redis_restart_mid_stream_loses_nothing(cluster: Cluster, tmp_path
         # Both nodes work on after the restart: a new task streams end to end.
         ack = await a.call("execute", adhoc(10, 0))
         assert (await a.wait_done(ack["task_id"], 40))["status"] == "completed"
+        # The gateway's relay, subscribed to the worker's task, logged the outage once each way.
+        log = g1.log()
+        assert log.count("Redis (relay) unreachable") == 1, log
+        assert log.count("Redis (relay) is back") == 1, log
     finally:
         await cluster.stop()
         own.stop()

@@ -109,9 +109,18 @@ async def test_a_silent_subscription_is_found_by_the_probe_and_renewed(
     proxy = Blackhole(own.socket_path)
     port = await proxy.start()
     try:
+        # The task runs on a worker: a subscriber on the node that runs its task takes the
+        # records in memory, without any subscription to go silent.
+        worker = await start_server(
+            settings.model_copy(update={"redis_url": own.url, "role": "worker"})
+        )
         srv = await start_server(
             settings.model_copy(
-                update={"redis_url": f"redis://127.0.0.1:{port}/0", "pubsub_probe_s": 0.5}
+                update={
+                    "redis_url": f"redis://127.0.0.1:{port}/0",
+                    "pubsub_probe_s": 0.5,
+                    "role": "gateway",
+                }
             )
         )
         try:
@@ -128,6 +137,7 @@ async def test_a_silent_subscription_is_found_by_the_probe_and_renewed(
             assert srv.app[RELAY].renewals >= 1
         finally:
             await stop_server(srv)
+            await stop_server(worker)
     finally:
         await proxy.close()
         own.stop()

@@ -190,7 +190,11 @@ class ClusterNode:
             await asyncio.shield(self._release(task_id))
             return payload
 
-        self.supervisor.start(task_id, body)
+        # Before the execute is acknowledged: the socket's watch, created right after, takes
+        # the task's records in memory. Ended however the runner ends, even unstarted.
+        deps.local.start(task_id)
+        runner = self.supervisor.start(task_id, body)
+        runner.add_done_callback(lambda _: deps.local.end(task_id))
 
     async def _ensure_group(self) -> None:
         """Recreate the consumer group if Redis lost it (restarted without persistence)."""

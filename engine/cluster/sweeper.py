@@ -103,7 +103,7 @@ async def end_task(
         final = await task_rows.get_task_unscoped(deps.pool, UUID(task_id))
         assert final is not None
         payload = done_from_row(final)
-    await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
+    await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s, deps.local)
     await _free_slot(deps, job, landed and ending.status == "failed" and partial.last_seq == 0)
     return landed
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import redis.asyncio as aioredis
 
 from engine.keys import Keys
-from engine.stream.records import CHUNK, DONE, decode_record
-
-Record = tuple[str, dict[str, Any]]
+from engine.stream.records import CHUNK, DONE, Record, decode_record
 
 
 async def read_records(redis: aioredis.Redis, keys: Keys, task_id: str) -> list[Record]:

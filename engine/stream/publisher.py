@@ -4,7 +4,8 @@ Every running task appends text; one loop per process flushes all of it each win
 one pipeline carrying, per task, the chunk for the history stream (XADD) and
 for live delivery (PUBLISH). The window widens with the number of streaming tasks, and a
 slow flush makes the next window start later, so batches grow with load and shrink back
-when idle.
+when idle. Once Redis has taken a flush, its chunks are also handed, in memory and in
+order, to this process's own subscribers (engine/stream/local.py).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from engine.errors import ServiceUnavailable
 from engine.keys import Keys
 from engine.metrics import Metrics
 from engine.stream.coalescer import Chunk, Coalescer
+from engine.stream.local import LocalFeed
 from engine.stream.outage import REDIS_DOWN, Outage, retrying
-from engine.stream.records import encode_chunk
+from engine.stream.records import CHUNK, chunk_payload, encode_chunk
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,10 @@ class ChunkPublisher:
         history_maxlen: int,
         metrics: Metrics | None = None,
         max_buffered_bytes: int = MAX_BUFFERED_BYTES,
+        local: LocalFeed | None = None,
     ) -> None:
         self._redis = redis
+        self.local = local or LocalFeed()
         self._metrics = metrics or Metrics()
         self._keys = keys
         self._coalescer = Coalescer(window_s)
@@ -140,6 +144,7 @@ class ChunkPublisher:
                 self._coalescer.published(chunks)
                 for pending, record in records:
                     pending.records.append(record)
+                self._hand_over(chunks)
                 if not replies[0]:
                     await self._rewrite()
         self.flushes += 1
@@ -149,6 +154,14 @@ class ChunkPublisher:
             pending.in_flight = False
             if not self._coalescer.is_queued(pending.task_id):
                 pending.flushed.set()
+
+    def _hand_over(self, chunks: list[Chunk]) -> None:
+        """This process's subscribers get the chunks now that they are in the histories:
+        a subscriber that starts watching after this reads them there."""
+        for chunk in chunks:
+            self.local.hand(
+                chunk.task_id, CHUNK, chunk_payload(chunk.task_id, chunk.seq, chunk.text)
+            )
 
     async def _execute(self, records: list[tuple[_Pending, str]]) -> list[Any] | None:
         """One pipeline with the batch, retried until Redis takes it; None if abandoned."""
@@ -181,18 +194,28 @@ class ChunkPublisher:
             return replies
 
     async def _verify(self) -> None:
-        """Write the histories again if Redis lost its data since the last flush."""
-        async with self._writing:
-            try:
-                alive = await retrying(
-                    lambda: self._redis.expire(self._marker, MARKER_TTL_S),
-                    outage=self.outage,
-                    stop=self._gone,
-                )
-                if not alive:
+        """Write the histories again if Redis lost its data since the last flush.
+
+        The check runs beside the flushes, not under their lock: when many tasks end at
+        once, their checks would otherwise queue in front of the next flush, one round trip
+        each, and hold back every other task's chunks. Only a rewrite takes the lock."""
+        try:
+            if await self._marker_alive():
+                return
+            async with self._writing:
+                if not await self._marker_alive():  # else a flush or a check rewrote them
                     await self._rewrite()
-            except REDIS_DOWN:
-                log.warning("histories not checked: shutting down")
+        except REDIS_DOWN:
+            log.warning("histories not checked: shutting down")
+
+    async def _marker_alive(self) -> bool:
+        """Refresh the marker; False when Redis lost it (and with it, its data)."""
+        alive = await retrying(
+            lambda: self._redis.expire(self._marker, MARKER_TTL_S),
+            outage=self.outage,
+            stop=self._gone,
+        )
+        return bool(alive)
 
     async def _rewrite(self) -> None:
         """Redis lost its data: write every running task's history again, in order."""

@@ -8,12 +8,17 @@ from typing import Any
 CHUNK = "c"
 DONE = "d"
 
+Record = tuple[str, dict[str, Any]]  # (kind, payload): the payload is what a client receives
+
+
+def chunk_payload(task_id: str, seq: int, text: str) -> dict[str, Any]:
+    """The `task_chunk` event."""
+    return {"task_id": task_id, "seq": seq, "text": text}
+
 
 def encode_chunk(task_id: str, seq: int, text: str) -> str:
     return json.dumps(
-        {"k": CHUNK, "task_id": task_id, "seq": seq, "text": text},
-        separators=(",", ":"),
-        ensure_ascii=False,
+        {"k": CHUNK, **chunk_payload(task_id, seq, text)}, separators=(",", ":"), ensure_ascii=False
     )
 
 
@@ -21,7 +26,7 @@ def encode_done(payload: dict[str, Any]) -> str:
     return json.dumps({"k": DONE, **payload}, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode_record(raw: str | bytes) -> tuple[str, dict[str, Any]]:
+def decode_record(raw: str | bytes) -> Record:
     """(kind, payload) of a stream record; payload is what the client receives."""
     data: dict[str, Any] = json.loads(raw)
     kind = data.pop("k")

@@ -6,6 +6,14 @@ all on one pub/sub connection, and routes each message to the task's watch
 outage, redis-py reconnects and re-subscribes; each channel's new confirmation makes its
 watch re-read history for what was missed. The outage and the recovery are logged once.
 
+A task that runs in this process needs no live channel: the publisher and `publish_done`
+hand each record over once Redis has taken it (engine/stream/local.py, `deliver`), and its
+watch never subscribes. The replay from history closes the window as a confirmation does:
+the watch is registered for the records before the replay reads, and a record handed over
+before that was in the history already. When the runner ends without handing over the
+terminal record (a sweeper or a parked finalize wrote it, or nobody yet), the watch
+subscribes after all, and the confirmation re-reads the history (`Resync`).
+
 A pub/sub connection can go silent without an error (a half-open TCP connection through a
 NAT or a load balancer): while the node watches tasks, it publishes a probe on a channel
 of its own every `probe_s`; a probe that does not come back renews the connection, and the
@@ -17,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -26,7 +34,9 @@ from redis.exceptions import RedisError
 from engine.aio import check_cancelled
 from engine.keys import Keys
 from engine.metrics import Metrics
-from engine.stream.outage import Outage
+from engine.stream.local import LocalFeed
+from engine.stream.outage import REDIS_DOWN, Outage
+from engine.stream.records import DONE, Record
 from engine.stream.watch import Add, Resync, Sub, Subscriber, SubscribeResult, TaskWatch
 
 log = logging.getLogger(__name__)
@@ -47,6 +57,7 @@ class Relay:
         load_final: FinalLoader,
         metrics: Metrics | None = None,
         probe_s: float = 5.0,
+        local: LocalFeed | None = None,
     ) -> None:
         self.redis = redis
         self.metrics = metrics or Metrics()
@@ -63,7 +74,10 @@ class Relay:
         self._runners: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()  # one pub/sub command at a time on the shared connection
         self._active = asyncio.Event()
+        self._closed = False
         self.outage = Outage("Redis (relay)", log)
+        self.local = local or LocalFeed()
+        self.local.attach(self)
 
     async def subscribe(
         self,
@@ -92,37 +106,86 @@ class Relay:
 
     async def _submit(self, task_id: str, add: Add) -> None:
         watch = self._watches.get(task_id)
-        if watch is None:
-            watch = TaskWatch(self, task_id)
-            channel = self.keys.live(task_id)
-            self._watches[task_id] = watch
-            self._by_channel[channel] = watch
-            # Queued before any wait: a watch that ends unconfirmed hands `add` on, so an
-            # execute under heavy load is late, never left without its ack.
-            watch.queue.put_nowait(add)
-            watch.runner = asyncio.create_task(watch.run())
-            self._runners.add(watch.runner)
-            watch.runner.add_done_callback(self._ended)
-            try:
-                async with self._lock:
-                    if not self._probe_subscribed:  # kept across reconnects by redis-py
-                        await self._pubsub.subscribe(self.probe_channel)
-                        self._probe_subscribed = True
-                    await self._pubsub.subscribe(channel)
-                watch.sent.set()
-                self._active.set()
-            except (RedisError, OSError) as exc:
-                add.result.set_exception(exc)  # the subscriber gets it; the watch ends
-                self.forget(watch)
-                watch.runner.cancel()
+        if watch is not None:
+            self._queue(watch, add)
             return
+        watch = TaskWatch(self, task_id)
+        self._watches[task_id] = watch
+        # A task running here: from now on `deliver` queues its records, behind `add`.
+        watch.local = self.local.runs(task_id)
+        # Queued before any wait: a watch that ends unconfirmed hands `add` on, so an
+        # execute under heavy load is late, never left without its ack.
+        self._queue(watch, add)
+        watch.runner = asyncio.create_task(watch.run())
+        self._runners.add(watch.runner)
+        watch.runner.add_done_callback(self._ended)
+        if watch.local:  # no channel to confirm
+            watch.sent.set()
+            watch.confirmed.set()
+            return
+        try:
+            await self._listen(watch)
+            watch.sent.set()
+        except REDIS_DOWN as exc:
+            add.result.set_exception(exc)  # the subscriber gets it; the watch ends
+            self.forget(watch)
+            watch.runner.cancel()
+
+    def _queue(self, watch: TaskWatch, add: Add) -> None:
+        # The records of a task running here that were handed over before now are in the
+        # history the replay reads. A fresh execute's task has none yet, nor a history.
+        add.unwritten = watch.local and add.fresh and self.local.unwritten(watch.task_id)
         watch.queue.put_nowait(add)
+
+    async def _listen(self, watch: TaskWatch) -> None:
+        """Subscribe to the watch's live channel; its confirmation goes to the watch."""
+        channel = self.keys.live(watch.task_id)
+        async with self._lock:
+            if self._watches.get(watch.task_id) is not watch:
+                return  # ended while waiting for the lock
+            self._by_channel[channel] = watch
+            watch.listening = True
+            if not self._probe_subscribed:  # kept across reconnects by redis-py
+                await self._pubsub.subscribe(self.probe_channel)
+                self._probe_subscribed = True
+            await self._pubsub.subscribe(channel)
+        self._active.set()
+
+    def deliver(self, task_id: str, record: Record) -> None:
+        """A record of a task running in this process, just written to Redis (LocalFeed)."""
+        watch = self._watches.get(task_id)
+        if watch is not None and watch.local:
+            watch.queue.put_nowait(record)
+            if record[0] == DONE:
+                watch.ended_here = True
+
+    def finished_here(self, task_id: str) -> None:
+        """The task's runner in this process has ended (LocalFeed)."""
+        watch = self._watches.get(task_id)
+        if watch is None or not watch.local or watch.ended_here or self._closed:
+            return
+        # Its terminal record comes from elsewhere: a sweeper, a parked finalize, or a
+        # runner that failed to write it. Listen on the channel; the confirmation finds
+        # the watch confirmed and re-reads the history (Resync), the database if need be.
+        watch.local = False
+        self._own(self._listen_after_all(watch))
+
+    async def _listen_after_all(self, watch: TaskWatch) -> None:
+        try:
+            await self._listen(watch)
+        except REDIS_DOWN as exc:
+            check_cancelled()
+            # The watch's idle check asks the database; its history re-read waits for Redis.
+            log.info("task %s: live channel not subscribed (%s)", watch.task_id, type(exc).__name__)
+
+    def _own(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._runners.add(task)
+        task.add_done_callback(self._ended)
 
     def resubmit(self, task_id: str, add: Add) -> None:
         """Hand a subscriber that arrived after its watch ended to a fresh watch."""
-        task = asyncio.create_task(self._submit(task_id, add))
-        self._runners.add(task)
-        task.add_done_callback(self._ended)
+        self._own(self._submit(task_id, add))
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         self._runners.discard(task)
@@ -133,11 +196,12 @@ class Relay:
         """A watch has ended: stop routing its channel and unsubscribe from it."""
         if self._watches.get(watch.task_id) is watch:
             del self._watches[watch.task_id]
-            channel = self.keys.live(watch.task_id)
-            self._by_channel.pop(channel, None)
-            unsub = asyncio.create_task(self._unsubscribe_channel(channel))
-            self._runners.add(unsub)
-            unsub.add_done_callback(self._runners.discard)
+            if watch.listening:
+                channel = self.keys.live(watch.task_id)
+                self._by_channel.pop(channel, None)
+                unsub = asyncio.create_task(self._unsubscribe_channel(channel))
+                self._runners.add(unsub)
+                unsub.add_done_callback(self._runners.discard)
 
     async def _unsubscribe_channel(self, channel: str) -> None:
         if channel in self._by_channel:
@@ -198,7 +262,7 @@ class Relay:
         """While tasks are watched, check that the subscription still receives."""
         while True:
             await asyncio.sleep(self.probe_s)
-            if not self._watches:
+            if not self._by_channel:  # no watch listens on a channel
                 continue
             self._probe_seen.clear()
             try:
@@ -220,6 +284,7 @@ class Relay:
             await connection.disconnect()
 
     async def close(self) -> None:
+        self._closed = True
         for task in list(self._runners):
             task.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)

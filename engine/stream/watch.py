@@ -3,7 +3,10 @@
 One coroutine per watched task handles, in order, the live records and the arrival of new
 subscribers; a new subscriber is replayed from the history stream after the live channel
 is confirmed, so every record is either in the history read or arrives live after it.
-Each subscriber keeps the last seq it got, which drops duplicates.
+Each subscriber keeps the last seq it got, which drops duplicates. A task running in this
+process needs no live channel: its records come from the publisher once Redis has them
+(engine/stream/local.py), and a replay after the watch is registered for them closes the
+window the same way.
 
 A live subscriber never gets a gap: a record that does not continue what it has (records
 lost with a Redis that went away) makes the watch re-read the history, which the publisher
@@ -20,9 +23,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine.stream.history import Record, read_records
+from engine.stream.history import read_records
 from engine.stream.outage import DATABASE_DOWN, retrying
-from engine.stream.records import CHUNK, DONE, decode_record
+from engine.stream.records import CHUNK, DONE, Record, decode_record
 
 if TYPE_CHECKING:
     from engine.stream.relay import Relay
@@ -60,6 +63,7 @@ class Add:
         self.key = key
         self.sub = sub
         self.fresh = fresh
+        self.unwritten = False  # known to have no history yet: nothing to read
         self.result: asyncio.Future[SubscribeResult] = asyncio.get_running_loop().create_future()
 
 
@@ -67,16 +71,24 @@ class Resync:
     """Re-read history after the pub/sub connection was re-established (messages may be lost)."""
 
 
+# What a watch's queue carries: a new subscriber, a history re-read, a record from the live
+# channel (raw) or from this process (decoded), or a subscriber that left (None).
+Item = Add | Resync | Record | str | bytes | None
+
+
 class TaskWatch:
-    """The live channel of one task on this node and its local subscribers."""
+    """One task watched on this node: where its records come from, and its subscribers here."""
 
     def __init__(self, relay: Relay, task_id: str) -> None:
         self.relay = relay
         self.task_id = task_id
         self.subs: dict[str, Sub] = {}
-        self.queue: asyncio.Queue[Add | Resync | str | bytes | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self.sent = asyncio.Event()  # SUBSCRIBE has gone out (it may wait for the lock)
         self.confirmed = asyncio.Event()
+        self.local = False  # records come from this process's publisher, not the channel
+        self.listening = False  # subscribed to the live channel
+        self.ended_here = False  # this process handed over the terminal record
         self.done_payload: dict[str, Any] | None = None
         self.runner: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
@@ -110,13 +122,15 @@ class TaskWatch:
         gapped = any(sub.gap_since is not None for sub in self.subs.values())
         return GAP_RETRY_S if gapped else IDLE_CHECK_S
 
-    async def _handle(self, item: Add | Resync | str | bytes | None) -> None:
+    async def _handle(self, item: Item) -> None:
         if item is None:
             pass
         elif isinstance(item, Add):
             await self._replay(item)
         elif isinstance(item, Resync):
             await self._resync()
+        elif isinstance(item, tuple):
+            await self._deliver([item], lenient=False)
         else:
             await self._deliver([decode_record(item)], lenient=False)
 
@@ -133,7 +147,7 @@ class TaskWatch:
         sub = add.sub
         try:
             status = "running"
-            entries = await self._history(give_up_s=SUBSCRIBE_TIMEOUT_S)
+            entries = [] if add.unwritten else await self._history(give_up_s=SUBSCRIBE_TIMEOUT_S)
             if not entries and not add.fresh:
                 final = await self.relay.load_final(self.task_id)
                 if final is not None:

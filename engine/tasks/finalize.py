@@ -25,7 +25,8 @@ from engine.errors import PromptrelayError
 from engine.keys import Keys
 from engine.providers.base import Usage
 from engine.providers.pricing import format_money
-from engine.stream.records import encode_done
+from engine.stream.local import LocalFeed
+from engine.stream.records import DONE, encode_done
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +227,20 @@ async def write_outcome(
 
 
 async def publish_done(
-    redis: aioredis.Redis, keys: Keys, task_id: str, payload: dict[str, Any], ttl_s: int
+    redis: aioredis.Redis,
+    keys: Keys,
+    task_id: str,
+    payload: dict[str, Any],
+    ttl_s: int,
+    local: LocalFeed | None = None,
 ) -> None:
-    """Write the terminal record into the history stream and announce it live."""
+    """Write the terminal record into the history stream and announce it live, and to this
+    process's subscribers when the task runs here (after the write: see LocalFeed)."""
     record = encode_done(payload)
     pipe = redis.pipeline(transaction=True)
     pipe.xadd(keys.history(task_id), {"r": record})
     pipe.expire(keys.history(task_id), ttl_s)
     pipe.publish(keys.live(task_id), record)
     await pipe.execute()
+    if local is not None:
+        local.hand(task_id, DONE, payload)

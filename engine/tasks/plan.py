@@ -19,6 +19,7 @@ from engine.metrics import Metrics
 from engine.prompts.checker import ValidationPool
 from engine.providers.base import Provider, ProviderRequest
 from engine.settings import Settings
+from engine.stream.local import LocalFeed
 from engine.stream.publisher import ChunkPublisher
 
 
@@ -105,6 +106,11 @@ class RunnerDeps:
     defer_finalize: FinalizeDeferrer | None = None  # parks a finalize Postgres refused
     validator: ValidationPool = field(default_factory=ValidationPool)  # worker processes
     max_output_chars: int = 1_000_000  # a longer output ends with finish_reason "length"
+
+    @property
+    def local(self) -> LocalFeed:
+        """The tasks running in this process and their way to its relay (the publisher's)."""
+        return self.publisher.local
 
     @classmethod
     def from_settings(

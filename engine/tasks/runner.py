@@ -180,7 +180,7 @@ async def _finish(
         plan.reservation, give_back=status == "failed" and progress.ttft_ms is None
     )
     if landed:  # else a sweeper ended the task first and wrote its terminal record
-        await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s)
+        await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s, deps.local)
     return payload
 
 

@@ -21,12 +21,13 @@ class TaskSupervisor:
     def __len__(self) -> int:
         return len(self._running)
 
-    def start(self, task_id: str, factory: TaskFactory) -> None:
+    def start(self, task_id: str, factory: TaskFactory) -> asyncio.Task[dict[str, Any]]:
         """Run `factory(reason)` as the task's runner; `reason` says why it was cancelled."""
         reason: dict[str, str] = {}
         runner = asyncio.create_task(factory(reason), name=f"task-{task_id}")
         self._running[task_id] = (runner, reason)
         runner.add_done_callback(lambda t: self._finished(task_id, t))
+        return runner
 
     def _finished(self, task_id: str, runner: asyncio.Task[dict[str, Any]]) -> None:
         self._running.pop(task_id, None)
