@@ -3,6 +3,8 @@ long a flush window is. No I/O."""
 
 from __future__ import annotations
 
+import pytest
+
 from engine.stream.coalescer import MAX_WINDOW_S, Chunk, Coalescer
 
 
@@ -64,7 +66,18 @@ def test_close_returns_the_last_published_seq() -> None:
     assert c.close("a") == 1
 
 
-def test_the_window_widens_with_streaming_tasks_but_never_for_a_first_word() -> None:
+def streaming(n: int, base_s: float = 0.02) -> Coalescer:
+    """A coalescer with `n` tasks that have each sent their first word and have more."""
+    c = Coalescer(base_s)
+    for i in range(n):
+        c.open(f"t{i}")
+        c.append(f"t{i}", "w")
+    c.published(c.take())
+    c.append("t0", "w")
+    return c
+
+
+def test_the_window_grows_with_streaming_tasks_but_never_for_a_first_word() -> None:
     c = Coalescer(0.02)
     for i in range(500):
         c.open(f"t{i}")
@@ -73,11 +86,12 @@ def test_the_window_widens_with_streaming_tasks_but_never_for_a_first_word() -> 
     c.published(c.take())
     c.append("t1", "w")
     assert c.window_s() == MAX_WINDOW_S  # 500 streams: several tokens per chunk
-    few = Coalescer(0.02)
-    for i in range(100):
-        few.open(f"t{i}")
-        few.append(f"t{i}", "w")
-    few.published(few.take())
-    few.append("t1", "w")
-    assert few.window_s() == 0.02  # up to 100 streams: every token at once
+    assert streaming(100).window_s() == 0.02  # 100 streams: the base window
+    assert streaming(10).window_s() == pytest.approx(0.002)  # a quiet node: at once
+    assert streaming(1).window_s() == pytest.approx(0.0002)  # one stream: each token
+    first = streaming(1)
+    first.open("new")
+    first.append("new", "w")
+    assert first.window_s() == pytest.approx(0.0004)  # a first word never waits longer
+    assert streaming(250).window_s() == pytest.approx(0.05)
     assert Coalescer(0).window_s() == 0  # COALESCE_MS=0: no window at all

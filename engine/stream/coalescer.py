@@ -2,17 +2,18 @@
 
 Tasks append deltas; `take` hands out one chunk per task that has new text (all its text
 since the last chunk, with the task's next seq); `published` moves the seqs on once the
-chunks are written. The flush window widens with the number of tasks streaming, so that a
+chunks are written. The flush window grows with the number of tasks streaming, so that a
 busy node sends fewer, larger chunks (each chunk costs the same to relay whatever its
 length) and an idle one sends each token at once; a task's first chunk never waits for
-the wider window.
+more than the base window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Per this many streaming tasks the window grows by one base window, up to MAX_WINDOW_S.
+# The window is one base window at this many streaming tasks, in proportion below and
+# above it, up to MAX_WINDOW_S.
 TASKS_PER_STEP = 100
 MAX_WINDOW_S = 0.1
 
@@ -89,10 +90,13 @@ class Coalescer:
             self.buffered -= len(chunk.text)
 
     def window_s(self) -> float:
-        """How long to gather text before the next flush."""
+        """How long to gather text before the next flush: COALESCE_MS at 100 streaming
+        tasks, in proportion to their number (one task: at once; 500: five windows, up to
+        MAX_WINDOW_S), and never more than COALESCE_MS while a task waits for its first
+        word."""
         if not self.base_window_s:
             return 0.0
+        window = self.base_window_s * len(self._texts) / TASKS_PER_STEP
         if any(entry.seq == 0 for entry in self._dirty.values()):
-            return self.base_window_s  # someone waits for a first word
-        steps = 1 + max(0, len(self._texts) - 1) // TASKS_PER_STEP
-        return min(self.base_window_s * steps, max(MAX_WINDOW_S, self.base_window_s))
+            return min(window, self.base_window_s)  # someone waits for a first word
+        return min(window, max(MAX_WINDOW_S, self.base_window_s))
