@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -183,20 +182,12 @@ async def list_page(
             details={"errors": [{"field": "status", "message": "one of " + ", ".join(STATUSES)}]},
         )
     rows = await prompt_rows.list_prompts(
-        pool, user_id, status=status, tag=tag, text=text, limit=limit + 1, after=_after(cursor)
+        pool,
+        user_id,
+        status=status,
+        tag=tag,
+        text=text,
+        limit=limit + 1,
+        after=paging.after_time_and_id(cursor),
     )
-    return paging.page(
-        rows, limit, prompt_view, lambda r: f"{r['created_at'].isoformat()}|{r['id']}"
-    )
-
-
-def _after(cursor: str | None) -> tuple[datetime, UUID] | None:
-    """The (created_at, id) a page of prompts continues after."""
-    position = paging.decode(cursor)
-    if position is None:
-        return None
-    stamp, _, row_id = position.partition("|")
-    try:
-        return datetime.fromisoformat(stamp), UUID(row_id)
-    except ValueError:
-        raise paging.bad_cursor() from None
+    return paging.page(rows, limit, prompt_view, paging.by_time_and_id("created_at", "id"))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
+from uuid import UUID
 
 from engine.errors import InvalidRequest
 
@@ -37,6 +39,27 @@ def bad_cursor() -> InvalidRequest:
         "invalid cursor",
         details={"errors": [{"field": "cursor", "message": "not a cursor from this list"}]},
     )
+
+
+def by_time_and_id(stamp: str, key: str) -> Callable[[Any], str]:
+    """The position of a row in a list ordered by (`stamp`, `key`): "<iso time>|<id>"."""
+    return lambda row: f"{row[stamp].isoformat()}|{row[key]}"
+
+
+def after_time_and_id(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """The (time, id) a page of such a list continues after; `invalid_request` for a
+    cursor this server did not write (a time without an offset included)."""
+    position = decode(cursor)
+    if position is None:
+        return None
+    stamp, _, row_id = position.partition("|")
+    try:
+        moment, key = datetime.fromisoformat(stamp), UUID(row_id)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time has an offset")
+        return moment.astimezone(UTC), key  # OverflowError past year 1 or 9999 in UTC
+    except (ValueError, OverflowError):
+        raise bad_cursor() from None
 
 
 def page(

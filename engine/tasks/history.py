@@ -4,7 +4,7 @@ executions list and a prompt's statistics. Every read is scoped to the caller in
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -50,9 +50,9 @@ class History:
             statuses=statuses,
             text=text,
             limit=limit + 1,
-            after=_after(cursor),
+            after=paging.after_time_and_id(cursor),
         )
-        return paging.page(rows, limit, run_summary, _position("updated_at", "id"))
+        return paging.page(rows, limit, run_summary, paging.by_time_and_id("updated_at", "id"))
 
     async def update_run(self, user: User, run_id: UUID, change: RunUpdate) -> dict[str, Any]:
         """Rename and/or (un)archive the caller's run; announced as `updated`."""
@@ -93,9 +93,11 @@ class History:
         if where.status is not None and where.status not in STATUSES:
             raise _bad("status", "one of " + ", ".join(STATUSES))
         rows = await task_history.list_tasks(
-            self.pool, user.id, where, limit=limit + 1, after=_after(cursor)
+            self.pool, user.id, where, limit=limit + 1, after=paging.after_time_and_id(cursor)
         )
-        return paging.page(rows, limit, task_summary, _position("created_at", "task_id"))
+        return paging.page(
+            rows, limit, task_summary, paging.by_time_and_id("created_at", "task_id")
+        )
 
     async def prompt_stats(
         self, user: User, prompt_id: UUID, start: datetime | None, end: datetime | None
@@ -118,25 +120,6 @@ def _bad(field: str, message: str) -> InvalidRequest:
     return InvalidRequest(
         f"bad `{field}`: {message}", details={"errors": [{"field": field, "message": message}]}
     )
-
-
-def _position(stamp: str, key: str) -> Any:
-    return lambda r: f"{r[stamp].isoformat()}|{r[key]}"
-
-
-def _after(cursor: str | None) -> tuple[datetime, UUID] | None:
-    """The (timestamp, id) a page continues after."""
-    position = paging.decode(cursor)
-    if position is None:
-        return None
-    stamp, _, row_id = position.partition("|")
-    try:
-        moment, key = datetime.fromisoformat(stamp), UUID(row_id)
-        if moment.tzinfo is None:
-            raise ValueError("a cursor's time has an offset")
-        return moment.astimezone(UTC), key  # OverflowError past year 1 or 9999 in UTC
-    except (ValueError, OverflowError):
-        raise paging.bad_cursor() from None
 
 
 def _money(value: Decimal | None) -> str | None:
