@@ -61,6 +61,18 @@ def _create_key(env: dict[str, str], tier: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def stop_process(proc: subprocess.Popen[str], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`; the process is reaped and its pipe closed."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 @contextlib.contextmanager
 def spawned_server(
     env_overrides: dict[str, str] | None = None, server_keys: bool = False
@@ -107,11 +119,4 @@ def spawned_server(
                 token = _create_key(env, tier)
                 yield Spawned(url=url, token=token, pid=proc.pid, log_path=log_path)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                if proc.stdout is not None:
-                    proc.stdout.close()
+                stop_process(proc, 60.0)

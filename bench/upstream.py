@@ -19,6 +19,8 @@ import psutil
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench.spawn import stop_process
+
 PROVIDERS = ("openai", "anthropic", "google")
 START_TIMEOUT_S = 60.0
 # The server settings (environment) that point each adapter at the fake.
@@ -84,14 +86,7 @@ def fake_upstream(provider: str, port: int = 0) -> Iterator[Upstream]:
             raise RuntimeError(f"the fake {provider} server did not start")
         yield Upstream(provider, line, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process(proc, 10.0)
 
 
 def _direct_process(args: dict[str, Any], results: Any) -> None:

@@ -46,6 +46,16 @@ SDK_ENV = (
 )
 
 
+def require(condition: bool, why: str) -> None:
+    """Skip when a tool a test needs (Node.js, the browser) is missing, outside CI; in CI
+    (CI=true) a missing piece is a failure."""
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def secret_env() -> set[str]:
     """Every environment variable that carries a provider key or endpoint or a server secret:
     each secret setting, each provider's key and base URL (with their aliases), and SDK_ENV."""

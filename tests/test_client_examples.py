@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server
-from tests.test_client_typescript import PACKAGE, require
+from tests.conftest import Server, require
+from tests.test_client_typescript import PACKAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "clients.md"

@@ -14,17 +14,9 @@ import pytest
 
 from engine.settings import Settings
 from tests.client_harness import harness
+from tests.conftest import require
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clients" / "typescript"
-
-
-def require(condition: bool, why: str) -> None:
-    """Skip without Node.js outside CI; in CI (CI=true) a missing piece is a failure."""
-    if condition:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 async def run_node(env: dict[str, str], *args: str, timeout: float = 240) -> str:

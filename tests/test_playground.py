@@ -4,18 +4,16 @@ mid-stream and resume intact, phone width; screenshots kept under artifacts/."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 import pytest_asyncio
 
 from server.web_assets import BUNDLE, AssetError, install
-from tests.conftest import Server
+from tests.conftest import Server, require
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM_FLAGS = [
@@ -42,15 +40,6 @@ def chromium_path() -> str | None:
         if found:
             return found
     return None
-
-
-def require(condition: bool, why: str) -> None:
-    """Skip without the browser outside CI; in CI (CI=true) a missing piece is a failure."""
-    if condition:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @pytest_asyncio.fixture
