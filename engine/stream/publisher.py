@@ -26,7 +26,7 @@ from engine.metrics import Metrics
 from engine.stream.coalescer import Chunk, Coalescer
 from engine.stream.local import LocalFeed
 from engine.stream.outage import REDIS_DOWN, Outage, retrying
-from engine.stream.records import CHUNK, chunk_payload, encode_chunk
+from engine.stream.records import CHUNK, chunk_payload, encode_record
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,13 @@ class ChunkPublisher:
     async def _flush(self, chunks: list[Chunk]) -> None:
         # The text is taken now: deltas appended while the pipeline is in flight go to the
         # next one.
-        records = []
+        records, payloads = [], []
         for chunk in chunks:
             pending = self._tasks[chunk.task_id]
             pending.in_flight = True
-            records.append((pending, encode_chunk(chunk.task_id, chunk.seq, chunk.text)))
+            payload = chunk_payload(chunk.task_id, chunk.seq, chunk.text)
+            payloads.append(payload)
+            records.append((pending, encode_record(CHUNK, payload)))
         async with self._writing:
             replies = await self._execute(records)
             if replies is None:  # abandoned: the text is only in the final record
@@ -144,7 +146,7 @@ class ChunkPublisher:
                 self._coalescer.published(chunks)
                 for pending, record in records:
                     pending.records.append(record)
-                self._hand_over(chunks)
+                self._hand_over(payloads)
                 if not replies[0]:
                     await self._rewrite()
         self.flushes += 1
@@ -155,13 +157,11 @@ class ChunkPublisher:
             if not self._coalescer.is_queued(pending.task_id):
                 pending.flushed.set()
 
-    def _hand_over(self, chunks: list[Chunk]) -> None:
+    def _hand_over(self, payloads: list[dict[str, Any]]) -> None:
         """This process's subscribers get the chunks now that they are in the histories:
         a subscriber that starts watching after this reads them there."""
-        for chunk in chunks:
-            self.local.hand(
-                chunk.task_id, CHUNK, chunk_payload(chunk.task_id, chunk.seq, chunk.text)
-            )
+        for payload in payloads:
+            self.local.hand(payload["task_id"], CHUNK, payload)
 
     async def _execute(self, records: list[tuple[_Pending, str]]) -> list[Any] | None:
         """One pipeline with the batch, retried until Redis takes it; None if abandoned."""

@@ -16,14 +16,17 @@ def chunk_payload(task_id: str, seq: int, text: str) -> dict[str, Any]:
     return {"task_id": task_id, "seq": seq, "text": text}
 
 
+def encode_record(kind: str, payload: dict[str, Any]) -> str:
+    """The stored and published form of a record: the payload with its kind under "k"."""
+    return json.dumps({"k": kind, **payload}, separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_chunk(task_id: str, seq: int, text: str) -> str:
-    return json.dumps(
-        {"k": CHUNK, **chunk_payload(task_id, seq, text)}, separators=(",", ":"), ensure_ascii=False
-    )
+    return encode_record(CHUNK, chunk_payload(task_id, seq, text))
 
 
 def encode_done(payload: dict[str, Any]) -> str:
-    return json.dumps({"k": DONE, **payload}, separators=(",", ":"), ensure_ascii=False)
+    return encode_record(DONE, payload)
 
 
 def decode_record(raw: str | bytes) -> Record:

@@ -199,9 +199,7 @@ class Relay:
             if watch.listening:
                 channel = self.keys.live(watch.task_id)
                 self._by_channel.pop(channel, None)
-                unsub = asyncio.create_task(self._unsubscribe_channel(channel))
-                self._runners.add(unsub)
-                unsub.add_done_callback(self._runners.discard)
+                self._own(self._unsubscribe_channel(channel))
 
     async def _unsubscribe_channel(self, channel: str) -> None:
         if channel in self._by_channel:
