@@ -42,7 +42,7 @@ def fakes_root() -> Path | None:
 
 def fake_model(tokens: int, delay_ms: int) -> str:
     """The model name that scripts the fake: `tokens` tokens, `delay_ms` before each."""
-    return f"fake:tokens={tokens}:delay_ms={delay_ms}"
+    return f"fake~tokens={tokens}~delay_ms={delay_ms}"
 
 
 @dataclass(frozen=True)

@@ -279,7 +279,7 @@ def test_bench_upstream_runs_relay_and_direct_on_one_fake(tmp_path: Path) -> Non
     assert out.returncode == 0, out.stdout + out.stderr
     assert "relay / direct tokens/s" in out.stdout and "direct" in out.stderr
     report = json.loads((tmp_path / "u.json").read_text())
-    assert report["config"]["model"] == "google/fake:tokens=8:delay_ms=2"
+    assert report["config"]["model"] == "google/fake~tokens=8~delay_ms=2"
     assert report["completed_intact"] == 12 and report["tokens"] == 12 * 8
     assert report["direct"]["completed"] == 12 and report["direct"]["tokens"] == 12 * 8
     assert report["ratio_to_direct"] > 0

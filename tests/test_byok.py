@@ -126,7 +126,7 @@ async def test_byok_task_uses_own_key_and_the_key_is_nowhere(
         {
             "model": "openai/m:status=500",
             "messages": [{"role": "user", "content": "hi"}],
-            "settings": {"fallbacks": ["google/gemini-2.0-flash:tokens=5:cut_after=2"]},
+            "settings": {"fallbacks": ["google/gemini-2.0-flash~tokens=5~cut_after=2"]},
         },
     )
     done = await client.wait_done(ack["task_id"])

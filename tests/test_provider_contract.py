@@ -56,7 +56,8 @@ class Flavour:
     key_sent: Callable[[dict[str, str]], str]
 
     def ref(self, options: str = "") -> str:
-        return f"{self.provider}/{self.model}{options}"
+        # `~` separates the fakes' options: `:` is refused in a Gemini model name
+        return f"{self.provider}/{self.model}{options.replace(':', '~')}"
 
 
 FLAVOURS = [
@@ -269,7 +270,7 @@ async def test_anthropic_in_stream_overloaded_error(srv: Server, fk: Fakes) -> N
         srv,
         body(
             "anthropic/claude-haiku-4-5:error_after=0",
-            settings={"fallbacks": ["google/gemini-2.0-flash:tokens=2"]},
+            settings={"fallbacks": ["google/gemini-2.0-flash~tokens=2"]},
         ),
     )
     assert done["status"] == "completed" and done["provider"] == "google"
@@ -284,7 +285,7 @@ async def test_rate_limit_waits_for_retry_after_then_succeeds(
     model = {"anthropic": "claude-haiku-4-5", "google": "gemini-2.0-flash"}[provider]
     async with provider_server(settings, fk, provider_backoff_max_s=5) as server:
         task_id, done = await run(
-            server, body(f"{provider}/{model}:fail_first=1:fail_with=429:retry_after=1:tokens=2")
+            server, body(f"{provider}/{model}~fail_first=1~fail_with=429~retry_after=1~tokens=2")
         )
         rows = await fetch(
             server,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,17 @@ class ProviderStream(abc.ABC):
 
 
 class Provider(abc.ABC):
-    """One provider. `open` starts a streaming call; errors are raised as ours."""
+    """One provider. `open` starts a streaming call; errors are raised as ours.
+
+    `model_pattern` is what a model name must match before any request is built: a name
+    that travels in a JSON body may hold `/` and `:` (fine-tunes, gateways' `org/model`
+    names); one that becomes part of a URL (Gemini) is held to a single safe path segment.
+    """
 
     name: str
     needs_key = True  # False for providers that call nothing (the simulator)
+    model_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+~=-]{0,199}")
+    model_rule: ClassVar[str] = "up to 200 of letters, digits and . _ : / @ + ~ = -"
 
     @abc.abstractmethod
     async def open(self, request: ProviderRequest) -> ProviderStream:

@@ -11,12 +11,15 @@ ours (engine.tasks.retries), as they were with the SDK set to one attempt.
 
 from __future__ import annotations
 
+import re
 import sys
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
@@ -74,8 +77,22 @@ def build_body(request: ProviderRequest) -> dict[str, Any]:
     return body
 
 
+def stream_url(models_url: str, model: str) -> URL:
+    """The streaming URL of `model`, its name escaped as one path segment and the URL taken
+    as already encoded, so nothing normalises `..` away. Names are checked against
+    `GoogleProvider.model_pattern` before; this is the second wall."""
+    if not GoogleProvider.model_pattern.fullmatch(model):
+        raise ValueError("model name is not a safe path segment")
+    segment = quote(model, safe="")
+    return URL(f"{models_url}{segment}:streamGenerateContent?alt=sse", encoded=True)
+
+
 class GoogleProvider(Provider):
     name = "google"
+    # The model is a path segment of the URL: no `/`, `:`, `?`, `#` or `%`, so a name can
+    # neither climb to another path nor call another method with the operator's key.
+    model_pattern = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~=-]{0,127}")
+    model_rule = "up to 128 of letters, digits and . _ ~ = - (one URL path segment)"
 
     def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float) -> None:
         self._api_key = api_key or "unset"
@@ -97,7 +114,7 @@ class GoogleProvider(Provider):
         return self._session
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
-        url = f"{self._models_url}{request.model}:streamGenerateContent?alt=sse"
+        url = stream_url(self._models_url, request.model)
         headers = {**self._headers, "x-goog-api-key": request.api_key or self._api_key}
         try:
             response = await self._client().post(

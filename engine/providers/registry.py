@@ -54,6 +54,11 @@ class ProviderRegistry:
                 + ", ".join(self.names()),
                 details={"errors": [{"field": "model", "message": "unknown provider"}]},
             )
+        if not provider.model_pattern.fullmatch(model):
+            raise InvalidRequest(
+                f"model name not accepted for provider {provider_name}: {provider.model_rule}",
+                details={"errors": [{"field": "model", "message": "invalid model name"}]},
+            )
         return provider, model
 
     async def close(self) -> None:

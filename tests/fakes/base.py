@@ -15,6 +15,7 @@ class FakeServerBase:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []  # every request's raw path and query, whatever its route
         self.disconnects = 0
         self.base_url = ""
         self._disconnect_event = asyncio.Event()
@@ -24,12 +25,18 @@ class FakeServerBase:
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
 
+    @web.middleware
+    async def _record_path(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.paths.append(request.raw_path)
+        response: web.StreamResponse = await handler(request)
+        return response
+
     def url_of(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"
 
     async def start(self, port: int = 0) -> str:
         """Bind 127.0.0.1 on `port` (0: an ephemeral one) and return the base URL."""
-        app = web.Application()
+        app = web.Application(middlewares=[self._record_path])
         self.routes(app)
         # handler_cancellation: a client disconnect cancels the handler at once, even mid-sleep.
         self._runner = web.AppRunner(

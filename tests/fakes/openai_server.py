@@ -2,7 +2,7 @@
 
 It speaks the real wire protocol, so ``openai.AsyncOpenAI(base_url=fake_url)`` works unchanged.
 Behaviour is selected through the request's ``model`` string: a base name followed by
-colon-separated ``key=value`` options, e.g. ``"fake:tokens=5:delay_ms=10"``.
+colon- (or tilde-) separated ``key=value`` options, e.g. ``"fake:tokens=5:delay_ms=10"``.
 
 Options:
     tokens=N      number of output tokens (default 8); token i is ``f"tok{i} "``
@@ -19,6 +19,8 @@ Options:
 """
 
 from __future__ import annotations
+
+import re
 
 import asyncio
 import json
@@ -40,9 +42,12 @@ _ERROR_TYPES: dict[int, tuple[str, str | None]] = {
 
 
 def parse_model(model: str) -> dict[str, str]:
-    """Split ``"base:k=v:k2=v2"`` into ``{"k": "v", "k2": "v2"}`` (the base name is ignored)."""
+    """Split ``"base:k=v:k2=v2"`` into ``{"k": "v", "k2": "v2"}`` (the base name is ignored).
+
+    ``~`` separates options as well as ``:``: a Gemini model name is a URL path segment, where
+    promptrelay refuses ``:`` (it would name another method of the model)."""
     opts: dict[str, str] = {}
-    for part in model.split(":")[1:]:
+    for part in re.split("[:~]", model)[1:]:
         key, sep, value = part.partition("=")
         if sep:
             opts[key.strip()] = value.strip()
