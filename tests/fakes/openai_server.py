@@ -20,10 +20,9 @@ Options:
 
 from __future__ import annotations
 
-import re
-
 import asyncio
 import json
+import re
 import time
 from collections import defaultdict
 from typing import Any
