@@ -49,3 +49,9 @@ def _report_death(task: asyncio.Task[None]) -> None:
     exc = task.exception()
     if exc is not None:
         log.error("background loop %s died", task.get_name(), exc_info=exc)
+
+
+async def close_pubsub(pubsub: Any) -> None:
+    """Close a redis-py pub/sub object. Its `aclose` is untyped in some redis-py releases and
+    typed in others; reached through `Any`, it type-checks against both."""
+    await pubsub.aclose()

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 from db import tasks as task_rows
 from engine.accounts.byok import ProviderKeys
 from engine.accounts.quotas import Reservation
-from engine.aio import check_cancelled, spawn_loop, stop
+from engine.aio import check_cancelled, close_pubsub, spawn_loop, stop
 from engine.cluster.jobs import Job, Leases
 from engine.cluster.priority import PriorityJobQueue
 from engine.cluster.sweeper import CANCELLED_BEFORE_START, Sweeper, end_task
@@ -292,7 +292,7 @@ class ClusterNode:
                     if self.supervisor.is_running(task_id):
                         self._own(self.supervisor.cancel(task_id))
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await close_pubsub(pubsub)
 
     # Shutdown -----------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from engine.aio import check_cancelled
+from engine.aio import check_cancelled, close_pubsub
 from engine.keys import Keys
 from engine.metrics import Metrics
 from engine.stream.local import LocalFeed
@@ -286,4 +286,4 @@ class Relay:
         for task in list(self._runners):
             task.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await close_pubsub(self._pubsub)
