@@ -15,7 +15,7 @@ from aiohttp.test_utils import make_mocked_request
 from engine import errors
 from engine.protocol import responses
 from engine.settings import Settings
-from server import contract
+from server.protocol import contract
 from server.app import create_app
 from server.drain import DRAINING_EVENT
 from server.state import SIO

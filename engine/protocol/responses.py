@@ -1,7 +1,7 @@
 """Every payload the server sends (acks, events, HTTP bodies) as pydantic models.
 
 With the request models (engine.protocol.requests) they are the single source of the typed
-protocol: server/contract.py maps events and routes onto them and builds
+protocol: server/protocol/contract.py maps events and routes onto them and builds
 `GET /v1/protocol.json`, clients/typescript/protocol.d.ts is generated from that, and the
 tests validate what real clients receive against these models (extra keys forbidden), so a
 payload that drifts from its model fails a test.

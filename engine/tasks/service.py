@@ -70,7 +70,7 @@ class Engine:
         self.supervisor = supervisor
         self.provider_keys = provider_keys
         self.dispatcher = dispatcher
-        self.history = History(self)
+        self.history = History(self.pool, self.redis, self.keys, self.dispatcher)
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""

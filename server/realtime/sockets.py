@@ -20,8 +20,8 @@ from engine.errors import (
 from engine.protocol.requests import ExecuteRequest, SubscribeRequest, TaskRef, decode
 from server.auth import authenticate, token_from
 from server.errors import client_error, error_ack
-from server.runs_feed import user_room
-from server.sessions import SESSIONS, Sessions
+from server.realtime.runs_feed import user_room
+from server.realtime.sessions import SESSIONS, Sessions
 from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class SocketGateway:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.users[sid] = user
         self.watching[sid] = set()
-        if wants_runs_changed(auth):  # server/runs_feed.py delivers to the user's room
+        if wants_runs_changed(auth):  # server/realtime/runs_feed.py delivers to the user's room
             await self.sio.enter_room(sid, user_room(user.id))
         self.app[METRICS].sockets_connected.inc()
 
