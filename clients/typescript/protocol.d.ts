@@ -15,12 +15,12 @@ export interface BuiltinSummary {
 
 export interface CancelAck {
   ok: true;
-  status: "queued" | "running" | "completed" | "failed" | "cancelled";
+  status: TaskStatus;
 }
 
 /** Answer of `POST /v1/tasks/{id}/cancel`. */
 export interface CancelResult {
-  status: "queued" | "running" | "completed" | "failed" | "cancelled";
+  status: TaskStatus;
 }
 
 /** The CONNECT_ERROR packet: socket.io-client's `err.message` and `err.data`. */
@@ -52,7 +52,7 @@ export interface ExecuteAck {
   ok: true;
   task_id: string;
   run_id: string | null;
-  status: "queued" | "running" | "completed" | "failed" | "cancelled";
+  status: TaskStatus;
 }
 
 export interface ExecuteRequest {
@@ -75,7 +75,7 @@ export interface ExecuteRequest {
 export interface ExecutionAccepted {
   task_id: string;
   run_id: string | null;
-  status: "queued" | "running" | "completed" | "failed" | "cancelled";
+  status: TaskStatus;
 }
 
 /** `GET /healthz`. */
@@ -351,7 +351,9 @@ export interface RunUpdate {
 /** `GET /v1/runs/{id}`. */
 export interface RunView {
   id: string;
-  name: string | null;
+  title: string | null;
+  /** @deprecated The old name of `title`. */
+  name?: string | null;
   messages: Array<Record<string, unknown>>;
   variable_values: Record<string, unknown>;
   broker_values: Record<string, unknown>;
@@ -382,7 +384,7 @@ export interface ServerDraining {
 
 export interface SubscribeAck {
   ok: true;
-  status: "queued" | "running" | "completed" | "failed" | "cancelled";
+  status: TaskStatus;
   last_seq: number;
 }
 
@@ -444,6 +446,9 @@ export interface TaskRef {
   task_id: string;
 }
 
+/** Where a task is: waiting for a worker, streaming, or ended one of three ways. */
+export type TaskStatus = "queued" | "running" | "completed" | "failed" | "cancelled";
+
 export interface TaskSummary {
   id: string;
   run_id: string | null;
@@ -452,7 +457,7 @@ export interface TaskSummary {
   builtin: string | null;
   provider: string;
   model: string;
-  status: "queued" | "running" | "completed" | "failed" | "cancelled";
+  status: TaskStatus;
   priority: "low" | "normal" | "high";
   usage: Tokens | null;
   cost_usd: string | null;
@@ -466,7 +471,7 @@ export interface TaskSummary {
 export interface TaskView {
   id: string;
   run_id: string | null;
-  status: "queued" | "running" | "completed" | "failed" | "cancelled";
+  status: TaskStatus;
   provider: string;
   model: string;
   request: Record<string, unknown>;

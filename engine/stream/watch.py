@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.status import TaskStatus
 from engine.stream.history import read_records
 from engine.stream.outage import DATABASE_DOWN, retrying
 from engine.stream.records import CHUNK, DONE, Record, decode_record
@@ -167,7 +168,7 @@ class TaskWatch:
     async def _replay(self, add: Add) -> None:
         sub = add.sub
         try:
-            status = "running"
+            status = TaskStatus.RUNNING
             entries = [] if add.unwritten else await self._history(give_up_s=SUBSCRIBE_TIMEOUT_S)
             if not entries and not add.fresh:
                 final = await self.relay.load_final(self.task_id)
@@ -180,7 +181,7 @@ class TaskWatch:
                 known = max(known, int(payload.get("seq") or payload.get("last_seq") or 0))
                 await self._offer(sub, kind, payload, lenient=True)
             if sub.done and self.done_payload is not None:  # _offer set both
-                status = str(self.done_payload["status"])
+                status = TaskStatus(self.done_payload["status"])
             else:
                 self.subs[add.key] = sub
             add.result.set_result(SubscribeResult(status, known))

@@ -22,11 +22,12 @@ from engine.keys import Keys
 from engine.protocol import paging
 from engine.protocol.requests import RunUpdate
 from engine.providers.pricing import format_money
+from engine.status import LIVE, TaskStatus
 from engine.tasks.dispatch import Dispatcher
 from engine.tasks.runs_feed import announce
 
 ARCHIVED = {"false": ("active",), "true": ("archived",), "all": ("active", "archived")}
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+STATUSES = tuple(TaskStatus)
 _COST_PLACES = Decimal("0.0000000001")  # the 10 places of numeric(20, 10)
 
 
@@ -78,7 +79,7 @@ class History:
         """Cancel the run's unfinished tasks, then delete the run, its tasks and their events
         (usage-log rows stay). Afterwards every route answers not_found for them."""
         tasks = await run_rows.run_tasks(self.pool, run_id, user.id)
-        running = [str(t["task_id"]) for t in tasks if t["status"] in ("queued", "running")]
+        running = [str(t["task_id"]) for t in tasks if t["status"] in LIVE]
         if running:  # finalized first, so their usage is logged before the rows go
             await asyncio.gather(*(self.dispatcher.cancel(t) for t in running))
         if not await run_rows.delete_run(self.pool, run_id, user.id):

@@ -12,6 +12,7 @@ from typing import Any
 from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, StreamTimeout
 from engine.providers.base import ProviderRequest, Usage, estimate_tokens
 from engine.providers.pricing import task_cost
+from engine.status import TaskStatus
 from engine.tasks.finalize import (
     FINALIZE_RETRYABLE,
     TaskEnd,
@@ -57,7 +58,7 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
     bind_task(task_id, plan.run_id)
     progress = _Progress()
     deps.publisher.open(task_id)
-    status, error, finish, usage = "completed", None, "stop", None
+    status, error, finish, usage = TaskStatus.COMPLETED, None, "stop", None
     try:
         plan, stream = await open_task_stream(deps, plan, progress.event)  # retries, fallbacks
         async with stream:
@@ -70,18 +71,18 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
             finish = stream.finish_reason
     except asyncio.CancelledError:
         if reason.get("why") != CancelReason.CLIENT:
-            status, finish = "failed", "error"
+            status, finish = TaskStatus.FAILED, "error"
             error = error_payload(InternalError("the server stopped while the task ran"), True)
         else:
-            status, finish = "cancelled", "cancelled"
+            status, finish = TaskStatus.CANCELLED, "cancelled"
         await asyncio.shield(_finish(deps, plan, progress, status, finish, usage, error))
         raise
     except PromptrelayError as exc:
-        status, finish, error = "failed", "error", error_payload(exc, exc.retryable)
+        status, finish, error = TaskStatus.FAILED, "error", error_payload(exc, exc.retryable)
         progress.event("error", exc.message, level="error", code=exc.code)
     except Exception:
         log.exception("task %s failed", task_id)
-        status, finish = "failed", "error"
+        status, finish = TaskStatus.FAILED, "error"
         error = error_payload(InternalError("internal error"), False)
         progress.event("error", "internal error", level="error", code="internal")
     return await asyncio.shield(_finish(deps, plan, progress, status, finish, usage, error))
@@ -177,7 +178,7 @@ async def _finish(
     )
     # A task that failed before its first token costs nothing.
     await deps.quotas.settle(
-        plan.reservation, give_back=status == "failed" and progress.ttft_ms is None
+        plan.reservation, give_back=status == TaskStatus.FAILED and progress.ttft_ms is None
     )
     if landed:  # else a sweeper ended the task first and wrote its terminal record
         await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s, deps.local)

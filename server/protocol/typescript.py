@@ -62,6 +62,8 @@ def _object(schema: dict[str, Any], indent: str) -> str:
     lines = ["{"]
     for name, prop in props.items():
         doc = prop.get("description")
+        if prop.get("deprecated"):
+            doc = f"@deprecated {doc}" if doc else "@deprecated"
         if doc:
             lines.append(f"{indent}  /** {doc} */")
         optional = "" if name in required else "?"
