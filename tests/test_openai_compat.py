@@ -17,7 +17,7 @@ import pytest_asyncio
 from engine.errors import InvalidRequest
 from engine.protocol import openai_compat as oa
 from engine.settings import Settings
-from tests.conftest import Server
+from tests.conftest import Server, start_server, stop_server
 from tests.provider_env import Fakes, fakes, fetch, provider_server, task_row
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -166,6 +166,28 @@ async def test_a_provider_model_routes_to_its_provider(settings: Settings, fk: F
         assert chunks[-1].usage is not None
         assert chunks[-1].usage.completion_tokens == row["output_tokens"]
 
+        # the provider fails mid-answer: an error event in the stream, the SDK raises
+        failing = await client.chat.completions.create(
+            model="anthropic/claude-haiku-4-5:error_after=2",
+            messages=HELLO,  # type: ignore[arg-type]
+            stream=True,
+        )
+        got: list[Any] = []
+        with pytest.raises(openai.APIError) as raised:
+            async for piece in failing:
+                got.append(piece)
+        assert got and got[0].choices[0].delta.role == "assistant"
+        error: Any = raised.value.body
+        assert error["code"] == "provider_unavailable"
+        assert (await ended(server, task_of(got[0].id)))["status"] == "failed"
+        # and without streaming: the error with its status
+        with pytest.raises(openai.InternalServerError) as failed:
+            await client.chat.completions.create(
+                model="anthropic/claude-haiku-4-5:error_after=2",
+                messages=HELLO,  # type: ignore[arg-type]
+            )
+        assert failed.value.status_code == 503
+
 
 async def test_models_lists_every_routable_provider(server: Server) -> None:
     client = sdk(server, await server.new_key())
@@ -256,6 +278,20 @@ async def test_a_client_that_leaves_mid_stream_cancels_the_task(server: Server) 
     row = await ended(server, task_id)
     assert row["status"] == "cancelled"
     assert 0 < row["output_tokens"] < 5000
+
+
+async def test_a_used_up_quota_is_a_rate_limit_error_with_retry_after(settings: Settings) -> None:
+    srv = await start_server(settings.model_copy(update={"quota_free_daily": 1}))
+    try:
+        client = sdk(srv, await srv.new_key())
+        await client.chat.completions.create(model="simulated/demo", messages=HELLO, max_tokens=2)  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as raised:
+            await client.chat.completions.create(model="simulated/demo", messages=HELLO)  # type: ignore[arg-type]
+        body: Any = raised.value.body
+        assert body["code"] == "quota_exceeded" and body["type"] == "rate_limit_error"
+        assert int(raised.value.response.headers["retry-after"]) >= 1
+    finally:
+        await stop_server(srv)
 
 
 # --- the mapping alone (engine/protocol/openai_compat.py, no sockets) ---------------------
