@@ -70,6 +70,7 @@ class SimulatedStream(ProviderStream):
 class SimulatedProvider(Provider):
     name = "simulated"
     needs_key = False
+    listed_extra = ("demo",)  # any name works; this one stands for them in `GET /v1/models`
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
         return SimulatedStream(request)
