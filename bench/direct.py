@@ -155,10 +155,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--provider", choices=["openai", "anthropic", "google"], default="openai")
     parser.add_argument("--base-url", required=True)
-    parser.add_argument("--model", default="fake:tokens=256")
+    parser.add_argument("--model", default="fake~tokens=256")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=2000)
-    from server.loop import run_loop
+    from server.process.loop import run_loop
 
     print(json.dumps(run_loop(run_direct(parser.parse_args()))))
 

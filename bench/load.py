@@ -20,7 +20,7 @@ from typing import Any
 from bench.idle import IdleSockets
 from bench.stats import ProcessResult, TaskTrace
 from promptrelay_client import Client, PromptrelayError
-from server.loop import run_loop
+from server.process.loop import run_loop
 
 PROGRESS_EVERY_S = 0.5
 

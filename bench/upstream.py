@@ -94,7 +94,7 @@ def _direct_process(args: dict[str, Any], results: Any) -> None:
     import argparse
 
     from bench.direct import run_direct
-    from server.loop import run_loop
+    from server.process.loop import run_loop
 
     def progress(done: int, tokens: int, errors: int) -> None:
         results.put(("progress", done, tokens, errors))

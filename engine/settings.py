@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     node_id: str | None = None  # consumer name in the job stream; default host-pid-random
     lease_ttl_s: float = Field(15.0, ge=1)  # a task whose worker is silent this long fails
     worker_concurrency: int = Field(256, ge=1)  # tasks one worker runs at once
-    # Worker processes `serve` starts on this machine (server/local_workers.py); 0: serve
+    # Worker processes `serve` starts on this machine (server/process/local_workers.py); 0: serve
     # runs tasks in its own process; -1: one per core.
     local_workers: int = Field(0, ge=-1, le=256)
     shutdown_grace_s: float = Field(25.0, ge=0)  # SIGTERM: running tasks get this long

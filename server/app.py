@@ -26,9 +26,17 @@ from engine.tasks.parked import PendingFinalizes
 from engine.tasks.plan import RunnerDeps
 from engine.tasks.service import Engine
 from engine.tasks.supervisor import TaskSupervisor
-from server.cors import OriginPolicy, cors_middleware
 from server.drain import drain_on_shutdown
-from server.handshakes import (
+from server.http.account import routes as account_routes
+from server.http.cors import OriginPolicy, cors_middleware
+from server.http.history import routes as history_routes
+from server.http.metrics import routes as metrics_routes
+from server.http.orgs import routes as org_routes
+from server.http.prompts import routes as prompt_routes
+from server.http.provider_keys import routes as provider_key_routes
+from server.http.tasks import errors_middleware, routes
+from server.http.throttle import address_middleware, long_url_middleware, throttle_ctx
+from server.realtime.handshakes import (
     GUARD,
     GuardedServer,
     HandshakeGuard,
@@ -36,21 +44,13 @@ from server.handshakes import (
     handshake_deadline_ctx,
     handshake_middleware,
 )
-from server.http import errors_middleware, routes
-from server.jsonpack import FastPacket
-from server.metrics import routes as metrics_routes
-from server.rooms import IndexedManager
-from server.routes_account import routes as account_routes
-from server.routes_history import routes as history_routes
-from server.routes_orgs import routes as org_routes
-from server.routes_prompts import routes as prompt_routes
-from server.routes_provider_keys import routes as provider_key_routes
-from server.routes_web import add_web_routes
-from server.runs_feed import runs_feed_ctx
-from server.sessions import sessions_ctx
-from server.sockets import SocketGateway
+from server.realtime.jsonpack import FastPacket
+from server.realtime.rooms import IndexedManager
+from server.realtime.runs_feed import runs_feed_ctx
+from server.realtime.sessions import sessions_ctx
+from server.realtime.sockets import SocketGateway
 from server.state import ENGINE, METRICS, NODE, POOL, REDIS, RELAY, SETTINGS, SIO
-from server.throttle import address_middleware, long_url_middleware, throttle_ctx
+from server.web.routes import add_web_routes
 
 log = logging.getLogger(__name__)
 

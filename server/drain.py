@@ -1,6 +1,6 @@
 """What SIGTERM does to a node: tell its sockets, stop taking jobs, let tasks end.
 
-A second signal (server/signals.py) cuts the grace short. Either way, the tasks still
+A second signal (server/process/signals.py) cuts the grace short. Either way, the tasks still
 running when the grace ends are ended here, `failed` with their partial text, while the
 sockets and SSE streams are still open, so that their subscribers get `task_done`.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from server.signals import SHUTDOWN_SIGNALS
+from server.process.signals import SHUTDOWN_SIGNALS
 from server.state import ENGINE, NODE, SETTINGS
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from engine.metrics import Metrics
 from engine.settings import Settings
 from server.app import create_app, engine_ctx, postgres_ctx, redis_ctx
 from server.drain import drain_on_shutdown
-from server.http import healthz, readyz
-from server.metrics import routes as metrics_routes
+from server.http.metrics import routes as metrics_routes
+from server.http.tasks import healthz, readyz
 from server.state import METRICS, SETTINGS
 
 

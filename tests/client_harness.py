@@ -23,7 +23,7 @@ from aiohttp import web
 
 from engine.settings import Settings
 from server.drain import drain_on_shutdown
-from server.sessions import SESSIONS
+from server.realtime.sessions import SESSIONS
 from tests.conftest import Server, start_server, stop_server
 
 

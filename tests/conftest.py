@@ -29,10 +29,10 @@ from db.pool import connect
 from engine.protocol import responses as events
 from engine.settings import Settings
 from server.app import create_app
-from server.contract import check_ack
-from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.http.throttle import HANDLER_ARGS
+from server.process.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.protocol.contract import check_ack
 from server.state import ENGINE
-from server.throttle import HANDLER_ARGS
 
 # Read by the provider SDKs themselves, beside what the settings read.
 SDK_ENV = (

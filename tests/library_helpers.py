@@ -13,7 +13,7 @@ import aiohttp
 import asyncpg
 import pytest_asyncio
 
-from server.contract import HTTP_ROUTES
+from server.protocol.contract import HTTP_ROUTES
 from tests.conftest import Server
 
 SIM = {"max_tokens": 4, "tokens_per_second": 0}

@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from engine.settings import Settings
-from server.embedded import EmbeddedRedis
+from server.process.embedded import EmbeddedRedis
 from tests.conftest import Server, start_server, stop_server
 from tests.test_quotas import adhoc, key_for
 

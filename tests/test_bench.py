@@ -21,7 +21,7 @@ from bench.report import rows, write_json, write_plot
 from bench.scrape import Snapshot, parse, server_figures
 from bench.stats import ProcessResult, TaskTrace, build_report, percentile
 from promptrelay_client import Client
-from server.loop import tune_gc
+from server.process.loop import tune_gc
 from tests.conftest import Server
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.google_server import FakeGemini
@@ -254,7 +254,7 @@ async def test_direct_client_reads_each_provider_format(provider: str, fake: typ
         args = argparse.Namespace(
             provider=provider,
             base_url=server.base_url,
-            model="fake:tokens=12:delay_ms=1",
+            model="fake~tokens=12~delay_ms=1",
             concurrency=2,
             tasks=5,
         )

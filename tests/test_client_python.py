@@ -16,7 +16,7 @@ import pytest_asyncio
 
 from engine.settings import Settings
 from promptrelay_client import Anomaly, Chunk, Client, PromptrelayError, Task
-from server.sessions import SESSIONS
+from server.realtime.sessions import SESSIONS
 from tests.client_harness import Harness, harness
 from tests.conftest import start_server, stop_server
 from tests.nodes import until

@@ -14,7 +14,7 @@ import asyncpg
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from server.embedded import EmbeddedRedis
+from server.process.embedded import EmbeddedRedis
 from tests.conftest import Client, Infra, assert_intact
 from tests.nodes import Cluster, until
 

@@ -104,6 +104,9 @@ async def test_runs_paging_search_rename_archive(
     assert renamed["title"] == "Renamed"
     _, found = await api("GET", "/v1/runs?q=renamed")
     assert [r["id"] for r in found["items"]] == [runs[0]]
+    # one field name in every view: the run's own view says `title` too
+    _, view = await api("GET", f"/v1/runs/{runs[0]}")
+    assert view["title"] == "Renamed" and view["name"] == "Renamed"  # `name`: deprecated
     # renaming is not activity: the order stays
     _, page = await api("GET", "/v1/runs")
     assert [r["id"] for r in page["items"]] == runs[::-1]

@@ -8,7 +8,7 @@ import json
 from socketio import packet
 
 from promptrelay_client.packets import ClientPacket
-from server.jsonpack import FastPacket
+from server.realtime.jsonpack import FastPacket
 
 
 def roundtrip(cls: type[packet.Packet], data: object) -> object:

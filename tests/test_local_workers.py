@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.settings import Settings
-from server.local_workers import worker_count
+from server.process.local_workers import worker_count
 from tests.faults import (
     SseReader,
     adhoc,

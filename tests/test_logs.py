@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.tasks.tasklog import bind_task
-from server.logs import JsonFormatter, configure_logging
+from server.process.logs import JsonFormatter, configure_logging
 from tests.conftest import Server, assert_intact
 
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from engine.settings import Settings
-from server.embedded import EmbeddedPostgres
+from server.process.embedded import EmbeddedPostgres
 from server.state import RELAY
 from tests.conftest import start_server, stop_server
 from tests.faults import adhoc

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from server.web_assets import BUNDLE, AssetError, install
+from server.web.assets import BUNDLE, AssetError, install
 from tests.conftest import Server, require
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -292,7 +292,7 @@ async def test_page_explains_a_missing_socketio_client(server: Server, browser: 
     )
     await page.goto(f"{server.url}/#key=ps_whatever")
     await expect(page.locator("#missing-client")).to_be_visible()
-    await expect(page.locator("#missing-client")).to_contain_text("python -m server.web_assets")
+    await expect(page.locator("#missing-client")).to_contain_text("python -m server.web.assets")
     await expect(page.locator("#conn")).to_have_text("Socket.IO client missing")
 
 

@@ -140,6 +140,43 @@ async def test_sidebar_lists_searches_renames_resumes_and_deletes(
         no_key_in_urls(page, key)
 
 
+async def test_sidebar_archives_and_brings_back(server: Server, browser: Browser) -> None:
+    key = await server.new_key()
+    first = await connected(browser, server, key)
+    second = await connected(browser, server, key)
+    await chat(first, "Old project notes")
+    await first.click("#new-chat")
+    await chat(first, "Weekly plan")
+    for page in (first, second):
+        await expect(runs(page).locator(".run-title")).to_have_text(
+            ["Weekly plan", "Old project notes"], timeout=WAIT_MS
+        )
+
+    # Archive: it leaves the list in both tabs and is archived on the server.
+    await run_item(first, "Old project notes").get_by_role("button", name="Archive").click()
+    for page in (first, second):
+        await expect(runs(page).locator(".run-title")).to_have_text(
+            ["Weekly plan"], timeout=WAIT_MS
+        )
+    archived = (await api(server, key, "/v1/runs?archived=true"))[1]["items"]
+    assert [r["title"] for r in archived] == ["Old project notes"]
+
+    # The toggle lists the archived ones; Unarchive brings it back to the active list.
+    await second.check("#runs-archived")
+    await expect(runs(second).locator(".run-title")).to_have_text(
+        ["Old project notes"], timeout=WAIT_MS
+    )
+    await run_item(second, "Old project notes").get_by_role("button", name="Unarchive").click()
+    await expect(runs(second)).to_have_count(0, timeout=WAIT_MS)
+    await expect(second.locator("#runs-status")).to_have_text("No archived conversations.")
+    await expect(runs(first).locator(".run-title")).to_have_text(
+        ["Weekly plan", "Old project notes"], timeout=WAIT_MS
+    )
+    assert (await api(server, key, "/v1/runs?archived=true"))[1]["items"] == []
+    await second.uncheck("#runs-archived")
+    await expect(runs(second)).to_have_count(2, timeout=WAIT_MS)
+
+
 async def test_sidebar_collapses_at_phone_width(server: Server, browser: Browser) -> None:
     key = await server.new_key()
     page = await connected(

@@ -15,9 +15,9 @@ from aiohttp.test_utils import make_mocked_request
 from engine import errors
 from engine.protocol import responses
 from engine.settings import Settings
-from server import contract
 from server.app import create_app
 from server.drain import DRAINING_EVENT
+from server.protocol import contract
 from server.state import SIO
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"

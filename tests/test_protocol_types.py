@@ -15,8 +15,8 @@ import socketio
 from pydantic import BaseModel
 
 from engine.protocol import responses as events
-from server.contract import protocol_schema
-from server.typescript import TS_PATH, generate, ts_type
+from server.protocol.contract import protocol_schema
+from server.protocol.typescript import TS_PATH, generate, ts_type
 from tests.conftest import Server
 
 SLOW = {"max_tokens": 200, "tokens_per_second": 20}
@@ -148,10 +148,10 @@ async def test_protocol_json_is_the_models_schema(
 
 
 def test_committed_typescript_matches_the_models() -> None:
-    assert TS_PATH.exists(), "run: python -m server.typescript"
+    assert TS_PATH.exists(), "run: python -m server.protocol.typescript"
     assert TS_PATH.read_text() == generate(), (
         "clients/typescript/protocol.d.ts drifted from engine/protocol/responses.py; "
-        "run: python -m server.typescript"
+        "run: python -m server.protocol.typescript"
     )
 
 

@@ -17,7 +17,7 @@ from engine.errors import ServiceUnavailable
 from engine.keys import Keys
 from engine.stream.publisher import ChunkPublisher
 from engine.stream.records import decode_record
-from server.embedded import EmbeddedRedis
+from server.process.embedded import EmbeddedRedis
 from tests.conftest import Client, Infra, assert_intact
 from tests.faults import (
     SseReader,

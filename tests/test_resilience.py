@@ -14,7 +14,7 @@ from db import tasks as task_rows
 from db.pool import connect
 from engine.keys import Keys
 from engine.settings import Settings
-from server.embedded import EmbeddedPostgres, EmbeddedRedis
+from server.process.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import POOL, RELAY
 from tests.conftest import assert_intact, start_server, stop_server
 from tests.nodes import Blackhole, until

@@ -1,4 +1,4 @@
-"""The indexed room manager (server/rooms.py) keeps exactly the rooms python-socketio's own
+"""The indexed room manager (server/realtime/rooms.py) keeps exactly the rooms python-socketio's own
 manager keeps, through any mix of joins, leaves, closed rooms and disconnects."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import socketio
 
-from server.rooms import IndexedManager
+from server.realtime.rooms import IndexedManager
 
 NAMESPACES = ["/", "/other"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from server.embedded import EmbeddedPostgres
+from server.process.embedded import EmbeddedPostgres
 from tests.faults import (
     SseReader,
     adhoc,

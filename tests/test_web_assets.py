@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from server.web_assets import MEMBER, AssetError, extract_bundle, install, integrity_of
+from server.web.assets import MEMBER, AssetError, extract_bundle, install, integrity_of
 
 
 def tarball(files: dict[str, bytes]) -> bytes:

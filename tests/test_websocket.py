@@ -1,7 +1,7 @@
 """The websocket transport as browsers meet it: a client that offers permessage-deflate
 (every browser, and socket.io-client in Node) connects, and the server declines the
 compression, which costs about 100 KB of memory per socket for frames of a hundred bytes
-(server/websocket.py)."""
+(server/realtime/websocket.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The caller's account: profile with tier, limits and today's usage; API keys; usage totals.
 
 Revoking a key announces it on a Redis channel that every gateway node listens to, so
-sockets authenticated with it are closed everywhere within moments (server/sessions.py).
+sockets authenticated with it are closed everywhere within moments (server/realtime/sessions.py).
 """
 
 from __future__ import annotations

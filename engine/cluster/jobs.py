@@ -185,7 +185,7 @@ class JobQueue:
         reply: Any = await self.redis.xreadgroup(
             GROUP, consumer, {self.names.jobs(): ">"}, count=count, block=block_ms
         )
-        return _task_ids(reply[0][1] if reply else [])  # RESP2: [[stream, entries]]
+        return task_ids(reply[0][1] if reply else [])  # RESP2: [[stream, entries]]
 
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[str, str]]:
         """Entries another consumer read but never acknowledged (it died before claiming)."""
@@ -193,7 +193,7 @@ class JobQueue:
             self.names.jobs(), GROUP, consumer, min_idle_ms, start_id="0-0", count=count
         )
         entries = cast(list[tuple[bytes, dict[bytes, bytes]]], reply[1])
-        return _task_ids(entries)
+        return task_ids(entries)
 
     async def ack(self, entry_id: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
@@ -202,7 +202,7 @@ class JobQueue:
         await pipe.execute()
 
 
-def _task_ids(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, str]]:
+def task_ids(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, str]]:
     out = []
     for entry_id, fields in entries:
         if fields is None:  # deleted meanwhile

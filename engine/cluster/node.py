@@ -33,17 +33,17 @@ from engine.errors import InternalError, InvalidRequest, ServiceUnavailable
 from engine.providers.base import Usage
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
+from engine.status import ENDED, TaskStatus
 from engine.tasks.finalize import Ending, TaskEnd, error_payload, task_event
 from engine.tasks.parked import PendingFinalizes
 from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.runner import CancelReason, run_task
-from engine.tasks.service import ENDED
 from engine.tasks.supervisor import TaskSupervisor
 
 log = logging.getLogger(__name__)
 
 NO_PROVIDER = Ending(
-    "failed",
+    TaskStatus.FAILED,
     "error",
     error_payload(InternalError("no worker can run this provider")),
     "the worker has no such provider",

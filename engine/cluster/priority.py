@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from engine.cluster.jobs import GROUP, JOB_TTL_S, Job, JobQueue, _task_ids
+from engine.cluster.jobs import GROUP, JOB_TTL_S, Job, JobQueue, task_ids
 from engine.keys import Keys
 
 LEVELS = ("high", "normal", "low")  # highest first
@@ -120,7 +120,7 @@ class PriorityJobQueue(JobQueue):
         out: list[tuple[str, str]] = []
         for name, entries in reply or []:
             level = self._level_of(name.decode() if isinstance(name, bytes) else str(name))
-            out += [(f"{level}{_SEP}{e}", t) for e, t in _task_ids(entries)]
+            out += [(f"{level}{_SEP}{e}", t) for e, t in task_ids(entries)]
         return out
 
     def _level_of(self, stream: str) -> str:
@@ -140,7 +140,7 @@ class PriorityJobQueue(JobQueue):
                 start_id="0-0",
                 count=count - len(out),
             )
-            out += [(f"{level}{_SEP}{e}", t) for e, t in _task_ids(reply[1])]
+            out += [(f"{level}{_SEP}{e}", t) for e, t in task_ids(reply[1])]
         return out
 
     async def ack(self, entry_id: str) -> None:

@@ -24,6 +24,7 @@ from engine.cluster.jobs import Job, JobQueue, Leases
 from engine.errors import InternalError, InvalidRequest
 from engine.providers.base import Usage, estimate_tokens
 from engine.providers.registry import ProviderRegistry
+from engine.status import TaskStatus
 from engine.stream.history import read_partial
 from engine.tasks.finalize import (
     Ending,
@@ -39,13 +40,13 @@ from engine.tasks.plan import RunnerDeps
 log = logging.getLogger(__name__)
 
 WORKER_LOST = Ending(
-    "failed",
+    TaskStatus.FAILED,
     "error",
     error_payload(InternalError("the node running the task stopped"), retryable=True),
     "lease expired: the worker stopped",
 )
 NEVER_HANDED_OVER = Ending(
-    "failed",
+    TaskStatus.FAILED,
     "error",
     error_payload(
         InternalError("the node that accepted the task stopped before handing it over"),
@@ -53,7 +54,9 @@ NEVER_HANDED_OVER = Ending(
     ),
     "no job and no lease found for a running task",
 )
-CANCELLED_BEFORE_START = Ending("cancelled", "cancelled", None, "cancelled before it started")
+CANCELLED_BEFORE_START = Ending(
+    TaskStatus.CANCELLED, "cancelled", None, "cancelled before it started"
+)
 
 
 async def end_task(
@@ -104,7 +107,9 @@ async def end_task(
         assert final is not None
         payload = done_from_row(final)
     await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s, deps.local)
-    await _free_slot(deps, job, landed and ending.status == "failed" and partial.last_seq == 0)
+    await _free_slot(
+        deps, job, landed and ending.status == TaskStatus.FAILED and partial.last_seq == 0
+    )
     return landed
 
 

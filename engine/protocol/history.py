@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.protocol.requests import RunUpdate
+from engine.status import TaskStatus
 
 Priority = Literal["low", "normal", "high"]
 
@@ -59,7 +60,7 @@ class TaskSummary(_Payload):
     builtin: str | None
     provider: str
     model: str
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    status: TaskStatus
     priority: Priority
     usage: Tokens | None
     cost_usd: str | None

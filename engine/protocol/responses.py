@@ -1,7 +1,7 @@
 """Every payload the server sends (acks, events, HTTP bodies) as pydantic models.
 
 With the request models (engine.protocol.requests) they are the single source of the typed
-protocol: server/contract.py maps events and routes onto them and builds
+protocol: server/protocol/contract.py maps events and routes onto them and builds
 `GET /v1/protocol.json`, clients/typescript/protocol.d.ts is generated from that, and the
 tests validate what real clients receive against these models (extra keys forbidden), so a
 payload that drifts from its model fails a test.
@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.protocol.history import Priority
+from engine.status import TaskStatus
 
-TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-EndStatus = Literal["completed", "failed", "cancelled"]
+EndStatus = Literal[TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED]
 ErrorCode = Literal[
     "invalid_request",
     "payload_too_large",
@@ -267,7 +267,10 @@ class RunView(_Payload):
     """`GET /v1/runs/{id}`."""
 
     id: str
-    name: str | None
+    title: str | None
+    # The same title under its old name, kept for clients written before `title`; it goes
+    # away in the next minor release (CHANGELOG).
+    name: str | None = Field(None, deprecated=True, description="The old name of `title`.")
     messages: list[dict[str, Any]]
     variable_values: dict[str, Any]
     broker_values: dict[str, Any]

@@ -20,15 +20,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from engine.status import TaskStatus
 from engine.stream.history import read_records
 from engine.stream.outage import DATABASE_DOWN, retrying
 from engine.stream.records import CHUNK, DONE, EVENTS, TOOL_CALL, Record, decode_record
 
 if TYPE_CHECKING:
-    from engine.stream.relay import Relay
+    from redis.asyncio import Redis
+
+    from engine.keys import Keys
+    from engine.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +81,27 @@ class Resync:
 Item = Add | Resync | Record | str | bytes | None
 
 
+class WatchHost(Protocol):
+    """What a watch needs of the relay that owns it (engine/stream/relay.py implements it):
+    the Redis it reads history from, where finished tasks are looked up, and the two calls
+    that hand a watch's work back to its owner."""
+
+    redis: Redis
+    keys: Keys
+    metrics: Metrics
+
+    # a callable attribute (the engine's finished-task loader), not a method
+    load_final: Callable[[str], Awaitable[dict[str, Any] | None]]
+
+    def resubmit(self, task_id: str, add: Add) -> None: ...
+
+    def forget(self, watch: TaskWatch) -> None: ...
+
+
 class TaskWatch:
     """One task watched on this node: where its records come from, and its subscribers here."""
 
-    def __init__(self, relay: Relay, task_id: str) -> None:
+    def __init__(self, relay: WatchHost, task_id: str) -> None:
         self.relay = relay
         self.task_id = task_id
         self.subs: dict[str, Sub] = {}
@@ -146,7 +168,7 @@ class TaskWatch:
     async def _replay(self, add: Add) -> None:
         sub = add.sub
         try:
-            status = "running"
+            status = TaskStatus.RUNNING
             entries = [] if add.unwritten else await self._history(give_up_s=SUBSCRIBE_TIMEOUT_S)
             if not entries and not add.fresh:
                 final = await self.relay.load_final(self.task_id)
@@ -159,7 +181,7 @@ class TaskWatch:
                 known = max(known, int(payload.get("seq") or payload.get("last_seq") or 0))
                 await self._offer(sub, kind, payload, lenient=True)
             if sub.done and self.done_payload is not None:  # _offer set both
-                status = str(self.done_payload["status"])
+                status = TaskStatus(self.done_payload["status"])
             else:
                 self.subs[add.key] = sub
             add.result.set_result(SubscribeResult(status, known))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import asyncpg
+from redis.asyncio import Redis
 
 from db import prompts as prompt_rows
 from db import runs as run_rows
@@ -17,25 +18,29 @@ from db import task_history
 from db.task_history import TaskFilter
 from db.users import User
 from engine.errors import InvalidRequest, NotFound
+from engine.keys import Keys
 from engine.protocol import paging
 from engine.protocol.requests import RunUpdate
 from engine.providers.pricing import format_money
+from engine.status import LIVE, TaskStatus
+from engine.tasks.dispatch import Dispatcher
 from engine.tasks.runs_feed import announce
 
-if TYPE_CHECKING:
-    from engine.tasks.service import Engine
-
 ARCHIVED = {"false": ("active",), "true": ("archived",), "all": ("active", "archived")}
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+STATUSES = tuple(TaskStatus)
 _COST_PLACES = Decimal("0.0000000001")  # the 10 places of numeric(20, 10)
 
 
 class History:
     """Reads and edits of the caller's runs and tasks, beside the engine's execute."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.pool: asyncpg.Pool = engine.pool
+    def __init__(
+        self, pool: asyncpg.Pool, redis: Redis, keys: Keys, dispatcher: Dispatcher
+    ) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.keys = keys
+        self.dispatcher = dispatcher
 
     async def list_runs(
         self, user: User, *, archived: str, text: str | None, limit: int, cursor: str | None
@@ -67,24 +72,24 @@ class History:
         if row is None:
             raise NotFound("run not found")
         view = run_summary(row)
-        await announce(self.engine.redis, self.engine.keys, user.id, run_id, "updated", view)
+        await announce(self.redis, self.keys, user.id, run_id, "updated", view)
         return view
 
     async def delete_run(self, user: User, run_id: UUID) -> None:
         """Cancel the run's unfinished tasks, then delete the run, its tasks and their events
         (usage-log rows stay). Afterwards every route answers not_found for them."""
         tasks = await run_rows.run_tasks(self.pool, run_id, user.id)
-        running = [str(t["task_id"]) for t in tasks if t["status"] in ("queued", "running")]
+        running = [str(t["task_id"]) for t in tasks if t["status"] in LIVE]
         if running:  # finalized first, so their usage is logged before the rows go
-            await asyncio.gather(*(self.engine.dispatcher.cancel(t) for t in running))
+            await asyncio.gather(*(self.dispatcher.cancel(t) for t in running))
         if not await run_rows.delete_run(self.pool, run_id, user.id):
             raise NotFound("run not found")
         # a retried execute with one of their request_ids must not answer a deleted task
-        keys = self.engine.keys
+        keys = self.keys
         replays = [keys.idempotency(user.id, t["request_id"]) for t in tasks if t["request_id"]]
         if replays:
-            await self.engine.redis.delete(*replays)
-        await announce(self.engine.redis, keys, user.id, run_id, "deleted")
+            await self.redis.delete(*replays)
+        await announce(self.redis, keys, user.id, run_id, "deleted")
 
     async def list_tasks(
         self, user: User, where: TaskFilter, *, limit: int, cursor: str | None

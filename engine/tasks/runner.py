@@ -13,6 +13,7 @@ from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, 
 from engine.providers.base import ProviderRequest, Usage, estimate_tokens
 from engine.providers.pricing import task_cost
 from engine.providers.toolcalls import ToolCallAssembler, ToolCallDelta
+from engine.status import TaskStatus
 from engine.stream.coalescer import CallRef
 from engine.tasks.finalize import (
     FINALIZE_RETRYABLE,
@@ -61,7 +62,7 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
     bind_task(task_id, plan.run_id)
     progress = _Progress()
     deps.publisher.open(task_id)
-    status, error, finish, usage = "completed", None, "stop", None
+    status, error, finish, usage = TaskStatus.COMPLETED, None, "stop", None
     try:
         if plan.parent_task_id is not None:  # a continuation: the tool results come first
             plan = await await_results(deps, plan)
@@ -78,18 +79,18 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
             finish = stream.finish_reason
     except asyncio.CancelledError:
         if reason.get("why") != CancelReason.CLIENT:
-            status, finish = "failed", "error"
+            status, finish = TaskStatus.FAILED, "error"
             error = error_payload(InternalError("the server stopped while the task ran"), True)
         else:
-            status, finish = "cancelled", "cancelled"
+            status, finish = TaskStatus.CANCELLED, "cancelled"
         await asyncio.shield(_finish(deps, plan, progress, status, finish, usage, error))
         raise
     except PromptrelayError as exc:
-        status, finish, error = "failed", "error", error_payload(exc, exc.retryable)
+        status, finish, error = TaskStatus.FAILED, "error", error_payload(exc, exc.retryable)
         progress.event("error", exc.message, level="error", code=exc.code)
     except Exception:
         log.exception("task %s failed", task_id)
-        status, finish = "failed", "error"
+        status, finish = TaskStatus.FAILED, "error"
         error = error_payload(InternalError("internal error"), False)
         progress.event("error", "internal error", level="error", code="internal")
     return await asyncio.shield(_finish(deps, plan, progress, status, finish, usage, error))
@@ -156,10 +157,10 @@ async def _finish(
     latency_ms = int((time.monotonic() - progress.started) * 1000)
     calls = progress.calls.calls() if progress.calls else None
     step = StepEnd([*plan.new_messages, {"role": "assistant", "content": text}], None)
-    if calls and status == "completed" and finish == "tool_calls":
+    if calls and status == TaskStatus.COMPLETED and finish == "tool_calls":
         step = await end_step(deps, plan, text, calls)
         if step.error is not None:
-            status, error = "failed", error_payload(step.error)
+            status, error = TaskStatus.FAILED, error_payload(step.error)
             progress.event("error", step.error.message, level="error", code=step.error.code)
     # The output validations check the conversation's answer, not a step asking for tools.
     validations = [] if calls else plan.validations
@@ -210,7 +211,7 @@ async def _finish(
     )
     # A task that failed before its first token costs nothing.
     await deps.quotas.settle(
-        plan.reservation, give_back=status == "failed" and progress.ttft_ms is None
+        plan.reservation, give_back=status == TaskStatus.FAILED and progress.ttft_ms is None
     )
     if landed:  # else a sweeper ended the task first and wrote its terminal record
         await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s, deps.local)

@@ -1,5 +1,5 @@
 """Run titles and the `runs_changed` feed: every node's sockets of a user hear when one of
-their runs is created, renamed, archived or deleted (server/runs_feed.py delivers it)."""
+their runs is created, renamed, archived or deleted (server/realtime/runs_feed.py delivers it)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from engine.providers.base import ProviderRequest
 from engine.providers.pricing import format_money
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
+from engine.status import ENDED, TaskStatus
 from engine.tasks.context import fit_messages, input_budget, known_window
 from engine.tasks.dispatch import Dispatcher
 from engine.tasks.finalize import done_from_row
@@ -32,8 +33,6 @@ from engine.tasks.retries import resolve_fallbacks
 from engine.tasks.runs_feed import announce, title_from
 from engine.tasks.supervisor import TaskSupervisor
 from engine.tasks.toolsteps import add_result
-
-ENDED = ("completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class Engine:
         self.supervisor = supervisor
         self.provider_keys = provider_keys
         self.dispatcher = dispatcher
-        self.history = History(self)
+        self.history = History(self.pool, self.redis, self.keys, self.dispatcher)
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""
@@ -158,7 +157,7 @@ class Engine:
         if run_created is not None and run_id is not None:
             view = new_run_summary(run_id, row.run_name, run_created)
             await announce(self.redis, self.keys, user.id, run_id, "created", view)
-        return ExecuteResult(task_id, run_id, "running")
+        return ExecuteResult(task_id, run_id, TaskStatus.RUNNING)
 
     async def _undo_claim(self, user: User, req: ExecuteRequest, reservation: Any) -> None:
         await self.quotas.settle(reservation, give_back=True)
@@ -204,7 +203,7 @@ class Engine:
             ids = json.loads(raw)
             task_id = UUID(ids["task_id"])
             row = await task_rows.get_task(self.pool, task_id, user.id)
-            status = row["status"] if row is not None else "running"
+            status = row["status"] if row is not None else TaskStatus.RUNNING
             run_id = UUID(ids["run_id"]) if ids["run_id"] else None
             return ExecuteResult(task_id, run_id, status)
         row = await task_rows.find_by_request_id(self.pool, user.id, request_id)
@@ -280,6 +279,7 @@ class Engine:
         tasks = await task_rows.list_run_tasks(self.pool, run_id)
         return {
             "id": str(run["id"]),
+            "title": run["name"],
             "name": run["name"],
             "messages": run["messages"],
             "variable_values": run["variable_values"],

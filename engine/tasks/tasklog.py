@@ -15,6 +15,7 @@ from uuid import UUID
 from engine.errors import fault_of
 from engine.metrics import Metrics
 from engine.providers.base import Usage
+from engine.status import TaskStatus
 
 log = logging.getLogger("promptrelay.task")
 
@@ -53,7 +54,7 @@ def record_end(
     if ttft_ms is not None:
         metrics.ttft.labels(provider).observe(ttft_ms / 1000)
     code = error.get("code") if error else None
-    if status == "failed" and code:
+    if status == TaskStatus.FAILED and code:
         metrics.task_failures.labels(provider, str(code), fault_of(str(code))).inc()
     log.info(
         "task ended",

@@ -24,6 +24,7 @@ from db.users import User
 from engine.errors import InvalidRequest, NotFound, PromptrelayError, ToolResultTimeout
 from engine.protocol.tools import ToolResultRequest
 from engine.providers.toolcalls import assistant_message, tool_message
+from engine.status import ENDED
 from engine.tasks.finalize import task_event
 from engine.tasks.plan import RunnerDeps, TaskPlan
 
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 _POLL_FIRST_S = 0.05
 _POLL_MAX_S = 0.25
-ENDED = ("completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)

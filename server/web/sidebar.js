@@ -1,5 +1,6 @@
 // The conversation sidebar: the caller's runs (GET /v1/runs), most recently active first,
-// with search (?q=), rename (PATCH), delete (DELETE) and resume (a click). Kept in step with
+// with search (?q=), rename and archive (PATCH), delete (DELETE) and resume (a click); a
+// toggle shows the archived ones instead. Kept in step with
 // other tabs by the Socket.IO event `runs_changed` (docs/history.md).
 
 const PAGE = 50;
@@ -19,6 +20,8 @@ export class Sidebar {
     this.search = document.getElementById("run-search");
     this.more = document.getElementById("runs-more");
     this.status = document.getElementById("runs-status");
+    this.archivedToggle = document.getElementById("runs-archived");
+    this.archivedToggle.addEventListener("change", () => this.reload());
     let timer = null;
     this.search.addEventListener("input", () => {
       clearTimeout(timer);
@@ -38,6 +41,11 @@ export class Sidebar {
     return this.search.value.trim();
   }
 
+  /** True while the list shows archived conversations instead of active ones. */
+  showingArchived() {
+    return this.archivedToggle.checked;
+  }
+
   reload() {
     return this.load(null);
   }
@@ -47,6 +55,7 @@ export class Sidebar {
     const params = new URLSearchParams({ limit: String(PAGE) });
     if (cursor) params.set("cursor", cursor);
     if (this.query()) params.set("q", this.query());
+    params.set("archived", this.showingArchived() ? "true" : "false");
     let page;
     try {
       page = await this.api(`/v1/runs?${params}`);
@@ -84,6 +93,14 @@ export class Sidebar {
     }
     if (!run) return;
     const index = this.runs.findIndex((r) => r.id === runId);
+    if (Boolean(run.archived) !== this.showingArchived()) {
+      // archived (or brought back) here or in another tab: it leaves this list
+      if (index >= 0) {
+        this.runs.splice(index, 1);
+        this.render();
+      }
+      return;
+    }
     if (index >= 0) {
       if (change !== "created") this.runs[index] = run; // a list already loaded is newer
     } else if (change === "created" && !this.query()) {
@@ -103,8 +120,9 @@ export class Sidebar {
     this.list.replaceChildren(...this.runs.map((run) => this.item(run)));
     this.more.hidden = !this.cursor;
     const q = this.query();
+    const none = this.showingArchived() ? "No archived conversations." : "No conversations yet.";
     this.status.textContent = this.runs.length ? ""
-      : q ? `No conversation contains “${q}”.` : "No conversations yet.";
+      : q ? `No conversation contains “${q}”.` : none;
     this.setActive(this.activeId);
   }
 
@@ -125,10 +143,13 @@ export class Sidebar {
     open.addEventListener("click", () => this.onOpen(run.id));
     const rename = smallButton("Rename", `Rename “${run.title}”`,
       () => this.startRename(li, run));
+    const archive = run.archived
+      ? smallButton("Unarchive", `Unarchive “${run.title}”`, () => this.archive(run, false))
+      : smallButton("Archive", `Archive “${run.title}”`, () => this.archive(run, true));
     const remove = smallButton("Delete", `Delete “${run.title}”`, () => this.delete(run));
     const actions = document.createElement("div");
     actions.className = "run-actions";
-    actions.append(rename, remove);
+    actions.append(rename, archive, remove);
     li.append(open, actions);
     return li;
   }
@@ -163,6 +184,16 @@ export class Sidebar {
     li.replaceChildren(form);
     input.focus();
     input.select();
+  }
+
+  async archive(run, archived) {
+    try {
+      const body = { archived };
+      const updated = await this.api(`/v1/runs/${run.id}`, { method: "PATCH", body });
+      this.onChange({ run_id: run.id, change: "updated", run: updated });
+    } catch (err) {
+      this.status.textContent = `${archived ? "Archive" : "Unarchive"} failed (${err.message}).`;
+    }
   }
 
   async delete(run) {

@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import signal
 
-from server.loop import run_loop
+from server.process.loop import run_loop
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.base import FakeServerBase
 from tests.fakes.google_server import FakeGemini

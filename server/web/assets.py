@@ -1,6 +1,6 @@
 """The playground's one third-party asset: the official `socket.io-client` browser bundle.
 
-It is not copied into the repository. `python -m server.web_assets` (run by `.ci/run`, and by
+It is not copied into the repository. `python -m server.web.assets` (run by `.ci/run`, and by
 `promptrelay serve` when the file is missing) downloads the pinned tarball from the npm
 registry, checks it against the pinned `dist.integrity` (sha512, as `npm install` does) and
 extracts `dist/socket.io.min.js` into server/web/vendor/ (gitignored), which the server
@@ -25,9 +25,9 @@ INTEGRITY = (
     "RZu1ihjLWfkAA=="
 )
 MEMBER = "package/dist/socket.io.min.js"
-VENDOR_DIR = Path(__file__).resolve().parent / "web" / "vendor"
+VENDOR_DIR = Path(__file__).resolve().parent / "vendor"
 BUNDLE = VENDOR_DIR / "socket.io.min.js"
-INSTALL_HINT = "python -m server.web_assets"
+INSTALL_HINT = "python -m server.web.assets"
 
 
 class AssetError(Exception):

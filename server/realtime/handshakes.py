@@ -26,8 +26,8 @@ import socketio
 from aiohttp import web
 
 from engine.settings import Settings
+from server.realtime.websocket import use_plain_websockets
 from server.state import SETTINGS
-from server.websocket import use_plain_websockets
 
 log = logging.getLogger(__name__)
 SOCKET_PATH = "/socket.io/"
@@ -113,7 +113,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, guard: HandshakeGuard, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.guard = guard
-        use_plain_websockets(self.eio)  # no permessage-deflate (server/websocket.py)
+        use_plain_websockets(self.eio)  # no permessage-deflate (server/realtime/websocket.py)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         if not self.guard.admit(eio_sid, client_address(environ)):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
@@ -12,10 +11,9 @@ from typing import TypeVar
 import asyncpg
 
 from db import keys as key_rows
-from db.migrate import apply_migrations
-from db.pool import connect
 from db.users import mark_deleted
 from engine.settings import Settings
+from server.cli.infra import with_database
 
 T = TypeVar("T")
 
@@ -44,19 +42,7 @@ def add_key_commands(
 
 
 def _with_db(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    from server.cli import infrastructure
-
-    with infrastructure(settings, need_redis=False) as live:
-
-        async def run() -> T:
-            conn = await connect(live.database_url or "")
-            try:
-                await apply_migrations(conn)
-                return await work(conn)
-            finally:
-                await conn.close()
-
-        return asyncio.run(run())
+    return with_database(settings, work)
 
 
 def run_key_command(settings: Settings, args: argparse.Namespace) -> int:

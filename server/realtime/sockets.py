@@ -18,10 +18,11 @@ from engine.errors import (
     Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest, SubscribeRequest, TaskRef, decode
+from engine.status import TaskStatus
 from server.auth import authenticate, token_from
 from server.errors import client_error, error_ack
-from server.runs_feed import user_room
-from server.sessions import SESSIONS, Sessions
+from server.realtime.runs_feed import user_room
+from server.realtime.sessions import SESSIONS, Sessions
 from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class SocketGateway:
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.users[sid] = user
         self.watching[sid] = set()
-        if wants_runs_changed(auth):  # server/runs_feed.py delivers to the user's room
+        if wants_runs_changed(auth):  # server/realtime/runs_feed.py delivers to the user's room
             await self.sio.enter_room(sid, user_room(user.id))
         self.app[METRICS].sockets_connected.inc()
 
@@ -167,7 +168,7 @@ class SocketGateway:
         user = self._user(sid)
         req = decode(ExecuteRequest, data, max_bytes=self._limit())
         result = await self.app[ENGINE].execute(user, req)
-        await self._watch(sid, str(result.task_id), 0, fresh=result.status == "running")
+        await self._watch(sid, str(result.task_id), 0, fresh=result.status == TaskStatus.RUNNING)
         return {"ok": True, **result.to_dict()}
 
     async def subscribe(self, sid: str, data: Any) -> dict[str, Any]:
@@ -176,7 +177,7 @@ class SocketGateway:
         # not_found for tasks of others, before anything is sent
         db_status = await self.app[ENGINE].task_status(user, req.task_id)
         status, last_seq = await self._watch(sid, str(req.task_id), req.after_seq)
-        if status == "running":
+        if status == TaskStatus.RUNNING:
             status = db_status
         return {"ok": True, "status": status, "last_seq": last_seq}
 

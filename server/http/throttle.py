@@ -1,7 +1,7 @@
 """The HTTP request rate limit: per user on authenticated routes, per client address on the
 rest (and for every failed authentication), shared by every node (engine/accounts/ratelimit.py).
 
-Health checks, `/metrics` and the Socket.IO endpoint (capped by server/handshakes.py) are
+Health checks, `/metrics` and the Socket.IO endpoint (capped by server/realtime/handshakes.py) are
 not counted.
 """
 

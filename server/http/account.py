@@ -9,7 +9,7 @@ from aiohttp import web
 from engine.accounts.profile import Accounts
 from engine.errors import InvalidRequest
 from engine.protocol.requests import NewKeyRequest
-from server.requests import body_as, current_user, path_uuid
+from server.http.requests import body_as, current_user, path_uuid
 from server.state import ENGINE, POOL, REDIS, SETTINGS
 
 routes = web.RouteTableDef()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from engine.protocol.requests import ProviderKeyRequest
-from server.requests import body_as, current_user
+from server.http.requests import body_as, current_user
 from server.state import ENGINE
 
 routes = web.RouteTableDef()

@@ -8,11 +8,11 @@ from aiohttp import hdrs, web
 
 from engine.prompts.catalog import builtin_summaries
 from server.auth import authenticate, token_from
-from server.contract import protocol_schema
+from server.protocol.contract import protocol_schema
 from server.state import POOL
-from server.web_assets import INSTALL_HINT, VENDOR_DIR
+from server.web.assets import INSTALL_HINT, VENDOR_DIR
 
-WEB_DIR = Path(__file__).resolve().parent / "web"
+WEB_DIR = Path(__file__).resolve().parent
 PAGE_FILES = {
     "app.js": "text/javascript",
     "view.js": "text/javascript",
@@ -23,7 +23,7 @@ PAGE_FILES = {
 # The JavaScript client package (clients/typescript/src), which the page is built on: in a
 # source checkout from there, in an installed wheel from the copy packaged beside the page.
 CLIENT_FILES = {"index.js", "client.js", "task.js", "errors.js", "redux.js"}
-_CHECKOUT_CLIENT = Path(__file__).resolve().parent.parent / "clients" / "typescript" / "src"
+_CHECKOUT_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "typescript" / "src"
 CLIENT_DIR = _CHECKOUT_CLIENT if _CHECKOUT_CLIENT.is_dir() else WEB_DIR / "client"
 # The page holds no secrets, but must not be framed or sniffed; scripts only from here.
 PAGE_HEADERS = {

@@ -10,8 +10,8 @@ from aiohttp import web
 from db.task_history import TaskFilter
 from engine.errors import InvalidRequest
 from engine.protocol.requests import RunUpdate
-from server.requests import body_as, current_user, path_uuid
-from server.routes_prompts import page_limit
+from server.http.prompts import page_limit
+from server.http.requests import body_as, current_user, path_uuid
 from server.state import ENGINE
 
 routes = web.RouteTableDef()

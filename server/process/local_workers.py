@@ -31,7 +31,7 @@ import urllib.request
 from aiohttp import web
 
 from engine.settings import Settings
-from server.signals import SHUTDOWN_SIGNALS
+from server.process.signals import SHUTDOWN_SIGNALS
 
 log = logging.getLogger(__name__)
 
