@@ -31,6 +31,7 @@ from server.http.account import routes as account_routes
 from server.http.cors import OriginPolicy, cors_middleware
 from server.http.history import routes as history_routes
 from server.http.metrics import routes as metrics_routes
+from server.http.openai_compat import routes as openai_routes
 from server.http.orgs import routes as org_routes
 from server.http.prompts import routes as prompt_routes
 from server.http.provider_keys import routes as provider_key_routes
@@ -182,6 +183,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes([*prompt_routes, *org_routes])  # the prompt library, orgs, variables
     app.add_routes(provider_key_routes)
     app.add_routes(history_routes)  # conversations, executions, prompt statistics
+    app.add_routes(openai_routes)  # POST /v1/chat/completions, GET /v1/models
     app.cleanup_ctx.append(runs_feed_ctx)  # runs_changed to the run owner's sockets that ask
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
     app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end

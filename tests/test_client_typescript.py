@@ -62,7 +62,7 @@ async def test_typescript_client_and_redux_binding(settings: Settings) -> None:
             "test/client.test.js",
         )
     assert "# fail 0" in out, out
-    assert "# pass 12" in out, out
+    assert "# pass 14" in out, out
 
 
 async def test_type_definitions_describe_what_an_application_writes() -> None:

@@ -23,6 +23,31 @@ export interface CancelResult {
   status: TaskStatus;
 }
 
+/** The body of `POST /v1/chat/completions` that promptrelay accepts. */
+export interface ChatCompletionRequest {
+  model: string;
+  messages: Array<ChatMessage>;
+  stream?: boolean | null;
+  stream_options?: StreamOptions | null;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  stop?: string | Array<string> | null;
+  seed?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  n?: number | null;
+  response_format?: ResponseFormat | null;
+  user?: string | null;
+}
+
+export interface ChatMessage {
+  role: "system" | "developer" | "user" | "assistant";
+  content: string | Array<TextPart>;
+  name?: string | null;
+}
+
 /** The CONNECT_ERROR packet: socket.io-client's `err.message` and `err.data`. */
 export interface ConnectError {
   message: string;
@@ -332,6 +357,10 @@ export interface RegexValidation {
   pattern: string;
 }
 
+export interface ResponseFormat {
+  type: "text";
+}
+
 /** `GET /v1/runs?limit=&cursor=&q=&archived=`: most recently active first. */
 export interface RunPage {
   items: Array<RunSummary>;
@@ -389,6 +418,10 @@ export interface Scope {
 /** The node is shutting down: reconnect (to another node) and resubscribe with after_seq. */
 export interface ServerDraining {
   reconnect: true;
+}
+
+export interface StreamOptions {
+  include_usage?: boolean | null;
 }
 
 export interface SubscribeAck {
@@ -520,6 +553,11 @@ export interface TaskView {
   tool_calls?: Array<ToolCall> | null;
   tool_results?: Record<string, string> | null;
   next_task_id?: string | null;
+}
+
+export interface TextPart {
+  type: "text";
+  text: string;
 }
 
 /** Tasks per quota day and month (null: unlimited) and the running-task cap. */

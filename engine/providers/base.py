@@ -84,6 +84,10 @@ class Provider(abc.ABC):
     needs_key = True  # False for providers that call nothing (the simulator)
     model_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+~=-]{0,199}")
     model_rule: ClassVar[str] = "up to 200 of letters, digits and . _ : / @ + ~ = -"
+    # What `GET /v1/models` lists: the catalog's models of this provider whose names start
+    # with one of these (empty: all of them), and names listed besides the catalog.
+    listed_prefixes: ClassVar[tuple[str, ...]] = ()
+    listed_extra: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     async def open(self, request: ProviderRequest) -> ProviderStream:

@@ -89,6 +89,7 @@ class GoogleProvider(Provider):
     # neither climb to another path nor call another method with the operator's key.
     model_pattern = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~=-]{0,127}")
     model_rule = "up to 128 of letters, digits and . _ ~ = - (one URL path segment)"
+    listed_prefixes = ("gemini", "gemma")  # the catalog's Google list has Vertex's Claude too
 
     def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float) -> None:
         self._api_key = api_key or "unset"

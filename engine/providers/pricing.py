@@ -6,13 +6,15 @@ None means the price is unknown; it is never guessed as 0.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
+from genai_prices.data_snapshot import get_snapshot
 
 from db import prices as price_rows
 from db.prices import ModelPrice
@@ -94,6 +96,46 @@ async def task_cost(
         )
         return None
     return None if override is None else override_price(override, usage)
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    """A model the genai-prices catalog knows: its window and base per-million prices."""
+
+    model: str
+    context_window: int | None
+    input_per_mtok: Decimal | None
+    output_per_mtok: Decimal | None
+
+
+def catalog_models(provider_id: str) -> list[CatalogModel]:
+    """Every model of `provider_id` in the genai-prices catalog (empty for one it lacks)."""
+    out: list[CatalogModel] = []
+    for provider in get_snapshot().providers:
+        if provider.id != provider_id:
+            continue
+        for info in provider.models:
+            prices: Any = info.prices
+            if isinstance(prices, list):  # prices by date or condition: the unconditional one
+                plain = [p for p in prices if p.constraint is None] or prices
+                prices = plain[0].prices
+            window = info.context_window
+            out.append(
+                CatalogModel(
+                    info.id,
+                    int(window) if window else None,
+                    _base(getattr(prices, "input_mtok", None)),
+                    _base(getattr(prices, "output_mtok", None)),
+                )
+            )
+    return out
+
+
+def _base(price: Any) -> Decimal | None:
+    """A flat price, or the first tier of a tiered one."""
+    if price is None:
+        return None
+    return Decimal(getattr(price, "base", price))
 
 
 def format_money(value: Decimal) -> str:

@@ -9,6 +9,7 @@ from engine.providers.anthropic import AnthropicProvider
 from engine.providers.base import Provider
 from engine.providers.google import GoogleProvider
 from engine.providers.openai import OpenAIProvider
+from engine.providers.pricing import CatalogModel, catalog_models
 from engine.providers.simulated import SimulatedProvider
 from engine.settings import Settings
 
@@ -60,6 +61,23 @@ class ProviderRegistry:
                 details={"errors": [{"field": "model", "message": "invalid model name"}]},
             )
         return provider, model
+
+    def listed_models(self) -> list[tuple[str, CatalogModel]]:
+        """(provider, model) for every model worth listing: each adapter's extra names, then
+        the genai-prices models of its provider that its name rule accepts."""
+        out: list[tuple[str, CatalogModel]] = []
+        for name in self.names():
+            provider = self._providers[name]
+            out.extend((name, CatalogModel(m, None, None, None)) for m in provider.listed_extra)
+            for found in catalog_models(name):
+                model = found.model
+                if (
+                    provider.model_pattern.fullmatch(model)
+                    and not model.endswith(("-", "."))  # fine-tune prefixes, not models
+                    and model.startswith(provider.listed_prefixes or ("",))
+                ):
+                    out.append((name, found))
+        return out
 
     async def close(self) -> None:
         for provider in self._providers.values():

@@ -109,6 +109,7 @@ def simulated_calls(request: ProviderRequest, seed: int) -> list[ToolCallDelta]:
 class SimulatedProvider(Provider):
     name = "simulated"
     needs_key = False
+    listed_extra = ("demo",)  # any name works; this one stands for them in `GET /v1/models`
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
         return SimulatedStream(request)

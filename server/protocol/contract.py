@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from engine.prompts.views import LIBRARY_ROUTES
 from engine.protocol.history import HISTORY_EVENTS, HISTORY_ROUTES
+from engine.protocol.openai_compat import ChatCompletionRequest
 from engine.protocol.requests import (
     ExecuteRequest,
     NewKeyRequest,
@@ -85,6 +86,9 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "GET /v1/me/provider-keys": (None, ProviderKeyList),
     "DELETE /v1/me/provider-keys/{provider}": (None, None),
     **HISTORY_ROUTES,  # conversations, executions, prompt statistics
+    # OpenAI's dialect: answers and errors in OpenAI's shapes (docs/protocol.md)
+    "POST /v1/chat/completions": (ChatCompletionRequest, None),
+    "GET /v1/models": (None, None),
 }
 
 EXTRA_MODELS: tuple[type[BaseModel], ...] = (ErrorAck, HttpError, ConnectError)

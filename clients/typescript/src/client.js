@@ -6,6 +6,8 @@ import { ClientClosedError, PromptrelayError } from "./errors.js";
 import { TaskHandle } from "./task.js";
 
 const DEFAULTS = { ackTimeoutMs: 20000, executeAttempts: 5, reconnectionDelayMax: 2000 };
+// How many ended tasks the client still recognises (for their anomalies); the oldest goes first.
+const ENDED_KEPT = 100;
 
 function newRequestId() {
   const crypto = globalThis.crypto;
@@ -40,6 +42,9 @@ export class Client {
     this.socket = null;
     this.closed = false;
     this.live = new Map(); // task_id -> handle, until task_done
+    // The last tasks that ended, so what the server still sends for them is on record
+    // (handle.anomalies, "after_done") instead of silently dropped.
+    this.ended = new Map();
     this.early = new Map(); // task_id -> events that came before their execute ack
     this.pendingExecutes = 0;
     this.connects = 0;
@@ -120,6 +125,11 @@ export class Client {
       name === "task_chunk" ? handle._chunk(payload) : this._finish(handle, payload);
       return;
     }
+    const ended = this.ended.get(payload.task_id);
+    if (ended) {
+      name === "task_chunk" ? ended._chunk(payload) : ended._done(payload);
+      return;
+    }
     // The server subscribes the socket before it answers execute, so events may come first.
     if (this.pendingExecutes > 0) {
       this.stats.early += 1;
@@ -131,6 +141,8 @@ export class Client {
 
   _finish(handle, done) {
     this.live.delete(handle.taskId);
+    this.ended.set(handle.taskId, handle);
+    if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value);
     handle._done(done);
   }
 

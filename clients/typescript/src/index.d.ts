@@ -24,6 +24,16 @@ export type TaskEvent =
   | ["done", TaskDone]
   | ["error", PromptrelayError];
 
+/** Something the server sent out of order, kept on record as the client repaired it:
+ * a chunk it already held (`repeat`), one past a gap (`gap`; the client asked again), one
+ * after `task_done` (`after_done`), or a `task_done` whose text had chunks that never came
+ * (`missing`). `held` is the task's `lastSeq` at that moment. */
+export interface Anomaly {
+  kind: "repeat" | "gap" | "after_done" | "missing";
+  seq: number;
+  held: number;
+}
+
 /** One task: iterate it for chunks (in seq order, no gap, no repeat). */
 export class TaskHandle implements AsyncIterable<Chunk> {
   readonly requestId: string | null;
@@ -33,6 +43,7 @@ export class TaskHandle implements AsyncIterable<Chunk> {
   readonly text: string;
   readonly lastSeq: number;
   readonly chunks: readonly Chunk[];
+  readonly anomalies: readonly Anomaly[];
   readonly status: TaskStatus | "starting";
   readonly result: TaskDone | null;
   readonly error: PromptrelayError | null;

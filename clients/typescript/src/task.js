@@ -12,6 +12,9 @@ export class TaskHandle {
     this.result = null; // the task_done payload once it arrived
     this.error = null; // a PromptrelayError when the task could not be started or followed
     this.chunks = [];
+    // What the server sent out of order, kept on record as the client repaired it:
+    // { kind: "repeat" | "gap" | "after_done" | "missing", seq, held } (held: lastSeq then).
+    this.anomalies = [];
     this._listeners = new Set();
     this._resyncing = false;
     this.started = new Promise((resolve, reject) => {
@@ -77,10 +80,12 @@ export class TaskHandle {
   /** A task_chunk: kept if it is the next seq; a repeat is dropped; a gap asks again. */
   _chunk(chunk) {
     if (this.result || chunk.seq <= this.lastSeq) {
+      this._anomaly(this.result ? "after_done" : "repeat", chunk.seq);
       this.client.stats.repeats += 1;
       return;
     }
     if (chunk.seq !== this.lastSeq + 1) {
+      this._anomaly("gap", chunk.seq);
       if (!this._resyncing) {
         this.client.stats.gaps += 1;
         this._resyncing = true;
@@ -96,7 +101,13 @@ export class TaskHandle {
   }
 
   _done(done) {
-    if (this.result) return;
+    if (this.result) {
+      this._anomaly("after_done", done.last_seq);
+      return;
+    }
+    if (done.last_seq !== this.lastSeq || done.text !== this.text) {
+      this._anomaly("missing", done.last_seq);
+    }
     // task_done carries the whole text: if history had expired before a resume, the rest
     // arrives here as one last chunk, so the chunks always add up to the final text.
     if (done.text.length > this.text.length && done.text.startsWith(this.text)) {
@@ -109,6 +120,10 @@ export class TaskHandle {
     this.result = done;
     this._resolveDone(done);
     this._emit("done", done);
+  }
+
+  _anomaly(kind, seq) {
+    this.anomalies.push({ kind, seq, held: this.lastSeq });
   }
 
   _fail(error) {

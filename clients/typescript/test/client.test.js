@@ -125,3 +125,45 @@ test("a draining node: the client reconnects to the second node and resumes", { 
   const next = c.execute(adhoc("on node B", 10, 0));
   await assertIntact(next, await collect(next));
 });
+
+// The task's `subscribe` sent on the client's own socket behind its back: the server replaces
+// the subscription and sends every chunk after `afterSeq`, so it repeats or skips chunks.
+async function resubscribeRaw(handle, afterSeq) {
+  const ack = await c.socket.timeout(20000).emitWithAck("subscribe", { task_id: handle.taskId, after_seq: afterSeq });
+  assert.ok(ack.ok, JSON.stringify(ack));
+}
+
+test("repeats the server sent are on record, and events after task_done", { timeout: 40000 }, async () => {
+  const handle = c.execute(adhoc("say it twice", 60, 40));
+  const seen = await collect(handle, async (_, got) => {
+    if (got.length === 3) await resubscribeRaw(handle, 0);
+  });
+  const done = await assertIntact(handle, seen); // repaired: each chunk once, in order
+  assert.deepEqual(new Set(handle.anomalies.map((a) => a.kind)), new Set(["repeat"]));
+  for (const seq of [1, 2, 3]) assert.ok(handle.anomalies.some((a) => a.seq === seq), `seq ${seq}`);
+  assert.ok(handle.anomalies.every((a) => a.seq <= a.held));
+
+  await resubscribeRaw(handle, 0);
+  const late = () => handle.anomalies.filter((a) => a.kind === "after_done").map((a) => a.seq);
+  await until(() => late().length === done.last_seq + 1, "events after task_done");
+  const expected = [...Array(done.last_seq).keys()].map((i) => i + 1).concat([done.last_seq]);
+  assert.deepEqual(late().sort((a, b) => a - b), expected.sort((a, b) => a - b));
+  assert.equal(handle.chunks.length, seen.length); // none of them delivered
+});
+
+test("a gap the server left is on record and repaired", { timeout: 40000 }, async () => {
+  const handle = c.execute(adhoc("skip ahead", 100, 25));
+  let skippedTo = null;
+  const seen = await collect(handle, async (_, got) => {
+    if (got.length === 3 && skippedTo === null) {
+      skippedTo = handle.lastSeq + 20;
+      await resubscribeRaw(handle, skippedTo);
+    }
+  });
+  await assertIntact(handle, seen); // the client asked again from what it held
+  const first = handle.anomalies[0];
+  assert.equal(first.kind, "gap");
+  assert.equal(first.seq, skippedTo + 1);
+  assert.ok(first.held < skippedTo);
+  assert.ok(handle.anomalies.every((a) => a.kind === "gap" || a.kind === "repeat"));
+});

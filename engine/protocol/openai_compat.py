@@ -1,0 +1,288 @@
+"""The OpenAI Chat Completions dialect (`POST /v1/chat/completions`, `GET /v1/models`) as
+pure functions: a request mapped onto our `ExecuteRequest`, a task's records onto
+`chat.completion.chunk`s or one `chat.completion`, our errors onto OpenAI's error shape.
+Nothing a client sends is dropped silently: what the engine cannot do is refused by name."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+
+from engine.errors import ClientError, InvalidRequest, PromptrelayError
+from engine.protocol.requests import ExecuteRequest, decode
+
+# Parameters of the Chat Completions API the engine has no counterpart for (yet); a request
+# that sets one is refused naming it. `False`/`null` mean "not used" and pass.
+UNSUPPORTED = (
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+    "reasoning_effort",
+    "verbosity",
+    "service_tier",
+    "store",
+    "metadata",
+)
+# Our settings named as OpenAI names them: passed through unchanged.
+PASSED = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TextPart(_Open):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Open):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None  # accepted and not used: our messages carry no author names
+
+
+class StreamOptions(_Open):
+    include_usage: StrictBool | None = None
+
+
+class ResponseFormat(_Open):
+    type: Literal["text"]
+
+
+class ChatCompletionRequest(_Open):
+    """The body of `POST /v1/chat/completions` that promptrelay accepts."""
+
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: StrictBool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: StrictInt | None = None
+    max_completion_tokens: StrictInt | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: str | list[str] | None = None
+    seed: StrictInt | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    n: StrictInt | None = Field(None, ge=1, le=1)
+    response_format: ResponseFormat | None = None
+    user: str | None = None  # accepted and ignored: the caller is who the key says
+
+
+def refused(param: str, message: str) -> InvalidRequest:
+    """An `invalid_request` that names the parameter (OpenAI's `param`)."""
+    return InvalidRequest(message, details={"errors": [{"field": param, "message": message}]})
+
+
+def _check_refusals(body: dict[str, Any]) -> None:
+    for name in UNSUPPORTED:
+        if body.get(name) not in (None, False):
+            raise refused(name, f"`{name}` is not supported by promptrelay")
+    n = body.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        raise refused("n", "`n` > 1 is not supported: one choice per request")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") != "text":
+        raise refused(
+            "response_format",
+            f"`response_format` {fmt.get('type')!r} is not supported: only 'text'",
+        )
+    messages = body.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(message, dict) and message.get("role") in ("tool", "function"):
+            raise refused(f"messages.{i}.role", f"`{message['role']}` messages are not supported")
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and part.get("type") != "text":
+                raise refused(
+                    f"messages.{i}.content.{j}",
+                    f"content parts of type {part.get('type')!r} are not supported: text only",
+                )
+
+
+def parse_request(body: Any, *, max_bytes: int | None = None) -> ChatCompletionRequest:
+    """The body as a ChatCompletionRequest, refusing by name what promptrelay cannot do."""
+    if isinstance(body, dict):
+        _check_refusals(body)
+    return decode(ChatCompletionRequest, body, max_bytes=max_bytes)
+
+
+def to_execute(req: ChatCompletionRequest) -> ExecuteRequest:
+    """Our ExecuteRequest for it; errors name OpenAI's parameters, not our settings."""
+    settings: dict[str, Any] = {k: getattr(req, k) for k in PASSED if getattr(req, k) is not None}
+    limit = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    if limit is not None:
+        settings["max_tokens"] = limit
+    if req.stop is not None:
+        settings["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
+    messages = [
+        {
+            "role": "system" if m.role == "developer" else m.role,
+            "content": m.content
+            if isinstance(m.content, str)
+            else "".join(p.text for p in m.content),
+        }
+        for m in req.messages
+    ]
+    payload = {"model": req.model, "messages": messages, "settings": settings}
+    try:
+        return decode(ExecuteRequest, payload)
+    except InvalidRequest as exc:
+        for err in (exc.details or {}).get("errors", []):
+            field = err.get("field", "")
+            if field.startswith("settings.max_tokens"):
+                err["field"] = (
+                    "max_completion_tokens"
+                    if req.max_completion_tokens is not None
+                    else "max_tokens"
+                )
+            elif field.startswith("settings."):
+                err["field"] = field.removeprefix("settings.")
+        raise
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+def completion_id(task_id: str) -> str:
+    return f"chatcmpl-{task_id}"
+
+
+def chunk(
+    cid: str,
+    created: int,
+    model: str,
+    delta: dict[str, str],
+    finish_reason: str | None = None,
+) -> dict[str, Any]:
+    """One `chat.completion.chunk` with one choice."""
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def usage_of(done: dict[str, Any]) -> dict[str, int]:
+    """`task_done`'s usage as OpenAI's (zeros when the task recorded none)."""
+    usage = done.get("usage") or {}
+    prompt = int(usage.get("input_tokens", 0))
+    completion = int(usage.get("output_tokens", 0))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": int(usage.get("total_tokens", prompt + completion)),
+    }
+
+
+def finish_of(done: dict[str, Any]) -> str:
+    """The choice's finish reason; a task cancelled mid-answer ends with `stop`."""
+    return str(done.get("finish_reason") or "stop")
+
+
+def final_chunks(
+    cid: str, created: int, model: str, done: dict[str, Any], include_usage: bool
+) -> list[dict[str, Any]]:
+    """What follows the text: the finish chunk, and the usage chunk when asked for."""
+    out = [chunk(cid, created, model, {}, finish_of(done))]
+    if include_usage:
+        last = chunk(cid, created, model, {})
+        last["choices"] = []
+        last["usage"] = usage_of(done)
+        out.append(last)
+    return out
+
+
+def completion(cid: str, created: int, model: str, done: dict[str, Any]) -> dict[str, Any]:
+    """The `chat.completion` of a finished task."""
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": done.get("text", "")},
+                "finish_reason": finish_of(done),
+                "logprobs": None,
+            }
+        ],
+        "usage": usage_of(done),
+    }
+
+
+def _status_of(code: str) -> int:
+    stack: list[type[PromptrelayError]] = [PromptrelayError]
+    while stack:
+        cls = stack.pop()
+        if cls.code == code:
+            return cls.http_status
+        stack.extend(cls.__subclasses__())
+    return 500
+
+
+def failure_of(done: dict[str, Any]) -> PromptrelayError | None:
+    """The error of a failed task, with its code's HTTP status; None otherwise."""
+    if done.get("status") != "failed":
+        return None
+    error = done.get("error") or {}
+    code = str(error.get("code") or "internal")
+    exc = PromptrelayError(str(error.get("message") or "the task failed"), code=code)
+    exc.http_status = _status_of(code)
+    return exc
+
+
+_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(exc: PromptrelayError) -> dict[str, Any]:
+    """OpenAI's `{error: {message, type, param, code}}` with our stable code."""
+    errors = (exc.details or {}).get("errors") or [{}]
+    status = exc.http_status
+    kind = _TYPES.get(status) or (
+        "invalid_request_error" if isinstance(exc, ClientError) or status < 500 else "server_error"
+    )
+    return {
+        "error": {
+            "message": exc.message,
+            "type": kind,
+            "param": errors[0].get("field"),
+            "code": exc.code,
+        }
+    }
+
+
+def model_entry(
+    model_id: str,
+    owned_by: str,
+    context_window: int | None,
+    input_per_mtok: str | None,
+    output_per_mtok: str | None,
+) -> dict[str, Any]:
+    """One `GET /v1/models` entry, with the window and prices as extra fields when known."""
+    entry: dict[str, Any] = {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by}
+    if context_window is not None:
+        entry["context_window"] = context_window
+    if input_per_mtok is not None:
+        entry["input_usd_per_mtok"] = input_per_mtok
+    if output_per_mtok is not None:
+        entry["output_usd_per_mtok"] = output_per_mtok
+    return entry
