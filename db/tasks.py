@@ -14,7 +14,8 @@ TASK_COLUMNS = (
     "task_id, run_id, user_id, prompt_id, prompt_version, builtin, provider, model, status,"
     " request, response_text, input_tokens, output_tokens, total_tokens, usage_source,"
     " cost_usd, last_seq, ttft_ms, latency_ms, finish_reason, error, validation_status,"
-    " validation_errors, created_at, started_at, completed_at, priority"
+    " validation_errors, created_at, started_at, completed_at, priority, parent_task_id, step,"
+    " tool_calls, tool_results, next_task_id"
 )
 
 
@@ -36,6 +37,8 @@ class NewTask:
     broker_values: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)  # logged after `queued`
     priority: str = "normal"  # low | normal | high
+    parent_task_id: UUID | None = None  # the task whose tool calls this one continues
+    step: int = 1  # model calls of this tool conversation so far, this one included
 
 
 @dataclass(frozen=True)
@@ -52,9 +55,11 @@ class TaskOutcome:
     finish_reason: str
     error: dict[str, Any] | None
     validation_status: str
-    run_messages: list[dict[str, str]]
+    run_messages: list[dict[str, Any]]
     events: list[dict[str, Any]]
     validation_errors: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] | None = None  # the calls the answer asked for
+    next_task_id: UUID | None = None  # the continuation that will send their results
 
 
 _CREATE = """
@@ -64,8 +69,9 @@ WITH r AS (
     RETURNING id, created_at
 ), t AS (
     INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
-                          request_id, provider, model, status, request, started_at, priority)
-    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16)
+                          request_id, provider, model, status, request, started_at, priority,
+                          parent_task_id, step)
+    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16, $17, $18)
     RETURNING task_id
 )
 INSERT INTO task_events (task_id, kind, message, metadata)
@@ -104,6 +110,8 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
         task.request,
         task.events,
         task.priority,
+        task.parent_task_id,
+        task.step,
     )
     return created
 
@@ -114,6 +122,7 @@ WITH t AS (
         output_tokens = $5::int, total_tokens = $4::int + $5::int, usage_source = $6,
         cost_usd = $7::numeric, last_seq = $8, ttft_ms = $9, latency_ms = $10,
         finish_reason = $11, error = $12, validation_status = $13, validation_errors = $16,
+        tool_calls = $17, next_task_id = $18,
         completed_at = GREATEST(now(), started_at)
     WHERE task_id = $1 AND status IN ('queued', 'running')
     RETURNING task_id, run_id, user_id, provider, model
@@ -169,6 +178,8 @@ async def finalize_task(
         out.run_messages,
         out.events,
         out.validation_errors,
+        out.tool_calls,
+        out.next_task_id,
     )
     return bool(count)
 

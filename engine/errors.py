@@ -97,6 +97,13 @@ class StreamTimeout(ProviderFault):
     retryable = True
 
 
+class ToolResultTimeout(ClientError):
+    """A tool call's result did not come within TOOL_RESULT_TIMEOUT_S (docs/tools.md)."""
+
+    code = "timeout"
+    http_status = 504
+
+
 class ServiceUnavailable(PromptrelayError):
     """Our own database or Redis is away or saturated: trying again shortly may help."""
 

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     history_maxlen: int = Field(100_000, ge=100)
     first_token_timeout_s: float = Field(60.0, gt=0)
     idle_timeout_s: float = Field(30.0, gt=0)
+    # Tool calling (docs/tools.md): how long a continuation waits for the results of its
+    # step's calls, and the model calls one conversation may make (a request's max_steps
+    # default; requests may ask for up to MAX_TOOL_STEPS_LIMIT)
+    tool_result_timeout_s: float = Field(300.0, gt=0)
+    max_tool_steps: int = Field(8, ge=1, le=64)
 
     # Input limits
     max_payload_bytes: int = Field(1024 * 1024, ge=1024)

@@ -203,13 +203,21 @@ class Client:
         self.order: dict[str, list[str]] = defaultdict(list)
         self._done_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._chunk_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.tool_calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
         sio.on("task_chunk", self._on_chunk)
+        sio.on("task_tool_call", self._on_tool_call)
         sio.on("task_done", self._on_done)
 
     async def _on_chunk(self, data: dict[str, Any]) -> None:
         events.TaskChunk.model_validate(data)  # every payload a test sees keeps to its type
         self.chunks[data["task_id"]].append(data)
         self.order[data["task_id"]].append("chunk")
+        self._chunk_events[data["task_id"]].set()
+
+    async def _on_tool_call(self, data: dict[str, Any]) -> None:
+        events.TaskToolCall.model_validate(data)
+        self.tool_calls[data["task_id"]].append(data)
+        self.order[data["task_id"]].append("tool_call")
         self._chunk_events[data["task_id"]].set()
 
     async def _on_done(self, data: dict[str, Any]) -> None:

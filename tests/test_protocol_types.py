@@ -129,9 +129,16 @@ async def test_protocol_json_is_the_models_schema(
         "HttpError",
     ):
         assert name in served["$defs"], name
-    assert set(served["x-client-events"]) == {"execute", "subscribe", "unsubscribe", "cancel"}
+    assert set(served["x-client-events"]) == {
+        "execute",
+        "subscribe",
+        "unsubscribe",
+        "cancel",
+        "tool_result",
+    }
     assert set(served["x-server-events"]) == {
         "task_chunk",
+        "task_tool_call",
         "task_done",
         "server_draining",
         "runs_changed",

@@ -94,6 +94,9 @@ export interface ExecuteRequest {
   request_id?: string | null;
   broker_values?: Record<string, unknown>;
   priority?: "low" | "normal" | "high" | null;
+  tools?: Array<Tool> | null;
+  tool_choice?: "auto" | "none" | "required" | NamedTool | null;
+  max_steps?: number | null;
 }
 
 /** `202` answer of `POST /v1/executions`. */
@@ -206,6 +209,12 @@ export interface ModelSettings {
   frequency_penalty?: number | null;
   tokens_per_second?: number | null;
   fallbacks?: Array<string> | null;
+  simulate_tool_calls?: number | null;
+}
+
+/** `tool_choice: {"name": ...}`: the model must call this tool. */
+export interface NamedTool {
+  name: string;
 }
 
 /** `POST /v1/keys`. */
@@ -448,6 +457,10 @@ export interface TaskDone {
   latency_ms: number | null;
   validation: Validation;
   error: TaskError | null;
+  /** the calls the answer asked for (finish_reason tool_calls) */
+  tool_calls?: Array<ToolCall> | null;
+  /** the task that continues with the calls' results (docs/tools.md) */
+  next_task_id?: string | null;
 }
 
 export interface TaskError {
@@ -500,6 +513,17 @@ export interface TaskSummary {
   ended_at: string | null;
 }
 
+/** A piece of a tool call the model is writing: `arguments_delta` is the next part of the call's argument text (concatenate them per `call_id`). Numbered in the chunks' sequence. */
+export interface TaskToolCall {
+  task_id: string;
+  seq: number;
+  /** the call's place among the answer's calls */
+  index: number;
+  call_id: string;
+  name: string;
+  arguments_delta: string;
+}
+
 /** `GET /v1/tasks/{id}`. */
 export interface TaskView {
   id: string;
@@ -524,6 +548,11 @@ export interface TaskView {
   priority: "low" | "normal" | "high";
   created_at: string;
   ended_at: string | null;
+  parent_task_id?: string | null;
+  step?: number;
+  tool_calls?: Array<ToolCall> | null;
+  tool_results?: Record<string, string> | null;
+  next_task_id?: string | null;
 }
 
 export interface TextPart {
@@ -542,6 +571,54 @@ export interface Tokens {
   input_tokens: number;
   output_tokens: number;
   total_tokens: number;
+}
+
+/** A function the model may call: `parameters` is the JSON Schema of its arguments. */
+export interface Tool {
+  name: string;
+  description?: string;
+  parameters?: Record<string, unknown>;
+}
+
+/** A finished call: `arguments` parsed; null when the model's text is not a JSON object, then `arguments_text` holds that text and `arguments_error` says why. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: Record<string, unknown> | null;
+  arguments_text?: string | null;
+  arguments_error?: string | null;
+}
+
+/** Answer of `POST /v1/tasks/{id}/tool_results`. */
+export interface ToolResultAccepted {
+  task_id: string;
+  call_id: string;
+  next_task_id: string | null;
+  pending: Array<string>;
+}
+
+/** `tool_result` ack (and, without `ok`, the answer of `POST /v1/tasks/{id}/tool_results`). */
+export interface ToolResultAck {
+  ok: true;
+  task_id: string;
+  call_id: string;
+  /** the continuation that sends the results */
+  next_task_id: string | null;
+  /** calls of the step still without a result */
+  pending: Array<string>;
+}
+
+/** The HTTP body of `POST /v1/tasks/{id}/tool_results` (the task is in the path). */
+export interface ToolResultBody {
+  call_id: string;
+  output: string;
+}
+
+/** `tool_result` / `POST /v1/tasks/{id}/tool_results`: the output of one call. */
+export interface ToolResultRequest {
+  task_id: string;
+  call_id: string;
+  output: string;
 }
 
 export interface UnsubscribeAck {
@@ -625,6 +702,7 @@ export interface VersionSummary {
 
 export interface ServerToClientEvents {
   task_chunk: (payload: TaskChunk) => void;
+  task_tool_call: (payload: TaskToolCall) => void;
   task_done: (payload: TaskDone) => void;
   server_draining: (payload: ServerDraining) => void;
   runs_changed: (payload: RunsChanged) => void;
@@ -635,4 +713,5 @@ export interface ClientToServerEvents {
   subscribe: (payload: SubscribeRequest, ack: (answer: SubscribeAck | ErrorAck) => void) => void;
   unsubscribe: (payload: TaskRef, ack: (answer: UnsubscribeAck | ErrorAck) => void) => void;
   cancel: (payload: TaskRef, ack: (answer: CancelAck | ErrorAck) => void) => void;
+  tool_result: (payload: ToolResultRequest, ack: (answer: ToolResultAck | ErrorAck) => void) => void;
 }

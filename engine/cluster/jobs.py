@@ -41,9 +41,9 @@ class Job:
     user_id: str
     provider: str
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     settings: dict[str, Any]
-    new_messages: list[dict[str, str]]
+    new_messages: list[dict[str, Any]]
     # What the gateway decided beyond the request: output validations, fallback
     # models as `provider/model`, whether the user's own provider keys are used
     # (byok) and the quota unit to settle at the end.
@@ -52,6 +52,8 @@ class Job:
     byok: bool = False
     reservation: dict[str, str] | None = None
     priority: str = "normal"  # which job stream it waits in (engine/cluster/priority.py)
+    parent_task_id: str | None = None  # a continuation: the task whose tool results it sends
+    step: int = 1
 
     @classmethod
     def from_plan(cls, plan: TaskPlan) -> Job:
@@ -69,6 +71,8 @@ class Job:
             byok=plan.keys is not None,
             reservation=asdict(plan.reservation) if plan.reservation else None,
             priority=plan.priority,
+            parent_task_id=str(plan.parent_task_id) if plan.parent_task_id else None,
+            step=plan.step,
         )
 
     def encode(self) -> str:
@@ -98,6 +102,8 @@ class Job:
             keys=keys if self.byok else None,
             reservation=Reservation(**self.reservation) if self.reservation else None,
             priority=self.priority,
+            parent_task_id=UUID(self.parent_task_id) if self.parent_task_id else None,
+            step=self.step,
         )
 
 

@@ -11,6 +11,7 @@ Every role sweeps expired leases (engine/cluster/sweeper.py) and lands parked fi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -67,7 +68,8 @@ class ClusterNode:
     ) -> None:
         self.settings = settings
         self.role = settings.role
-        self.deps = deps
+        # A task whose answer asks for tools hands its continuation over like any task.
+        self.deps = dataclasses.replace(deps, continue_task=self.dispatch)
         self.registry = registry
         self.supervisor = supervisor
         self.provider_keys = provider_keys

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from engine.errors import InvalidRequest, PayloadTooLarge
+from engine.protocol.tools import MAX_STEPS_LIMIT, MAX_TOOLS, Tool, ToolChoice
 
 Role = Literal["system", "user", "assistant"]
 ModelName = Annotated[
@@ -50,6 +51,8 @@ class ModelSettings(_Strict):
     fallbacks: list[Annotated[str, StringConstraints(max_length=200)]] | None = Field(
         None, max_length=5
     )
+    # `simulated/*` with tools: ask for this many calls at once (docs/tools.md)
+    simulate_tool_calls: StrictInt | None = Field(None, ge=0, le=8)
 
     def merged_over(self, base: dict[str, Any]) -> dict[str, Any]:
         """These settings over `base`, dropping unset values."""
@@ -80,6 +83,11 @@ class ExecuteRequest(_Strict):
     broker_values: dict[str, Any] = Field(default_factory=dict)
     # queued work starts in priority order; default by tier: free low, others normal
     priority: Literal["low", "normal", "high"] | None = None
+    # functions the model may call (docs/tools.md), which of them, and how many model
+    # calls the conversation may take (default MAX_TOOL_STEPS)
+    tools: list[Tool] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    max_steps: StrictInt | None = Field(None, ge=1, le=MAX_STEPS_LIMIT)
 
 
 class RunUpdate(_Strict):

@@ -111,6 +111,49 @@ class TaskChunk(_Payload):
     text: str
 
 
+class TaskToolCall(_Payload):
+    """A piece of a tool call the model is writing: `arguments_delta` is the next part of
+    the call's argument text (concatenate them per `call_id`). Numbered in the chunks'
+    sequence."""
+
+    task_id: str
+    seq: int = Field(ge=1)
+    index: int = Field(ge=0, description="the call's place among the answer's calls")
+    call_id: str
+    name: str
+    arguments_delta: str
+
+
+class ToolCall(_Payload):
+    """A finished call: `arguments` parsed; null when the model's text is not a JSON object,
+    then `arguments_text` holds that text and `arguments_error` says why."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | None
+    arguments_text: str | None = None
+    arguments_error: str | None = None
+
+
+class ToolResultAck(_Payload):
+    """`tool_result` ack (and, without `ok`, the answer of `POST /v1/tasks/{id}/tool_results`)."""
+
+    ok: Literal[True]
+    task_id: str
+    call_id: str
+    next_task_id: str | None = Field(description="the continuation that sends the results")
+    pending: list[str] = Field(description="calls of the step still without a result")
+
+
+class ToolResultAccepted(_Payload):
+    """Answer of `POST /v1/tasks/{id}/tool_results`."""
+
+    task_id: str
+    call_id: str
+    next_task_id: str | None
+    pending: list[str]
+
+
 class ServerDraining(_Payload):
     """The node is shutting down: reconnect (to another node) and resubscribe with after_seq."""
 
@@ -149,6 +192,12 @@ class TaskDone(_Payload):
     latency_ms: int | None
     validation: Validation
     error: TaskError | None
+    tool_calls: list[ToolCall] | None = Field(
+        None, description="the calls the answer asked for (finish_reason tool_calls)"
+    )
+    next_task_id: str | None = Field(
+        None, description="the task that continues with the calls' results (docs/tools.md)"
+    )
 
 
 # --- HTTP bodies --------------------------------------------------------------------------
@@ -193,6 +242,11 @@ class TaskView(_Payload):
     priority: Priority
     created_at: str
     ended_at: str | None
+    parent_task_id: str | None = None
+    step: int = 1
+    tool_calls: list[ToolCall] | None = None
+    tool_results: dict[str, str] | None = None
+    next_task_id: str | None = None
 
 
 class TaskEvent(_Payload):

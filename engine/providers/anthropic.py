@@ -17,6 +17,7 @@ from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usa
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.sse import AnthropicEvents, anthropic_error
+from engine.providers.toolwire import anthropic_messages, anthropic_tools
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; used when the request sets none
 
@@ -30,10 +31,11 @@ def convert_error(exc: anthropic.AnthropicError) -> ProviderFault:
     return faults.cut("anthropic")
 
 
-def split_system(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[str, str]]]:
-    """Anthropic takes system prompts in `system`, not among the messages."""
+def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """Anthropic takes system prompts in `system`, not among the messages; tool turns are
+    content blocks."""
     system = [m["content"] for m in messages if m["role"] == "system"]
-    rest = [{"role": m["role"], "content": m["content"]} for m in messages if m["role"] != "system"]
+    rest = anthropic_messages([m for m in messages if m["role"] != "system"])
     return ("\n\n".join(system) if system else None), rest
 
 
@@ -53,6 +55,7 @@ def build_params(request: ProviderRequest) -> dict[str, Any]:
     # they are not sent. Stop sequences are.
     if settings.get("stop"):
         params["stop_sequences"] = settings["stop"]
+    anthropic_tools(settings, params)
     return params
 
 

@@ -10,14 +10,16 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, ClassVar
 
+from engine.providers.toolcalls import Delta
+
 
 @dataclass(frozen=True)
 class ProviderRequest:
     """What one model call sends: the model name without its provider prefix."""
 
     model: str
-    messages: list[dict[str, str]]
-    settings: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]]  # neutral messages (engine.providers.toolcalls)
+    settings: dict[str, Any] = field(default_factory=dict)  # with `tools`, `tool_choice`
     # A bring-your-own key for this call only; never printed (repr=False), never stored.
     api_key: str | None = field(default=None, repr=False, compare=False)
 
@@ -37,7 +39,8 @@ class Usage:
 
 
 class ProviderStream(abc.ABC):
-    """An open streaming call: iterate it for text deltas; close it to end the upstream request.
+    """An open streaming call: iterate it for text deltas and tool-call pieces
+    (`ToolCallDelta`); close it to end the upstream request.
 
     After iteration ends, `finish_reason` is set when the provider ended the stream itself
     (None means the stream was cut), and `usage` when the provider reported it.
@@ -46,12 +49,12 @@ class ProviderStream(abc.ABC):
     finish_reason: str | None = None
     usage: Usage | None = None
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[Delta]:
         return self.deltas()
 
     @abc.abstractmethod
-    def deltas(self) -> AsyncIterator[str]:
-        """Yield text deltas as they arrive."""
+    def deltas(self) -> AsyncIterator[Delta]:
+        """Yield text deltas and tool-call pieces as they arrive."""
 
     @abc.abstractmethod
     async def aclose(self) -> None:
@@ -98,9 +101,9 @@ class Provider(abc.ABC):
         """Release clients and connections."""
 
 
-def count_words(messages: list[dict[str, str]]) -> int:
+def count_words(messages: list[dict[str, Any]]) -> int:
     """Whitespace-separated words over every message's content."""
-    return sum(len(m.get("content", "").split()) for m in messages)
+    return sum(len((m.get("content") or "").split()) for m in messages)
 
 
 def estimate_tokens(text: str) -> int:

@@ -26,6 +26,7 @@ from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usa
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.sse import GoogleEvents
+from engine.providers.toolwire import gemini_contents, gemini_tools
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1"  # what google-genai uses with an API key
@@ -47,18 +48,12 @@ def _user_agent() -> str:
 
 
 def build_contents(
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
 ) -> tuple[str | None, list[dict[str, Any]]]:
-    """Gemini roles: `user` and `model` contents, system prompts as the system instruction."""
+    """Gemini roles: `user` and `model` contents, system prompts as the system instruction;
+    tool turns as `functionCall` / `functionResponse` parts."""
     system = [m["content"] for m in messages if m["role"] == "system"]
-    contents = [
-        {
-            "role": "model" if m["role"] == "assistant" else "user",
-            "parts": [{"text": m["content"]}],
-        }
-        for m in messages
-        if m["role"] != "system"
-    ]
+    contents = gemini_contents([m for m in messages if m["role"] != "system"])
     return ("\n\n".join(system) if system else None), contents
 
 
@@ -74,6 +69,7 @@ def build_body(request: ProviderRequest) -> dict[str, Any]:
     }
     if config:
         body["generationConfig"] = config
+    gemini_tools(settings, body)
     return body
 
 

@@ -17,6 +17,7 @@ from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usa
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.sse import OpenAIEvents
+from engine.providers.toolwire import openai_message, openai_tools
 
 # Settings the Chat Completions API takes as they are.
 _PASSTHROUGH = (
@@ -65,11 +66,13 @@ class OpenAIProvider(Provider):
     async def open(self, request: ProviderRequest) -> ProviderStream:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": request.messages,
+            # Plain `{role, content}` messages go as they are; tool turns are mapped.
+            "messages": [m if len(m) == 2 else openai_message(m) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
         body.update((k, request.settings[k]) for k in _PASSTHROUGH if k in request.settings)
+        openai_tools(request.settings, body)
         client = self._client
         if request.api_key is not None:
             client = client.with_options(api_key=request.api_key)

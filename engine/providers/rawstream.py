@@ -11,7 +11,8 @@ import httpx2
 from engine.errors import ProviderUnavailable
 from engine.providers import faults
 from engine.providers.base import ProviderStream, Usage
-from engine.providers.sse import SSEDecoder
+from engine.providers.sse import Out, SSEDecoder
+from engine.providers.toolcalls import Delta
 
 
 class EventReader(Protocol):
@@ -21,11 +22,11 @@ class EventReader(Protocol):
     usage: Usage | None
     done: bool
 
-    def on_event(self, event: str | None, data: bytes) -> str | None: ...
+    def on_event(self, event: str | None, data: bytes) -> Out: ...
 
 
 class RawSSEStream(ProviderStream):
-    """Text deltas from an SSE body; the upstream response is closed by `aclose`.
+    """Text deltas and tool-call pieces from an SSE body; `aclose` closes the response.
 
     After the provider's terminal event the rest of the body is still read (a few bytes), so
     that an HTTP/1.1 connection goes back to the pool instead of being closed.
@@ -60,7 +61,7 @@ class RawSSEStream(ProviderStream):
     def usage(self, value: Usage | None) -> None:
         self._reader.usage = value
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncIterator[Delta]:
         reader = self._reader
         decoder = SSEDecoder()
         try:
@@ -68,16 +69,14 @@ class RawSSEStream(ProviderStream):
                 if reader.done:
                     continue
                 for event, data in decoder.feed(chunk):
-                    text = reader.on_event(event, data)
-                    if text:
-                        yield text
+                    for delta in _pieces(reader.on_event(event, data)):
+                        yield delta
                     if reader.done:
                         break
             if not reader.done:
                 for event, data in decoder.close():
-                    text = reader.on_event(event, data)
-                    if text:
-                        yield text
+                    for delta in _pieces(reader.on_event(event, data)):
+                        yield delta
         except httpx2.TimeoutException as exc:
             raise ProviderUnavailable(f"{self._provider} did not answer in time") from exc
         except (httpx2.TransportError, httpx2.StreamError, aiohttp.ClientError, OSError) as exc:
@@ -85,3 +84,9 @@ class RawSSEStream(ProviderStream):
 
     async def aclose(self) -> None:
         await self._close()
+
+
+def _pieces(out: Out) -> list[Delta]:
+    if isinstance(out, str):
+        return [out]
+    return out or []

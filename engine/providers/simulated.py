@@ -3,16 +3,25 @@
 It calls nothing. The output is a fixed function of the input messages; tokens arrive at
 `settings.tokens_per_second` (0 = as fast as possible) and `settings.max_tokens` of them
 (default 64). Usage: input = words in the prompt, output = tokens emitted. Cost 0.
+
+Tool calls: with `tools` and `settings.simulate_tool_calls` = N (1-8), an answer whose last
+input message is not a tool result asks for N calls at once (the named tool of
+`tool_choice`, else the tools in turn; none with `tool_choice: "none"`), each call's
+arguments `{"input": "<two words>"}` streamed in three pieces, and finishes `tool_calls`.
+An answer after tool results is text, as without tools.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage, count_words
+from engine.providers.toolcalls import Delta, ToolCallDelta
 
 WORDS = (
     "stream token relay socket chunk model prompt river signal packet window lantern "
@@ -41,8 +50,16 @@ class SimulatedStream(ProviderStream):
         self._input = count_words(request.messages)
         self._emitted = 0
         self.usage = Usage(self._input, 0)
+        self._calls = simulated_calls(request, self._seed)
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncIterator[Delta]:
+        if self._calls:
+            for delta in self._calls:
+                await asyncio.sleep(0)
+                yield delta
+            self.usage = Usage(self._input, len(self._calls))
+            self.finish_reason = "tool_calls"
+            return
         loop = asyncio.get_running_loop()
         start = loop.time()
         while self._emitted < self._count:
@@ -65,6 +82,28 @@ class SimulatedStream(ProviderStream):
 
     async def aclose(self) -> None:
         self._count = self._emitted
+
+
+def simulated_calls(request: ProviderRequest, seed: int) -> list[ToolCallDelta]:
+    """The pieces of the calls the simulator asks for (none unless asked: module docstring)."""
+    settings = request.settings
+    tools: list[dict[str, Any]] = settings.get("tools") or []
+    count = int(settings.get("simulate_tool_calls") or 0)
+    choice = settings.get("tool_choice")
+    last = request.messages[-1]["role"] if request.messages else None
+    if not tools or count <= 0 or choice == "none" or last == "tool":
+        return []
+    names = [choice["name"]] if isinstance(choice, dict) else [t["name"] for t in tools]
+    pieces: list[ToolCallDelta] = []
+    for index in range(count):
+        words = f"{simulated_token(seed, 2 * index)}{simulated_token(seed, 2 * index + 1)}"
+        text = json.dumps({"input": words.strip()})
+        call_id = f"call_sim_{seed:08x}_{index}"
+        third = max(1, len(text) // 3)
+        fragments = [text[:third], text[third : 2 * third], text[2 * third :]]
+        pieces.append(ToolCallDelta(index, call_id, names[index % len(names)], fragments[0]))
+        pieces.extend(ToolCallDelta(index, None, None, f) for f in fragments[1:])
+    return pieces
 
 
 class SimulatedProvider(Provider):

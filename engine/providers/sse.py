@@ -15,6 +15,9 @@ import orjson
 from engine.errors import ProviderFault, ProviderRejected, ProviderUnavailable
 from engine.providers import faults
 from engine.providers.base import Usage
+from engine.providers.toolcalls import Delta, ToolCallDelta
+
+Out = str | list[Delta] | None  # what one event yields: text, text and tool-call pieces, nothing
 
 Event = tuple[str | None, bytes]  # (the `event:` name or None, the joined `data:` lines)
 
@@ -100,7 +103,7 @@ class OpenAIEvents:
         self.usage: Usage | None = None
         self.done = False
 
-    def on_event(self, event: str | None, data: bytes) -> str | None:
+    def on_event(self, event: str | None, data: bytes) -> Out:
         """The text delta of one event, if any; raises our error for an in-stream error."""
         if data.startswith(b"[DONE]"):
             self.done = True
@@ -126,8 +129,37 @@ class OpenAIEvents:
         if isinstance(finish, str):
             self.finish_reason = finish
         delta = choice.get("delta")
-        content = delta.get("content") if isinstance(delta, dict) else None
-        return content if isinstance(content, str) and content else None
+        if not isinstance(delta, dict):
+            return None
+        content = delta.get("content")
+        text = content if isinstance(content, str) and content else None
+        calls = delta.get("tool_calls")
+        if not calls or not isinstance(calls, list):
+            return text
+        out: list[Delta] = [text] if text else []
+        out.extend(openai_tool_deltas(calls))
+        return out
+
+
+def openai_tool_deltas(calls: list[Any]) -> list[Delta]:
+    """`delta.tool_calls[i]`: `index`, then `id` and `function.name` on a call's first
+    piece and `function.arguments` fragments on it and the next ones."""
+    out: list[Delta] = []
+    for call in calls:
+        if not isinstance(call, dict) or not isinstance(call.get("index"), int):
+            continue
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        name, arguments, call_id = function.get("name"), function.get("arguments"), call.get("id")
+        out.append(
+            ToolCallDelta(
+                call["index"],
+                call_id if isinstance(call_id, str) and call_id else None,
+                name if isinstance(name, str) and name else None,
+                arguments if isinstance(arguments, str) else "",
+            )
+        )
+    return out
 
 
 # Anthropic's own stop reasons, in ours.
@@ -166,17 +198,26 @@ def anthropic_error(
 class AnthropicEvents:
     """Messages API events: text deltas, cumulative usage, the stop reason, `error` events."""
 
-    __slots__ = ("finish_reason", "usage", "done", "_stop_reason", "_counts", "_headers")
+    __slots__ = (
+        "finish_reason",
+        "usage",
+        "done",
+        "_stop_reason",
+        "_counts",
+        "_headers",
+        "_tool_blocks",
+    )
 
     def __init__(self, headers: Mapping[str, str] | None = None) -> None:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.done = False
+        self._tool_blocks: set[int] = set()  # content blocks that are tool_use
         self._stop_reason: str | None = None
         self._counts: dict[str, int] = {}
         self._headers = headers  # of the response, for an in-stream error's retry-after
 
-    def on_event(self, event: str | None, data: bytes) -> str | None:
+    def on_event(self, event: str | None, data: bytes) -> Out:
         """The text delta of one event, if any; raises our error for an `error` event."""
         if event is None or event == "ping" or not data:
             return None  # the SDK skips these too
@@ -191,6 +232,10 @@ class AnthropicEvents:
             if isinstance(delta, dict) and delta.get("type") == "text_delta":
                 text = delta.get("text")
                 return text if isinstance(text, str) and text else None
+            if isinstance(delta, dict) and delta.get("type") == "input_json_delta":
+                return self._tool_piece(message.get("index"), delta.get("partial_json"))
+        elif kind == "content_block_start":
+            return self._tool_start(message.get("index"), message.get("content_block"))
         elif kind == "message_start":
             start = message.get("message")
             self._count(start.get("usage") if isinstance(start, dict) else None)
@@ -207,6 +252,30 @@ class AnthropicEvents:
             self.finish_reason = ANTHROPIC_FINISH.get(self._stop_reason or "end_turn", "stop")
             self.done = True
         return None
+
+    def _tool_start(self, index: Any, block: Any) -> Out:
+        """`content_block_start` of a `tool_use` block: the call's id and name."""
+        if not isinstance(index, int) or not isinstance(block, dict):
+            return None
+        if block.get("type") != "tool_use":
+            return None
+        self._tool_blocks.add(index)
+        call_id, name = block.get("id"), block.get("name")
+        return [
+            ToolCallDelta(
+                index,
+                call_id if isinstance(call_id, str) and call_id else None,
+                name if isinstance(name, str) and name else None,
+                "",
+            )
+        ]
+
+    def _tool_piece(self, index: Any, partial: Any) -> Out:
+        """`input_json_delta.partial_json`: a fragment of a tool_use block's input."""
+        if index not in self._tool_blocks or not isinstance(partial, str) or not partial:
+            return None
+        assert isinstance(index, int)
+        return [ToolCallDelta(index, None, None, partial)]
 
     def _count(self, usage: Any) -> None:
         """message_start and message_delta carry cumulative counts; keep the latest of each."""
@@ -246,16 +315,16 @@ class GoogleEvents:
     """`streamGenerateContent?alt=sse` responses: the first candidate's text parts (thoughts
     left out), its finish reason, `usageMetadata`, and an `error` object in the stream."""
 
-    __slots__ = ("finish_reason", "usage", "done", "_tool_call", "_headers")
+    __slots__ = ("finish_reason", "usage", "done", "_calls", "_headers")
 
     def __init__(self, headers: Mapping[str, str] | None = None) -> None:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.done = False
-        self._tool_call = False
+        self._calls = 0  # functionCall parts seen: the next one's index
         self._headers = headers
 
-    def on_event(self, event: str | None, data: bytes) -> str | None:
+    def on_event(self, event: str | None, data: bytes) -> Out:
         """The text of one response, if any; raises our error for an in-stream error."""
         response = _object("google", data)
         error = response.get("error")
@@ -278,22 +347,39 @@ class GoogleEvents:
             return None
         return self._candidate(candidates[0])
 
-    def _candidate(self, candidate: Any) -> str | None:
+    def _candidate(self, candidate: Any) -> Out:
         if not isinstance(candidate, dict):
             return None
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
-        texts: list[str] = []
+        out: list[Delta] = []
         for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
                 continue
             text = part.get("text")
             if isinstance(text, str) and text and not part.get("thought"):
-                texts.append(text)
-            if part.get("functionCall"):
-                self._tool_call = True
+                if out and isinstance(out[-1], str):
+                    out[-1] += text
+                else:
+                    out.append(text)
+            call = part.get("functionCall")
+            if isinstance(call, dict):
+                out.append(self._function_call(call))
         reason = candidate.get("finishReason")
         if isinstance(reason, str):
             mapped = GOOGLE_FINISH.get(reason, "stop")
-            self.finish_reason = "tool_calls" if self._tool_call else mapped
-        return "".join(texts) or None
+            self.finish_reason = "tool_calls" if self._calls else mapped
+        if len(out) == 1 and isinstance(out[0], str):
+            return out[0]
+        return out or None
+
+    def _function_call(self, call: dict[str, Any]) -> ToolCallDelta:
+        """A `functionCall` part: the whole call at once (`args` an object, `id` if given)."""
+        index, self._calls = self._calls, self._calls + 1
+        name, args, call_id = call.get("name"), call.get("args"), call.get("id")
+        return ToolCallDelta(
+            index,
+            call_id if isinstance(call_id, str) and call_id else None,
+            name if isinstance(name, str) and name else None,
+            orjson.dumps(args).decode() if isinstance(args, dict) else "{}",
+        )

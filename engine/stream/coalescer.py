@@ -2,7 +2,9 @@
 
 Tasks append deltas; `take` hands out one chunk per task that has new text (all its text
 since the last chunk, with the task's next seq); `published` moves the seqs on once the
-chunks are written. The flush window grows with the number of tasks streaming, so that a
+chunks are written. A task's tool-call pieces are records of the same sequence: text and
+pieces keep their order, consecutive text goes into one chunk and consecutive pieces of one
+call into one piece. The flush window grows with the number of tasks streaming, so that a
 busy node sends fewer, larger chunks (each chunk costs the same to relay whatever its
 length) and an idle one sends each token at once; a task's first chunk never waits for
 more than the base window.
@@ -11,6 +13,7 @@ more than the base window.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 # The window is one base window at this many streaming tasks, in proportion below and
 # above it, up to MAX_WINDOW_S.
@@ -19,17 +22,28 @@ MAX_WINDOW_S = 0.1
 
 
 @dataclass(frozen=True)
+class CallRef:
+    """Which tool call a piece belongs to."""
+
+    index: int
+    call_id: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Chunk:
     task_id: str
     seq: int
-    text: str
+    text: str  # the chunk's text, or the piece's argument text
+    call: CallRef | None = None  # set for a piece of a tool call
 
 
 @dataclass
 class _Text:
-    parts: list[str] = field(default_factory=list)
+    parts: list[str | tuple[CallRef, str]] = field(default_factory=list)
     seq: int = 0  # seq of the last chunk published
     size: int = 0  # characters appended and not yet published
+    pieces: bool = False  # tool-call pieces are queued (else the parts are all text)
 
 
 class Coalescer:
@@ -60,6 +74,18 @@ class Coalescer:
         self._dirty[task_id] = entry
         return True
 
+    def append_call(self, task_id: str, call: CallRef, arguments: str) -> bool:
+        """Queue a piece of a tool call (in order with the text); True as for `append`."""
+        entry = self._texts[task_id]
+        entry.parts.append((call, arguments))
+        entry.pieces = True
+        entry.size += len(arguments)
+        self.buffered += len(arguments)
+        if task_id in self._dirty:
+            return False
+        self._dirty[task_id] = entry
+        return True
+
     def is_queued(self, task_id: str) -> bool:
         return task_id in self._dirty
 
@@ -68,9 +94,14 @@ class Coalescer:
 
     def take(self) -> list[Chunk]:
         """One chunk per task with new text, with its next seq; the text leaves the queue."""
-        chunks = []
+        chunks: list[Chunk] = []
         for task_id, entry in self._dirty.items():
-            chunks.append(Chunk(task_id, entry.seq + 1, "".join(entry.parts)))
+            if entry.pieces:
+                chunks.extend(_records(task_id, entry.seq, entry.parts))
+                entry.pieces = False
+            else:
+                text = "".join(cast(list[str], entry.parts))  # text only: no piece queued
+                chunks.append(Chunk(task_id, entry.seq + 1, text))
             entry.parts = []
         self._dirty = {}
         return chunks
@@ -100,3 +131,17 @@ class Coalescer:
         if any(entry.seq == 0 for entry in self._dirty.values()):
             return min(window, self.base_window_s)  # someone waits for a first word
         return min(window, max(MAX_WINDOW_S, self.base_window_s))
+
+
+def _records(task_id: str, seq: int, parts: list[str | tuple[CallRef, str]]) -> list[Chunk]:
+    """Text and tool-call pieces in order: runs of text joined, runs of one call's pieces
+    joined, each with the next seq."""
+    out: list[Chunk] = []
+    for part in parts:
+        call, text = (None, part) if isinstance(part, str) else part
+        last = out[-1] if out else None
+        if last is not None and last.call == call:
+            out[-1] = Chunk(task_id, last.seq, last.text + text, call)
+        else:
+            out.append(Chunk(task_id, (last.seq if last else seq) + 1, text, call))
+    return out

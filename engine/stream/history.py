@@ -8,7 +8,7 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from engine.keys import Keys
-from engine.stream.records import CHUNK, DONE, Record, decode_record
+from engine.stream.records import CHUNK, DONE, TOOL_CALL, Record, decode_record
 
 
 async def read_records(redis: aioredis.Redis, keys: Keys, task_id: str) -> list[Record]:
@@ -36,6 +36,8 @@ def fold(records: list[Record]) -> Partial:
     for kind, payload in records:
         if kind == CHUNK and payload["seq"] > last_seq:
             parts.append(payload["text"])
+            last_seq = payload["seq"]
+        elif kind == TOOL_CALL and payload["seq"] > last_seq:
             last_seq = payload["seq"]
         elif kind == DONE:
             ended = True

@@ -23,10 +23,10 @@ from engine.aio import check_cancelled
 from engine.errors import ServiceUnavailable
 from engine.keys import Keys
 from engine.metrics import Metrics
-from engine.stream.coalescer import Chunk, Coalescer
+from engine.stream.coalescer import CallRef, Chunk, Coalescer
 from engine.stream.local import LocalFeed
 from engine.stream.outage import REDIS_DOWN, Outage, retrying
-from engine.stream.records import CHUNK, chunk_payload, encode_record
+from engine.stream.records import CHUNK, TOOL_CALL, chunk_payload, encode_record, tool_call_payload
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,14 @@ class ChunkPublisher:
             self._tasks[task_id].flushed.clear()
             self._wake.set()
 
+    def append_call(self, task_id: str, call: CallRef, arguments: str) -> None:
+        """Queue a piece of a tool call, in order with the text. No I/O here."""
+        if self._coalescer.buffered > self._max_buffered:
+            raise ServiceUnavailable("the stream store is unavailable; try again")
+        if self._coalescer.append_call(task_id, call, arguments):
+            self._tasks[task_id].flushed.clear()
+            self._wake.set()
+
     async def drain(self, task_id: str) -> int:
         """Wait until everything appended for the task is in Redis; return its last seq.
 
@@ -135,9 +143,9 @@ class ChunkPublisher:
         for chunk in chunks:
             pending = self._tasks[chunk.task_id]
             pending.in_flight = True
-            payload = chunk_payload(chunk.task_id, chunk.seq, chunk.text)
-            payloads.append(payload)
-            records.append((pending, encode_record(CHUNK, payload)))
+            kind, payload = _payload(chunk)
+            payloads.append((kind, payload))
+            records.append((pending, encode_record(kind, payload)))
         async with self._writing:
             replies = await self._execute(records)
             if replies is None:  # abandoned: the text is only in the final record
@@ -157,11 +165,11 @@ class ChunkPublisher:
             if not self._coalescer.is_queued(pending.task_id):
                 pending.flushed.set()
 
-    def _hand_over(self, payloads: list[dict[str, Any]]) -> None:
+    def _hand_over(self, payloads: list[tuple[str, dict[str, Any]]]) -> None:
         """This process's subscribers get the chunks now that they are in the histories:
         a subscriber that starts watching after this reads them there."""
-        for payload in payloads:
-            self.local.hand(payload["task_id"], CHUNK, payload)
+        for kind, payload in payloads:
+            self.local.hand(payload["task_id"], kind, payload)
 
     async def _execute(self, records: list[tuple[_Pending, str]]) -> list[Any] | None:
         """One pipeline with the batch, retried until Redis takes it; None if abandoned."""
@@ -239,3 +247,14 @@ class ChunkPublisher:
             log.warning("histories not written again: shutting down")
             return
         self.rewrites += 1
+
+
+def _payload(chunk: Chunk) -> tuple[str, dict[str, Any]]:
+    """The record kind and client payload of a chunk or a tool-call piece."""
+    call = chunk.call
+    if call is None:
+        return CHUNK, chunk_payload(chunk.task_id, chunk.seq, chunk.text)
+    payload = tool_call_payload(
+        chunk.task_id, chunk.seq, call.index, call.call_id, call.name, chunk.text
+    )
+    return TOOL_CALL, payload

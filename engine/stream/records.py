@@ -1,4 +1,4 @@
-"""The encoding of a task's stream records: chunks and the terminal record."""
+"""The encoding of a task's stream records: chunks, tool-call pieces and the terminal record."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 CHUNK = "c"
+TOOL_CALL = "t"
 DONE = "d"
+# The event each record kind is sent as.
+EVENTS = {CHUNK: "task_chunk", TOOL_CALL: "task_tool_call", DONE: "task_done"}
 
 Record = tuple[str, dict[str, Any]]  # (kind, payload): the payload is what a client receives
 
@@ -14,6 +17,21 @@ Record = tuple[str, dict[str, Any]]  # (kind, payload): the payload is what a cl
 def chunk_payload(task_id: str, seq: int, text: str) -> dict[str, Any]:
     """The `task_chunk` event."""
     return {"task_id": task_id, "seq": seq, "text": text}
+
+
+def tool_call_payload(
+    task_id: str, seq: int, index: int, call_id: str, name: str, arguments: str
+) -> dict[str, Any]:
+    """The `task_tool_call` event: a piece of a tool call's argument text, numbered in the
+    same sequence as the chunks."""
+    return {
+        "task_id": task_id,
+        "seq": seq,
+        "index": index,
+        "call_id": call_id,
+        "name": name,
+        "arguments_delta": arguments,
+    }
 
 
 def encode_record(kind: str, payload: dict[str, Any]) -> str:

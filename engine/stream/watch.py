@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from engine.status import TaskStatus
 from engine.stream.history import read_records
 from engine.stream.outage import DATABASE_DOWN, retrying
-from engine.stream.records import CHUNK, DONE, Record, decode_record
+from engine.stream.records import CHUNK, DONE, EVENTS, TOOL_CALL, Record, decode_record
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -239,7 +239,7 @@ class TaskWatch:
             return
         now = self._loop.time()
         patient = not lenient and (sub.gap_since is None or now - sub.gap_since < GAP_GIVE_UP_S)
-        if kind == CHUNK:
+        if kind == CHUNK or kind == TOOL_CALL:
             seq = payload["seq"]
             if seq <= sub.last_seq:
                 return
@@ -249,7 +249,7 @@ class TaskWatch:
             sub.gap_since = None
             sub.last_seq = seq
             self.relay.metrics.chunks_emitted.inc()
-            await sub.subscriber.send("task_chunk", payload)
+            await sub.subscriber.send(EVENTS[kind], payload)
         elif kind == DONE:
             if int(payload.get("last_seq") or 0) > sub.last_seq and patient:
                 sub.gap_since = sub.gap_since or now

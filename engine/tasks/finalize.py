@@ -94,8 +94,10 @@ class TaskEnd:
     usage_source: str = "estimated"
     error: dict[str, Any] | None = None
     validation: dict[str, Any] = field(default_factory=lambda: dict(SKIPPED_VALIDATION))
-    run_messages: list[dict[str, str]] = field(default_factory=list)
+    run_messages: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] | None = None  # the calls the answer asked for
+    next_task_id: UUID | None = None  # the continuation that sends their results
 
     def outcome(self) -> task_rows.TaskOutcome:
         """The row the finalize statement writes."""
@@ -115,6 +117,8 @@ class TaskEnd:
             run_messages=self.run_messages,
             events=self.events,
             validation_errors=self.validation["errors"],
+            tool_calls=self.tool_calls,
+            next_task_id=self.next_task_id,
         )
 
     def payload(self) -> dict[str, Any]:
@@ -134,6 +138,8 @@ class TaskEnd:
             latency_ms=self.latency_ms,
             validation=self.validation,
             error=self.error,
+            tool_calls=self.tool_calls,
+            next_task_id=self.next_task_id,
         )
 
 
@@ -153,9 +159,12 @@ def done_payload(
     latency_ms: int | None,
     validation: dict[str, Any],
     error: dict[str, Any] | None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    next_task_id: UUID | None = None,
 ) -> dict[str, Any]:
-    """The `task_done` event (engine.protocol.responses.TaskDone) as a plain dict."""
-    return {
+    """The `task_done` event (engine.protocol.responses.TaskDone) as a plain dict; a task
+    whose answer asked for tools also has `tool_calls` and `next_task_id`."""
+    payload: dict[str, Any] = {
         "task_id": task_id,
         "run_id": str(run_id) if run_id else None,
         "status": status,
@@ -177,6 +186,10 @@ def done_payload(
         "validation": validation,
         "error": error,
     }
+    if tool_calls is not None:
+        payload["tool_calls"] = tool_calls
+        payload["next_task_id"] = str(next_task_id) if next_task_id else None
+    return payload
 
 
 def done_from_row(row: asyncpg.Record) -> dict[str, Any]:
@@ -202,6 +215,8 @@ def done_from_row(row: asyncpg.Record) -> dict[str, Any]:
             "errors": row["validation_errors"],
         },
         error=row["error"],
+        tool_calls=row.get("tool_calls"),
+        next_task_id=row.get("next_task_id"),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.errors import InvalidRequest
 from engine.protocol.requests import ExecuteRequest
+from engine.protocol.tools import check_tools
 from engine.settings import Settings
 
 
@@ -23,7 +24,10 @@ def _refuse(limit: str, maximum: int, field: str, message: str) -> InvalidReques
 
 
 def check_request_limits(req: ExecuteRequest, settings: Settings) -> None:
-    """Raise InvalidRequest for the first limit `req` exceeds."""
+    """Raise InvalidRequest for the first limit `req` exceeds (or its tools break)."""
+    tool_errors = check_tools(req.tools, req.tool_choice)
+    if tool_errors:
+        raise InvalidRequest("invalid tools", details={"errors": tool_errors})
     if len(req.messages) > settings.max_messages:
         raise _refuse(
             "messages",

@@ -81,12 +81,15 @@ class TaskPlan:
     provider: Provider
     provider_name: str
     request: ProviderRequest
-    new_messages: list[dict[str, str]]  # appended to the run with the assistant's answer
+    new_messages: list[dict[str, Any]]  # appended to the run with the assistant's answer
     reservation: Reservation | None = None  # the quota unit taken at execute
     validations: list[dict[str, Any]] = field(default_factory=list)  # run on the final text
     fallbacks: tuple[Candidate, ...] = ()  # tried in order when the model is unavailable
     keys: KeySource | None = None  # a bring-your-own-key user's keys; None: the server's
     priority: str = "normal"  # where it waits (the job streams), it starts in this order
+    # A continuation (docs/tools.md): the task whose calls' results it waits for first
+    parent_task_id: UUID | None = None
+    step: int = 1  # model calls of this tool conversation, this one included
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,11 @@ class RunnerDeps:
     defer_finalize: FinalizeDeferrer | None = None  # parks a finalize Postgres refused
     validator: ValidationPool = field(default_factory=ValidationPool)  # worker processes
     max_output_chars: int = 1_000_000  # a longer output ends with finish_reason "length"
+    # Tool calling: hands a continuation over to run (the node's dispatch), the wait for
+    # results, the default of max_steps
+    continue_task: Callable[[TaskPlan], Awaitable[None]] | None = None
+    tool_result_timeout_s: float = 300.0
+    max_tool_steps: int = 8
 
     @property
     def local(self) -> LocalFeed:
@@ -141,4 +149,6 @@ class RunnerDeps:
                 settings.validation_per_user,
             ),
             max_output_chars=settings.max_output_chars,
+            tool_result_timeout_s=settings.tool_result_timeout_s,
+            max_tool_steps=settings.max_tool_steps,
         )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from db import attempts as attempt_rows
 from engine.errors import InvalidRequest, ProviderUnavailable, StreamTimeout
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.toolcalls import Delta
 from engine.tasks.plan import Candidate, RetryPolicy, RunnerDeps, TaskPlan
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class PrimedStream(ProviderStream):
     """A stream whose first delta was read ahead; it hands that delta over first."""
 
     def __init__(
-        self, inner: ProviderStream, iterator: AsyncIterator[str], first: str | None
+        self, inner: ProviderStream, iterator: AsyncIterator[Delta], first: Delta | None
     ) -> None:
         self._inner = inner
         self._iterator = iterator
@@ -85,7 +86,7 @@ class PrimedStream(ProviderStream):
     def usage(self, value: Usage | None) -> None:
         self._inner.usage = value
 
-    async def deltas(self) -> AsyncIterator[str]:
+    async def deltas(self) -> AsyncIterator[Delta]:
         if self._first is None:
             return
         yield self._first

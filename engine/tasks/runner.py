@@ -12,7 +12,9 @@ from typing import Any
 from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, StreamTimeout
 from engine.providers.base import ProviderRequest, Usage, estimate_tokens
 from engine.providers.pricing import task_cost
+from engine.providers.toolcalls import ToolCallAssembler, ToolCallDelta
 from engine.status import TaskStatus
+from engine.stream.coalescer import CallRef
 from engine.tasks.finalize import (
     FINALIZE_RETRYABLE,
     TaskEnd,
@@ -24,6 +26,7 @@ from engine.tasks.finalize import (
 from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import open_task_stream
 from engine.tasks.tasklog import bind_task, record_end
+from engine.tasks.toolsteps import StepEnd, await_results, end_step, hand_over
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ class _Progress:
     chars: int = 0
     ttft_ms: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
+    calls: ToolCallAssembler = field(default_factory=ToolCallAssembler)
 
     def event(self, kind: str, message: str = "", level: str = "info", **metadata: Any) -> None:
         self.events.append(task_event(kind, message, level, **metadata))
@@ -60,6 +64,10 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
     deps.publisher.open(task_id)
     status, error, finish, usage = TaskStatus.COMPLETED, None, "stop", None
     try:
+        if plan.parent_task_id is not None:  # a continuation: the tool results come first
+            plan = await await_results(deps, plan)
+            progress.started = time.monotonic()
+            progress.event("tool_results", "every tool call has its result")
         plan, stream = await open_task_stream(deps, plan, progress.event)  # retries, fallbacks
         async with stream:
             try:
@@ -99,6 +107,9 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                 if progress.ttft_ms is None:
                     progress.ttft_ms = int((time.monotonic() - progress.started) * 1000)
                     progress.event("first_token", ttft_ms=progress.ttft_ms)
+                if isinstance(delta, ToolCallDelta):
+                    _append_call(deps, task_id, progress, delta)
+                    continue
                 progress.parts.append(delta)
                 append(task_id, delta)
                 progress.chars += len(delta)
@@ -112,6 +123,17 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
     except TimeoutError:
         which = "first token" if progress.ttft_ms is None else "next token"
         raise StreamTimeout(f"no {which} from the provider in time") from None
+
+
+def _append_call(deps: RunnerDeps, task_id: str, progress: _Progress, delta: ToolCallDelta) -> None:
+    """A piece of a tool call: into the task's calls and, in order with the text, its stream."""
+    piece = progress.calls.add(delta)
+    assert piece.call_id is not None
+    ref = CallRef(piece.index, piece.call_id, piece.name or "")
+    deps.publisher.append_call(task_id, ref, piece.arguments)
+    progress.chars += len(piece.arguments)
+    if progress.chars >= deps.max_output_chars:
+        raise ProviderUnavailable("the tool call's arguments are too long")
 
 
 async def _finish(
@@ -133,7 +155,16 @@ async def _finish(
         usage = Usage(_estimate_input(plan.request), estimate_tokens(text))
     cost = await task_cost(deps.pool, plan.provider, plan.request.model, usage)
     latency_ms = int((time.monotonic() - progress.started) * 1000)
-    validation = await deps.validator.validate(plan.user_id, plan.validations, text, status)
+    calls = progress.calls.calls() if progress.calls else None
+    step = StepEnd([*plan.new_messages, {"role": "assistant", "content": text}], None)
+    if calls and status == TaskStatus.COMPLETED and finish == "tool_calls":
+        step = await end_step(deps, plan, text, calls)
+        if step.error is not None:
+            status, error = TaskStatus.FAILED, error_payload(step.error)
+            progress.event("error", step.error.message, level="error", code=step.error.code)
+    # The output validations check the conversation's answer, not a step asking for tools.
+    validations = [] if calls else plan.validations
+    validation = await deps.validator.validate(plan.user_id, validations, text, status)
     progress.event("finalized", status=status, last_seq=last_seq, validation=validation.status)
     end = TaskEnd(
         task_id=task_id,
@@ -151,8 +182,10 @@ async def _finish(
         usage_source=usage_source,
         error=error,
         validation=validation.to_dict(),
-        run_messages=[*plan.new_messages, {"role": "assistant", "content": text}],
+        run_messages=step.run_messages,
         events=progress.events,
+        tool_calls=calls,
+        next_task_id=step.continuation.task_id if step.continuation else None,
     )
     outcome, payload = end.outcome(), end.payload()
     try:
@@ -182,6 +215,7 @@ async def _finish(
     )
     if landed:  # else a sweeper ended the task first and wrote its terminal record
         await publish_done(deps.redis, deps.keys, task_id, payload, deps.history_ttl_s, deps.local)
+        await hand_over(deps, step.continuation)
     return payload
 
 

@@ -17,6 +17,7 @@ from engine.accounts.byok import ProviderKeys
 from engine.errors import InvalidRequest, NotFound
 from engine.prompts.resolve import resolve_prompt
 from engine.protocol.requests import ExecuteRequest
+from engine.protocol.tools import ToolResultRequest, tool_settings
 from engine.providers.base import ProviderRequest
 from engine.providers.pricing import format_money
 from engine.providers.registry import ProviderRegistry
@@ -31,6 +32,7 @@ from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import resolve_fallbacks
 from engine.tasks.runs_feed import announce, title_from
 from engine.tasks.supervisor import TaskSupervisor
+from engine.tasks.toolsteps import add_result
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ class Engine:
         provider, model = self.registry.resolve(model_ref)
         new_messages = ([] if history else prompt.messages) + [m.model_dump() for m in req.messages]
         settings = req.settings.merged_over(prompt.settings)
+        settings.update(
+            tool_settings(req.tools, req.tool_choice, req.max_steps, self.settings.max_tool_steps)
+        )
         sent, trim_events = self._fit(provider.name, model, history, new_messages, settings)
         if len(sent) > self.settings.max_messages:
             raise InvalidRequest(
@@ -216,6 +221,10 @@ class Engine:
             return None
         return await self._earlier(user, request_id)
 
+    async def tool_result(self, user: User, req: ToolResultRequest) -> dict[str, Any]:
+        """Record the caller's result for one tool call (docs/tools.md)."""
+        return await add_result(self.pool, user, req)
+
     async def cancel(self, user: User, task_id: UUID) -> str:
         """Cancel the caller's task; returns its status afterwards (final if it had ended)."""
         row = await task_rows.get_task(self.pool, task_id, user.id)
@@ -321,4 +330,9 @@ def task_view(row: asyncpg.Record) -> dict[str, Any]:
         "priority": row["priority"],
         "created_at": row["created_at"].isoformat(),
         "ended_at": row["completed_at"].isoformat() if row["completed_at"] else None,
+        "parent_task_id": str(row["parent_task_id"]) if row.get("parent_task_id") else None,
+        "step": row.get("step") or 1,
+        "tool_calls": row.get("tool_calls"),
+        "tool_results": row.get("tool_results"),
+        "next_task_id": str(row["next_task_id"]) if row.get("next_task_id") else None,
     }

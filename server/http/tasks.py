@@ -21,6 +21,7 @@ from engine.errors import (
     Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest
+from engine.protocol.tools import ToolResultBody, ToolResultRequest
 from server.errors import client_error, error_response
 from server.http.cors import prepare_cors
 from server.http.requests import body_as, current_user, path_uuid
@@ -98,6 +99,16 @@ async def cancel_task(request: web.Request) -> web.Response:
     user = await current_user(request)
     status = await request.app[ENGINE].cancel(user, path_uuid(request.match_info["id"], "task"))
     return web.json_response({"status": status})
+
+
+@routes.post("/v1/tasks/{id}/tool_results")
+async def add_tool_result(request: web.Request) -> web.Response:
+    """The output of one tool call the task asked for (docs/tools.md)."""
+    user = await current_user(request)
+    task_id = path_uuid(request.match_info["id"], "task")
+    body = await body_as(request, ToolResultBody)
+    req = ToolResultRequest(task_id=task_id, call_id=body.call_id, output=body.output)
+    return web.json_response(await request.app[ENGINE].tool_result(user, req))
 
 
 @routes.get("/v1/runs/{id}")

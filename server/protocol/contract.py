@@ -40,10 +40,14 @@ from engine.protocol.responses import (
     TaskChunk,
     TaskDone,
     TaskEventList,
+    TaskToolCall,
     TaskView,
+    ToolResultAccepted,
+    ToolResultAck,
     UnsubscribeAck,
     UsageList,
 )
+from engine.protocol.tools import ToolResultBody, ToolResultRequest
 
 # Client → server events: (request, success ack). Every ack may also be an ErrorAck.
 CLIENT_EVENTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
@@ -51,9 +55,11 @@ CLIENT_EVENTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "subscribe": (SubscribeRequest, SubscribeAck),
     "unsubscribe": (TaskRef, UnsubscribeAck),
     "cancel": (TaskRef, CancelAck),
+    "tool_result": (ToolResultRequest, ToolResultAck),
 }
 SERVER_EVENTS: dict[str, type[BaseModel]] = {
     "task_chunk": TaskChunk,
+    "task_tool_call": TaskToolCall,
     "task_done": TaskDone,
     "server_draining": ServerDraining,
     **HISTORY_EVENTS,  # runs_changed
@@ -68,6 +74,7 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "GET /v1/tasks/{id}/events": (None, TaskEventList),
     "GET /v1/tasks/{id}/stream": (None, None),
     "POST /v1/tasks/{id}/cancel": (None, CancelResult),
+    "POST /v1/tasks/{id}/tool_results": (ToolResultBody, ToolResultAccepted),
     "GET /v1/runs/{id}": (None, RunView),
     "GET /v1/me": (None, Me),
     "POST /v1/keys": (NewKeyRequest, KeyCreated),

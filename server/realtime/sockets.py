@@ -18,6 +18,7 @@ from engine.errors import (
     Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest, SubscribeRequest, TaskRef, decode
+from engine.protocol.tools import ToolResultRequest
 from engine.status import TaskStatus
 from server.auth import authenticate, token_from
 from server.errors import client_error, error_ack
@@ -120,6 +121,7 @@ class SocketGateway:
         self.sio.on("subscribe", acked(self.subscribe, counted))
         self.sio.on("unsubscribe", acked(self.unsubscribe, counted))
         self.sio.on("cancel", acked(self.cancel, counted))
+        self.sio.on("tool_result", acked(self.tool_result, counted))
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", "")}
@@ -194,3 +196,8 @@ class SocketGateway:
         req = decode(TaskRef, data, max_bytes=self._limit())
         status = await self.app[ENGINE].cancel(user, req.task_id)
         return {"ok": True, "status": status}
+
+    async def tool_result(self, sid: str, data: Any) -> dict[str, Any]:
+        user = self._user(sid)
+        req = decode(ToolResultRequest, data, max_bytes=self._limit())
+        return {"ok": True, **await self.app[ENGINE].tool_result(user, req)}

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.scripted import FakeServer, Script, count_words, token_text
+from tests.fakes.tools import FakeCall, planned_calls
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -70,7 +71,35 @@ def message_start(model: str, script: Script, prompt_tokens: int) -> dict[str, A
     }
 
 
+def _calls(body: dict[str, Any], script: Script) -> list[FakeCall]:
+    """The calls to stream: none after a tool result or without `tools` in the request."""
+    messages = body.get("messages") or []
+    last = messages[-1].get("content") if messages else None
+    if isinstance(last, list) and any(b.get("type") == "tool_result" for b in last):
+        return []
+    choice = body.get("tool_choice") or {}
+    names = [choice["name"]] if choice.get("type") == "tool" else []
+    names = names or [t["name"] for t in body.get("tools") or []]
+    return planned_calls(script.tools, names, script.bad_args)
+
+
 class FakeAnthropic(FakeServer):
+    @staticmethod
+    async def _send_call(send: Any, index: int, call: FakeCall, delay_s: float) -> None:
+        """A tool_use block: its start (id, name), input_json_delta pieces, its stop."""
+        block = {"type": "tool_use", "id": call.call_id, "name": call.name, "input": {}}
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        await send("content_block_start", start)
+        for fragment in call.fragments:
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            delta = {"type": "input_json_delta", "partial_json": fragment}
+            await send(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        await send("content_block_stop", {"type": "content_block_stop", "index": index})
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._handle)
 
@@ -90,10 +119,16 @@ class FakeAnthropic(FakeServer):
             return error_response(script.fail_with, "fake failure", script.retry_after)
         if "max_tokens" not in body or body.get("stream") is not True:
             return error_response(400, "this fake serves streaming calls with max_tokens")
-        return await self._stream(request, model, script, count_words(prompt_texts(body)))
+        calls = _calls(body, script)
+        return await self._stream(request, model, script, count_words(prompt_texts(body)), calls)
 
     async def _stream(
-        self, request: web.Request, model: str, script: Script, prompt_tokens: int
+        self,
+        request: web.Request,
+        model: str,
+        script: Script,
+        prompt_tokens: int,
+        calls: list[FakeCall] | None = None,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -136,11 +171,14 @@ class FakeAnthropic(FakeServer):
                     },
                 )
             await send("content_block_stop", {"type": "content_block_stop", "index": 0})
+            for index, call in enumerate(calls or (), start=1):
+                await self._send_call(send, index, call, script.delay_s)
+            stop = script.finish or ("tool_use" if calls else "end_turn")
             await send(
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": script.finish or "end_turn", "stop_sequence": None},
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
                     "usage": {"output_tokens": script.tokens if script.usage else 0},
                 },
             )

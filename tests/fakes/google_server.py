@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.scripted import FakeServer, Script, count_words, token_text
+from tests.fakes.tools import FakeCall, planned_calls
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -47,7 +48,39 @@ def prompt_texts(body: dict[str, Any]) -> list[str]:
     return texts
 
 
+def _call_part(call: FakeCall) -> dict[str, Any]:
+    args = json.loads(call.arguments)
+    return {"functionCall": {"id": call.call_id, "name": call.name, "args": args}}
+
+
+def _calls(body: dict[str, Any], script: Script) -> list[FakeCall]:
+    """The calls to stream: none after a function response or without tools."""
+    contents = body.get("contents") or []
+    parts = contents[-1].get("parts") or [] if contents else []
+    if any("functionResponse" in p for p in parts):
+        return []
+    config = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
+    names = list(config.get("allowedFunctionNames") or [])
+    for tool in body.get("tools") or [] if not names else []:
+        names.extend(d["name"] for d in tool.get("functionDeclarations") or [])
+    return planned_calls(script.tools, names)
+
+
 class FakeGemini(FakeServer):
+    @staticmethod
+    async def _send_calls(
+        resp: web.StreamResponse, response: Any, calls: list[FakeCall], script: Script
+    ) -> None:
+        """The first call in one event, the others together in the next; the last event
+        carries finishReason STOP and the usage."""
+        groups = [calls[:1], calls[1:]] if len(calls) > 1 else [calls]
+        for n, group in enumerate(groups):
+            if script.delay_s:
+                await asyncio.sleep(script.delay_s)
+            data = response("", script.tokens, n == len(groups) - 1)
+            data["candidates"][0]["content"]["parts"] = [_call_part(c) for c in group]
+            await resp.write(f"data: {json.dumps(data)}\r\n\r\n".encode())
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/models/{rest:.+}", self._handle)
 
@@ -66,10 +99,16 @@ class FakeGemini(FakeServer):
             return error_response(script.status, f"fake error {script.status}", script.retry_after)
         if self.fails_now(model, script):
             return error_response(script.fail_with, "fake failure", script.retry_after)
-        return await self._stream(request, model, script, count_words(prompt_texts(body)))
+        calls = _calls(body, script)
+        return await self._stream(request, model, script, count_words(prompt_texts(body)), calls)
 
     async def _stream(
-        self, request: web.Request, model: str, script: Script, prompt_tokens: int
+        self,
+        request: web.Request,
+        model: str,
+        script: Script,
+        prompt_tokens: int,
+        calls: list[FakeCall] | None = None,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
 
@@ -106,8 +145,10 @@ class FakeGemini(FakeServer):
                     return resp
                 if script.delay_s:
                     await asyncio.sleep(script.delay_s)
-                data = response(token_text(i), i, i == script.tokens - 1)
+                data = response(token_text(i), i, i == script.tokens - 1 and not calls)
                 await resp.write(f"data: {json.dumps(data)}\r\n\r\n".encode())
+            if calls:
+                await self._send_calls(resp, response, calls, script)
             await resp.write_eof()
             finished = True
             return resp

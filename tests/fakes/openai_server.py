@@ -16,6 +16,7 @@ Options:
                   the caller controls)
     context=N     a context window of N tokens (four characters each): longer input gets
                   OpenAI's 400 ``context_length_exceeded``
+    tools=N, bad_args=1  tool calls (tests/fakes/tools.py), streamed after the text tokens
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.base import FakeServerBase
+from tests.fakes.tools import FakeCall, planned_calls
 
 _ERROR_TYPES: dict[int, tuple[str, str | None]] = {
     400: ("invalid_request_error", None),
@@ -51,6 +53,37 @@ def parse_model(model: str) -> dict[str, str]:
         if sep:
             opts[key.strip()] = value.strip()
     return opts
+
+
+def _calls(body: dict[str, Any], opts: dict[str, str]) -> list[FakeCall]:
+    """The calls to stream: none after a tool result or without `tools` in the request."""
+    messages = body.get("messages") or []
+    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+        return []
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        names = [choice["function"]["name"]]
+    else:
+        names = [t["function"]["name"] for t in body.get("tools") or []]
+    return planned_calls(int(opts.get("tools", 0)), names, opts.get("bad_args") == "1")
+
+
+def _call_deltas(calls: list[FakeCall]) -> list[dict[str, Any]]:
+    """OpenAI's shape: id, type and name on a call's first piece, then argument fragments."""
+    out: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        function = {"name": call.name, "arguments": ""}
+        out.append(
+            {
+                "tool_calls": [
+                    {"index": index, "id": call.call_id, "type": "function", "function": function}
+                ]
+            }
+        )
+        out.extend(
+            {"tool_calls": [{"index": index, "function": {"arguments": f}}]} for f in call.fragments
+        )
+    return out
 
 
 def token_text(i: int) -> str:
@@ -184,6 +217,8 @@ class FakeOpenAI(FakeServerBase):
             )
         stream_opts = body.get("stream_options") or {}
         include_usage = bool(stream_opts.get("include_usage")) and send_usage
+        calls = _calls(body, opts)
+        finish = opts.get("finish", "tool_calls") if calls else finish
         return await self._stream(
             request,
             model,
@@ -193,6 +228,7 @@ class FakeOpenAI(FakeServerBase):
             cut_after,
             finish,
             usage if include_usage else None,
+            calls,
         )
 
     async def _stream(
@@ -205,6 +241,7 @@ class FakeOpenAI(FakeServerBase):
         cut_after: int | None,
         finish: str,
         usage: dict[str, int] | None,
+        calls: list[FakeCall] | None = None,
     ) -> web.StreamResponse:
         """Write the SSE stream; count client disconnects that happen before [DONE]."""
         resp = web.StreamResponse(
@@ -239,6 +276,10 @@ class FakeOpenAI(FakeServerBase):
                 if delay:
                     await asyncio.sleep(delay)
                 await send(chunk({"content": text}))
+            for delta in _call_deltas(calls or []):
+                if delay and "id" not in delta["tool_calls"][0]:
+                    await asyncio.sleep(delay)
+                await send(chunk(delta))
             await send(chunk({}, finish))
             if usage is not None:
                 await send(

@@ -15,6 +15,7 @@ OpenAI fake (``"fake:tokens=5:delay_ms=10"``):
     fail_first=N   the first N requests with this exact model name fail
     fail_with=CODE the status of those failures (default 500; 429 adds ``retry_after``)
     finish=REASON  the provider's own finish reason (default: its normal stop)
+    tools=N, bad_args=1  tool calls (tests/fakes/tools.py), streamed after the text tokens
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Script:
     fail_first: int = 0
     fail_with: int = 500
     finish: str | None = None
+    tools: int = 0
+    bad_args: bool = False
 
     @classmethod
     def parse(cls, model: str) -> Script:
@@ -61,6 +64,8 @@ class Script:
             fail_first=number.get("fail_first", 0),
             fail_with=number.get("fail_with", 500),
             finish=opts.get("finish"),
+            tools=number.get("tools", 0),
+            bad_args=number.get("bad_args", 0) == 1,
         )
 
 
