@@ -4,6 +4,7 @@ makes (through `.ci/package-check`), here on the sources and on a freshly built 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import tomllib
@@ -87,3 +88,27 @@ def test_the_wheel_declares_every_third_party_import(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("promptrelay-*.whl")
     assert ci_module("import_check").undeclared(str(wheel)) == []
+
+
+def test_pre_commit_runs_the_checks_ci_runs() -> None:
+    """Each hook's command is a line of `.ci/run`, and `.ci/run`'s lint, format and type
+    commands are all hooks, so a clean commit is a clean CI."""
+    hooks = re.findall(r"^\s+entry: (.+)$", (ROOT / ".pre-commit-config.yaml").read_text(), re.M)
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    checks = [line for line in ci if line.startswith(("python -m ruff", "python -m mypy"))]
+    assert (
+        hooks
+        == checks
+        == [
+            "python -m ruff check .",
+            "python -m ruff format --check .",
+            "python -m mypy",
+        ]
+    )
+
+
+def test_ci_runs_the_readme_test_command_literally() -> None:
+    readme = (ROOT / "README.md").read_text()
+    command = "pip install -e '.[test]' && python -m pytest"
+    assert f"```sh\n{command}\n```" in readme
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()
