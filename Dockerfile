@@ -6,11 +6,14 @@ ARG PYTHON_VERSION=3.12
 FROM python:${PYTHON_VERSION}-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Every source of the wheel (`.ci/dockerfile_check.py` checks this list against pyproject.toml).
+COPY pyproject.toml README.md LICENSE ./
 COPY server ./server
 COPY engine ./engine
 COPY db ./db
 COPY sql ./sql
+COPY bench ./bench
+COPY promptrelay_client ./promptrelay_client
 COPY clients/typescript/src ./clients/typescript/src
 # The embedded servers exist for the zero-setup quick start only. The playground's pinned
 # socket.io-client bundle is fetched (and its integrity checked) here, not at run time.

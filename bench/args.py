@@ -94,7 +94,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 # What the `bench` extra brings; without them the command says so instead of a traceback.
-EXTRA_MODULES = ("rich", "matplotlib")
+EXTRA_MODULES = ("rich", "matplotlib", "psutil")
 
 
 def missing_extra() -> str | None:

@@ -4,9 +4,12 @@ the server on an ephemeral port; real Socket.IO clients over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import itertools
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections import defaultdict
@@ -95,6 +98,30 @@ def tmp_path() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="pr-tmp-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def typescript_dependencies() -> None:
+    """The JavaScript client's pinned dev dependencies (`npm ci`), installed once when
+    Node.js is present and they are not, so the README's test command alone runs the
+    TypeScript and client-example tests. A lock keeps xdist workers from installing twice;
+    without Node.js or the npm registry those tests skip (fail in CI) with what to run."""
+    package = Path(__file__).resolve().parent.parent / "clients" / "typescript"
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        return
+    with open(Path(tempfile.gettempdir()) / "promptrelay-npm-ci.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (package / "node_modules" / ".package-lock.json").exists():
+            return
+        done = subprocess.run(
+            [npm, "ci", "--prefix", str(package), "--no-audit", "--no-fund"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            print(f"npm ci in clients/typescript failed:\n{done.stderr}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -245,9 +246,9 @@ async def test_executions_list_filters_and_pages(
         cursor = part["next_cursor"]
     assert seen == newest_first
     created = page["items"][2]["created_at"]  # b
-    _, since = await api("GET", f"/v1/tasks?from={aiohttp.helpers.quote(created)}")
+    _, since = await api("GET", f"/v1/tasks?from={quote(created)}")
     assert [t["id"] for t in since["items"]] == newest_first[:3]
-    _, before = await api("GET", f"/v1/tasks?to={aiohttp.helpers.quote(created)}")
+    _, before = await api("GET", f"/v1/tasks?to={quote(created)}")
     assert [t["id"] for t in before["items"]] == newest_first[3:]
     _, none = await api("GET", "/v1/tasks?from=2001-01-01&to=2001-01-02")
     assert none == {"items": [], "next_cursor": None}
