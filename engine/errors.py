@@ -127,6 +127,15 @@ class RateLimited(ClientError):
     retryable = True
 
 
+class RunBusy(ClientError):
+    """The run's previous turn is still running: a run holds one turn at a time. Try again
+    once it has ended; `details.task_id` is the running task (null when it just ended)."""
+
+    code = "run_busy"
+    http_status = 409
+    retryable = True
+
+
 _FAULTS: dict[str, str] = {}
 
 

@@ -43,7 +43,7 @@ export interface ErrorAck {
 
 /** The `error` of a failed ack or HTTP response. `details` depends on the code. */
 export interface ErrorBody {
-  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
+  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "run_busy" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
   message: string;
   details?: Record<string, unknown> | null;
 }
@@ -416,7 +416,7 @@ export interface TaskDone {
 }
 
 export interface TaskError {
-  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
+  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "run_busy" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
   message: string;
   retryable: boolean;
 }

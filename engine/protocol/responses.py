@@ -25,6 +25,7 @@ ErrorCode = Literal[
     "missing_variables",
     "quota_exceeded",
     "rate_limited",
+    "run_busy",
     "provider_error",
     "provider_unavailable",
     "service_unavailable",

@@ -30,6 +30,7 @@ from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import resolve_fallbacks
 from engine.tasks.runs_feed import announce, title_from
 from engine.tasks.supervisor import TaskSupervisor
+from engine.tasks.turns import start_turn
 
 ENDED = ("completed", "failed", "cancelled")
 
@@ -81,11 +82,12 @@ class Engine:
                 return earlier
         prompt = await resolve_prompt(self.pool, user.id, req)
         history: list[dict[str, str]] = []
+        run_turns = None
         if req.run_id is not None:
             run = await run_rows.get_run(self.pool, req.run_id, user.id)
             if run is None:
                 raise NotFound("run not found")
-            history = run["messages"]
+            history, run_turns = run["messages"], run["task_count"]
         model_ref = req.model or prompt.model or self.settings.resolved_default_model()
         provider, model = self.registry.resolve(model_ref)
         new_messages = ([] if history else prompt.messages) + [m.model_dump() for m in req.messages]
@@ -122,11 +124,12 @@ class Engine:
             broker_values=req.broker_values,
             events=prompt.events() + trim_events,
             priority=priority_for(user, req),
+            run_turns=run_turns if tracked else None,
         )
         reservation = None
         try:
             reservation = await self.quotas.reserve(user.id, user.tier, str(task_id))
-            run_created = await task_rows.create_task(self.pool, row)
+            run_created = await start_turn(self.pool, row)
         except asyncpg.ForeignKeyViolationError:  # the run was deleted meanwhile
             await self._undo_claim(user, req, reservation)
             raise NotFound("run not found") from None
