@@ -155,6 +155,7 @@ WITH t AS (
         output_tokens = ai_runs.output_tokens + $5::int,
         total_tokens = ai_runs.total_tokens + $4::int + $5::int,
         total_cost_usd = ai_runs.total_cost_usd + COALESCE($7::numeric, 0),
+        unpriced_tasks = ai_runs.unpriced_tasks + ($7::numeric IS NULL)::int,
         task_count = ai_runs.task_count + 1, updated_at = now()
     FROM t WHERE ai_runs.id = t.run_id
 ), u AS (

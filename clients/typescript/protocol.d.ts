@@ -337,7 +337,8 @@ export interface RunSummary {
   last_message: LastMessage | null;
   task_count: number;
   usage: Tokens;
-  cost_usd: string;
+  cost_usd: string | null;
+  unpriced_tasks: number;
   created_at: string;
   updated_at: string;
 }
@@ -357,7 +358,8 @@ export interface RunView {
   broker_values: Record<string, unknown>;
   tasks: Array<TaskView>;
   usage: Usage;
-  cost_usd: string;
+  cost_usd: string | null;
+  unpriced_tasks: number;
   task_count: number;
   created_at: string;
   updated_at: string;
@@ -523,7 +525,8 @@ export interface UsageRow {
   tasks: number;
   input_tokens: number;
   output_tokens: number;
-  cost_usd: string;
+  cost_usd: string | null;
+  unpriced_tasks: number;
 }
 
 export interface UsageToday {

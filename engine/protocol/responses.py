@@ -220,7 +220,8 @@ class RunView(_Payload):
     broker_values: dict[str, Any]
     tasks: list[TaskView]
     usage: Usage
-    cost_usd: str
+    cost_usd: str | None  # over the priced tasks; null when it has tasks and none was priced
+    unpriced_tasks: int  # ended tasks without a known price, left out of cost_usd
     task_count: int
     created_at: str
     updated_at: str
@@ -287,7 +288,8 @@ class UsageRow(_Payload):
     tasks: int
     input_tokens: int
     output_tokens: int
-    cost_usd: str
+    cost_usd: str | None  # over the priced tasks; null when none was priced
+    unpriced_tasks: int  # tasks without a known price, left out of cost_usd
 
 
 class UsageList(_Payload):

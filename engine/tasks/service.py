@@ -18,13 +18,12 @@ from engine.errors import InvalidRequest, NotFound
 from engine.prompts.resolve import resolve_prompt
 from engine.protocol.requests import ExecuteRequest
 from engine.providers.base import ProviderRequest
-from engine.providers.pricing import format_money
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
 from engine.tasks.context import fit_messages, input_budget, known_window
 from engine.tasks.dispatch import Dispatcher
 from engine.tasks.finalize import done_from_row
-from engine.tasks.history import History, new_run_summary
+from engine.tasks.history import History, new_run_summary, run_cost
 from engine.tasks.limits import check_output_limit, check_request_limits
 from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import resolve_fallbacks
@@ -284,7 +283,8 @@ class Engine:
                 "output_tokens": run["output_tokens"],
                 "total_tokens": run["total_tokens"],
             },
-            "cost_usd": format_money(run["total_cost_usd"]),
+            "cost_usd": run_cost(run),
+            "unpriced_tasks": run["unpriced_tasks"],
             "task_count": run["task_count"],
             "created_at": run["created_at"].isoformat(),
             "updated_at": run["updated_at"].isoformat(),
