@@ -50,7 +50,7 @@ async def test_preflight_from_an_allowed_origin_is_answered(
         allowed = resp.headers["Access-Control-Allow-Headers"].lower()
         assert "authorization" in allowed and "content-type" in allowed
         assert "Access-Control-Allow-Credentials" not in resp.headers  # tokens, not cookies
-        assert resp.headers["Vary"] == "Origin"
+        assert resp.headers["Vary"].startswith("Origin")
     # The request itself, and an error answer, both readable by that page.
     body = {"messages": [{"role": "user", "content": "Hi"}], "model": "simulated/x"}
     headers = {"Origin": APP, "Authorization": f"Bearer {key}"}
@@ -65,13 +65,43 @@ async def test_preflight_from_an_allowed_origin_is_answered(
 async def test_preflight_from_an_unlisted_origin_is_refused(
     listed: Server, http: aiohttp.ClientSession
 ) -> None:
-    for headers in (preflight(OTHER), preflight(APP, headers="x-custom-thing")):
+    for headers in (preflight(OTHER), preflight(OTHER, headers="x-request-id")):
         async with http.options(listed.url + "/v1/executions", headers=headers) as resp:
             assert resp.status == 403
             assert "Access-Control-Allow-Origin" not in resp.headers
             assert (await resp.json())["error"]["code"] == "forbidden"
     async with http.get(listed.url + "/v1/me", headers={"Origin": OTHER}) as resp:
         assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_an_allowed_origin_may_send_the_headers_it_asks_for(
+    listed: Server, http: aiohttp.ClientSession
+) -> None:
+    asked = "authorization, content-type, x-request-id, X-Client-Version"
+    async with http.options(
+        listed.url + "/v1/executions", headers=preflight(APP, headers=asked)
+    ) as resp:
+        assert resp.status == 204
+        allowed = {h.strip() for h in resp.headers["Access-Control-Allow-Headers"].split(",")}
+        assert {"authorization", "content-type", "x-request-id", "x-client-version"} <= allowed
+        assert "Access-Control-Request-Headers" in resp.headers["Vary"]
+    bad = preflight(APP, headers="x-ok, bad header")  # not a header name: refused
+    async with http.options(listed.url + "/v1/executions", headers=bad) as resp:
+        assert resp.status == 403
+
+
+async def test_socketio_handshake_sends_no_credentials_header(
+    server: Server, listed: Server, http: aiohttp.ClientSession
+) -> None:
+    for srv, origin in ((server, OTHER), (listed, APP)):
+        url = srv.url + "/socket.io/?EIO=4&transport=polling"
+        async with http.get(url, headers={"Origin": origin}) as resp:
+            assert resp.status == 200
+            assert resp.headers["Access-Control-Allow-Origin"] in (origin, "*")
+            assert "Access-Control-Allow-Credentials" not in resp.headers
+        pre = preflight(origin, "GET", "content-type")
+        async with http.options(url, headers=pre) as resp:
+            assert "Access-Control-Allow-Credentials" not in resp.headers
 
 
 async def test_default_lets_any_origin_call_with_a_token(
