@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     history_maxlen: int = Field(100_000, ge=100)
     first_token_timeout_s: float = Field(60.0, gt=0)
     idle_timeout_s: float = Field(30.0, gt=0)
+    # An SSE stream with nothing to send gets a `: keep-alive` comment this often, so proxies
+    # and load balancers do not close it as idle.
+    sse_keepalive_s: float = Field(15.0, gt=0)
 
     # Input limits
     max_payload_bytes: int = Field(1024 * 1024, ge=1024)

@@ -186,3 +186,30 @@ async def test_sse_resumes_from_last_event_id_without_gap_or_repeat(
     async with http.get(url, headers={**headers, "Last-Event-ID": "soon"}) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"]["details"]["errors"][0]["field"] == "Last-Event-ID"
+
+
+async def test_a_quiet_stream_gets_keep_alive_comments(
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    srv = await start_server(settings.model_copy(update={"sse_keepalive_s": 0.2}))
+    try:
+        key = await srv.new_key()
+        headers = {"Authorization": f"Bearer {key}"}
+        body = {
+            "messages": [{"role": "user", "content": "Hi"}],
+            "model": "simulated/x",
+            "settings": {"max_tokens": 3, "tokens_per_second": 1},
+        }
+        async with http.post(srv.url + "/v1/executions", json=body, headers=headers) as resp:
+            task_id = (await resp.json())["task_id"]
+        url = f"{srv.url}/v1/tasks/{task_id}/stream"
+        lines: list[str] = []
+        async with http.get(url, headers=headers) as resp:
+            async for raw in resp.content:
+                lines.append(raw.decode().rstrip("\n"))
+                if lines[-1].startswith("event: task_done"):
+                    break
+        assert ": keep-alive" in lines, lines
+        assert lines.count("event: task_chunk") >= 1
+    finally:
+        await stop_server(srv)
