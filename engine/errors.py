@@ -51,6 +51,13 @@ class NotFound(ClientError):
     http_status = 404
 
 
+class MethodNotAllowed(ClientError):
+    """The path exists, not with this method; `details.allowed` lists the methods it has."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+
 class Forbidden(ClientError):
     """The caller may see this but not change it (only for things they are a member of)."""
 

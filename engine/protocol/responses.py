@@ -21,6 +21,7 @@ ErrorCode = Literal[
     "invalid_request",
     "payload_too_large",
     "not_found",
+    "method_not_allowed",
     "forbidden",
     "missing_variables",
     "quota_exceeded",

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from engine.errors import (
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     PromptrelayError,
@@ -41,6 +42,11 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         exc: PromptrelayError = PayloadTooLarge("request body too large")
     except web.HTTPNotFound:  # no route matched: the same JSON error as an unknown id
         exc = NotFound("not found")
+    except web.HTTPMethodNotAllowed as e:
+        allowed = sorted(e.allowed_methods)
+        exc = MethodNotAllowed(
+            f"{request.method} is not a method of this path", details={"allowed": allowed}
+        )
     except web.HTTPException:
         raise
     except Exception as raised:
