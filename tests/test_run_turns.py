@@ -6,10 +6,14 @@ keeps the turns in the order they were sent."""
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from engine.errors import PromptrelayError
+from promptrelay_client import errors as client_errors
 from tests.conftest import Server
 
 SLOW = {"max_tokens": 200, "tokens_per_second": 20}
@@ -97,3 +101,19 @@ async def test_racing_turns_one_wins_and_the_run_keeps_the_order_sent(server: Se
     users = [m["content"] for m in messages if m["role"] == "user"]
     assert users[0] == "Q1" and users[-1] == "last" and len(users) == 3
     assert [m["role"] for m in messages] == ["user", "assistant"] * 3
+
+
+def _codes(cls: type[PromptrelayError]) -> set[str]:
+    found = {cls.code} if cls.retryable else set()
+    for sub in cls.__subclasses__():
+        found |= _codes(sub)
+    return found
+
+
+def test_the_clients_retry_every_code_the_server_calls_retryable() -> None:
+    retryable = _codes(PromptrelayError)
+    assert "run_busy" in retryable
+    assert retryable <= client_errors.RETRYABLE
+    js = (Path(__file__).parent.parent / "clients/typescript/src/errors.js").read_text()
+    line = next(x for x in js.splitlines() if x.startswith("const RETRYABLE"))
+    assert retryable <= set(re.findall(r'"([a-z_]+)"', line))
