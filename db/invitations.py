@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -81,3 +82,20 @@ async def accept(conn: TxConnection, invitation_id: UUID, user_id: UUID) -> asyn
                 row["role"],
             )
         return row
+
+
+async def for_org(
+    conn: Conn, org_id: UUID, after: tuple[datetime, UUID] | None, limit: int
+) -> list[asyncpg.Record]:
+    """The org's open invitations (to the org itself), oldest first, after the
+    (created_at, id) given."""
+    return await conn.fetch(
+        "SELECT i.id, i.user_id, u.email, i.role, i.invited_by, i.created_at"
+        " FROM member_invitations i JOIN users u ON u.id = i.user_id"
+        " WHERE i.org_id = $1 AND ($2::timestamptz IS NULL OR (i.created_at, i.id) > ($2, $3))"
+        " ORDER BY i.created_at, i.id LIMIT $4",
+        org_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )

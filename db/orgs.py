@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -110,4 +111,56 @@ async def add_project_member(
         project_id,
         user_id,
         role,
+    )
+
+
+async def orgs_of(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    user_id: UUID,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """The user's orgs with the user's role, oldest first, after the (created_at, id) given."""
+    return await conn.fetch(
+        "SELECT o.id, o.name, o.created_at, m.role FROM organizations o"
+        " JOIN organization_members m ON m.org_id = o.id AND m.user_id = $1"
+        " WHERE $2::timestamptz IS NULL OR (o.created_at, o.id) > ($2, $3)"
+        " ORDER BY o.created_at, o.id LIMIT $4",
+        user_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+
+
+async def projects_of(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    org_id: UUID,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """The org's projects, oldest first, after the (created_at, id) given."""
+    return await conn.fetch(
+        "SELECT id, org_id, name, created_at FROM projects WHERE org_id = $1"
+        " AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))"
+        " ORDER BY created_at, id LIMIT $4",
+        org_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+
+
+async def members_of(
+    conn: asyncpg.Connection | asyncpg.Pool, org_id: UUID, after: UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """The org's members (deleted users left out) by user id, after the id given."""
+    return await conn.fetch(
+        "SELECT m.user_id, u.email, m.role FROM organization_members m"
+        " JOIN users u ON u.id = m.user_id AND u.deleted_at IS NULL"
+        " WHERE m.org_id = $1 AND ($2::uuid IS NULL OR m.user_id > $2)"
+        " ORDER BY m.user_id LIMIT $3",
+        org_id,
+        after,
+        limit,
     )

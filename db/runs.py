@@ -15,7 +15,7 @@ async def get_run(
     return await conn.fetchrow(
         "SELECT id, name, prompt_id, status, messages, variable_values, broker_values,"
         " input_tokens, output_tokens, total_tokens, total_cost_usd, task_count,"
-        " created_at, updated_at FROM ai_runs WHERE id = $1 AND user_id = $2",
+        " unpriced_tasks, created_at, updated_at FROM ai_runs WHERE id = $1 AND user_id = $2",
         run_id,
         user_id,
     )
@@ -23,7 +23,8 @@ async def get_run(
 
 # A run as the list shows it; `preview` is the first 120 characters of its newest message.
 RUN_SUMMARY = (
-    "id, name, status, task_count, input_tokens, output_tokens, total_tokens, total_cost_usd,"
+    "id, name, status, task_count, unpriced_tasks, input_tokens, output_tokens, total_tokens,"
+    " total_cost_usd,"
     " left(messages -> -1 ->> 'content', 120) AS preview, messages -> -1 ->> 'role' AS"
     " preview_role, created_at, updated_at"
 )

@@ -39,6 +39,9 @@ class NewTask:
     priority: str = "normal"  # low | normal | high
     parent_task_id: UUID | None = None  # the task whose tool calls this one continues
     step: int = 1  # model calls of this tool conversation so far, this one included
+    # Continuing a run: its task_count when its messages were read. The task is created only
+    # while the run still has that many turns, so no turn is sent without the one before it.
+    run_turns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +70,18 @@ WITH r AS (
     INSERT INTO ai_runs (id, user_id, prompt_id, name, variable_values, broker_values)
     SELECT $2, $3, $4, $5, $6, $7 WHERE $8::bool
     RETURNING id, created_at
+), turn AS (
+    SELECT id FROM ai_runs WHERE id = $2 AND task_count = $19::int FOR UPDATE
 ), t AS (
     INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
                           request_id, provider, model, status, request, started_at, priority,
                           parent_task_id, step)
-    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16, $17, $18)
+    SELECT $1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16, $17, $18
+    -- a turn of a run: the run as it was read (locked), and no tool step of it still going
+    -- (a tool continuation holds the run's turn but not the run's index slot)
+    WHERE $19::int IS NULL OR (
+        EXISTS (SELECT 1 FROM turn) AND NOT EXISTS (
+            SELECT 1 FROM ai_tasks WHERE run_id = $2 AND status IN ('queued', 'running')))
     RETURNING task_id
 )
 INSERT INTO task_events (task_id, kind, message, metadata)
@@ -85,35 +95,61 @@ SELECT task_id, kind, message, metadata FROM (
                        AS (kind text, message text, metadata jsonb))
          WITH ORDINALITY AS ev(kind, message, metadata, ord)
 ) e ORDER BY ord
-RETURNING (SELECT created_at FROM r)
+RETURNING (SELECT created_at FROM r) AS run_created
 """
+
+RUN_TURN_INDEX = "ai_tasks_run_turn_idx"  # sql/010_run_turns.sql
+
+
+class TurnConflict(Exception):
+    """The run's turn is taken: another task of the run is running, or one ended after the
+    caller read the run's messages."""
 
 
 async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) -> datetime | None:
     """Insert the task (status running) and, when asked, its new run: one round trip.
-    Returns the new run's `created_at` (None when no run was created)."""
-    created: datetime | None = await conn.fetchval(
-        _CREATE,
-        task.task_id,
-        task.run_id,
-        task.user_id,
-        task.prompt_id,
-        task.run_name,
-        task.variable_values,
-        task.broker_values,
-        task.create_run,
-        task.prompt_version,
-        task.builtin,
-        task.request_id,
-        task.provider,
-        task.model,
-        task.request,
-        task.events,
-        task.priority,
-        task.parent_task_id,
-        task.step,
-    )
+    Returns the new run's `created_at` (None when no run was created). TurnConflict when the
+    run's turn is taken (see NewTask.run_turns and RUN_TURN_INDEX)."""
+    try:
+        row = await conn.fetchrow(
+            _CREATE,
+            task.task_id,
+            task.run_id,
+            task.user_id,
+            task.prompt_id,
+            task.run_name,
+            task.variable_values,
+            task.broker_values,
+            task.create_run,
+            task.prompt_version,
+            task.builtin,
+            task.request_id,
+            task.provider,
+            task.model,
+            task.request,
+            task.events,
+            task.priority,
+            task.parent_task_id,
+            task.step,
+            task.run_turns,
+        )
+    except asyncpg.UniqueViolationError as e:
+        if e.constraint_name != RUN_TURN_INDEX:
+            raise
+        raise TurnConflict("the run has a turn running") from e
+    if row is None:
+        raise TurnConflict("the run changed since its messages were read")
+    created: datetime | None = row["run_created"]
     return created
+
+
+async def running_turn(conn: asyncpg.Connection | asyncpg.Pool, run_id: UUID) -> UUID | None:
+    """The run's task that is still queued or running, if any."""
+    found: UUID | None = await conn.fetchval(
+        "SELECT task_id FROM ai_tasks WHERE run_id = $1 AND status IN ('queued', 'running')",
+        run_id,
+    )
+    return found
 
 
 _FINALIZE = """
@@ -132,6 +168,7 @@ WITH t AS (
         output_tokens = ai_runs.output_tokens + $5::int,
         total_tokens = ai_runs.total_tokens + $4::int + $5::int,
         total_cost_usd = ai_runs.total_cost_usd + COALESCE($7::numeric, 0),
+        unpriced_tasks = ai_runs.unpriced_tasks + ($7::numeric IS NULL)::int,
         task_count = ai_runs.task_count + 1, updated_at = now()
     FROM t WHERE ai_runs.id = t.run_id
 ), u AS (

@@ -15,7 +15,8 @@ async def usage_by_day(conn: Conn, user_id: UUID, first: date, last: date) -> li
     return await conn.fetch(
         "SELECT day, provider, model, count(*) AS tasks,"
         " sum(input_tokens)::bigint AS input_tokens,"
-        " sum(output_tokens)::bigint AS output_tokens, sum(cost_usd) AS cost_usd"
+        " sum(output_tokens)::bigint AS output_tokens, sum(cost_usd) AS cost_usd,"
+        " (count(*) - count(cost_usd))::int AS unpriced_tasks"
         " FROM ai_usage_logs WHERE user_id = $1 AND day BETWEEN $2 AND $3"
         " GROUP BY day, provider, model ORDER BY day, provider, model",
         user_id,

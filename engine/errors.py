@@ -51,6 +51,13 @@ class NotFound(ClientError):
     http_status = 404
 
 
+class MethodNotAllowed(ClientError):
+    """The path exists, not with this method; `details.allowed` lists the methods it has."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+
 class Forbidden(ClientError):
     """The caller may see this but not change it (only for things they are a member of)."""
 
@@ -131,6 +138,15 @@ class RateLimited(ClientError):
 
     code = "rate_limited"
     http_status = 429
+    retryable = True
+
+
+class RunBusy(ClientError):
+    """The run's previous turn is still running: a run holds one turn at a time. Try again
+    once it has ended; `details.task_id` is the running task (null when it just ended)."""
+
+    code = "run_busy"
+    http_status = 409
     retryable = True
 
 

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # default; requests may ask for up to MAX_TOOL_STEPS_LIMIT)
     tool_result_timeout_s: float = Field(300.0, gt=0)
     max_tool_steps: int = Field(8, ge=1, le=64)
+    # An SSE stream with nothing to send gets a `: keep-alive` comment this often, so proxies
+    # and load balancers do not close it as idle.
+    sse_keepalive_s: float = Field(15.0, gt=0)
 
     # Input limits
     max_payload_bytes: int = Field(1024 * 1024, ge=1024)

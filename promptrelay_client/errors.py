@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 RETRYABLE = frozenset(
-    {"rate_limited", "provider_unavailable", "service_unavailable", "timeout", "internal"}
+    {
+        "rate_limited",
+        "run_busy",
+        "provider_unavailable",
+        "service_unavailable",
+        "timeout",
+        "internal",
+    }
 )
 
 

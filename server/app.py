@@ -161,6 +161,7 @@ def create_app(settings: Settings) -> web.Application:
         HandshakeGuard.from_settings(settings),
         async_mode="aiohttp",
         cors_allowed_origins=origins.socketio_rule(),
+        cors_credentials=False,  # tokens, never cookies (server/http/cors.py)
         logger=False,
         engineio_logger=QuietEngineLog(),  # no tracebacks for a client's garbage
         ping_interval=settings.ping_interval_s,

@@ -50,6 +50,9 @@ def error_ack(exc: PromptrelayError) -> dict[str, Any]:
 def error_response(exc: PromptrelayError) -> web.Response:
     """`{error}` with the error's HTTP status (and `Retry-After` when it has one)."""
     headers = {}
+    allowed = (exc.details or {}).get("allowed") if exc.http_status == 405 else None
+    if isinstance(allowed, list):
+        headers["Allow"] = ", ".join(allowed)
     retry_ms = (exc.details or {}).get("retry_after_ms")
     if isinstance(retry_ms, int | float):
         headers["Retry-After"] = str(max(1, int(retry_ms / 1000 + 0.999)))

@@ -178,3 +178,15 @@ async def test_long_run_on_a_real_sdk_never_gets_a_context_error(settings: Setti
             assert sent[-1]["content"].startswith("7 ")
         finally:
             await stop_server(server)
+
+
+def test_an_answer_whose_question_was_dropped_is_dropped_too() -> None:
+    history = [SYSTEM, msg("user", "q" * 400), msg("assistant", "a"), msg("user", "b")]
+    fixed = message_tokens(SYSTEM) + message_tokens(NEW[0])
+    room = message_tokens(history[2]) + message_tokens(history[3])
+    fitted = fit_messages(history, NEW, fixed + room)  # room for the answer, not its question
+    assert fitted.messages == [SYSTEM, history[3], *NEW]
+    assert fitted.dropped_messages == 2
+    assert fit_messages(history, NEW, None, max_messages=3).messages == [SYSTEM, history[3], *NEW]
+    opening = [msg("assistant", "Hello!"), msg("user", "hi")]  # nothing dropped: kept as it is
+    assert fit_messages(opening, NEW, None).messages == opening + NEW

@@ -50,7 +50,7 @@ async def test_preflight_from_an_allowed_origin_is_answered(
         allowed = resp.headers["Access-Control-Allow-Headers"].lower()
         assert "authorization" in allowed and "content-type" in allowed
         assert "Access-Control-Allow-Credentials" not in resp.headers  # tokens, not cookies
-        assert resp.headers["Vary"] == "Origin"
+        assert resp.headers["Vary"].startswith("Origin")
     # The request itself, and an error answer, both readable by that page.
     body = {"messages": [{"role": "user", "content": "Hi"}], "model": "simulated/x"}
     headers = {"Origin": APP, "Authorization": f"Bearer {key}"}
@@ -65,13 +65,43 @@ async def test_preflight_from_an_allowed_origin_is_answered(
 async def test_preflight_from_an_unlisted_origin_is_refused(
     listed: Server, http: aiohttp.ClientSession
 ) -> None:
-    for headers in (preflight(OTHER), preflight(APP, headers="x-custom-thing")):
+    for headers in (preflight(OTHER), preflight(OTHER, headers="x-request-id")):
         async with http.options(listed.url + "/v1/executions", headers=headers) as resp:
             assert resp.status == 403
             assert "Access-Control-Allow-Origin" not in resp.headers
             assert (await resp.json())["error"]["code"] == "forbidden"
     async with http.get(listed.url + "/v1/me", headers={"Origin": OTHER}) as resp:
         assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_an_allowed_origin_may_send_the_headers_it_asks_for(
+    listed: Server, http: aiohttp.ClientSession
+) -> None:
+    asked = "authorization, content-type, x-request-id, X-Client-Version"
+    async with http.options(
+        listed.url + "/v1/executions", headers=preflight(APP, headers=asked)
+    ) as resp:
+        assert resp.status == 204
+        allowed = {h.strip() for h in resp.headers["Access-Control-Allow-Headers"].split(",")}
+        assert {"authorization", "content-type", "x-request-id", "x-client-version"} <= allowed
+        assert "Access-Control-Request-Headers" in resp.headers["Vary"]
+    bad = preflight(APP, headers="x-ok, bad header")  # not a header name: refused
+    async with http.options(listed.url + "/v1/executions", headers=bad) as resp:
+        assert resp.status == 403
+
+
+async def test_socketio_handshake_sends_no_credentials_header(
+    server: Server, listed: Server, http: aiohttp.ClientSession
+) -> None:
+    for srv, origin in ((server, OTHER), (listed, APP)):
+        url = srv.url + "/socket.io/?EIO=4&transport=polling"
+        async with http.get(url, headers={"Origin": origin}) as resp:
+            assert resp.status == 200
+            assert resp.headers["Access-Control-Allow-Origin"] in (origin, "*")
+            assert "Access-Control-Allow-Credentials" not in resp.headers
+        pre = preflight(origin, "GET", "content-type")
+        async with http.options(url, headers=pre) as resp:
+            assert "Access-Control-Allow-Credentials" not in resp.headers
 
 
 async def test_default_lets_any_origin_call_with_a_token(
@@ -156,3 +186,30 @@ async def test_sse_resumes_from_last_event_id_without_gap_or_repeat(
     async with http.get(url, headers={**headers, "Last-Event-ID": "soon"}) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"]["details"]["errors"][0]["field"] == "Last-Event-ID"
+
+
+async def test_a_quiet_stream_gets_keep_alive_comments(
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    srv = await start_server(settings.model_copy(update={"sse_keepalive_s": 0.2}))
+    try:
+        key = await srv.new_key()
+        headers = {"Authorization": f"Bearer {key}"}
+        body = {
+            "messages": [{"role": "user", "content": "Hi"}],
+            "model": "simulated/x",
+            "settings": {"max_tokens": 3, "tokens_per_second": 1},
+        }
+        async with http.post(srv.url + "/v1/executions", json=body, headers=headers) as resp:
+            task_id = (await resp.json())["task_id"]
+        url = f"{srv.url}/v1/tasks/{task_id}/stream"
+        lines: list[str] = []
+        async with http.get(url, headers=headers) as resp:
+            async for raw in resp.content:
+                lines.append(raw.decode().rstrip("\n"))
+                if lines[-1].startswith("event: task_done"):
+                    break
+        assert ": keep-alive" in lines, lines
+        assert lines.count("event: task_chunk") >= 1
+    finally:
+        await stop_server(srv)

@@ -96,3 +96,14 @@ def test_stream_url_escapes_and_refuses_unsafe_segments() -> None:
     for bad in ("..", "a/b", "a:b", "a?b", "a#b", "a%2f"):
         with pytest.raises(ValueError):
             stream_url(base, bad)
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "OpenAI/gpt-4o", "openai/", "openai/gpt 4o"])
+async def test_a_name_without_provider_says_how_to_write_one(srv: Server, model: str) -> None:
+    client = await srv.client(await srv.new_key())
+    ack = await client.call("execute", {"model": model, "messages": _messages()})
+    assert ack["error"]["code"] == "invalid_request", ack
+    errors = ack["error"]["details"]["errors"]
+    assert errors == [
+        {"field": "model", "message": "model must be provider/model, e.g. openai/gpt-4o-mini"}
+    ]

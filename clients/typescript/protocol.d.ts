@@ -68,7 +68,7 @@ export interface ErrorAck {
 
 /** The `error` of a failed ack or HTTP response. `details` depends on the code. */
 export interface ErrorBody {
-  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
+  code: "invalid_request" | "payload_too_large" | "not_found" | "method_not_allowed" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "run_busy" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
   message: string;
   details?: Record<string, unknown> | null;
 }
@@ -233,11 +233,66 @@ export interface OrgCreated {
   name: string;
 }
 
+/** An invitation to the org that its user has not accepted yet. */
+export interface OrgInvitation {
+  id: string;
+  user_id: string;
+  email: string | null;
+  role: "admin" | "member";
+  invited_by: string;
+  invited_at: string;
+}
+
+/** `GET /v1/orgs/{id}/invitations`, oldest first. */
+export interface OrgInvitationPage {
+  items: Array<OrgInvitation>;
+  next_cursor: string | null;
+}
+
+export interface OrgMember {
+  user_id: string;
+  email: string | null;
+  role: "admin" | "member";
+}
+
+/** `GET /v1/orgs/{id}/members`, by user id. */
+export interface OrgMemberPage {
+  items: Array<OrgMember>;
+  next_cursor: string | null;
+}
+
+/** `GET /v1/orgs`: the caller's orgs, oldest first. */
+export interface OrgPage {
+  items: Array<OrgView>;
+  next_cursor: string | null;
+}
+
+/** One org of the caller, with the caller's role in it. */
+export interface OrgView {
+  id: string;
+  name: string;
+  role: "admin" | "member";
+  created_at: string;
+}
+
 /** `201` of `POST /v1/orgs/{id}/projects`. */
 export interface ProjectCreated {
   id: string;
   org_id: string;
   name: string;
+}
+
+/** `GET /v1/orgs/{id}/projects`, oldest first. */
+export interface ProjectPage {
+  items: Array<ProjectView>;
+  next_cursor: string | null;
+}
+
+export interface ProjectView {
+  id: string;
+  org_id: string;
+  name: string;
+  created_at: string;
 }
 
 /** `POST /v1/prompts`: name and messages are required. */
@@ -375,7 +430,8 @@ export interface RunSummary {
   last_message: LastMessage | null;
   task_count: number;
   usage: Tokens;
-  cost_usd: string;
+  cost_usd: string | null;
+  unpriced_tasks: number;
   created_at: string;
   updated_at: string;
 }
@@ -397,7 +453,8 @@ export interface RunView {
   broker_values: Record<string, unknown>;
   tasks: Array<TaskView>;
   usage: Usage;
-  cost_usd: string;
+  cost_usd: string | null;
+  unpriced_tasks: number;
   task_count: number;
   created_at: string;
   updated_at: string;
@@ -464,7 +521,7 @@ export interface TaskDone {
 }
 
 export interface TaskError {
-  code: "invalid_request" | "payload_too_large" | "not_found" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
+  code: "invalid_request" | "payload_too_large" | "not_found" | "method_not_allowed" | "forbidden" | "missing_variables" | "quota_exceeded" | "rate_limited" | "run_busy" | "provider_error" | "provider_unavailable" | "service_unavailable" | "timeout" | "cancelled" | "unauthorized" | "internal";
   message: string;
   retryable: boolean;
 }
@@ -643,7 +700,8 @@ export interface UsageRow {
   tasks: number;
   input_tokens: number;
   output_tokens: number;
-  cost_usd: string;
+  cost_usd: string | null;
+  unpriced_tasks: number;
 }
 
 export interface UsageToday {

@@ -101,7 +101,8 @@ class Accounts:
                 "tasks": r["tasks"],
                 "input_tokens": r["input_tokens"],
                 "output_tokens": r["output_tokens"],
-                "cost_usd": format_money(r["cost_usd"]),
+                "cost_usd": None if r["cost_usd"] is None else format_money(r["cost_usd"]),
+                "unpriced_tasks": r["unpriced_tasks"],
             }
             for r in rows
         ]

@@ -119,6 +119,67 @@ class InvitationAccepted(_View):
     role: Literal["admin", "member"]
 
 
+class OrgView(_View):
+    """One org of the caller, with the caller's role in it."""
+
+    id: str
+    name: str
+    role: Literal["admin", "member"]
+    created_at: str
+
+
+class OrgPage(_View):
+    """`GET /v1/orgs`: the caller's orgs, oldest first."""
+
+    items: list[OrgView]
+    next_cursor: str | None
+
+
+class ProjectView(_View):
+    id: str
+    org_id: str
+    name: str
+    created_at: str
+
+
+class ProjectPage(_View):
+    """`GET /v1/orgs/{id}/projects`, oldest first."""
+
+    items: list[ProjectView]
+    next_cursor: str | None
+
+
+class OrgMember(_View):
+    user_id: str
+    email: str | None
+    role: Literal["admin", "member"]
+
+
+class OrgMemberPage(_View):
+    """`GET /v1/orgs/{id}/members`, by user id."""
+
+    items: list[OrgMember]
+    next_cursor: str | None
+
+
+class OrgInvitation(_View):
+    """An invitation to the org that its user has not accepted yet."""
+
+    id: str
+    user_id: str
+    email: str | None
+    role: Literal["admin", "member"]
+    invited_by: str
+    invited_at: str
+
+
+class OrgInvitationPage(_View):
+    """`GET /v1/orgs/{id}/invitations`, oldest first."""
+
+    items: list[OrgInvitation]
+    next_cursor: str | None
+
+
 class VariableView(_View):
     """One scoped variable; values are stored as text."""
 
@@ -149,6 +210,10 @@ LIBRARY_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]]
     "POST /v1/prompts/{id}/archive": (None, PromptView),
     "GET /v1/builtins": (None, BuiltinList),
     "POST /v1/orgs": (OrgCreate, OrgCreated),
+    "GET /v1/orgs": (None, OrgPage),
+    "GET /v1/orgs/{id}/projects": (None, ProjectPage),
+    "GET /v1/orgs/{id}/members": (None, OrgMemberPage),
+    "GET /v1/orgs/{id}/invitations": (None, OrgInvitationPage),
     "POST /v1/orgs/{id}/members": (MemberAdd, MemberView),
     "POST /v1/orgs/{id}/projects": (OrgCreate, ProjectCreated),
     "POST /v1/projects/{id}/members": (MemberAdd, MemberView),

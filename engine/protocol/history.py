@@ -40,7 +40,8 @@ class RunSummary(_Payload):
     last_message: LastMessage | None
     task_count: int
     usage: Tokens
-    cost_usd: str
+    cost_usd: str | None  # over the priced tasks; null when it has tasks and none was priced
+    unpriced_tasks: int  # ended tasks without a known price, left out of cost_usd
     created_at: str
     updated_at: str  # the last activity: the run's creation or its latest finished task
 

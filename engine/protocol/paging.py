@@ -69,3 +69,15 @@ def page(
     items = [view(r) for r in rows[:limit]]
     more = len(rows) > limit
     return {"items": items, "next_cursor": encode(position(rows[limit - 1])) if more else None}
+
+
+def after_id(cursor: str | None) -> UUID | None:
+    """The id a page of a list ordered by id alone continues after; `invalid_request` for a
+    cursor this server did not write."""
+    position = decode(cursor)
+    if position is None:
+        return None
+    try:
+        return UUID(position)
+    except ValueError:
+        raise bad_cursor() from None

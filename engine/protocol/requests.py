@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -15,14 +17,31 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from engine.errors import InvalidRequest, PayloadTooLarge
 from engine.protocol.tools import MAX_STEPS_LIMIT, MAX_TOOLS, Tool, ToolChoice
 
 Role = Literal["system", "user", "assistant"]
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*/[^\s/][^\s]*$")
+
+
+def _model_name(value: str) -> str:
+    # A message that says how to write one, not the pattern.
+    if not MODEL_NAME.fullmatch(value):
+        raise PydanticCustomError(
+            "model_name", "model must be provider/model, e.g. openai/gpt-4o-mini"
+        )
+    return value
+
+
 ModelName = Annotated[
-    str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*/[^\s/][^\s]*$", max_length=200)
+    str,
+    StringConstraints(max_length=200),
+    AfterValidator(_model_name),
+    WithJsonSchema({"type": "string", "pattern": MODEL_NAME.pattern, "maxLength": 200}),
 ]
 VariableValue = Annotated[str, StringConstraints(max_length=100_000)] | int | float | bool
 

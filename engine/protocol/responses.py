@@ -21,10 +21,12 @@ ErrorCode = Literal[
     "invalid_request",
     "payload_too_large",
     "not_found",
+    "method_not_allowed",
     "forbidden",
     "missing_variables",
     "quota_exceeded",
     "rate_limited",
+    "run_busy",
     "provider_error",
     "provider_unavailable",
     "service_unavailable",
@@ -276,7 +278,8 @@ class RunView(_Payload):
     broker_values: dict[str, Any]
     tasks: list[TaskView]
     usage: Usage
-    cost_usd: str
+    cost_usd: str | None  # over the priced tasks; null when it has tasks and none was priced
+    unpriced_tasks: int  # ended tasks without a known price, left out of cost_usd
     task_count: int
     created_at: str
     updated_at: str
@@ -343,7 +346,8 @@ class UsageRow(_Payload):
     tasks: int
     input_tokens: int
     output_tokens: int
-    cost_usd: str
+    cost_usd: str | None  # over the priced tasks; null when none was priced
+    unpriced_tasks: int  # tasks without a known price, left out of cost_usd
 
 
 class UsageList(_Payload):

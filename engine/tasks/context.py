@@ -51,9 +51,11 @@ def fit_messages(
     in their original order.
 
     A dropped message takes the ones before it along (no gaps), so the model always sees
-    an unbroken, most recent stretch of the conversation. When the system messages and `new`
-    alone exceed the budget, all other history is left out and they are sent as they are
-    (`over_budget`): the request itself is too long, which no trimming of history can fix.
+    an unbroken, most recent stretch of the conversation; an answer whose question was
+    dropped goes too, so a trimmed history never starts with an assistant message. When the
+    system messages and `new` alone exceed the budget, all other history is left out and they
+    are sent as they are (`over_budget`): the request itself is too long, which no trimming
+    of history can fix.
     """
     system = [i for i, m in enumerate(history) if m.get("role") == "system"]
     fixed = sum(message_tokens(history[i]) for i in system) + sum(message_tokens(m) for m in new)
@@ -68,6 +70,7 @@ def fit_messages(
             break
         room = None if room is None else room - cost
         keep.add(i)
+    _drop_orphan_answers(history, keep)
     dropped = [i for i in range(len(history)) if i not in keep]
     return Fitted(
         messages=[history[i] for i in sorted(keep)] + list(new),
@@ -76,6 +79,17 @@ def fit_messages(
         budget_tokens=budget,
         over_budget=budget is not None and fixed > budget,
     )
+
+
+def _drop_orphan_answers(history: list[dict[str, str]], keep: set[int]) -> None:
+    """Leave out the assistant messages that start the kept stretch when what came before
+    them was dropped: an answer without its question would open the conversation."""
+    kept = sorted(i for i in keep if history[i].get("role") != "system")
+    for i in kept:
+        gone_before = any(j not in keep for j in range(i))
+        if not gone_before or history[i].get("role") != "assistant":
+            break
+        keep.discard(i)
 
 
 @lru_cache(maxsize=1024)

@@ -131,6 +131,15 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else format_money(value.quantize(_COST_PLACES))
 
 
+def run_cost(row: asyncpg.Record) -> str | None:
+    """A run's cost over its priced tasks; None when it has ended tasks and none was priced
+    (`unpriced_tasks` says how many were left out)."""
+    unpriced, ended = row["unpriced_tasks"], row["task_count"]
+    if ended and unpriced == ended:
+        return None
+    return format_money(row["total_cost_usd"])
+
+
 def run_summary(row: asyncpg.Record) -> dict[str, Any]:
     preview = row["preview"]
     return {
@@ -146,7 +155,8 @@ def run_summary(row: asyncpg.Record) -> dict[str, Any]:
             "output_tokens": row["output_tokens"],
             "total_tokens": row["total_tokens"],
         },
-        "cost_usd": format_money(row["total_cost_usd"]),
+        "cost_usd": run_cost(row),
+        "unpriced_tasks": row["unpriced_tasks"],
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
@@ -163,6 +173,7 @@ def new_run_summary(run_id: UUID, title: str, created_at: datetime) -> dict[str,
         "task_count": 0,
         "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
         "cost_usd": "0",
+        "unpriced_tasks": 0,
         "created_at": stamp,
         "updated_at": stamp,
     }

@@ -19,20 +19,20 @@ from engine.prompts.resolve import resolve_prompt
 from engine.protocol.requests import ExecuteRequest
 from engine.protocol.tools import ToolResultRequest, tool_settings
 from engine.providers.base import ProviderRequest
-from engine.providers.pricing import format_money
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
 from engine.status import ENDED, TaskStatus
 from engine.tasks.context import fit_messages, input_budget, known_window
 from engine.tasks.dispatch import Dispatcher
 from engine.tasks.finalize import done_from_row
-from engine.tasks.history import History, new_run_summary
+from engine.tasks.history import History, new_run_summary, run_cost
 from engine.tasks.limits import check_output_limit, check_request_limits
 from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import resolve_fallbacks
 from engine.tasks.runs_feed import announce, title_from
 from engine.tasks.supervisor import TaskSupervisor
 from engine.tasks.toolsteps import add_result
+from engine.tasks.turns import start_turn
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,12 @@ class Engine:
                 return earlier
         prompt = await resolve_prompt(self.pool, user.id, req)
         history: list[dict[str, str]] = []
+        run_turns = None
         if req.run_id is not None:
             run = await run_rows.get_run(self.pool, req.run_id, user.id)
             if run is None:
                 raise NotFound("run not found")
-            history = run["messages"]
+            history, run_turns = run["messages"], run["task_count"]
         model_ref = req.model or prompt.model or self.settings.resolved_default_model()
         provider, model = self.registry.resolve(model_ref)
         new_messages = ([] if history else prompt.messages) + [m.model_dump() for m in req.messages]
@@ -126,11 +127,12 @@ class Engine:
             broker_values=req.broker_values,
             events=prompt.events() + trim_events,
             priority=priority_for(user, req),
+            run_turns=run_turns if tracked else None,
         )
         reservation = None
         try:
             reservation = await self.quotas.reserve(user.id, user.tier, str(task_id))
-            run_created = await task_rows.create_task(self.pool, row)
+            run_created = await start_turn(self.pool, row)
         except asyncpg.ForeignKeyViolationError:  # the run was deleted meanwhile
             await self._undo_claim(user, req, reservation)
             raise NotFound("run not found") from None
@@ -290,7 +292,8 @@ class Engine:
                 "output_tokens": run["output_tokens"],
                 "total_tokens": run["total_tokens"],
             },
-            "cost_usd": format_money(run["total_cost_usd"]),
+            "cost_usd": run_cost(run),
+            "unpriced_tasks": run["unpriced_tasks"],
             "task_count": run["task_count"],
             "created_at": run["created_at"].isoformat(),
             "updated_at": run["updated_at"].isoformat(),

@@ -3,10 +3,13 @@ Socket.IO's handshake.
 
 Every call is authenticated by a bearer token the page attaches itself (the `Authorization`
 header or Socket.IO's `auth` payload), never by a cookie, so a foreign page cannot ride on
-a user's ambient credentials; `Access-Control-Allow-Credentials` is never sent. Which
+a user's ambient credentials; `Access-Control-Allow-Credentials` is never sent (Socket.IO's
+handshake included: the server is created with `cors_credentials=False`). Which
 origins may read answers is `CORS_ALLOWED_ORIGINS`: `*` (the default) or a comma-separated
 list of origins (`https://app.example.com,https://admin.example.com`); an empty value
-allows none but the server's own pages.
+allows none but the server's own pages. A preflight from an allowed origin may ask for any
+request header (a request id, a client version): the headers it names are allowed back, since
+no header carries an ambient credential.
 
 A middleware rather than the aiohttp-cors library: that one registers CORS per route, so
 routes added later and the errors of unmatched paths would be left out, and it would
@@ -16,13 +19,15 @@ including error answers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import hdrs, web
 
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-ALLOW_HEADERS = {"authorization", "content-type", "last-event-id"}
+ALLOW_HEADERS = {"authorization", "content-type", "last-event-id"}  # always allowed
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an HTTP token (RFC 9110)
 MAX_AGE_S = "600"  # browsers cache a preflight this long (Chromium caps it at 2 hours)
 PREFIX = "/v1/"
 # request-scoped: the headers a streamed answer adds itself
@@ -68,14 +73,18 @@ def _cors_headers(policy: OriginPolicy, origin: str) -> dict[str, str]:
 def _preflight(request: web.Request, policy: OriginPolicy, origin: str) -> web.Response:
     asked = request.headers.get(hdrs.ACCESS_CONTROL_REQUEST_HEADERS, "")
     wanted = {h.strip().lower() for h in asked.split(",") if h.strip()}
-    if not policy.allows(origin) or not wanted <= ALLOW_HEADERS:
+    names_ok = all(HEADER_NAME.fullmatch(h) for h in wanted)
+    if not policy.allows(origin) or not names_ok:
         refused = {"code": "forbidden", "message": "cross-origin request not allowed"}
         return web.json_response({"error": refused}, status=403, headers={"Vary": "Origin"})
     headers = _cors_headers(policy, origin)
+    # The answer depends on the headers asked for, so a cache keys it on them too.
+    vary = [headers["Vary"]] if "Vary" in headers else []
+    headers["Vary"] = ", ".join([*vary, "Access-Control-Request-Headers"])
     headers.update(
         {
             "Access-Control-Allow-Methods": ALLOW_METHODS,
-            "Access-Control-Allow-Headers": ", ".join(sorted(ALLOW_HEADERS)),
+            "Access-Control-Allow-Headers": ", ".join(sorted(ALLOW_HEADERS | wanted)),
             "Access-Control-Max-Age": MAX_AGE_S,
         }
     )

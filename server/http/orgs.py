@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 
 from engine.errors import InvalidRequest
-from engine.prompts import scopes
+from engine.prompts import scopes, teams
 from engine.prompts.models import MemberAdd, OrgCreate, VariableSet
 from engine.prompts.template import PLACEHOLDER
 from server.http.prompts import page_limit
@@ -24,6 +25,35 @@ async def create_org(request: web.Request) -> web.Response:
     cap = request.app[SETTINGS].max_orgs_per_user
     org_id = await scopes.create_org(request.app[POOL], user.id, body.name, cap)
     return web.json_response({"id": str(org_id), "name": body.name}, status=201)
+
+
+@routes.get("/v1/orgs")
+async def list_orgs(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    cursor = request.query.get("cursor") or None
+    page = await teams.list_orgs(request.app[POOL], user.id, page_limit(request), cursor)
+    return web.json_response(page)
+
+
+def _org_list(lister: Any) -> Any:
+    """A handler of `GET /v1/orgs/{id}/<list>`: members of the org only."""
+
+    async def handler(request: web.Request) -> web.Response:
+        user = await current_user(request)
+        org_id = path_uuid(request.match_info["id"], "organization")
+        cursor = request.query.get("cursor") or None
+        page = await lister(request.app[POOL], user.id, org_id, page_limit(request), cursor)
+        return web.json_response(page)
+
+    return handler
+
+
+for _what, _lister in (
+    ("projects", teams.list_projects),
+    ("members", teams.list_members),
+    ("invitations", teams.list_org_invitations),
+):
+    routes.get(f"/v1/orgs/{{id}}/{_what}")(_org_list(_lister))
 
 
 @routes.post("/v1/orgs/{id}/members")

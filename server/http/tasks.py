@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from engine.errors import (
     InvalidRequest,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     PromptrelayError,
@@ -26,7 +27,7 @@ from server.errors import client_error, error_response
 from server.http.cors import prepare_cors
 from server.http.requests import body_as, current_user, path_uuid
 from server.realtime.sessions import SESSIONS
-from server.state import ENGINE, METRICS, POOL, REDIS, RELAY
+from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -42,6 +43,11 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         exc: PromptrelayError = PayloadTooLarge("request body too large")
     except web.HTTPNotFound:  # no route matched: the same JSON error as an unknown id
         exc = NotFound("not found")
+    except web.HTTPMethodNotAllowed as e:
+        allowed = sorted(e.allowed_methods)
+        exc = MethodNotAllowed(
+            f"{request.method} is not a method of this path", details={"allowed": allowed}
+        )
     except web.HTTPException:
         raise
     except Exception as raised:
@@ -121,9 +127,11 @@ async def get_run(request: web.Request) -> web.Response:
 class SseSubscriber:
     """Relay subscriber that writes Server-Sent Events to one response."""
 
-    def __init__(self, response: web.StreamResponse) -> None:
+    def __init__(self, response: web.StreamResponse, keepalive_s: float) -> None:
         self.response = response
         self.finished = asyncio.Event()
+        self.keepalive_s = keepalive_s
+        self.last_write = asyncio.get_running_loop().time()
 
     async def revoke(self) -> None:
         """The caller's key was revoked, its user deleted or its JWT expired: say so, end."""
@@ -142,6 +150,7 @@ class SseSubscriber:
         seq = payload.get("seq", payload.get("last_seq"))
         head = f"id: {seq}\n" if isinstance(seq, int) else ""
         try:
+            self.last_write = asyncio.get_running_loop().time()
             await self.response.write(f"{head}event: {event}\ndata: {data}\n\n".encode())
         except ConnectionError:
             self.finished.set()  # the client left; the relay drops this subscriber
@@ -150,13 +159,20 @@ class SseSubscriber:
             self.finished.set()
 
     async def wait(self, request: web.Request, poll_s: float = 1.0) -> None:
-        """Until task_done was sent or the client went away (aiohttp does not tell)."""
+        """Until task_done was sent or the client went away (aiohttp does not tell); a
+        `: keep-alive` comment whenever nothing was written for `keepalive_s`."""
+        loop = asyncio.get_running_loop()
         while not self.finished.is_set():
             transport = request.transport
             if transport is None or transport.is_closing():
                 return
+            quiet = self.last_write + self.keepalive_s - loop.time()
+            if quiet <= 0:
+                self.last_write = loop.time()
+                await self.response.write(b": keep-alive\n\n")
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.finished.wait(), poll_s)
+                await asyncio.wait_for(self.finished.wait(), min(poll_s, quiet))
 
 
 def _resume_point(request: web.Request) -> int:
@@ -195,7 +211,7 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
         }
     )
     prepare_cors(request, response)
-    subscriber = SseSubscriber(response)
+    subscriber = SseSubscriber(response, request.app[SETTINGS].sse_keepalive_s)
     key = f"sse:{uuid.uuid4()}"
     sessions = request.app[SESSIONS]
     await sessions.open(key, user, subscriber.revoke)  # the per-user connection cap

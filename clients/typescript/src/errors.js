@@ -1,7 +1,7 @@
 // Errors with the server's stable codes (see ErrorCode in ../protocol.d.ts).
 
 /** Codes worth retrying later: the same request may succeed then. */
-const RETRYABLE = new Set(["rate_limited", "provider_unavailable", "service_unavailable", "timeout", "internal"]);
+const RETRYABLE = new Set(["rate_limited", "run_busy", "provider_unavailable", "service_unavailable", "timeout", "internal"]);
 
 export class PromptrelayError extends Error {
   constructor(code, message, details = null) {
