@@ -246,3 +246,28 @@ async def test_disconnect_mid_tool_call_then_resume(settings: Settings) -> None:
             c["id"]: c["arguments"] for c in done["tool_calls"]
         }
         assert done["finish_reason"] == "tool_calls" and len(done["tool_calls"]) == 2
+
+
+async def test_a_run_waiting_for_tool_results_holds_its_turn(server: Server) -> None:
+    """While a step's continuation waits for results, a new message in the run is refused
+    run_busy (the tool conversation is still the run's turn); once it ends, it is taken."""
+    client = await server.client(await server.new_key())
+    task_id, done = await _ask(client, _sim())
+    run_id, next_id = done["run_id"], done["next_task_id"]
+    again = {
+        "messages": [{"role": "user", "content": "never mind"}],
+        "model": "simulated/demo",
+        "run_id": run_id,
+    }
+    busy = await client.call("execute", again)
+    assert not busy["ok"] and busy["error"]["code"] == "run_busy", busy
+    for call in done["tool_calls"]:
+        ack = await client.call(
+            "tool_result", {"task_id": task_id, "call_id": call["id"], "output": "ok"}
+        )
+        assert ack["ok"], ack
+    await client.call("subscribe", {"task_id": next_id, "after_seq": 0})
+    assert (await client.wait_done(next_id))["status"] == "completed"
+    turn = await client.call("execute", again)
+    assert turn["ok"], turn
+    assert (await client.wait_done(turn["task_id"]))["status"] == "completed"
