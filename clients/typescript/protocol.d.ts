@@ -295,7 +295,7 @@ export interface ProjectView {
   created_at: string;
 }
 
-/** `POST /v1/prompts`: name and messages are required. */
+/** `POST /v1/prompts`: name and messages are required. `org_id` or `project_id` (at most one) makes it a team's prompt; only an admin of that team may create one. */
 export interface PromptCreate {
   name: string;
   description?: string | null;
@@ -305,9 +305,11 @@ export interface PromptCreate {
   settings?: ModelSettings | null;
   variables?: Array<VariableDefinition> | null;
   validations?: Array<JsonSchemaValidation | RegexValidation> | null;
+  org_id?: string | null;
+  project_id?: string | null;
 }
 
-/** `GET /v1/prompts?status=&tag=&q=&limit=&cursor=`. */
+/** `GET /v1/prompts?status=&tag=&q=&owner=&limit=&cursor=`. */
 export interface PromptPage {
   items: Array<PromptView>;
   next_cursor: string | null;
@@ -373,6 +375,9 @@ export interface PromptView {
   variables: Array<Record<string, unknown>>;
   validations: Array<Record<string, unknown>>;
   change_log: string;
+  org_id: string | null;
+  project_id: string | null;
+  role: "admin" | "member";
   created_at: string;
   updated_at: string;
 }

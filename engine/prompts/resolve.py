@@ -13,7 +13,7 @@ from db import variables as variable_rows
 from engine.errors import InvalidRequest, MissingVariables, NotFound
 from engine.prompts import render_cache, template, variables
 from engine.prompts.scopes import execution_scope
-from engine.protocol.requests import ExecuteRequest
+from engine.protocol.requests import ExecuteRequest, Scope
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,9 @@ async def resolve_prompt(
         # `not_found` on every execute, never silently ignored.
         await execution_scope(conn, user_id, req.scope)
         return ResolvedPrompt(messages=[])
-    stored, definitions = await _stored(conn, user_id, req)
-    org_id, project_id = await execution_scope(conn, user_id, req.scope)
+    stored, definitions, owner = await _stored(conn, user_id, req)
+    # A team's prompt takes its team's variables unless the request names a scope.
+    org_id, project_id = await execution_scope(conn, user_id, req.scope or owner)
     scoped = await variable_rows.scoped_values(conn, user_id, org_id, project_id)
     resolved = variables.resolve(definitions, req.variables, scoped)
     values = resolved.values
@@ -116,34 +117,48 @@ async def resolve_prompt(
 
 async def _stored(
     conn: asyncpg.Pool | asyncpg.Connection, user_id: UUID, req: ExecuteRequest
-) -> tuple[ResolvedPrompt, list[dict[str, Any]]]:
-    """The unrendered prompt or builtin and its variable definitions."""
+) -> tuple[ResolvedPrompt, list[dict[str, Any]], Scope | None]:
+    """The unrendered prompt or builtin, its variable definitions and its owner's scope."""
     if req.prompt_id is not None:
         row = await prompt_rows.get_prompt_version(conn, req.prompt_id, user_id, req.version)
         if row is None:
             raise NotFound("prompt or version not found")
-        return ResolvedPrompt(
-            messages=row["messages"],
-            model=row["model"],
-            settings=row["settings"],
-            prompt_id=row["id"],
-            version=row["version"],
-            name=row["name"],
-            validations=row["validations"],
-            cache_version=str(row["version"]),
-        ), row["variables"]
+        return (
+            ResolvedPrompt(
+                messages=row["messages"],
+                model=row["model"],
+                settings=row["settings"],
+                prompt_id=row["id"],
+                version=row["version"],
+                name=row["name"],
+                validations=row["validations"],
+                cache_version=str(row["version"]),
+            ),
+            row["variables"],
+            _owner_scope(row),
+        )
     row = await prompt_rows.get_builtin(conn, req.builtin or "")
     if row is None:
         raise NotFound("builtin not found")
-    return ResolvedPrompt(
-        messages=row["messages"],
-        model=row["model"],
-        settings=row["settings"],
-        builtin=row["name"],
-        name=row["name"],
-        validations=row["validations"],
-        cache_version=row["updated_at"].isoformat(),
-    ), row["variables"]
+    return (
+        ResolvedPrompt(
+            messages=row["messages"],
+            model=row["model"],
+            settings=row["settings"],
+            builtin=row["name"],
+            name=row["name"],
+            validations=row["validations"],
+            cache_version=row["updated_at"].isoformat(),
+        ),
+        row["variables"],
+        None,
+    )
+
+
+def _owner_scope(row: asyncpg.Record) -> Scope | None:
+    if row["org_id"] is None and row["project_id"] is None:
+        return None
+    return Scope(org_id=row["org_id"], project_id=row["project_id"])
 
 
 def _recorded(

@@ -32,12 +32,15 @@ class PromptView(_View):
     variables: list[dict[str, Any]]
     validations: list[dict[str, Any]]
     change_log: str
+    org_id: str | None
+    project_id: str | None
+    role: Literal["admin", "member"]
     created_at: str
     updated_at: str
 
 
 class PromptPage(_View):
-    """`GET /v1/prompts?status=&tag=&q=&limit=&cursor=`."""
+    """`GET /v1/prompts?status=&tag=&q=&owner=&limit=&cursor=`."""
 
     items: list[PromptView]
     next_cursor: str | None

@@ -63,6 +63,7 @@ async def list_prompts(request: web.Request) -> web.Response:
         status=query.get("status") or None,
         tag=query.get("tag") or None,
         text=query.get("q") or None,
+        owner=query.get("owner") or None,
         limit=page_limit(request),
         cursor=query.get("cursor") or None,
     )
