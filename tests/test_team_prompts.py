@@ -32,9 +32,9 @@ async def team(http: aiohttp.ClientSession, server: Server) -> dict[str, Any]:
         await api_for(http, server) for _ in range(5)
     ]
     org = (await admin.call("POST", "/v1/orgs", {"name": "Acme"}, expect=201))["id"]
-    project = (
-        await admin.call("POST", f"/v1/orgs/{org}/projects", {"name": "Docs"}, expect=201)
-    )["id"]
+    project = (await admin.call("POST", f"/v1/orgs/{org}/projects", {"name": "Docs"}, expect=201))[
+        "id"
+    ]
     await join(admin, member, "org", org)
     await join(admin, coadmin, "org", org, "admin")
     await join(admin, project_member, "project", project)
@@ -106,9 +106,7 @@ async def test_members_run_admins_write_others_not_found(
     await outsider.call("GET", f"/v1/prompts?owner=org:{org}", expect=200)
 
 
-async def test_project_prompts_and_the_lists(
-    server: Server, http: aiohttp.ClientSession
-) -> None:
+async def test_project_prompts_and_the_lists(server: Server, http: aiohttp.ClientSession) -> None:
     t = await team(http, server)
     admin, member, project_member = t["admin"], t["member"], t["project_member"]
     org, project = t["org"], t["project"]
