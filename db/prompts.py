@@ -72,7 +72,8 @@ async def upsert_builtin(
 
 PROMPT_COLUMNS = (
     "p.id, p.name, p.description, p.tags, p.status, p.latest_version, p.published_version,"
-    " p.org_id, p.project_id, p.created_at, p.updated_at"
+    " p.org_id, p.project_id, p.forked_from_prompt, p.forked_from_version,"
+    " p.created_at, p.updated_at"
 )
 # The caller's role on a prompt (sql/012_team_prompts.sql): NULL means no access at all.
 _ROLE = "prompt_role(p.user_id, p.org_id, p.project_id, {})"

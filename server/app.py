@@ -36,6 +36,7 @@ from server.http.orgs import routes as org_routes
 from server.http.prompts import routes as prompt_routes
 from server.http.provider_keys import routes as provider_key_routes
 from server.http.tasks import errors_middleware, routes
+from server.http.templates import routes as template_routes
 from server.http.throttle import address_middleware, long_url_middleware, throttle_ctx
 from server.realtime.handshakes import (
     GUARD,
@@ -182,6 +183,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(account_routes)
     app.cleanup_ctx.append(sessions_ctx)  # after engine_ctx: its loops stop first
     app.add_routes([*prompt_routes, *org_routes])  # the prompt library, orgs, variables
+    app.add_routes(template_routes)  # the public template gallery
     app.add_routes(provider_key_routes)
     app.add_routes(history_routes)  # conversations, executions, prompt statistics
     app.add_routes(openai_routes)  # POST /v1/chat/completions, GET /v1/models

@@ -81,6 +81,12 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/prompts/{prompt}/versions/1/publish", None),
     ("POST", "/v1/prompts/{prompt}/archive", None),
     ("DELETE", "/v1/prompts/{prompt}", None),
+    # public templates: A's prompt is not one (and its template is A's to change)
+    ("POST", "/v1/prompts/{prompt}/versions/1/template", {"category": "b"}),
+    ("GET", "/v1/prompts/{prompt}/template", None),
+    ("DELETE", "/v1/prompts/{prompt}/template", None),
+    ("GET", "/v1/templates/{prompt}", None),
+    ("POST", "/v1/templates/{prompt}/fork", {}),
     # organizations, projects and their variables (B is not a member)
     ("POST", "/v1/orgs/{org}/members", {"user_id": "{key}", "role": "admin"}),
     ("GET", "/v1/orgs/{org}/projects", None),
@@ -107,6 +113,7 @@ NO_FOREIGN_IDS = {
     ("GET", "/v1/usage"),
     ("POST", "/v1/executions"),
     ("GET", "/v1/builtins"),
+    ("GET", "/v1/templates"),  # the public gallery, every user's alike
     # the caller's own conversations and executions (filters by A's ids find nothing)
     ("GET", "/v1/runs"),
     ("GET", "/v1/tasks"),

@@ -106,6 +106,19 @@ export interface ExecutionAccepted {
   status: TaskStatus;
 }
 
+/** `POST /v1/templates/{id}/fork`: into the caller's library, or an org's or project's (admins only); `name` defaults to the template's. */
+export interface ForkBody {
+  name?: string | null;
+  org_id?: string | null;
+  project_id?: string | null;
+}
+
+/** Where a forked prompt was copied from: the template's prompt (null once that prompt is deleted) and version. */
+export interface ForkSource {
+  prompt_id: string | null;
+  version: number;
+}
+
 /** `GET /healthz`. */
 export interface Health {
   ok: boolean;
@@ -272,6 +285,7 @@ export interface OrgView {
   id: string;
   name: string;
   role: "admin" | "member";
+  forked_from: ForkSource | null;
   created_at: string;
 }
 
@@ -378,6 +392,7 @@ export interface PromptView {
   org_id: string | null;
   project_id: string | null;
   role: "admin" | "member";
+  forked_from: ForkSource | null;
   created_at: string;
   updated_at: string;
 }
@@ -615,6 +630,53 @@ export interface TaskView {
   tool_calls?: Array<ToolCall> | null;
   tool_results?: Record<string, string> | null;
   next_task_id?: string | null;
+}
+
+/** `GET /v1/templates?q=&tag=&category=&limit=&cursor=`. */
+export interface TemplatePage {
+  items: Array<TemplateView>;
+  next_cursor: string | null;
+}
+
+/** `POST /v1/prompts/{id}/versions/{n}/template`. */
+export interface TemplatePublish {
+  category?: string;
+  is_default?: boolean;
+}
+
+/** `GET /v1/prompts/{id}/template`, for those who may write the prompt: whether it is public, how often it was forked, and how often its forks ran. */
+export interface TemplateStats {
+  id: string;
+  version: number;
+  name: string;
+  description: string;
+  tags: Array<string>;
+  category: string;
+  is_default: boolean;
+  messages: Array<Record<string, string>>;
+  model: string | null;
+  settings: Record<string, unknown>;
+  variables: Array<Record<string, unknown>>;
+  published_at: string;
+  is_public: boolean;
+  fork_count: number;
+  run_count: number;
+}
+
+/** A public template: the published version's content under the prompt's name. */
+export interface TemplateView {
+  id: string;
+  version: number;
+  name: string;
+  description: string;
+  tags: Array<string>;
+  category: string;
+  is_default: boolean;
+  messages: Array<Record<string, string>>;
+  model: string | null;
+  settings: Record<string, unknown>;
+  variables: Array<Record<string, unknown>>;
+  published_at: string;
 }
 
 export interface TextPart {

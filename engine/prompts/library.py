@@ -76,6 +76,14 @@ def prompt_view(row: asyncpg.Record) -> dict[str, Any]:
         "org_id": str(row["org_id"]) if row["org_id"] else None,
         "project_id": str(row["project_id"]) if row["project_id"] else None,
         "role": row["role"],
+        "forked_from": (
+            {
+                "prompt_id": str(row["forked_from_prompt"]) if row["forked_from_prompt"] else None,
+                "version": row["forked_from_version"],
+            }
+            if row["forked_from_version"] is not None
+            else None
+        ),
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
