@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -29,10 +29,17 @@ class ResolvedPrompt:
     validations: list[dict[str, Any]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     cache_version: str = ""
+    agent_id: UUID | None = None
+
+    def identity(self) -> str:
+        """What the render cache keys this prompt by (with `cache_version`)."""
+        if self.agent_id is not None:
+            return f"agent:{self.agent_id}"
+        return str(self.prompt_id) if self.prompt_id else f"builtin:{self.builtin}"
 
     def events(self) -> list[dict[str, Any]]:
         """The `prompt_resolved` execution-log entry (nothing for an ad-hoc call)."""
-        if self.prompt_id is None and self.builtin is None:
+        if self.prompt_id is None and self.builtin is None and self.agent_id is None:
             return []
         return [
             {
@@ -42,6 +49,7 @@ class ResolvedPrompt:
                     "prompt_id": str(self.prompt_id) if self.prompt_id else None,
                     "version": self.version,
                     "builtin": self.builtin,
+                    "agent_id": str(self.agent_id) if self.agent_id else None,
                     "variable_sources": self.sources,
                 },
             }
@@ -73,9 +81,24 @@ async def resolve_prompt(
         return ResolvedPrompt(messages=[])
     stored, definitions, owner = await _stored(conn, user_id, req)
     # A team's prompt takes its team's variables unless the request names a scope.
-    org_id, project_id = await execution_scope(conn, user_id, req.scope or owner)
+    return await render_stored(
+        conn, user_id, stored, definitions, req.variables, req.scope or owner
+    )
+
+
+async def render_stored(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    user_id: UUID,
+    stored: ResolvedPrompt,
+    definitions: list[dict[str, Any]],
+    given: dict[str, Any],
+    scope: Scope | None,
+) -> ResolvedPrompt:
+    """Resolve the variables of an unrendered prompt (`given` over the scoped layers),
+    check them, and render the messages through the cache."""
+    org_id, project_id = await execution_scope(conn, user_id, scope)
     scoped = await variable_rows.scoped_values(conn, user_id, org_id, project_id)
-    resolved = variables.resolve(definitions, req.variables, scoped)
+    resolved = variables.resolve(definitions, given, scoped)
     values = resolved.values
     used = template.placeholders(m["content"] for m in stored.messages)
     absent = list(
@@ -90,8 +113,8 @@ async def resolve_prompt(
     errors = variables.check(definitions, values, resolved.sources)
     if errors:
         raise InvalidRequest("variables break their definitions", details={"errors": errors})
-    recorded = _recorded(values, used, definitions, req.variables)
-    identity = str(stored.prompt_id) if stored.prompt_id else f"builtin:{stored.builtin}"
+    recorded = _recorded(values, used, definitions, given)
+    identity = stored.identity()
     rendered = await render_cache.rendered(
         conn,
         identity,
@@ -101,16 +124,10 @@ async def resolve_prompt(
         stored.messages,
         values,
     )
-    return ResolvedPrompt(
+    return replace(
+        stored,
         messages=rendered,
-        model=stored.model,
-        settings=stored.settings,
         variables=recorded,
-        prompt_id=stored.prompt_id,
-        version=stored.version,
-        builtin=stored.builtin,
-        name=stored.name,
-        validations=stored.validations,
         sources={n: resolved.sources[n] for n in recorded},
     )
 

@@ -14,8 +14,8 @@ from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
 from engine.accounts.byok import ProviderKeys
+from engine.agents.runs import resolve_execute
 from engine.errors import InvalidRequest, NotFound
-from engine.prompts.resolve import resolve_prompt
 from engine.protocol.requests import ExecuteRequest
 from engine.protocol.tools import ToolResultRequest, tool_settings
 from engine.providers.base import ProviderRequest
@@ -80,7 +80,7 @@ class Engine:
             earlier = await self._earlier(user, req.request_id)
             if earlier is not None:
                 return earlier
-        prompt = await resolve_prompt(self.pool, user.id, req)
+        prompt = await resolve_execute(self.pool, user.id, req)
         history: list[dict[str, str]] = []
         run_turns = None
         if req.run_id is not None:
@@ -122,6 +122,7 @@ class Engine:
             prompt_id=prompt.prompt_id,
             prompt_version=prompt.version,
             builtin=prompt.builtin,
+            agent_id=prompt.agent_id,
             request_id=req.request_id,
             variable_values=prompt.variables,
             broker_values=req.broker_values,
