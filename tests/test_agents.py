@@ -120,10 +120,13 @@ async def test_org_agents_members_run_admins_write_others_not_found(
     await member.call("GET", f"/v1/agent-templates/{template['id']}", expect=200)
     done = await member.run({"agent_id": aid})
     assert await sent_messages(db, done["task_id"]) == ["You are Bot for Acme Inc."]
+    accepted = await member.call("POST", f"/v1/agents/{aid}/run", {}, expect=202)
+    assert accepted["task_id"] and accepted["status"] == "running"
     await member.call("PATCH", f"/v1/agents/{aid}", {"name": "x"}, expect=403)
     await member.call("DELETE", f"/v1/agents/{aid}", expect=403)
     # The member sees their own executions; the admin has none.
-    assert len((await member.call("GET", f"/v1/agents/{aid}/executions", expect=200))["items"]) == 1
+    mine = await member.call("GET", f"/v1/agents/{aid}/executions", expect=200)
+    assert len(mine["items"]) == 2
     assert (await admin.call("GET", f"/v1/agents/{aid}/executions", expect=200))["items"] == []
 
     for method, path, payload in (

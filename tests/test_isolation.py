@@ -96,6 +96,7 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("PATCH", "/v1/agents/{agent}", {"name": "B was here"}),
     ("DELETE", "/v1/agents/{agent}", None),
     ("GET", "/v1/agents/{agent}/executions", None),
+    ("POST", "/v1/agents/{agent}/run", {}),
     ("GET", "/v1/agent-templates/{agent_template}", None),
     ("POST", "/v1/agents", {"template_id": "{agent_template}", "name": "B's"}),
     # organizations, projects and their variables (B is not a member)

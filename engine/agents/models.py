@@ -8,7 +8,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from engine.prompts.models import VariableDefinition
-from engine.protocol.requests import ModelName, ModelSettings, VariableValue
+from engine.protocol.requests import ExecuteRequest, ModelName, ModelSettings, VariableValue
+from engine.protocol.responses import ExecutionAccepted
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Values = dict[Annotated[str, StringConstraints(max_length=200)], VariableValue]
@@ -127,4 +128,5 @@ AGENT_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] =
     "PATCH /v1/agents/{id}": (AgentUpdate, AgentView),
     "DELETE /v1/agents/{id}": (None, None),
     "GET /v1/agents/{id}/executions": (None, AgentExecutionPage),
+    "POST /v1/agents/{id}/run": (ExecuteRequest, ExecutionAccepted),
 }

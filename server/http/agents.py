@@ -1,5 +1,5 @@
 """HTTP routes of agents and agent templates (docs/protocol.md "Agents"): parse, call the
-engine. Running an agent is `POST /v1/executions` (or `execute`) with `agent_id`."""
+engine. `POST /v1/agents/{id}/run` is `POST /v1/executions` with the path's `agent_id`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from aiohttp import web
 
 from engine.agents import library
 from engine.agents.models import AgentCreate, AgentTemplateCreate, AgentUpdate
-from engine.protocol.requests import decode
+from engine.protocol.requests import ExecuteRequest, decode
 from server.http.prompts import page_limit
-from server.http.requests import current_user, json_body, path_uuid
-from server.state import POOL, SETTINGS
+from server.http.requests import body_as, current_user, json_body, path_uuid
+from server.state import ENGINE, POOL, SETTINGS
 
 routes = web.RouteTableDef()
 M = TypeVar("M", AgentTemplateCreate, AgentCreate, AgentUpdate)
@@ -106,3 +106,12 @@ async def list_executions(request: web.Request) -> web.Response:
         cursor=request.query.get("cursor") or None,
     )
     return web.json_response(page)
+
+
+@routes.post("/v1/agents/{id}/run")
+async def run_agent(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    agent_id = path_uuid(request.match_info["id"], "agent")
+    req = await body_as(request, ExecuteRequest)
+    result = await request.app[ENGINE].execute(user, req.model_copy(update={"agent_id": agent_id}))
+    return web.json_response(result.to_dict(), status=202)
