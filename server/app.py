@@ -31,6 +31,7 @@ from server.http.account import routes as account_routes
 from server.http.agents import routes as agent_routes
 from server.http.cors import OriginPolicy, cors_middleware
 from server.http.history import routes as history_routes
+from server.http.members import routes as member_routes
 from server.http.metrics import routes as metrics_routes
 from server.http.openai_compat import routes as openai_routes
 from server.http.orgs import routes as org_routes
@@ -186,6 +187,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes([*prompt_routes, *org_routes])  # the prompt library, orgs, variables
     app.add_routes(template_routes)  # the public template gallery
     app.add_routes(agent_routes)  # agents and agent templates
+    app.add_routes(member_routes)  # removing org and project members
     app.add_routes(provider_key_routes)
     app.add_routes(history_routes)  # conversations, executions, prompt statistics
     app.add_routes(openai_routes)  # POST /v1/chat/completions, GET /v1/models

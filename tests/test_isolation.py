@@ -106,6 +106,8 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/orgs/{org}/invitations", None),
     ("POST", "/v1/orgs/{org}/projects", {"name": "B's project"}),
     ("POST", "/v1/projects/{project}/members", {"user_id": "{key}", "role": "admin"}),
+    ("DELETE", "/v1/orgs/{org}/members/{key}", None),
+    ("DELETE", "/v1/projects/{project}/members/{key}", None),
     ("POST", "/v1/invitations/{key}/accept", None),
     ("GET", "/v1/orgs/{org}/variables", None),
     ("PUT", "/v1/orgs/{org}/variables/color", {"value": "red"}),
@@ -327,6 +329,7 @@ def test_every_route_is_in_the_matrix(server: Server) -> None:
         for old, new in canonical.items():
             path = path.replace(old, new)
         path = re.sub(r"/versions/\d+", "/versions/{n}", path)
+        path = re.sub(r"/members/\{id\}$", "/members/{user_id}", path)
         path = re.sub(r"/variables/[^/{]+$", "/variables/{name}", path)
         path = re.sub(r"^/v1/(orgs|projects)/\{id\}/variables", "/v1/{kind}/{id}/variables", path)
         normalized.add((method, path))

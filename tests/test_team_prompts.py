@@ -153,6 +153,9 @@ async def test_a_removed_member_loses_access_but_a_running_task_finishes(
 ) -> None:
     t = await team(http, server)
     admin, member, org = t["admin"], t["member"], t["org"]
+    other = await api_for(http, server)
+    await join(admin, other, "org", org)
+    await member.call("DELETE", f"/v1/orgs/{org}/members/{other.user_id}", expect=403)
     slow = {"max_tokens": 40, "tokens_per_second": 20}
     created = await admin.call("POST", "/v1/prompts", prompt_body(org_id=org, settings=slow), 201)
     pid = created["id"]
@@ -165,11 +168,9 @@ async def test_a_removed_member_loses_access_but_a_running_task_finishes(
     status = await db.fetchval("SELECT status FROM ai_tasks WHERE task_id = $1", task_id)
     assert status in ("queued", "running"), status  # under way when the member is removed
 
-    await db.execute(
-        "DELETE FROM organization_members WHERE org_id = $1 AND user_id = $2",
-        uuid.UUID(org),
-        member.user_id,
-    )
+    # Only an admin removes another member; the last admin stays.
+    coadmin, outsider = t["coadmin"], t["outsider"]
+    await coadmin.call("DELETE", f"/v1/orgs/{org}/members/{member.user_id}", expect=204)
     await member.call("GET", f"/v1/prompts/{pid}", expect=404)
     assert (await member.call("GET", "/v1/prompts", expect=200))["items"] == []
     again = await member.execute({"prompt_id": pid, "variables": {"topic": "x"}})
@@ -177,3 +178,22 @@ async def test_a_removed_member_loses_access_but_a_running_task_finishes(
 
     done = await client.wait_done(ack["task_id"])
     assert done["status"] == "completed", done
+
+    # Removing again, or by a user who is no longer in the org: not found.
+    await coadmin.call("DELETE", f"/v1/orgs/{org}/members/{member.user_id}", expect=404)
+    await member.call("DELETE", f"/v1/orgs/{org}/members/{other.user_id}", expect=404)
+    await outsider.call("DELETE", f"/v1/orgs/{org}/members/{other.user_id}", expect=404)
+    # A member leaves on their own; the org's last admin cannot be removed.
+    await other.call("DELETE", f"/v1/orgs/{org}/members/{other.user_id}", expect=204)
+    await admin.call("DELETE", f"/v1/orgs/{org}/members/{coadmin.user_id}", expect=204)
+    status, refused = await admin.call("DELETE", f"/v1/orgs/{org}/members/{admin.user_id}")
+    assert status == 400 and refused["error"]["details"]["errors"][0]["field"] == "user_id"
+
+    # A removed project member loses the project's prompts the same way.
+    project, project_member = t["project"], t["project_member"]
+    in_project = await admin.call("POST", "/v1/prompts", prompt_body(project_id=project), 201)
+    await project_member.call("GET", f"/v1/prompts/{in_project['id']}", expect=200)
+    path = f"/v1/projects/{project}/members/{project_member.user_id}"
+    await admin.call("DELETE", path, expect=204)
+    await project_member.call("GET", f"/v1/prompts/{in_project['id']}", expect=404)
+    await project_member.call("DELETE", path, expect=404)

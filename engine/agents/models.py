@@ -130,3 +130,9 @@ AGENT_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] =
     "GET /v1/agents/{id}/executions": (None, AgentExecutionPage),
     "POST /v1/agents/{id}/run": (ExecuteRequest, ExecutionAccepted),
 }
+
+# Removing members (engine/prompts/members.py): answered 204 without a body.
+MEMBER_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = {
+    "DELETE /v1/orgs/{id}/members/{user_id}": (None, None),
+    "DELETE /v1/projects/{id}/members/{user_id}": (None, None),
+}

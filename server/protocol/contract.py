@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from engine.agents.models import AGENT_ROUTES
+from engine.agents.models import AGENT_ROUTES, MEMBER_ROUTES
 from engine.prompts.gallery_models import GALLERY_ROUTES
 from engine.prompts.views import LIBRARY_ROUTES
 from engine.protocol.history import HISTORY_EVENTS, HISTORY_ROUTES
@@ -86,6 +86,7 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     **LIBRARY_ROUTES,  # prompts, builtins, orgs, projects, variables
     **GALLERY_ROUTES,  # public templates and forks
     **AGENT_ROUTES,  # agents, agent templates, executions
+    **MEMBER_ROUTES,  # removing org and project members
     "PUT /v1/me/provider-keys/{provider}": (ProviderKeyRequest, ProviderKeyStored),
     "GET /v1/me/provider-keys": (None, ProviderKeyList),
     "DELETE /v1/me/provider-keys/{provider}": (None, None),
