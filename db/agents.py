@@ -16,7 +16,7 @@ _TEMPLATE_ROLE = "prompt_role(t.user_id, t.org_id, NULL, {})"
 _AGENT_ROLE = "prompt_role(a.user_id, a.org_id, NULL, {})"
 TEMPLATE_COLUMNS = (
     "t.id, t.org_id, t.name, t.description, t.system_prompt, t.variables, t.model, t.settings,"
-    " t.created_at"
+    " t.tools, t.created_at"
 )
 AGENT_COLUMNS = (
     "a.id, a.template_id, a.org_id, a.name, a.variables, a.model, a.execution_count,"
@@ -32,6 +32,7 @@ class NewTemplate:
     variables: list[dict[str, Any]]
     model: str | None
     settings: dict[str, Any]
+    tools: list[dict[str, Any]]
 
 
 async def create_template(
@@ -43,7 +44,7 @@ async def create_template(
 ) -> None:
     await conn.execute(
         "INSERT INTO agent_templates (id, user_id, org_id, name, description, system_prompt,"
-        " variables, model, settings) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        " variables, model, settings, tools) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         template_id,
         user_id,
         org_id,
@@ -53,6 +54,7 @@ async def create_template(
         body.variables,
         body.model,
         body.settings,
+        body.tools,
     )
 
 
@@ -115,7 +117,8 @@ async def get_agent(
     """An agent the caller may read, with their `role` and its template's content."""
     return await conn.fetchrow(
         f"SELECT {AGENT_COLUMNS}, {_AGENT_ROLE.format('$2')} AS role,"
-        " t.system_prompt, t.variables AS definitions, t.model AS default_model, t.settings"
+        " t.system_prompt, t.variables AS definitions, t.model AS default_model, t.settings,"
+        " t.tools"
         " FROM agents a JOIN agent_templates t ON t.id = a.template_id"
         f" WHERE a.id = $1 AND {_AGENT_ROLE.format('$2')} IS NOT NULL",
         agent_id,

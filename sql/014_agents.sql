@@ -12,6 +12,7 @@ CREATE TABLE agent_templates (
     variables    jsonb NOT NULL DEFAULT '[]'::jsonb,
     model        text,
     settings     jsonb NOT NULL DEFAULT '{}'::jsonb,
+    tools        jsonb NOT NULL DEFAULT '[]'::jsonb,  -- passed on to runs without their own
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 

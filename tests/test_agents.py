@@ -4,6 +4,7 @@ tracked, and per-agent counters exact under concurrent runs (counted in SQL at f
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -186,3 +187,35 @@ async def test_counters_are_exact_under_concurrent_runs(
     view = await member.call("GET", f"/v1/agents/{aid}", expect=200)
     assert view["execution_count"] == runs
     assert view["average_execution_ms"] == round(tasks["ms"] / runs)
+
+
+async def test_an_agent_template_passes_its_tools_to_runs(
+    server: Server, http: aiohttp.ClientSession, db: asyncpg.Connection
+) -> None:
+    owner = await api_for(http, server)
+    lookup = {
+        "name": "lookup_order",
+        "description": "find an order",
+        "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
+    }
+    body = {**TEMPLATE, "tools": [lookup]}
+    template = await owner.call("POST", "/v1/agent-templates", body, expect=201)
+    assert [t["name"] for t in template["tools"]] == ["lookup_order"]
+    agent = await owner.call(
+        "POST",
+        "/v1/agents",
+        {"template_id": template["id"], "name": "Tools", "variables": {"persona": "P"}},
+        expect=201,
+    )
+    values = {"company": "Acme"}
+
+    async def offered(run: dict[str, Any]) -> list[str]:
+        done = await owner.run({"agent_id": agent["id"], "variables": values, **run})
+        request = await db.fetchval(
+            "SELECT request FROM ai_tasks WHERE task_id = $1", uuid.UUID(done["task_id"])
+        )
+        return [t["name"] for t in json.loads(request)["settings"].get("tools", [])]
+
+    assert await offered({}) == ["lookup_order"]
+    own = {"name": "other_tool", "parameters": {"type": "object", "properties": {}}}
+    assert await offered({"tools": [own]}) == ["other_tool"]  # the request's win

@@ -44,6 +44,7 @@ export interface AgentTemplateCreate {
   variables?: Array<VariableDefinition>;
   model?: string | null;
   settings?: ModelSettings | null;
+  tools?: Array<Tool> | null;
   org_id?: string | null;
 }
 
@@ -62,6 +63,7 @@ export interface AgentTemplateView {
   variables: Array<Record<string, unknown>>;
   model: string | null;
   settings: Record<string, unknown>;
+  tools: Array<Record<string, unknown>>;
   role: "admin" | "member";
   created_at: string;
 }

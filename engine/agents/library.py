@@ -33,6 +33,7 @@ def template_view(row: asyncpg.Record) -> dict[str, Any]:
         "variables": row["variables"],
         "model": row["model"],
         "settings": row["settings"],
+        "tools": row["tools"],
         "role": row["role"],
         "created_at": row["created_at"].isoformat(),
     }
@@ -85,6 +86,7 @@ async def create_template(
         variables=[v.model_dump(exclude_none=True) for v in body.variables],
         model=body.model,
         settings=body.settings.model_dump(exclude_none=True) if body.settings else {},
+        tools=[t.model_dump() for t in body.tools or []],
     )
     await agent_rows.create_template(pool, template_id, user_id, org_id, content)
     return await get_template(pool, user_id, template_id)

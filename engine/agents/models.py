@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from engine.prompts.models import VariableDefinition
 from engine.protocol.requests import ExecuteRequest, ModelName, ModelSettings, VariableValue
 from engine.protocol.responses import ExecutionAccepted
+from engine.protocol.tools import MAX_TOOLS, Tool
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Values = dict[Annotated[str, StringConstraints(max_length=200)], VariableValue]
@@ -33,6 +34,7 @@ class AgentTemplateCreate(_Strict):
     variables: list[VariableDefinition] = Field(default_factory=list, max_length=200)
     model: ModelName | None = None
     settings: ModelSettings | None = None
+    tools: list[Tool] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
     org_id: UUID | None = None
 
 
@@ -63,6 +65,7 @@ class AgentTemplateView(_View):
     variables: list[dict[str, Any]]
     model: str | None
     settings: dict[str, Any]
+    tools: list[dict[str, Any]]
     role: Literal["admin", "member"]
     created_at: str
 

@@ -2,7 +2,8 @@
 
 An agent's system prompt is its template's, rendered through the generated-prompt cache with
 the request's values over the agent's over the scoped layers (an org's agent takes its org's
-variables); its model is the request's, else the agent's override, else the template's.
+variables); its model is the request's, else the agent's override, else the template's, and
+its tools the request's, else the template's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from db import agents as agent_rows
 from engine.errors import InvalidRequest, NotFound
 from engine.prompts.resolve import ResolvedPrompt, render_stored, resolve_prompt
 from engine.protocol.requests import ExecuteRequest, Scope
+from engine.protocol.tools import Tool
 
 
 async def resolve_execute(
@@ -38,7 +40,15 @@ async def resolve_execute(
         name=row["name"],
         cache_version=row["updated_at"].isoformat(),
         agent_id=row["id"],
+        tools=row["tools"],
     )
     scope = req.scope or (Scope(org_id=row["org_id"]) if row["org_id"] else None)
     given = {**row["variables"], **req.variables}
     return await render_stored(conn, user_id, stored, row["definitions"], given, scope)
+
+
+def tools_of(req: ExecuteRequest, prompt: ResolvedPrompt) -> list[Tool] | None:
+    """The tools a run offers the model: the request's, else its agent template's."""
+    if req.tools:
+        return req.tools
+    return [Tool.model_validate(t) for t in prompt.tools] or None

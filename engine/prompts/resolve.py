@@ -30,6 +30,7 @@ class ResolvedPrompt:
     sources: dict[str, str] = field(default_factory=dict)
     cache_version: str = ""
     agent_id: UUID | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)  # an agent's, for its runs
 
     def identity(self) -> str:
         """What the render cache keys this prompt by (with `cache_version`)."""

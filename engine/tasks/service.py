@@ -14,7 +14,7 @@ from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
 from engine.accounts.byok import ProviderKeys
-from engine.agents.runs import resolve_execute
+from engine.agents.runs import resolve_execute, tools_of
 from engine.errors import InvalidRequest, NotFound
 from engine.protocol.requests import ExecuteRequest
 from engine.protocol.tools import ToolResultRequest, tool_settings
@@ -93,7 +93,9 @@ class Engine:
         new_messages = ([] if history else prompt.messages) + [m.model_dump() for m in req.messages]
         settings = req.settings.merged_over(prompt.settings)
         settings.update(
-            tool_settings(req.tools, req.tool_choice, req.max_steps, self.settings.max_tool_steps)
+            tool_settings(
+                tools_of(req, prompt), req.tool_choice, req.max_steps, self.settings.max_tool_steps
+            )
         )
         sent, trim_events = self._fit(provider.name, model, history, new_messages, settings)
         if len(sent) > self.settings.max_messages:
