@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.conftest import Server
+from engine.settings import Settings
+from server.process.embedded import EmbeddedPostgres
+from tests.conftest import Server, start_server, stop_server
 from tests.test_abuse_input import no_tracebacks, raw_socket
+from tests.test_auth import connect_error
 
 
 def _sio(server: Server) -> object:
@@ -133,3 +137,22 @@ async def test_an_event_without_a_known_name_gets_an_error_ack(
     assert answer["error"]["code"] == "invalid_request", answer
     await sock.ws.close()
     at_most_one_warning_each(caplog)
+
+
+async def test_a_socket_connect_while_postgres_is_down_is_service_unavailable(
+    settings: Settings, tmp_path: Path
+) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")  # this test's own Postgres, stopped for real
+    url = pg.start()
+    try:
+        srv = await start_server(settings.model_copy(update={"database_url": url}))
+        try:
+            key = await srv.new_key()
+            pg.stop()
+            data = await connect_error(srv.url, key)
+        finally:
+            await stop_server(srv)
+    finally:
+        pg.stop()
+    assert isinstance(data, dict) and data["code"] == "service_unavailable", data
+    assert data["message"] and key not in str(data)
