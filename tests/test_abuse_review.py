@@ -12,9 +12,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from engine.prompts.models import JsonSchemaValidation
+from engine.prompts.validation import validate_text
 from engine.settings import Settings
 from server.process.embedded import EmbeddedPostgres
 from tests.conftest import Server, start_server, stop_server
+from tests.library_helpers import api_for, prompt_body
 from tests.test_abuse_input import no_tracebacks, raw_socket
 from tests.test_auth import connect_error
 
@@ -156,3 +159,37 @@ async def test_a_socket_connect_while_postgres_is_down_is_service_unavailable(
         pg.stop()
     assert isinstance(data, dict) and data["code"] == "service_unavailable", data
     assert data["message"] and key not in str(data)
+
+
+LOOPS = [
+    {"$ref": "#"},
+    {"allOf": [{"$ref": "#"}]},
+    {
+        "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"anyOf": [{"$ref": "#/$defs/a"}]}},
+        "properties": {"x": {"$ref": "#/$defs/a"}},
+    },
+    {"properties": {"x": {"not": {"$ref": "#/properties/x"}}}},
+]
+
+
+@pytest.mark.parametrize("schema", LOOPS)
+async def test_a_json_schema_whose_ref_loops_is_refused_when_saved(
+    server: Server, http: aiohttp.ClientSession, schema: dict[str, object]
+) -> None:
+    owner = await api_for(http, server)
+    body = prompt_body(validations=[{"type": "json_schema", "schema": schema}])
+    status, answer = await owner.call("POST", "/v1/prompts", body)
+    assert status == 400 and answer["error"]["code"] == "invalid_request", answer
+    (error,) = answer["error"]["details"]["errors"]
+    assert error["field"].startswith("validations.0"), error
+    assert "$ref" in error["message"], error
+
+
+def test_a_recursive_schema_that_descends_is_accepted_and_a_loop_fails_cleanly() -> None:
+    tree = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}}
+    JsonSchemaValidation.model_validate({"type": "json_schema", "schema": tree})
+    assert validate_text('{"kids": [{"kids": []}]}', [{"type": "json_schema", "schema": tree}])
+    # A loop that reached the check anyway (saved before this rule) fails the validation.
+    result = validate_text("{}", [{"type": "json_schema", "schema": {"$ref": "#"}}])
+    assert result.status == "failed", result
+    assert result.errors[0]["reason"] == "recursion", result
