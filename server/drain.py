@@ -52,8 +52,30 @@ def drain_on_shutdown(sio: socketio.AsyncServer | None) -> ShutdownHandler:
         if len(supervisor):
             log.warning("ending %d running task(s) as failed", len(supervisor))
             await supervisor.close()
+        if sio is not None:
+            await close_sockets(sio)
 
     return drain
+
+
+async def close_sockets(sio: socketio.AsyncServer, timeout_s: float = 1.0) -> None:
+    """Close every socket of this node, now that its tasks have ended and their `task_done`
+    went out. Engine.IO would wait for each client to close its transport, and an open one
+    would hold the shutdown until its heartbeat fails (some 20 s); so each socket gets the
+    CLOSE packet (within `timeout_s`, for a client that stopped reading), then its transport
+    is ended from this side: a None on its queue ends Engine.IO's writer, which closes the
+    websocket or answers the pending poll."""
+    sockets = list(sio.eio.sockets.values())
+    if not sockets:
+        return
+    closing = [asyncio.create_task(socket.close(), name="close-socket") for socket in sockets]
+    _, late = await asyncio.wait(closing, timeout=timeout_s)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*closing, return_exceptions=True)
+    for socket in sockets:
+        sio.eio.sockets.pop(socket.sid, None)
+        socket.queue.put_nowait(None)
 
 
 async def _unless(hurry: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
