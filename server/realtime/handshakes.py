@@ -39,7 +39,11 @@ BINARY_TYPES = (str(socketio.packet.BINARY_EVENT), str(socketio.packet.BINARY_AC
 MALFORMED_PACKET = {"code": "invalid_request", "message": "malformed packet"}
 # Handlers python-socketio calls itself; a client naming them is sending an unknown event.
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error", "message"})
-BINARY_REFUSED = {"code": "payload_too_large", "message": "binary data is not accepted"}
+BINARY_REFUSED = {
+    "code": "invalid_request",
+    "message": "binary data is not accepted",
+    "details": {"errors": [{"field": "(payload)", "message": "binary data is not accepted"}]},
+}
 
 
 class HandshakeGuard:
@@ -139,9 +143,10 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         an unknown type) gets an `invalid_request` error ack when it carries an ack id, and
         one warning line, never a traceback.
 
-        No event takes binary data: a binary packet is refused (`payload_too_large`) before
-        python-socketio would keep it and every attachment frame it announces, and those
-        frames are dropped as they arrive, so nothing of them stays in memory."""
+        No event takes binary data: a binary packet is refused (`invalid_request`, as any
+        payload that is not an object) before python-socketio would keep it and every
+        attachment frame it announces; those frames are dropped as they arrive, so nothing
+        of them stays in memory."""
         if not isinstance(data, str):
             return  # an attachment frame (or any binary frame): nothing waits for it
         if data[:1] in BINARY_TYPES:
