@@ -161,3 +161,29 @@ async def test_an_open_socket_neither_delays_a_drain_nor_a_second_signal(tmp_pat
     print(f"exit with an open socket: {one_s:.1f} s (one signal), {two_s:.1f} s (second)")
     assert one_s < PROMPT_EXIT_S and two_s < PROMPT_EXIT_S, node.log()
     assert "Traceback" not in node.log(), node.log()
+
+
+@pytest.mark.timeout(240)
+async def test_a_drain_closes_idle_sockets_first_and_busy_ones_after_their_task(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    node = spawn_serve(data_dir, tmp_path / "idle_first.log", shutdown_grace_s="120")
+    heard: list[str] = []
+    try:
+        await node.wait_ready()
+        token = demo_key(node)
+        idle, idle_heard = await _idle_socket(node, token)
+        busy, _ = await _idle_socket(node, token)
+        busy.on("task_done", lambda data: heard.append("busy task_done"))
+        busy.on("disconnect", lambda reason=None: heard.append("busy disconnect"))
+        idle.on("disconnect", lambda reason=None: heard.append("idle disconnect"))
+        ack = await busy.call("execute", adhoc(80, 20), timeout=10)  # about 4 s
+        assert ack["ok"], ack
+        node.proc.send_signal(signal.SIGTERM)
+        assert await node.wait_exit(60) == 0, node.log()
+        await until(lambda: "busy disconnect" in heard, what="the busy socket closed")
+    finally:
+        await stop_quietly(node, data_dir)
+    assert heard == ["idle disconnect", "busy task_done", "busy disconnect"], heard
+    assert "server_draining" in idle_heard

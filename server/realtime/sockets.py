@@ -143,6 +143,11 @@ class SocketGateway:
             self.app[METRICS].sockets_connected.dec()
         await self.sessions.close(sid)
 
+    def busy(self, sid: str) -> bool:
+        """Whether the socket still waits for the events of a task (a drain keeps it open)."""
+        relay = self.app[RELAY]
+        return any(relay.delivers_to(task_id, sid) for task_id in self.watching.get(sid, ()))
+
     def _user(self, sid: str) -> User:
         user = self.users.get(sid)
         if user is None:
