@@ -194,3 +194,6 @@ def test_a_recursive_schema_that_descends_is_accepted_and_a_loop_fails_cleanly()
     result = validate_text("{}", [{"type": "json_schema", "schema": {"$ref": "#"}}])
     assert result.status == "failed", result
     assert result.errors[0]["reason"] == "recursion", result
+    # So does an output nested past Python's recursion limit (a model can be made to write it).
+    deep = validate_text("[" * 100_000 + "]" * 100_000, [{"type": "json_schema", "schema": tree}])
+    assert deep.status == "failed" and deep.errors[0]["reason"] == "recursion", deep

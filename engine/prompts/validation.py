@@ -52,6 +52,23 @@ def _first_fence(text: str) -> list[str]:
 
 
 def check_json_schema(text: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema's errors for the JSON of `text`; one `recursion` error when the check
+    recurses past Python's limit (a value nested thousands deep, or a `$ref` loop saved
+    before `ref_loop` refused them)."""
+    try:
+        return _schema_errors(text, schema)
+    except RecursionError:
+        return [
+            {
+                "type": "json_schema",
+                "path": "",
+                "reason": "recursion",
+                "message": "the value is nested too deeply, or the schema's `$ref`s loop",
+            }
+        ]
+
+
+def _schema_errors(text: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
     found, value = extract_json(text)
     if not found:
         return [
@@ -64,26 +81,16 @@ def check_json_schema(text: str, schema: dict[str, Any]) -> list[dict[str, Any]]
     # An empty registry: a `$ref` is resolved inside the schema only, never fetched.
     validator = validator_for(schema)(schema, registry=Registry())
     errors = []
-    try:
-        for err in validator.iter_errors(value):
-            errors.append(
-                {
-                    "type": "json_schema",
-                    "path": "/".join(str(p) for p in err.path),
-                    "message": err.message[:500],
-                }
-            )
-            if len(errors) >= MAX_ERRORS:
-                break
-    except RecursionError:  # a `$ref` loop saved before `ref_loop` refused them
-        return [
+    for err in validator.iter_errors(value):
+        errors.append(
             {
                 "type": "json_schema",
-                "path": "",
-                "reason": "recursion",
-                "message": "the schema's `$ref`s loop without end",
+                "path": "/".join(str(p) for p in err.path),
+                "message": err.message[:500],
             }
-        ]
+        )
+        if len(errors) >= MAX_ERRORS:
+            break
     return errors
 
 
