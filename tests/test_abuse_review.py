@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,7 +23,7 @@ from tests.test_abuse_input import no_tracebacks, raw_socket
 from tests.test_auth import connect_error
 
 
-def _sio(server: Server) -> object:
+def _sio(server: Server) -> Any:
     from server.state import SIO
 
     return server.app[SIO]
