@@ -518,6 +518,8 @@ export interface TaskDone {
   tool_calls?: Array<ToolCall> | null;
   /** the task that continues with the calls' results (docs/tools.md) */
   next_task_id?: string | null;
+  /** the provider declined to answer (finish_reason content_filter): its refusal message, or its reason when it gives none (docs/providers.md) */
+  refusal?: string | null;
 }
 
 export interface TaskError {

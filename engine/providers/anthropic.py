@@ -13,10 +13,10 @@ import httpx2
 
 from engine.errors import ProviderFault
 from engine.providers import faults
+from engine.providers.anthropic_events import AnthropicEvents, anthropic_error
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
-from engine.providers.sse import AnthropicEvents, anthropic_error
 from engine.providers.toolwire import anthropic_messages, anthropic_tools
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; used when the request sets none

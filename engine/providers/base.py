@@ -43,11 +43,14 @@ class ProviderStream(abc.ABC):
     (`ToolCallDelta`); close it to end the upstream request.
 
     After iteration ends, `finish_reason` is set when the provider ended the stream itself
-    (None means the stream was cut), and `usage` when the provider reported it.
+    (None means the stream was cut), `usage` when the provider reported it, and `refusal`
+    when the provider declined to answer (its refusal message, or its reason when it gives
+    no message; `finish_reason` is then `content_filter`).
     """
 
     finish_reason: str | None = None
     usage: Usage | None = None
+    refusal: str | None = None
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self.deltas()

@@ -23,9 +23,9 @@ from yarl import URL
 
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.google_events import GoogleEvents
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
-from engine.providers.sse import GoogleEvents
 from engine.providers.toolwire import gemini_contents, gemini_tools
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"

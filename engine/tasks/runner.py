@@ -41,6 +41,7 @@ class _Progress:
     ttft_ms: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     calls: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+    refusal: str | None = None  # the provider declined to answer (finish content_filter)
 
     def event(self, kind: str, message: str = "", level: str = "info", **metadata: Any) -> None:
         self.events.append(task_event(kind, message, level, **metadata))
@@ -73,7 +74,9 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
             try:
                 await _consume(deps, plan, stream, progress)
             finally:
-                usage = stream.usage
+                usage, progress.refusal = stream.usage, stream.refusal
+            if progress.refusal is not None:
+                progress.event("refusal", progress.refusal, level="warning")
             if stream.finish_reason is None:
                 raise ProviderUnavailable("the provider stream ended before it finished")
             finish = stream.finish_reason
@@ -186,6 +189,7 @@ async def _finish(
         events=progress.events,
         tool_calls=calls,
         next_task_id=step.continuation.task_id if step.continuation else None,
+        refusal=progress.refusal,
     )
     outcome, payload = end.outcome(), end.payload()
     try:
