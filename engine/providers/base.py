@@ -10,7 +10,11 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, ClassVar
 
+from engine.errors import InvalidRequest
 from engine.providers.toolcalls import Delta
+
+# The request settings that reach a provider's wire (the others are ours: fallbacks, pacing).
+SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,18 @@ class Provider(abc.ABC):
     # with one of these (empty: all of them), and names listed besides the catalog.
     listed_prefixes: ClassVar[tuple[str, ...]] = ()
     listed_extra: ClassVar[tuple[str, ...]] = ()
+    # Sampling settings (of `SAMPLING`) the provider's API has no place for: refused, never
+    # silently dropped.
+    unsupported: ClassVar[tuple[str, ...]] = ()
+
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Refuse (`invalid_request`) a set setting this provider does not take."""
+        for key in self.unsupported:
+            if settings.get(key) is not None:
+                raise InvalidRequest(
+                    f"{self.name} does not support the setting {key}",
+                    details={"errors": [{"field": f"settings.{key}", "message": "unsupported"}]},
+                )
 
     @abc.abstractmethod
     async def open(self, request: ProviderRequest) -> ProviderStream:
