@@ -38,7 +38,7 @@ export interface ChatCompletionRequest {
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
   n?: number | null;
-  response_format?: ResponseFormat | null;
+  response_format?: TextFormat | JsonObjectFormat | JsonSchemaFormat | null;
   user?: string | null;
 }
 
@@ -138,6 +138,23 @@ export interface InvitationView {
   invited_at: string;
 }
 
+export interface JsonObjectFormat {
+  type: "json_object";
+}
+
+export interface JsonSchemaFormat {
+  type: "json_schema";
+  json_schema: JsonSchemaSpec;
+}
+
+/** OpenAI's `json_schema` object: a name, the schema, and whether it is strict. */
+export interface JsonSchemaSpec {
+  name: string;
+  description?: string | null;
+  schema: Record<string, unknown>;
+  strict?: boolean | null;
+}
+
 /** The final text (or its first ```json block) must be JSON matching `schema`. */
 export interface JsonSchemaValidation {
   type: "json_schema";
@@ -210,6 +227,7 @@ export interface ModelSettings {
   tokens_per_second?: number | null;
   fallbacks?: Array<string> | null;
   simulate_tool_calls?: number | null;
+  response_format?: TextFormat | JsonObjectFormat | JsonSchemaFormat | null;
 }
 
 /** `tool_choice: {"name": ...}`: the model must call this tool. */
@@ -412,10 +430,6 @@ export interface RegexValidation {
   pattern: string;
 }
 
-export interface ResponseFormat {
-  type: "text";
-}
-
 /** `GET /v1/runs?limit=&cursor=&q=&archived=`: most recently active first. */
 export interface RunPage {
   items: Array<RunSummary>;
@@ -612,6 +626,10 @@ export interface TaskView {
   tool_calls?: Array<ToolCall> | null;
   tool_results?: Record<string, string> | null;
   next_task_id?: string | null;
+}
+
+export interface TextFormat {
+  type: "text";
 }
 
 export interface TextPart {

@@ -59,6 +59,11 @@ def build_params(request: ProviderRequest) -> dict[str, Any]:
         for key, name in _SAMPLING.items()
         if settings.get(key) not in (None, [])
     )
+    fmt = settings.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        # Structured outputs: the answer's text is JSON matching the schema.
+        schema = fmt["json_schema"]["schema"]
+        params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     anthropic_tools(settings, params)
     return params
 
@@ -66,6 +71,9 @@ def build_params(request: ProviderRequest) -> dict[str, Any]:
 class AnthropicProvider(Provider):
     name = "anthropic"
     unsupported = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+    # `json_schema` is its structured outputs (`output_config.format`); "any JSON object" has
+    # no mechanism of its own there.
+    unsupported_formats = ("json_object",)
 
     def __init__(
         self,

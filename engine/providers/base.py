@@ -98,6 +98,8 @@ class Provider(abc.ABC):
     # Sampling settings (of `SAMPLING`) the provider's API has no place for: refused, never
     # silently dropped.
     unsupported: ClassVar[tuple[str, ...]] = ()
+    # `response_format` types it has no mechanism for (`json_object`, `json_schema`).
+    unsupported_formats: ClassVar[tuple[str, ...]] = ()
 
     def check_settings(self, settings: dict[str, Any]) -> None:
         """Refuse (`invalid_request`) a set setting this provider does not take."""
@@ -107,6 +109,15 @@ class Provider(abc.ABC):
                     f"{self.name} does not support the setting {key}",
                     details={"errors": [{"field": f"settings.{key}", "message": "unsupported"}]},
                 )
+        fmt = settings.get("response_format")
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind in self.unsupported_formats:
+            raise InvalidRequest(
+                f"{self.name} does not support the setting response_format {kind}",
+                details={
+                    "errors": [{"field": "settings.response_format", "message": "unsupported"}]
+                },
+            )
 
     @abc.abstractmethod
     async def open(self, request: ProviderRequest) -> ProviderStream:

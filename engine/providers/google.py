@@ -67,10 +67,23 @@ def build_body(request: ProviderRequest) -> dict[str, Any]:
     config = {
         name: settings[key] for key, name in _GENERATION.items() if settings.get(key) is not None
     }
+    config.update(_json_config(settings.get("response_format")))
     if config:
         body["generationConfig"] = config
     gemini_tools(settings, body)
     return body
+
+
+def _json_config(fmt: Any) -> dict[str, Any]:
+    """`response_format` as `generationConfig`: the JSON MIME type, and the schema as a JSON
+    Schema (`responseJsonSchema`)."""
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        schema = fmt["json_schema"]["schema"]
+        return {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    return {}
 
 
 def stream_url(models_url: str, model: str) -> URL:

@@ -16,6 +16,7 @@ from db.users import User
 from engine.accounts.byok import ProviderKeys
 from engine.errors import InvalidRequest, NotFound
 from engine.prompts.resolve import resolve_prompt
+from engine.protocol.formats import format_validations
 from engine.protocol.requests import ExecuteRequest
 from engine.protocol.tools import ToolResultRequest, tool_settings
 from engine.providers.base import Provider, ProviderRequest
@@ -151,7 +152,7 @@ class Engine:
             request=ProviderRequest(model=model, messages=sent, settings=settings),
             new_messages=new_messages,
             reservation=reservation,
-            validations=prompt.validations,
+            validations=prompt.validations + format_validations(settings),
             fallbacks=fallbacks,
             keys=self.provider_keys.source_for(user),
             priority=row.priority,
