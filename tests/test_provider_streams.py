@@ -107,3 +107,22 @@ async def test_several_choices_are_never_mixed(
     done = await answer(srv, fk, provider, body)
     assert done["status"] == "completed" and done["text"] == "Hello there"
     assert done["finish_reason"] == "stop"
+
+
+async def test_a_slow_tool_call_moves_the_idle_deadline(settings: Settings, fk: Fakes) -> None:
+    """Tool-call pieces are progress: a call streamed for longer than the first-token limit,
+    with short gaps, completes (it used to end `timeout` after its first text)."""
+    tools = [{"name": "weather", "description": "", "parameters": {"type": "object"}}]
+    payload = {
+        "model": "anthropic/claude-haiku-4-5~tokens=1~tools=3~delay_ms=300",
+        "messages": [{"role": "user", "content": "weather?"}],
+        "tools": tools,
+    }
+    overrides = {"first_token_timeout_s": 1.5, "idle_timeout_s": 1.2}
+    async with provider_server(settings, fk, **overrides) as server:
+        client = await server.client(await server.new_key())
+        ack = await client.call("execute", payload)
+        assert ack["ok"], ack
+        done = await client.wait_done(ack["task_id"])
+    assert done["status"] == "completed", done["error"]
+    assert done["finish_reason"] == "tool_calls" and len(done["tool_calls"]) == 3

@@ -110,6 +110,11 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                 if progress.ttft_ms is None:
                     progress.ttft_ms = int((time.monotonic() - progress.started) * 1000)
                     progress.event("first_token", ttft_ms=progress.ttft_ms)
+                # Every delta is progress, a tool call's piece as much as text.
+                now = loop.time()
+                if now - moved > _RESCHEDULE_EVERY_S:
+                    deadline.reschedule(now + deps.idle_timeout_s)
+                    moved = now
                 if isinstance(delta, ToolCallDelta):
                     _append_call(deps, task_id, progress, delta)
                     continue
@@ -119,10 +124,6 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                 if progress.chars >= deps.max_output_chars:  # bounds its history in Redis
                     stream.finish_reason = "length"
                     break
-                now = loop.time()
-                if now - moved > _RESCHEDULE_EVERY_S:
-                    deadline.reschedule(now + deps.idle_timeout_s)
-                    moved = now
     except TimeoutError:
         which = "first token" if progress.ttft_ms is None else "next token"
         raise StreamTimeout(f"no {which} from the provider in time") from None
