@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+import pytest
 import pytest_asyncio
 
 from engine.settings import Settings
@@ -108,8 +109,13 @@ async def test_text_sends_nothing_but_to_openai(srv: Server, fk: Fakes) -> None:
     assert "generationConfig" not in fk.google.requests[-1]
 
 
-async def test_a_bad_schema_is_refused(srv: Server, fk: Fakes) -> None:
-    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}
+@pytest.mark.parametrize(
+    "schema",
+    [{"type": 5}, {"$ref": "https://example.com/s.json"}, {"$ref": "#"}],
+    ids=["invalid", "remote-ref", "ref-loop"],
+)
+async def test_a_bad_schema_is_refused(srv: Server, fk: Fakes, schema: dict[str, Any]) -> None:
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
     ack = await execute(srv, "openai/gpt-4o-mini", bad)
     assert ack["ok"] is False and ack["error"]["code"] == "invalid_request"
     assert fk.openai.requests == []

@@ -12,7 +12,7 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
-from engine.prompts.validation import remote_refs
+from engine.prompts.validation import ref_loop, remote_refs
 
 _SPEC_KEYS = {"name", "description", "schema", "strict"}
 
@@ -50,6 +50,11 @@ class JsonSchemaSpec(_Strict):
         if remote_refs(schema):
             raise ValueError(
                 "a JSON Schema may only use local `$ref`s (starting with #); nothing is fetched"
+            )
+        if ref_loop(schema):
+            raise ValueError(
+                "a JSON Schema's `$ref`s may not loop back to where they started without"
+                ' descending into the value (such as `{"$ref": "#"}`)'
             )
         return schema
 
