@@ -200,6 +200,11 @@ class TaskDone(_Payload):
     next_task_id: str | None = Field(
         None, description="the task that continues with the calls' results (docs/tools.md)"
     )
+    refusal: str | None = Field(
+        None,
+        description="the provider declined to answer (finish_reason content_filter): its "
+        "refusal message, or its reason when it gives none (docs/providers.md)",
+    )
 
 
 # --- HTTP bodies --------------------------------------------------------------------------
