@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
+import json
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -20,27 +22,47 @@ from promptrelay_client.errors import ClientClosed, PromptrelayError
 from promptrelay_client.packets import ClientPacket
 from promptrelay_client.task import Task
 
+# A function (sync or async) that returns a token: called at every connect and reconnect.
+TokenProvider = Callable[[], str | Awaitable[str]]
+# An execute payload this big may be dropped with its connection by the server's transport
+# (it closes a connection past twice MAX_PAYLOAD_BYTES, which is at least 1024, plus 64 KiB)
+# instead of being answered payload_too_large.
+TRANSPORT_LIMIT_FLOOR = 2 * 1024 + 64 * 1024
+
 
 class Client:
-    """`async with Client(url, token) as c:` then `async for chunk in c.execute(...)`."""
+    """`async with Client(url, token) as c:` then `async for chunk in c.execute(...)`.
+
+    `token` is a string or a token provider (a function, sync or async, returning one): the
+    provider is asked at every connect, so a connection the server ends because its JWT
+    expired (`session_ended`) comes back with a fresh token and every running task resumes
+    after its last seq. Without a fresh token everything pending ends with `unauthorized`,
+    reported once to `on_auth_error`."""
 
     def __init__(
         self,
         url: str,
-        token: str,
+        token: str | TokenProvider,
         *,
         ack_timeout: float = 20.0,
         attempts: int = 5,
         transports: list[str] | None = None,
         reconnection_delay_max: float = 2.0,
         on_runs_changed: Callable[[dict[str, Any]], Any] | None = None,
+        on_auth_error: Callable[[PromptrelayError], Any] | None = None,
     ) -> None:
         self.url = url
         self.token = token
         # The server sends runs_changed only to connections that ask for it.
-        self.auth: dict[str, Any] = {"token": token}
+        self.auth_extra: dict[str, Any] = {}
         if on_runs_changed is not None:
-            self.auth["runs_changed"] = True
+            self.auth_extra["runs_changed"] = True
+        self.on_auth_error = on_auth_error
+        self.auth_error: PromptrelayError | None = None  # set once the token is refused
+        self._sent_token: str | None = None  # the token of the last connect
+        self._refused_token: str | None = None
+        self._session_ended: PromptrelayError | None = None
+        self._refused: PromptrelayError | None = None  # the last connect_error's
         self.ack_timeout = ack_timeout
         self.attempts = attempts
         self.transports = transports or ["websocket"]
@@ -67,6 +89,8 @@ class Client:
         self.sio.on("task_chunk", lambda p: self._route("task_chunk", p))
         self.sio.on("task_done", lambda p: self._route("task_done", p))
         self.sio.on("server_draining", self._on_draining)
+        self.sio.on("session_ended", self._on_session_ended)
+        self.sio.on("connect_error", self._on_connect_error)
         if on_runs_changed is not None:
             self.sio.on("runs_changed", on_runs_changed)
 
@@ -81,19 +105,38 @@ class Client:
 
     async def connect(self) -> None:
         """Connect once; a refused token raises PromptrelayError("unauthorized")."""
-        refused: list[Any] = []
-        self.sio.on("connect_error", refused.append)
         try:
             await self.sio.connect(
-                self.url, auth=self.auth, transports=self.transports, wait_timeout=20
+                self.url, auth=self._auth, transports=self.transports, wait_timeout=20
             )
         except socketio.exceptions.ConnectionError as exc:
             if self.sio.eio.http is not None:
                 await self.sio.eio.http.close()
-            data = refused[-1].get("data") if refused and isinstance(refused[-1], dict) else None
-            if data:
-                raise PromptrelayError.from_body(data) from None
+            if self.auth_error is not None:
+                raise self.auth_error from None
+            if self._refused is not None:
+                raise self._refused from None
             raise PromptrelayError("unavailable", f"cannot connect: {exc}") from None
+
+    async def _auth(self) -> dict[str, Any]:
+        """The connect packet's auth: the token (from the provider), asked at every connect."""
+        token = self._sent_token or ""
+        if callable(self.token):
+            try:
+                value = self.token()
+                token = str(await value if inspect.isawaitable(value) else value)
+            except Exception as exc:  # the application's code: any failure means no token
+                self._auth_failed(
+                    PromptrelayError("unauthorized", f"the token provider failed: {exc!r}")
+                )
+        else:
+            token = self.token
+        if token == self._refused_token and self.auth_error is None:
+            self._auth_failed(
+                PromptrelayError("unauthorized", "the token provider gave the refused token")
+            )
+        self._sent_token = token
+        return {"token": token, **self.auth_extra}
 
     async def close(self) -> None:
         """Disconnect; tasks still followed end with ClientClosed (they go on on the server)."""
@@ -129,6 +172,41 @@ class Client:
         self._connected.clear()
         self._lost.set()
         self._wake_waiting()
+        ended, self._session_ended = self._session_ended, None
+        if ended is None or self.closed:
+            return
+        # Ended for authentication: the server will not take this token again.
+        self._refused_token = self._sent_token
+        if callable(self.token):
+            self._spawn(self._reconnect())
+        else:
+            self._auth_failed(ended)
+
+    def _on_session_ended(self, data: Any = None) -> None:
+        self._session_ended = PromptrelayError.from_body(data)
+
+    def _on_connect_error(self, data: Any = None) -> None:
+        body = data.get("data") if isinstance(data, dict) else None
+        error = PromptrelayError.from_body(body) if isinstance(body, dict) else None
+        self._refused = error
+        if error is not None and error.code == "unauthorized":
+            self._refused_token = self._sent_token
+            self._auth_failed(error)
+
+    def _auth_failed(self, error: PromptrelayError) -> None:
+        """No valid token: every pending task and call ends with `error`, reported once."""
+        if self.auth_error is not None:
+            return
+        self.auth_error = error
+        for task in list(self.live.values()):
+            task._fail(error)
+        self.live.clear()
+        self._lost.set()
+        self._wake_waiting()
+        if not self.sio.connected:  # stop python-socketio's reconnection attempts
+            self._spawn(self.sio.shutdown())
+        if self.on_auth_error is not None:
+            self.on_auth_error(error)
 
     def _wake_waiting(self) -> None:
         """Calls waiting for an ack stop waiting: it will not come on this connection."""
@@ -145,9 +223,9 @@ class Client:
     async def _reconnect(self) -> None:
         await self.sio.disconnect()
         delay = 0.1
-        while not self.closed and not self.sio.connected:
+        while not self.closed and not self.sio.connected and self.auth_error is None:
             try:
-                await self.sio.connect(self.url, auth=self.auth, transports=self.transports)
+                await self.sio.connect(self.url, auth=self._auth, transports=self.transports)
             except socketio.exceptions.ConnectionError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -187,6 +265,8 @@ class Client:
         while not self.sio.connected:
             if self.closed:
                 raise ClientClosed()
+            if self.auth_error is not None:
+                raise self.auth_error
             self._connected.clear()  # python-socketio may be between connect and its event
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._connected.wait(), 0.5)
@@ -243,12 +323,20 @@ class Client:
     async def _execute(self, task: Task, payload: dict[str, Any]) -> None:
         # Without a request_id a second execute could start a second task.
         attempts = self.attempts if "request_id" in payload else 1
+        large = len(json.dumps(payload, default=str)) >= TRANSPORT_LIMIT_FLOOR
+        dropped = 0
         try:
             for attempt in range(1, attempts + 1):
+                connects = self.connects
                 ack = await self._call("execute", payload)
                 if ack is not None:
                     self._adopt(task, ack)
                     return
+                dropped += large and (self._lost.is_set() or self.connects != connects)
+                if dropped >= 2:  # the connection fell with this payload, twice: its size
+                    raise PromptrelayError(
+                        "payload_too_large", "the server closed the connection on this payload"
+                    )
                 if attempt < attempts:
                     self.stats["execute_retries"] += 1
             raise PromptrelayError("timeout", "no answer to execute from the server")

@@ -36,6 +36,7 @@ from engine.protocol.responses import (
     Readiness,
     RunView,
     ServerDraining,
+    SessionEnded,
     SubscribeAck,
     TaskChunk,
     TaskDone,
@@ -62,6 +63,7 @@ SERVER_EVENTS: dict[str, type[BaseModel]] = {
     "task_tool_call": TaskToolCall,
     "task_done": TaskDone,
     "server_draining": ServerDraining,
+    "session_ended": SessionEnded,
     **HISTORY_EVENTS,  # runs_changed
 }
 

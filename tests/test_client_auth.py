@@ -1,0 +1,134 @@
+"""The Python client when the server ends its connection for authentication (a JWT that
+expires mid-stream, a key revoked mid-stream) or its transport refuses a payload: with a
+token provider it reconnects with a fresh token and every task resumes after its last seq;
+without one, everything pending settles with `unauthorized`, reported once. Real servers,
+real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from engine.settings import Settings
+from promptrelay_client import Chunk, Client, PromptrelayError
+from tests.conftest import SMALL_LIMIT, Server, start_server, stop_server
+from tests.test_auth import AUDIENCE, ISSUER, SECRET, claims, token
+
+SETTLE_S = 5.0  # what "settles" means here: never a hang
+
+
+def adhoc(max_tokens: int, tokens_per_second: int) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": "a long answer"}],
+        "model": "simulated/client-test",
+        "settings": {"max_tokens": max_tokens, "tokens_per_second": tokens_per_second},
+    }
+
+
+@pytest_asyncio.fixture
+async def srv(settings: Settings) -> AsyncIterator[Server]:
+    """A server taking JWTs, re-checking sessions every 0.3 s."""
+    node = await start_server(
+        settings.model_copy(
+            update={
+                "jwt_secret": SecretStr(SECRET),
+                "jwt_audience": AUDIENCE,
+                "jwt_issuer": ISSUER,
+                "auth_recheck_s": 0.3,
+            }
+        )
+    )
+    try:
+        yield node
+    finally:
+        await stop_server(node)
+
+
+def short_jwt(sub: str, lifetime_s: int = 3) -> str:
+    return token(claims(sub=sub, exp=int(time.time()) + lifetime_s))
+
+
+async def collect(task: Any) -> list[Chunk]:
+    return [chunk async for chunk in task]
+
+
+async def test_expired_jwt_with_a_provider_resumes_every_task(srv: Server) -> None:
+    sub = claims()["sub"]
+    minted: list[str] = []
+
+    async def provider() -> str:
+        minted.append(short_jwt(sub))
+        return minted[-1]
+
+    async with Client(srv.url, provider, reconnection_delay_max=0.3) as client:
+        tasks = [client.execute(adhoc(160, 30)) for _ in range(2)]
+        seen = await asyncio.wait_for(asyncio.gather(*(collect(t) for t in tasks)), 60)
+        assert client.connects >= 2, "the stream ended before the token expired"
+        assert len(minted) >= 2
+        for task, chunks in zip(tasks, seen, strict=True):
+            done = await task.done
+            assert done["status"] == "completed"
+            assert [c.seq for c in chunks] == list(range(1, done["last_seq"] + 1))
+            assert "".join(c.text for c in chunks) == done["text"]
+
+
+async def settles_unauthorized(client: Client, task: Any, errors: list[Any]) -> None:
+    with pytest.raises(PromptrelayError) as caught:
+        await asyncio.wait_for(task.done, 3 + SETTLE_S)
+    assert caught.value.code == "unauthorized"
+    later = client.execute(adhoc(5, 100))
+    with pytest.raises(PromptrelayError) as again:
+        await asyncio.wait_for(later.done, SETTLE_S)
+    assert again.value.code == "unauthorized"
+    assert len(errors) == 1 and errors[0].code == "unauthorized"
+
+
+async def test_expired_jwt_without_a_provider_settles_unauthorized(srv: Server) -> None:
+    errors: list[PromptrelayError] = []
+    async with Client(srv.url, short_jwt(claims()["sub"]), on_auth_error=errors.append) as c:
+        await settles_unauthorized(c, c.execute(adhoc(400, 30)), errors)
+
+
+async def test_provider_giving_the_refused_token_settles_unauthorized(srv: Server) -> None:
+    errors: list[PromptrelayError] = []
+    same = short_jwt(claims()["sub"])
+    async with Client(srv.url, lambda: same, on_auth_error=errors.append) as c:
+        await settles_unauthorized(c, c.execute(adhoc(400, 30)), errors)
+
+
+async def test_key_revoked_mid_stream_settles_unauthorized(
+    srv: Server, http: aiohttp.ClientSession
+) -> None:
+    owner = await srv.new_key()
+    auth = {"Authorization": f"Bearer {owner}"}
+    async with http.post(f"{srv.url}/v1/keys", json={}, headers=auth) as resp:
+        created = await resp.json()
+    errors: list[PromptrelayError] = []
+    async with Client(srv.url, created["key"], on_auth_error=errors.append) as client:
+        task = client.execute(adhoc(400, 30))
+        await task.started
+        async with http.delete(f"{srv.url}/v1/keys/{created['id']}", headers=auth) as resp:
+            assert resp.status == 204
+        await settles_unauthorized(client, task, errors)
+
+
+async def test_payload_past_the_transport_limit_is_payload_too_large(
+    small_server: Server,
+) -> None:
+    big = "x" * (SMALL_LIMIT * 2 + 70 * 1024)
+    async with Client(small_server.url, await small_server.new_key()) as client:
+        task = client.execute(
+            {"messages": [{"role": "user", "content": big}], "model": "simulated/x"}
+        )
+        with pytest.raises(PromptrelayError) as caught:
+            await asyncio.wait_for(task.done, 30)
+        assert caught.value.code == "payload_too_large"
+        small = client.execute(adhoc(5, 100))  # the client goes on working
+        assert (await asyncio.wait_for(small.done, 30))["status"] == "completed"
