@@ -11,10 +11,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from engine.settings import Settings
 from tests.client_harness import harness
-from tests.conftest import require
+from tests.conftest import SMALL_LIMIT, Server, require, start_server, stop_server
+from tests.test_auth import AUDIENCE, ISSUER, SECRET
 
 PACKAGE = Path(__file__).resolve().parent.parent / "clients" / "typescript"
 
@@ -63,6 +65,41 @@ async def test_typescript_client_and_redux_binding(settings: Settings) -> None:
         )
     assert "# fail 0" in out, out
     assert "# pass 14" in out, out
+
+
+@pytest.mark.timeout(300)
+async def test_typescript_client_when_credentials_end(
+    settings: Settings, small_server: Server
+) -> None:
+    """test/auth.test.js: a JWT expiring mid-stream (with and without a token provider), a
+    key revoked mid-stream, a payload the transport drops; a server taking JWTs that
+    re-checks sessions every 0.3 s."""
+    srv = await start_server(
+        settings.model_copy(
+            update={
+                "jwt_secret": SecretStr(SECRET),
+                "jwt_audience": AUDIENCE,
+                "jwt_issuer": ISSUER,
+                "auth_recheck_s": 0.3,
+            }
+        )
+    )
+    try:
+        env = {
+            "PROMPTRELAY_JWT_URL": srv.url,
+            "PROMPTRELAY_JWT_SECRET": SECRET,
+            "PROMPTRELAY_JWT_AUDIENCE": AUDIENCE,
+            "PROMPTRELAY_JWT_ISSUER": ISSUER,
+            "PROMPTRELAY_OWNER_KEY": await srv.new_key(),
+            "PROMPTRELAY_SMALL_URL": small_server.url,
+            "PROMPTRELAY_SMALL_KEY": await small_server.new_key(),
+            "PROMPTRELAY_SMALL_LIMIT": str(SMALL_LIMIT),
+        }
+        out = await run_node(env, "--test", "--test-concurrency=1", "test/auth.test.js")
+    finally:
+        await stop_server(srv)
+    assert "# fail 0" in out, out
+    assert "# pass 5" in out, out
 
 
 async def test_type_definitions_describe_what_an_application_writes() -> None:

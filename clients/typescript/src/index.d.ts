@@ -57,11 +57,15 @@ export class TaskHandle implements AsyncIterable<Chunk> {
   [Symbol.asyncIterator](): AsyncIterator<Chunk>;
 }
 
+export type TokenProvider = () => string | Promise<string>;
+
 export interface ClientOptions {
   /** Server URL; omit in a page served by the server itself. */
   url?: string;
-  /** An API key or a JWT. */
-  token: string;
+  /** An API key or a JWT, or a function (sync or async) returning one, asked at every
+   * connect and reconnect: a connection ended because its JWT expired comes back with a
+   * fresh token and every running task resumes after its last seq. */
+  token: string | TokenProvider;
   /** socket.io-client's `io` (default: the global `io`, else `import("socket.io-client")`). */
   io?: (...args: any[]) => any;
   /** Passed to `io()` (e.g. `transports`). */
@@ -78,6 +82,9 @@ export interface ClientEvents {
   disconnect: (reason: string, willReconnect: boolean) => void;
   connect_error: (error: PromptrelayError) => void;
   draining: () => void;
+  /** No valid token is left (a token refused, or ended by the server with no fresh one):
+   * every pending task and call has settled with this error. Sent once. */
+  auth_error: (error: PromptrelayError) => void;
   /** Only with `runsChanged: true`. */
   runs_changed: (change: RunsChanged) => void;
 }
@@ -87,6 +94,8 @@ export class Client {
   /** Tasks followed until their task_done, by task_id. */
   readonly live: Map<string, TaskHandle>;
   readonly ready: Promise<any>;
+  /** Set once no valid token is left; later calls fail with it. */
+  readonly authError: PromptrelayError | null;
   on<E extends keyof ClientEvents>(event: E, fn: ClientEvents[E]): () => void;
   /** Start a task. A `request_id` is added when missing; retries reuse it. */
   execute(request: ExecuteRequest): TaskHandle;
