@@ -27,8 +27,16 @@ function newRequestId() {
 async function loadIo(given) {
   if (given) return given;
   if (typeof globalThis.io === "function") return globalThis.io; // the browser bundle
-  const module = await import("socket.io-client");
-  return module.io;
+  try {
+    const module = await import("socket.io-client");
+    return module.io;
+  } catch (err) {
+    // A package installed as a link (`npm install ../path`) resolves its dependencies from
+    // its own folder, where npm installed none.
+    throw new PromptrelayError("unavailable", "socket.io-client cannot be imported: install this package with "
+      + "`npm install --install-links <folder>` or from its `npm pack` tarball, or pass `io` to createClient "
+      + `(${err?.code || err})`);
+  }
 }
 
 /** createClient({url, token}) -> Client. `token`: a string, or a function (sync or async)
@@ -315,6 +323,20 @@ export class Client {
   async unsubscribe(taskId) {
     this.live.delete(taskId);
     await this._call("unsubscribe", { task_id: taskId });
+  }
+
+  /** `GET /v1/runs/{id}`: a past conversation with its messages and tasks. */
+  async getRun(runId) {
+    return this._http(`/v1/runs/${encodeURIComponent(runId)}`);
+  }
+
+  async _http(path) {
+    const token = typeof this.token === "function" ? await this.token() : this.token;
+    const base = this.url || globalThis.location?.origin;
+    const res = await fetch(new URL(path, base), { headers: { Authorization: `Bearer ${token}` } });
+    const body = await res.json().catch(() => null);
+    if (!res.ok) throw PromptrelayError.from(body && body.error);
+    return body;
   }
 
   close() {

@@ -1,4 +1,4 @@
-import type { ErrorBody, ExecuteAck, ExecuteRequest, RunsChanged, SubscribeAck, TaskDone } from "../protocol.js";
+import type { ErrorBody, ExecuteAck, ExecuteRequest, RunsChanged, RunView, SubscribeAck, TaskDone } from "../protocol.js";
 
 export type { ExecuteRequest, TaskDone } from "../protocol.js";
 export type ErrorCode = ErrorBody["code"];
@@ -102,6 +102,8 @@ export class Client {
   /** Follow a task started elsewhere, from `afterSeq` on (with the `text` already held). */
   subscribe(taskId: string, options?: { afterSeq?: number; text?: string }): TaskHandle;
   unsubscribe(taskId: string): Promise<void>;
+  /** `GET /v1/runs/{id}`: a past conversation with its messages and tasks. */
+  getRun(runId: string): Promise<RunView>;
   close(): void;
 }
 

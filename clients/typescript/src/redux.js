@@ -9,10 +9,18 @@ export const TASK_STARTED = "promptrelay/taskStarted";
 export const TASK_CHUNK = "promptrelay/taskChunk";
 export const TASK_DONE = "promptrelay/taskDone";
 export const TASK_FAILED = "promptrelay/taskFailed";
+export const LOAD_RUN = "promptrelay/loadRun";
+export const RUN_LOADED = "promptrelay/runLoaded";
 
 export const execute = (request) => ({ type: EXECUTE, payload: { request } });
 export const cancel = (taskId) => ({ type: CANCEL, payload: { taskId } });
-export const follow = (taskId, afterSeq = 0) => ({ type: FOLLOW, payload: { taskId, afterSeq } });
+/** Follow a task from `afterSeq` on (e.g. kept across a page reload), `text` being what the
+ * caller holds up to it: the store takes the chunks after `afterSeq` at once. */
+export const follow = (taskId, afterSeq = 0, text = "") => ({ type: FOLLOW, payload: { taskId, afterSeq, text } });
+/** Load a past conversation (`GET /v1/runs/{id}`) into the store; tasks still running are
+ * followed from their last seq. `dispatch(loadRun(id))` returns a promise of the run. */
+export const loadRun = (runId) => ({ type: LOAD_RUN, payload: { runId } });
+export const runLoaded = (payload) => ({ type: RUN_LOADED, payload });
 export const taskStarted = (payload) => ({ type: TASK_STARTED, payload });
 export const taskChunk = (payload) => ({ type: TASK_CHUNK, payload });
 export const taskDone = (payload) => ({ type: TASK_DONE, payload });
@@ -42,7 +50,7 @@ export function reducer(state = initialState, action) {
       const task = {
         taskId: p.taskId, runId: p.runId ?? null, requestId: p.requestId ?? null,
         prompt: userMessages(p.request), status: p.status || "running",
-        text: "", lastSeq: 0, done: null, error: null,
+        text: p.text ?? "", lastSeq: p.lastSeq ?? 0, done: null, error: null,
       };
       const runs = { ...state.runs };
       if (task.runId) {
@@ -65,9 +73,28 @@ export function reducer(state = initialState, action) {
       }
       return { ...state, failures: { ...state.failures, [p.requestId]: error } };
     }
+    case RUN_LOADED:
+      return withRun(state, p);
     default:
       return state;
   }
+}
+
+/** A run from `GET /v1/runs/{id}`: its tasks in order (what the store already holds of a task
+ * is kept: it may be further along than the snapshot). */
+function withRun(state, run) {
+  const tasks = { ...state.tasks };
+  const ordered = [...run.tasks].sort((a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0));
+  for (const t of ordered) {
+    if (tasks[t.id]) continue;
+    tasks[t.id] = {
+      taskId: t.id, runId: run.id, requestId: null, prompt: userMessages(t.request),
+      status: t.status, text: t.text ?? "", lastSeq: t.last_seq, done: null,
+      error: t.error ? { code: t.error.code, message: t.error.message, details: null } : null,
+    };
+  }
+  const runs = { ...state.runs, [run.id]: { runId: run.id, title: run.title ?? null, taskIds: ordered.map((t) => t.id) } };
+  return { ...state, tasks, runs };
 }
 
 /** Middleware: `dispatch(execute(request))` returns the client's task handle. */
@@ -80,11 +107,22 @@ export function createMiddleware(client) {
         return handle;
       }
       case FOLLOW: {
-        const handle = client.subscribe(action.payload.taskId, { afterSeq: action.payload.afterSeq });
-        store.dispatch(taskStarted({ taskId: action.payload.taskId, status: "running" }));
+        const { taskId, afterSeq, text } = action.payload;
+        const handle = client.subscribe(taskId, { afterSeq, text });
+        store.dispatch(taskStarted({ taskId, status: "running", lastSeq: afterSeq, text }));
         bind(store, handle, null);
         return handle;
       }
+      case LOAD_RUN:
+        return client.getRun(action.payload.runId).then((run) => {
+          store.dispatch(runLoaded(run));
+          for (const t of run.tasks) {
+            if (t.status === "queued" || t.status === "running") {
+              store.dispatch(follow(t.id, t.last_seq, t.text ?? ""));
+            }
+          }
+          return run;
+        });
       case CANCEL:
         return client.live.get(action.payload.taskId)?.cancel() ?? Promise.resolve(null);
       default:
@@ -100,7 +138,9 @@ function bind(store, handle, request) {
       taskId: ack.task_id, runId: ack.run_id ?? null, status: ack.status,
       requestId: handle.requestId, request,
     }));
-    for (const chunk of handle.chunks) store.dispatch(taskChunk({ taskId: ack.task_id, ...chunk }));
+    for (const chunk of handle.chunks) {
+      store.dispatch(taskChunk({ taskId: ack.task_id, ...chunk }));
+    }
     if (handle.result) store.dispatch(taskDone(handle.result));
     announced = true;
   }, () => {});
