@@ -28,6 +28,7 @@ TokenProvider = Callable[[], str | Awaitable[str]]
 # (it closes a connection past twice MAX_PAYLOAD_BYTES, which is at least 1024, plus 64 KiB)
 # instead of being answered payload_too_large.
 TRANSPORT_LIMIT_FLOOR = 2 * 1024 + 64 * 1024
+RETRY_AFTER_MAX_MS = 30_000  # the longest wait a rate_limited retry_after_ms is honoured for
 
 
 class Client:
@@ -50,6 +51,7 @@ class Client:
         reconnection_delay_max: float = 2.0,
         on_runs_changed: Callable[[dict[str, Any]], Any] | None = None,
         on_auth_error: Callable[[PromptrelayError], Any] | None = None,
+        rate_limit_retries: int = 4,
     ) -> None:
         self.url = url
         self.token = token
@@ -65,6 +67,7 @@ class Client:
         self._refused: PromptrelayError | None = None  # the last connect_error's
         self.ack_timeout = ack_timeout
         self.attempts = attempts
+        self.rate_limit_retries = rate_limit_retries
         self.transports = transports or ["websocket"]
         self.sio = socketio.AsyncClient(
             reconnection=True,
@@ -79,7 +82,13 @@ class Client:
         self.pending_executes = 0
         self.connects = 0
         self.closed = False
-        self.stats = {"early": 0, "gaps": 0, "resubscribes": 0, "execute_retries": 0}
+        self.stats = {
+            "early": 0,
+            "gaps": 0,
+            "resubscribes": 0,
+            "execute_retries": 0,
+            "rate_limited": 0,
+        }
         self._connected = asyncio.Event()
         self._lost = asyncio.Event()  # set while disconnected
         self._waiting: set[asyncio.Future[None]] = set()  # calls waiting for acks
@@ -272,7 +281,23 @@ class Client:
                 await asyncio.wait_for(self._connected.wait(), 0.5)
 
     async def _call(self, event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
-        """The ack, None when the connection dropped or no ack came (retry), or the error."""
+        """The ack, None when the connection dropped or no ack came (retry), or the error.
+        `rate_limited` with `retry_after_ms` is sent again after that wait, at most
+        `rate_limit_retries` times (an execute is safe to repeat: its request_id)."""
+        for retry in range(self.rate_limit_retries + 1):
+            try:
+                return await self._call_once(event, payload)
+            except PromptrelayError as exc:
+                wait = (exc.details or {}).get("retry_after_ms")
+                if exc.code != "rate_limited" or not isinstance(wait, int):
+                    raise
+                if retry == self.rate_limit_retries:
+                    raise
+                self.stats["rate_limited"] += 1
+                await asyncio.sleep(min(wait, RETRY_AFTER_MAX_MS) / 1000)
+        raise AssertionError("unreachable")
+
+    async def _call_once(self, event: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         await self._until_connected()
         # The ack comes to a future of ours (no task per call), raced against the
         # connection dropping and the ack timeout.

@@ -132,3 +132,24 @@ async def test_payload_past_the_transport_limit_is_payload_too_large(
         assert caught.value.code == "payload_too_large"
         small = client.execute(adhoc(5, 100))  # the client goes on working
         assert (await asyncio.wait_for(small.done, 30))["status"] == "completed"
+
+
+async def test_rate_limited_executes_are_retried_after_retry_after_ms(settings: Settings) -> None:
+    """A socket allowed 2 events a second sends 5 executes at once: the refused ones are
+    sent again after the server's retry_after_ms, and all run (each once)."""
+    node = await start_server(settings.model_copy(update={"max_events_per_second": 2.0}))
+    try:
+        async with Client(node.url, await node.new_key()) as client:
+            tasks = [client.execute(adhoc(5, 100)) for _ in range(5)]
+            done = await asyncio.wait_for(asyncio.gather(*(t.done for t in tasks)), 60)
+            assert {d["status"] for d in done} == {"completed"}
+            assert len({d["task_id"] for d in done}) == 5
+            assert client.stats["rate_limited"] > 0, "the server never said rate_limited"
+        async with Client(node.url, await node.new_key(), rate_limit_retries=0) as client:
+            tasks = [client.execute(adhoc(5, 100)) for _ in range(5)]
+            results = await asyncio.gather(*(t.done for t in tasks), return_exceptions=True)
+            refused = [r for r in results if isinstance(r, PromptrelayError)]
+            assert refused and {r.code for r in refused} == {"rate_limited"}
+            assert all(isinstance((r.details or {}).get("retry_after_ms"), int) for r in refused)
+    finally:
+        await stop_server(node)

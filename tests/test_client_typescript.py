@@ -74,8 +74,10 @@ async def test_typescript_client_when_credentials_end(
     settings: Settings, small_server: Server
 ) -> None:
     """test/auth.test.js: a JWT expiring mid-stream (with and without a token provider), a
-    key revoked mid-stream, a payload the transport drops; a server taking JWTs that
-    re-checks sessions every 0.3 s."""
+    key revoked mid-stream (a server taking JWTs that re-checks sessions every 0.3 s), a
+    payload the transport drops, rate_limited executes (a server allowing 2 events a
+    second)."""
+    slow = await start_server(settings.model_copy(update={"max_events_per_second": 2.0}))
     srv = await start_server(
         settings.model_copy(
             update={
@@ -96,12 +98,15 @@ async def test_typescript_client_when_credentials_end(
             "PROMPTRELAY_SMALL_URL": small_server.url,
             "PROMPTRELAY_SMALL_KEY": await small_server.new_key(),
             "PROMPTRELAY_SMALL_LIMIT": str(SMALL_LIMIT),
+            "PROMPTRELAY_SLOW_URL": slow.url,
+            "PROMPTRELAY_SLOW_KEY": await slow.new_key(),
         }
         out = await run_node(env, "--test", "--test-concurrency=1", "test/auth.test.js")
     finally:
         await stop_server(srv)
+        await stop_server(slow)
     assert "# fail 0" in out, out
-    assert "# pass 5" in out, out
+    assert "# pass 6" in out, out
 
 
 async def test_type_definitions_describe_what_an_application_writes() -> None:

@@ -5,7 +5,9 @@
 import { ClientClosedError, PromptrelayError } from "./errors.js";
 import { TaskHandle } from "./task.js";
 
-const DEFAULTS = { ackTimeoutMs: 20000, executeAttempts: 5, reconnectionDelayMax: 2000 };
+const DEFAULTS = { ackTimeoutMs: 20000, executeAttempts: 5, reconnectionDelayMax: 2000, rateLimitRetries: 4 };
+// The longest wait a rate_limited retry_after_ms is honoured for.
+const RETRY_AFTER_MAX_MS = 30000;
 // An execute this big may be dropped with its connection by the server's transport (past
 // twice MAX_PAYLOAD_BYTES, which is at least 1024, plus 64 KiB) instead of being answered.
 const TRANSPORT_LIMIT_FLOOR = 2 * 1024 + 64 * 1024;
@@ -65,7 +67,7 @@ export class Client {
     this.pendingExecutes = 0;
     this.connects = 0;
     // What the client absorbed for the application (for tests and diagnostics).
-    this.stats = { early: 0, repeats: 0, gaps: 0, resubscribes: 0, executeRetries: 0 };
+    this.stats = { early: 0, repeats: 0, gaps: 0, resubscribes: 0, executeRetries: 0, rateLimited: 0 };
     this._listeners = new Map();
     this._waiters = new Set();
     const make = (ioFn) => this._open(ioFn, socketOptions);
@@ -224,7 +226,23 @@ export class Client {
     return socket;
   }
 
+  /** The ack, null when the connection dropped or no ack came (the caller retries), or the
+   * error. `rate_limited` with `retry_after_ms` is sent again after that wait, at most
+   * `rateLimitRetries` times (an execute is safe to repeat: its request_id). */
   async _call(event, payload) {
+    for (let retry = 0; ; retry += 1) {
+      try {
+        return await this._callOnce(event, payload);
+      } catch (err) {
+        const wait = err?.details?.retry_after_ms;
+        if (err?.code !== "rate_limited" || !Number.isInteger(wait) || retry >= this.options.rateLimitRetries) throw err;
+        this.stats.rateLimited += 1;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(wait, RETRY_AFTER_MAX_MS)));
+      }
+    }
+  }
+
+  async _callOnce(event, payload) {
     const socket = await this._connected();
     let ack;
     try {

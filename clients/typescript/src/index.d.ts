@@ -72,6 +72,9 @@ export interface ClientOptions {
   socketOptions?: Record<string, unknown>;
   ackTimeoutMs?: number;
   executeAttempts?: number;
+  /** How many times a call refused `rate_limited` (with `retry_after_ms`) is sent again
+   * after the server's wait (default 4; 0: never). */
+  rateLimitRetries?: number;
   reconnectionDelayMax?: number;
   /** Hear `runs_changed` (a conversation sidebar): the client's `runs_changed` event. */
   runsChanged?: boolean;

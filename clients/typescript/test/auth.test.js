@@ -16,6 +16,8 @@ const OWNER = process.env.PROMPTRELAY_OWNER_KEY;
 const SMALL_URL = process.env.PROMPTRELAY_SMALL_URL;
 const SMALL_KEY = process.env.PROMPTRELAY_SMALL_KEY;
 const SMALL_LIMIT = Number(process.env.PROMPTRELAY_SMALL_LIMIT);
+const SLOW_URL = process.env.PROMPTRELAY_SLOW_URL; // 2 events a second per socket
+const SLOW_KEY = process.env.PROMPTRELAY_SLOW_KEY;
 if (!URL || !SECRET || !OWNER || !SMALL_URL) throw new Error("run through tests/test_client_typescript.py");
 const SETTLE_MS = 5000;
 
@@ -127,5 +129,29 @@ test("a payload past the transport's limit is payload_too_large, and the client 
     assert.equal(small.status, "completed");
   } finally {
     client.close();
+  }
+});
+
+test("rate_limited executes are sent again after retry_after_ms, bounded", { timeout: 60000 }, async () => {
+  const client = createClient({ url: SLOW_URL, io, token: SLOW_KEY });
+  try {
+    const done = await within(Promise.all(Array.from({ length: 5 }, () => client.execute(adhoc(5, 100)).done)), 50000, "five executes");
+    assert.deepEqual(new Set(done.map((d) => d.status)), new Set(["completed"]));
+    assert.equal(new Set(done.map((d) => d.task_id)).size, 5);
+    assert.ok(client.stats.rateLimited > 0, "the server never said rate_limited");
+  } finally {
+    client.close();
+  }
+  const strict = createClient({ url: SLOW_URL, io, token: SLOW_KEY, rateLimitRetries: 0 });
+  try {
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => strict.execute(adhoc(5, 100)).done));
+    const refused = results.filter((r) => r.status === "rejected").map((r) => r.reason);
+    assert.ok(refused.length > 0);
+    for (const err of refused) {
+      assert.equal(err.code, "rate_limited");
+      assert.ok(Number.isInteger(err.details.retry_after_ms));
+    }
+  } finally {
+    strict.close();
   }
 });
