@@ -3,7 +3,7 @@
 
 from promptrelay_client.client import Client
 from promptrelay_client.errors import ClientClosed, PromptrelayError
-from promptrelay_client.task import Anomaly, Chunk, Task, TaskDone
+from promptrelay_client.task import Anomaly, Chunk, Task, TaskDone, ToolCallStream
 
 __all__ = [
     "Anomaly",
@@ -13,4 +13,5 @@ __all__ = [
     "PromptrelayError",
     "Task",
     "TaskDone",
+    "ToolCallStream",
 ]

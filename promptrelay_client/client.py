@@ -96,6 +96,7 @@ class Client:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("task_chunk", lambda p: self._route("task_chunk", p))
+        self.sio.on("task_tool_call", lambda p: self._route("task_tool_call", p))
         self.sio.on("task_done", lambda p: self._route("task_done", p))
         self.sio.on("server_draining", self._on_draining)
         self.sio.on("session_ended", self._on_session_ended)
@@ -254,7 +255,7 @@ class Client:
             self.early.setdefault(task_id, []).append((name, payload, at))
 
     def _deliver(self, task: Task, name: str, payload: dict[str, Any], at: float) -> None:
-        if name == "task_chunk":
+        if name != "task_done":  # task_chunk, task_tool_call: one sequence
             task._chunk(payload, at)
             return
         task_id = str(task.task_id)
@@ -414,6 +415,16 @@ class Client:
             return None  # still disconnected: the next connect resubscribes again
         finally:
             task.resyncing = False
+
+    async def tool_result(self, task_id: str, call_id: str, output: str) -> dict[str, Any]:
+        """Send one tool call's result (docs/tools.md); the ack names the continuation
+        (`next_task_id`) and the step's calls still `pending`."""
+        ack = await self._call(
+            "tool_result", {"task_id": task_id, "call_id": call_id, "output": output}
+        )
+        if ack is None:
+            raise PromptrelayError("timeout", "no answer to tool_result from the server")
+        return ack
 
     async def _cancel_task(self, task_id: str) -> str:
         ack = await self._call("cancel", {"task_id": task_id})

@@ -7,6 +7,7 @@ real sockets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -153,3 +154,42 @@ async def test_rate_limited_executes_are_retried_after_retry_after_ms(settings: 
             assert all(isinstance((r.details or {}).get("retry_after_ms"), int) for r in refused)
     finally:
         await stop_server(node)
+
+
+TOOLS = [
+    {"name": "weather", "parameters": {"type": "object", "properties": {"city": {}}}},
+    {"name": "time", "parameters": {"type": "object"}},
+]
+
+
+async def test_tool_calls_stream_in_the_tasks_sequence_and_results_continue(
+    server: Server,
+) -> None:
+    """task_tool_call pieces share the chunks' seq: the client keeps them (no gap, no
+    resubscribe), gives each call's argument text, and tool_result continues the run."""
+    async with Client(server.url, await server.new_key()) as client:
+        task = client.execute(
+            {
+                "messages": [{"role": "user", "content": "weather and time?"}],
+                "model": "simulated/demo",
+                "settings": {"tokens_per_second": 50, "max_tokens": 5, "simulate_tool_calls": 2},
+                "tools": TOOLS,
+            }
+        )
+        done = await asyncio.wait_for(task.done, 30)
+        assert done["finish_reason"] == "tool_calls"
+        assert task.anomalies == [] and client.stats["gaps"] == 0
+        assert task.last_seq == done["last_seq"]
+        calls = {c["id"]: c for c in done["tool_calls"]}
+        assert list(task.tool_calls) == list(calls)
+        for call_id, stream in task.tool_calls.items():
+            assert stream.name == calls[call_id]["name"]
+            assert json.loads(stream.arguments) == calls[call_id]["arguments"]
+        acks = [await client.tool_result(done["task_id"], cid, "sunny") for cid in calls]
+        assert acks[-1]["pending"] == [] and acks[-1]["next_task_id"] == done["next_task_id"]
+        with pytest.raises(PromptrelayError) as again:
+            await client.tool_result(done["task_id"], next(iter(calls)), "twice")
+        assert again.value.code == "invalid_request"
+        after = client.subscribe(done["next_task_id"])
+        final = await asyncio.wait_for(after.done, 30)
+        assert final["status"] == "completed" and final["text"] == after.text

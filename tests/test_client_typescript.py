@@ -66,7 +66,7 @@ async def test_typescript_client_and_redux_binding(settings: Settings) -> None:
             "test/client.test.js",
         )
     assert "# fail 0" in out, out
-    assert "# pass 16" in out, out
+    assert "# pass 17" in out, out
 
 
 @pytest.mark.timeout(300)

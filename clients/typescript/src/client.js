@@ -103,6 +103,7 @@ export class Client {
     socket.on("session_ended", (body) => { this._sessionEnded = PromptrelayError.from(body); });
     socket.on("connect_error", (err) => this._onConnectError(err));
     socket.on("task_chunk", (chunk) => this._route("task_chunk", chunk));
+    socket.on("task_tool_call", (piece) => this._route("task_tool_call", piece));
     socket.on("task_done", (done) => this._route("task_done", done));
     socket.on("server_draining", () => this._onDraining());
     socket.on("runs_changed", (change) => this._emit("runs_changed", change));
@@ -184,12 +185,12 @@ export class Client {
   _route(name, payload) {
     const handle = this.live.get(payload.task_id);
     if (handle) {
-      name === "task_chunk" ? handle._chunk(payload) : this._finish(handle, payload);
+      name === "task_done" ? this._finish(handle, payload) : handle._chunk(payload);
       return;
     }
     const ended = this.ended.get(payload.task_id);
     if (ended) {
-      name === "task_chunk" ? ended._chunk(payload) : ended._done(payload);
+      name === "task_done" ? ended._done(payload) : ended._chunk(payload);
       return;
     }
     // The server subscribes the socket before it answers execute, so events may come first.
@@ -341,6 +342,14 @@ export class Client {
   async unsubscribe(taskId) {
     this.live.delete(taskId);
     await this._call("unsubscribe", { task_id: taskId });
+  }
+
+  /** Send one tool call's result (docs/tools.md); the ack names the continuation
+   * (`next_task_id`) and the step's calls still `pending`. */
+  async toolResult(taskId, callId, output) {
+    const ack = await this._call("tool_result", { task_id: taskId, call_id: callId, output });
+    if (!ack) throw new PromptrelayError("timeout", "no answer to tool_result from the server");
+    return ack;
   }
 
   /** `GET /v1/runs/{id}`: a past conversation with its messages and tasks. */

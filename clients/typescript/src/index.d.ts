@@ -1,4 +1,4 @@
-import type { ErrorBody, ExecuteAck, ExecuteRequest, RunsChanged, RunView, SubscribeAck, TaskDone } from "../protocol.js";
+import type { ErrorBody, ExecuteAck, ExecuteRequest, RunsChanged, RunView, SubscribeAck, TaskDone, ToolResultAck } from "../protocol.js";
 
 export type { ExecuteRequest, TaskDone } from "../protocol.js";
 export type ErrorCode = ErrorBody["code"];
@@ -19,8 +19,26 @@ export interface Chunk {
   text: string;
 }
 
+/** A tool call as the model writes it: `arguments` is the argument text so far (the parsed
+ * call comes in task_done's `tool_calls`). */
+export interface ToolCallStream {
+  callId: string;
+  index: number;
+  name: string;
+  arguments: string;
+}
+/** One `task_tool_call` event, numbered in the task's sequence with the chunks. */
+export interface ToolCallPiece {
+  seq: number;
+  callId: string;
+  index: number;
+  name: string;
+  delta: string;
+}
+
 export type TaskEvent =
   | ["chunk", Chunk]
+  | ["tool_call", ToolCallPiece]
   | ["done", TaskDone]
   | ["error", PromptrelayError];
 
@@ -43,6 +61,9 @@ export class TaskHandle implements AsyncIterable<Chunk> {
   readonly text: string;
   readonly lastSeq: number;
   readonly chunks: readonly Chunk[];
+  /** Tool calls the model wrote, by call_id in order of arrival. */
+  readonly toolCalls: Readonly<Record<string, ToolCallStream>>;
+  readonly toolPieces: readonly ToolCallPiece[];
   readonly anomalies: readonly Anomaly[];
   readonly status: TaskStatus | "starting";
   readonly result: TaskDone | null;
@@ -107,6 +128,8 @@ export class Client {
   unsubscribe(taskId: string): Promise<void>;
   /** `GET /v1/runs/{id}`: a past conversation with its messages and tasks. */
   getRun(runId: string): Promise<RunView>;
+  /** Send one tool call's result; the ack names the continuation and the calls pending. */
+  toolResult(taskId: string, callId: string, output: string): Promise<ToolResultAck>;
   close(): void;
 }
 

@@ -1,6 +1,6 @@
 import type { Middleware, UnknownAction } from "redux";
-import type { ErrorBody, ExecuteRequest, RunView, TaskDone } from "../protocol.js";
-import type { Client, TaskHandle, TaskStatus } from "./index.js";
+import type { ErrorBody, ExecuteRequest, RunView, TaskDone, ToolResultAck } from "../protocol.js";
+import type { Client, TaskHandle, TaskStatus, ToolCallStream } from "./index.js";
 
 export interface TaskState {
   taskId: string;
@@ -14,6 +14,10 @@ export interface TaskState {
   /** The task's task_done; null until it came (and for a task loaded with `loadRun`). */
   done: TaskDone | null;
   error: ErrorBody | null;
+  /** The tool calls this task's answer asked for, as written so far. */
+  toolCalls: ToolCallStream[];
+  /** The results sent (by `toolResult`), by call id. */
+  toolResults: Record<string, string>;
 }
 export interface RunState {
   runId: string;
@@ -27,11 +31,16 @@ export interface PromptrelayState {
   /** Executes that never started (error ack), by request_id. */
   failures: Record<string, ErrorBody>;
 }
+/** A conversation step: a user message, an answer (with the tool calls it asked for), or a
+ * tool result sent for one of them. */
 export interface RunMessage {
-  role: "user" | "assistant";
+  role: "user" | "assistant" | "tool";
   content: string;
   taskId?: string;
   status?: TaskStatus;
+  toolCalls?: ToolCallStream[];
+  callId?: string;
+  name?: string;
 }
 
 /** A plain object type (not an interface), so it is a Redux `UnknownAction` as well. */
@@ -50,6 +59,7 @@ interface MiddlewareAction<T extends string, P> {
 export interface ExecuteAction extends MiddlewareAction<"promptrelay/execute", { request: ExecuteRequest }> {}
 export interface CancelAction extends MiddlewareAction<"promptrelay/cancel", { taskId: string }> {}
 export interface FollowAction extends MiddlewareAction<"promptrelay/follow", { taskId: string; afterSeq: number; text: string }> {}
+export interface ToolResultAction extends MiddlewareAction<"promptrelay/toolResult", { taskId: string; callId: string; output: string }> {}
 export interface LoadRunAction extends MiddlewareAction<"promptrelay/loadRun", { runId: string }> {}
 
 /** What the middleware adds to `dispatch`: the store's `dispatch` (Redux Toolkit's
@@ -59,12 +69,13 @@ export interface PromptrelayDispatch {
   (action: FollowAction): TaskHandle;
   (action: CancelAction): Promise<TaskStatus | null>;
   (action: LoadRunAction): Promise<RunView>;
+  (action: ToolResultAction): Promise<ToolResultAck>;
 }
 
 export const initialState: PromptrelayState;
 export function reducer(
   state: PromptrelayState | undefined,
-  action: UnknownAction | ExecuteAction | CancelAction | FollowAction | LoadRunAction,
+  action: UnknownAction | ExecuteAction | CancelAction | FollowAction | LoadRunAction | ToolResultAction,
 ): PromptrelayState;
 /** Redux middleware: `dispatch(execute(...))` returns the TaskHandle, `dispatch(loadRun(id))`
  * a promise of the run. */
@@ -76,6 +87,8 @@ export function cancel(taskId: string): CancelAction;
 export function follow(taskId: string, afterSeq?: number, text?: string): FollowAction;
 /** Load a past conversation (`GET /v1/runs/{id}`) into the store, for a sidebar. */
 export function loadRun(runId: string): LoadRunAction;
+/** Send a tool call's result (and keep it in the store); resolves to the ack. */
+export function toolResult(taskId: string, callId: string, output: string): ToolResultAction;
 export function runLoaded(run: RunView): Action<"promptrelay/runLoaded", RunView>;
 export function taskStarted(p: { taskId: string; runId?: string | null; status?: TaskStatus; requestId?: string | null; request?: ExecuteRequest | null; lastSeq?: number; text?: string }): Action;
 export function taskChunk(p: { taskId: string; seq: number; text: string }): Action;
@@ -91,6 +104,9 @@ export const TASK_DONE: "promptrelay/taskDone";
 export const TASK_FAILED: "promptrelay/taskFailed";
 export const LOAD_RUN: "promptrelay/loadRun";
 export const RUN_LOADED: "promptrelay/runLoaded";
+export const TASK_TOOL_CALL: "promptrelay/taskToolCall";
+export const TOOL_RESULT: "promptrelay/toolResult";
+export const TOOL_RESULT_SENT: "promptrelay/toolResultSent";
 
 type Root = PromptrelayState | { promptrelay: PromptrelayState };
 export function selectTask(state: Root, taskId: string): TaskState | undefined;
