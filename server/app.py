@@ -176,7 +176,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SIO] = sio
     app[GUARD] = sio
     app.cleanup_ctx.append(handshake_deadline_ctx)
-    SocketGateway(sio, app).register()
+    gateway = SocketGateway(sio, app)
+    gateway.register()
     app.add_routes(routes)
     app.add_routes(metrics_routes)
     app.add_routes(account_routes)
@@ -187,5 +188,6 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(openai_routes)  # POST /v1/chat/completions, GET /v1/models
     app.cleanup_ctx.append(runs_feed_ctx)  # runs_changed to the run owner's sockets that ask
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
-    app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end
+    # SIGTERM: tell clients, close idle sockets, let tasks end
+    app.on_shutdown.append(drain_on_shutdown(sio, gateway.busy))
     return app

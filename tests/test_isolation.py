@@ -65,6 +65,7 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/tasks/{task}/events", None),
     ("GET", "/v1/tasks/{task}/stream?after_seq=0", None),
     ("POST", "/v1/tasks/{task}/cancel", None),
+    ("POST", "/v1/tasks/{task}/tool_results", {"call_id": "call_1", "output": "x"}),
     ("GET", "/v1/runs/{run}", None),
     ("PATCH", "/v1/runs/{run}", {"title": "B was here", "archived": True}),
     ("DELETE", "/v1/runs/{run}", None),
@@ -116,6 +117,9 @@ NO_FOREIGN_IDS = {
     ("GET", "/playground/vendor/socket.io.min.js"),
     ("GET", "/client/{name}"),  # the client package's modules, which the page imports
     ("GET", "/v1/protocol.json"),
+    # the OpenAI-compatible endpoint: the caller's own new task, and the model list
+    ("POST", "/v1/chat/completions"),
+    ("GET", "/v1/models"),
     ("GET", "/metrics"),  # counts and timings only, no user data
     # the caller's own prompts, orgs and variables
     ("POST", "/v1/prompts"),

@@ -35,6 +35,15 @@ SOCKET_PATH = "/socket.io/"
 MALFORMED = re.compile(
     r"(?P<type>\d)(?:\d{1,6}-)?(?:(?P<ns>/[^,]{0,200}),)?(?P<id>\d{1,15})?(?!\d)"
 )
+BINARY_TYPES = (str(socketio.packet.BINARY_EVENT), str(socketio.packet.BINARY_ACK))
+MALFORMED_PACKET = {"code": "invalid_request", "message": "malformed packet"}
+# Handlers python-socketio calls itself; a client naming them is sending an unknown event.
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error", "message"})
+BINARY_REFUSED = {
+    "code": "invalid_request",
+    "message": "binary data is not accepted",
+    "details": {"errors": [{"field": "(payload)", "message": "binary data is not accepted"}]},
+}
 
 
 class HandshakeGuard:
@@ -132,29 +141,66 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         """A packet that cannot be decoded (bad JSON, an integer of more than 4,300 digits,
         an unknown type) gets an `invalid_request` error ack when it carries an ack id, and
-        one warning line, never a traceback."""
+        one warning line, never a traceback.
+
+        No event takes binary data: a binary packet is refused (`invalid_request`, as any
+        payload that is not an object) before python-socketio would keep it and every
+        attachment frame it announces; those frames are dropped as they arrive, so nothing
+        of them stays in memory."""
+        if not isinstance(data, str):
+            return  # an attachment frame (or any binary frame): nothing waits for it
+        if data[:1] in BINARY_TYPES:
+            log.warning("binary Socket.IO packet refused")
+            await self._refuse_packet(eio_sid, data, BINARY_REFUSED)
+            return
         try:
             await super()._handle_eio_message(eio_sid, data)
         except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
             log.warning("malformed Socket.IO packet (%s)", type(exc).__name__)
             await self._refuse_packet(eio_sid, data)
 
-    async def _refuse_packet(self, eio_sid: str, data: Any) -> None:
-        header = MALFORMED.match(data) if isinstance(data, str) else None
+    async def _refuse_packet(
+        self, eio_sid: str, data: str, error: dict[str, Any] = MALFORMED_PACKET
+    ) -> None:
+        header = MALFORMED.match(data)
         if header is None or header["id"] is None or header["type"] not in ("2", "5"):
             return  # no ack id: nothing to answer
-        namespace = header["ns"] or "/"
-        self._binary_packet.pop(eio_sid, None)
+        await self._error_ack(eio_sid, header["ns"], int(header["id"]), error)
+
+    async def _error_ack(
+        self, eio_sid: str, namespace: str | None, ack_id: int, error: dict[str, Any]
+    ) -> None:
+        namespace = namespace or "/"
         if self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
-            return
-        error = {"code": "invalid_request", "message": "malformed packet"}
+            return  # not connected: nobody to answer
         ack = self.packet_class(
             socketio.packet.ACK,
             namespace=namespace,
             data=[{"ok": False, "error": error}],
-            id=int(header["id"]),
+            id=ack_id,
         )
         await self._send_packet(eio_sid, ack)
+
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, data: Any
+    ) -> None:
+        """An event whose name is not one of ours (not a string, `connect`, or unknown) is
+        acked `invalid_request` naming the events there are, and never reaches a handler."""
+        events = self.handlers.get(namespace or "/", {})
+        name = data[0] if isinstance(data, list) and data else None
+        if isinstance(name, str) and name in events and name not in RESERVED_EVENTS:
+            await super()._handle_event(eio_sid, namespace, ack_id, data)
+            return
+        log.warning("unknown Socket.IO event refused")
+        if ack_id is not None:
+            known = ", ".join(sorted(set(events) - RESERVED_EVENTS))
+            message = f"unknown event; the events are {known}"
+            error = {
+                "code": "invalid_request",
+                "message": message,
+                "details": {"errors": [{"field": "(event)", "message": message}]},
+            }
+            await self._error_ack(eio_sid, namespace, ack_id, error)
 
     async def close_expired(self) -> int:
         expired = self.guard.expired(time.monotonic())
