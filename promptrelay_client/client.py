@@ -7,23 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
 import socketio
 
+from promptrelay_client.credentials import Credentials, TokenProvider
 from promptrelay_client.errors import ClientClosed, PromptrelayError
 from promptrelay_client.packets import ClientPacket
 from promptrelay_client.task import Task
 
-# A function (sync or async) that returns a token: called at every connect and reconnect.
-TokenProvider = Callable[[], str | Awaitable[str]]
 # An execute payload this big may be dropped with its connection by the server's transport
 # (it closes a connection past twice MAX_PAYLOAD_BYTES, which is at least 1024, plus 64 KiB)
 # instead of being answered payload_too_large.
@@ -54,15 +52,13 @@ class Client:
         rate_limit_retries: int = 4,
     ) -> None:
         self.url = url
-        self.token = token
+        self.credentials = Credentials(token, self._auth_failed)
         # The server sends runs_changed only to connections that ask for it.
         self.auth_extra: dict[str, Any] = {}
         if on_runs_changed is not None:
             self.auth_extra["runs_changed"] = True
         self.on_auth_error = on_auth_error
         self.auth_error: PromptrelayError | None = None  # set once the token is refused
-        self._sent_token: str | None = None  # the token of the last connect
-        self._refused_token: str | None = None
         self._session_ended: PromptrelayError | None = None
         self._refused: PromptrelayError | None = None  # the last connect_error's
         self.ack_timeout = ack_timeout
@@ -130,23 +126,7 @@ class Client:
 
     async def _auth(self) -> dict[str, Any]:
         """The connect packet's auth: the token (from the provider), asked at every connect."""
-        token = self._sent_token or ""
-        if callable(self.token):
-            try:
-                value = self.token()
-                token = str(await value if inspect.isawaitable(value) else value)
-            except Exception as exc:  # the application's code: any failure means no token
-                self._auth_failed(
-                    PromptrelayError("unauthorized", f"the token provider failed: {exc!r}")
-                )
-        else:
-            token = self.token
-        if token == self._refused_token and self.auth_error is None:
-            self._auth_failed(
-                PromptrelayError("unauthorized", "the token provider gave the refused token")
-            )
-        self._sent_token = token
-        return {"token": token, **self.auth_extra}
+        return {"token": await self.credentials.next_token(), **self.auth_extra}
 
     async def close(self) -> None:
         """Disconnect; tasks still followed end with ClientClosed (they go on on the server)."""
@@ -186,8 +166,8 @@ class Client:
         if ended is None or self.closed:
             return
         # Ended for authentication: the server will not take this token again.
-        self._refused_token = self._sent_token
-        if callable(self.token):
+        self.credentials.refuse()
+        if self.credentials.renewable:
             self._spawn(self._reconnect())
         else:
             self._auth_failed(ended)
@@ -200,7 +180,7 @@ class Client:
         error = PromptrelayError.from_body(body) if isinstance(body, dict) else None
         self._refused = error
         if error is not None and error.code == "unauthorized":
-            self._refused_token = self._sent_token
+            self.credentials.refuse()
             self._auth_failed(error)
 
     def _auth_failed(self, error: PromptrelayError) -> None:
