@@ -34,6 +34,7 @@ class NewTask:
     prompt_id: UUID | None = None
     prompt_version: int | None = None
     builtin: str | None = None
+    agent_id: UUID | None = None  # the agent this task runs (sql/014_agents.sql)
     request_id: str | None = None
     variable_values: dict[str, Any] = field(default_factory=dict)
     broker_values: dict[str, Any] = field(default_factory=dict)
@@ -75,8 +76,9 @@ WITH r AS (
 ), t AS (
     INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
                           request_id, provider, model, status, request, started_at, priority,
-                          parent_task_id, step)
-    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16, $17, $18)
+                          parent_task_id, step, agent_id)
+    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16, $17, $18,
+            $19)
     RETURNING task_id
 )
 INSERT INTO task_events (task_id, kind, message, metadata)
@@ -162,6 +164,7 @@ async def _insert(
             task.priority,
             task.parent_task_id,
             task.step,
+            task.agent_id,
         )
     except asyncpg.UniqueViolationError as e:
         if e.constraint_name != RUN_TURN_INDEX:

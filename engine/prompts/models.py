@@ -148,10 +148,13 @@ class PromptFields(_Strict):
 
 
 class PromptCreate(PromptFields):
-    """`POST /v1/prompts`: name and messages are required."""
+    """`POST /v1/prompts`: name and messages are required. `org_id` or `project_id` (at most
+    one) makes it a team's prompt; only an admin of that team may create one."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     messages: list[Message] = Field(min_length=1, max_length=100)
+    org_id: UUID | None = None
+    project_id: UUID | None = None
 
 
 class PromptUpdate(PromptFields):

@@ -4,8 +4,13 @@ An Engine.IO handshake costs the server a session (queues, timers, the request's
 before any token is seen. A session is *pending* from its handshake until its Socket.IO
 CONNECT is accepted; pending sessions are capped per client address
 (`MAX_PENDING_HANDSHAKES_PER_ADDRESS`) and in total (`MAX_PENDING_HANDSHAKES`), and one still
-pending after `HANDSHAKE_DEADLINE_S` is closed. A handshake past a cap is answered
-`429 rate_limited` with `Retry-After`, before Engine.IO creates anything.
+pending after `HANDSHAKE_DEADLINE_S` is closed. A handshake past its address's cap is
+answered `429 rate_limited` with `Retry-After`, before Engine.IO creates anything. At the
+node's total, a new handshake is admitted and a pending one is closed instead: the oldest
+of the address that holds the most. A flood from many addresses then only shortens how
+long its own anonymous sessions may wait, and a client that sends its CONNECT (with its
+token) right after its handshake, as the official clients do, is still served: its address
+holds one pending session, the flood's hold many.
 
 The client address is the TCP peer (aiohttp's `request.remote`); behind a proxy every
 client shares the proxy's address, so raise the per-address cap there.
@@ -18,7 +23,6 @@ import logging
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -54,7 +58,8 @@ class HandshakeGuard:
         self.total = total
         self.deadline_s = deadline_s
         self._pending: dict[str, tuple[str, float]] = {}  # eio sid -> (address, deadline)
-        self._by_address: Counter[str] = Counter()
+        # address -> its pending sessions, oldest first (dicts keep insertion order)
+        self._by_address: dict[str, dict[str, None]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HandshakeGuard:
@@ -68,21 +73,31 @@ class HandshakeGuard:
         return len(self._pending)
 
     def full(self, address: str) -> bool:
-        return len(self._pending) >= self.total or self._by_address[address] >= self.per_address
+        """The address has its cap of pending sessions (the node's total never refuses)."""
+        return len(self._by_address.get(address, ())) >= self.per_address
 
-    def admit(self, eio_sid: str, address: str) -> bool:
+    def admit(self, eio_sid: str, address: str) -> tuple[bool, list[str]]:
+        """(admitted, the pending sessions to close to make room: the oldest, when the
+        node's total is reached)."""
         if self.full(address):
-            return False
+            return False, []
+        evicted = []
+        while self._pending and len(self._pending) >= self.total:
+            crowded = max(self._by_address.values(), key=len)
+            oldest = next(iter(crowded))
+            self.done(oldest)
+            evicted.append(oldest)
         self._pending[eio_sid] = (address, time.monotonic() + self.deadline_s)
-        self._by_address[address] += 1
-        return True
+        self._by_address.setdefault(address, {})[eio_sid] = None
+        return True, evicted
 
     def done(self, eio_sid: str) -> None:
         """The session completed its CONNECT or went away."""
         entry = self._pending.pop(eio_sid, None)
         if entry is not None:
-            self._by_address[entry[0]] -= 1
-            if self._by_address[entry[0]] <= 0:
+            sessions = self._by_address[entry[0]]
+            del sessions[eio_sid]
+            if not sessions:
                 del self._by_address[entry[0]]
 
     def expired(self, now: float) -> list[str]:
@@ -125,8 +140,11 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         use_plain_websockets(self.eio)  # no permessage-deflate (server/realtime/websocket.py)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        if not self.guard.admit(eio_sid, client_address(environ)):
+        admitted, evicted = self.guard.admit(eio_sid, client_address(environ))
+        if not admitted:
             return False  # Engine.IO answers 401 and drops the session
+        if evicted:
+            await self._close_pending(evicted)
         return await super()._handle_eio_connect(eio_sid, environ)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
@@ -206,12 +224,17 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         expired = self.guard.expired(time.monotonic())
         for eio_sid in expired:
             self.guard.done(eio_sid)
+        await self._close_pending(expired)
+        return len(expired)
+
+    async def _close_pending(self, eio_sids: list[str]) -> None:
+        """Close Engine.IO sessions that never completed a CONNECT."""
+        for eio_sid in eio_sids:
             session = self.eio.sockets.pop(eio_sid, None)
             if session is not None:
                 # Not eio.disconnect(): it waits until the client reads the CLOSE packet,
                 # which a client that never polls again never does.
                 await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-        return len(expired)
 
 
 GUARD = web.AppKey("handshake_guard", GuardedServer)
