@@ -601,6 +601,12 @@ export interface ServerDraining {
   reconnect: true;
 }
 
+/** The server ends this connection for authentication (its JWT expired, its key was revoked or its user deleted): the last event before the disconnect. Reconnect with a fresh token and resubscribe with after_seq; the same token is refused. */
+export interface SessionEnded {
+  code: "unauthorized";
+  message: string;
+}
+
 export interface StreamOptions {
   include_usage?: boolean | null;
 }
@@ -940,6 +946,7 @@ export interface ServerToClientEvents {
   task_tool_call: (payload: TaskToolCall) => void;
   task_done: (payload: TaskDone) => void;
   server_draining: (payload: ServerDraining) => void;
+  session_ended: (payload: SessionEnded) => void;
   runs_changed: (payload: RunsChanged) => void;
 }
 

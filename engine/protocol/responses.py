@@ -162,6 +162,15 @@ class ServerDraining(_Payload):
     reconnect: Literal[True]
 
 
+class SessionEnded(_Payload):
+    """The server ends this connection for authentication (its JWT expired, its key was
+    revoked or its user deleted): the last event before the disconnect. Reconnect with a
+    fresh token and resubscribe with after_seq; the same token is refused."""
+
+    code: Literal["unauthorized"]
+    message: str
+
+
 class Usage(_Payload):
     input_tokens: int
     output_tokens: int
