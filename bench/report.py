@@ -35,6 +35,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("every stream intact", "yes" if report["all_streams_intact"] else "NO"),
         ("errors by code", ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"),
         ("elapsed s", _fmt(report["elapsed_s"])),
+        ("completed tasks/s", _fmt(report.get("tasks_per_s"))),
         ("delivered tokens/s", _fmt(report["tokens_per_s"])),
         ("delivered chunks/s", _fmt(report["chunks_per_s"])),
         ("time to first chunk ms", _dist(report["ttft_ms"])),
@@ -52,6 +53,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     labels = {
         "pg_statements_per_task": "server: Postgres statements per task",
         "cpu_s_per_1k_tokens": "server: CPU s per 1,000 tokens",
+        "cpu_ms_per_task": "server: CPU ms per task",
         "rss_kb_per_socket": "server: memory KB per open socket",
         "rss_mb_end": "server: resident memory MB at end",
     }

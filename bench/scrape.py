@@ -71,6 +71,8 @@ def server_figures(
         else None,
         "cpu_s": round(cpu, 2),
         "cpu_s_per_1k_tokens": round(cpu / tokens * 1000, 4) if tokens else None,
+        # per task: what a burst of short tasks costs (execute, rows, quota, finalize)
+        "cpu_ms_per_task": round(cpu / tasks * 1000, 3) if tasks else None,
         "sockets_opened": sockets,
         # Resident memory moves in pages and allocator arenas: only many sockets tell.
         "rss_kb_per_socket": round((connected.rss_bytes - before.rss_bytes) / sockets / 1024, 1)

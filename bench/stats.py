@@ -170,6 +170,7 @@ def build_report(
         "elapsed_s": round(elapsed, 3),
         "tokens": result.tokens,
         "chunks": result.chunks,
+        "tasks_per_s": rate(result.intact),
         "tokens_per_s": rate(result.tokens),
         "chunks_per_s": rate(result.chunks),
         "ttft_ms": _dist(result.ttft, (50, 95, 99)),

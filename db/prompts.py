@@ -19,10 +19,11 @@ async def get_prompt_version(
 
     An archived prompt runs only pinned."""
     return await conn.fetchrow(
-        "SELECT p.id, p.name, p.status, v.version, v.messages, v.model, v.settings, v.variables,"
+        "SELECT p.id, p.name, p.status, p.org_id, p.project_id, v.version, v.messages,"
+        " v.model, v.settings, v.variables,"
         f" {_VALIDATIONS}"
         " FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id"
-        " WHERE p.id = $1 AND p.user_id = $2"
+        f" WHERE p.id = $1 AND {CAN_READ.format('$2')}"
         "   AND v.version = COALESCE($3::int, p.published_version)"
         "   AND ($3::int IS NOT NULL OR p.status <> 'archived')",
         prompt_id,
@@ -71,8 +72,13 @@ async def upsert_builtin(
 
 PROMPT_COLUMNS = (
     "p.id, p.name, p.description, p.tags, p.status, p.latest_version, p.published_version,"
+    " p.org_id, p.project_id, p.forked_from_prompt, p.forked_from_version,"
     " p.created_at, p.updated_at"
 )
+# The caller's role on a prompt (sql/012_team_prompts.sql): NULL means no access at all.
+_ROLE = "prompt_role(p.user_id, p.org_id, p.project_id, {})"
+CAN_READ = _ROLE + " IS NOT NULL"
+CAN_WRITE = _ROLE + " = 'admin'"
 VERSION_COLUMNS = (
     "v.version, v.messages, v.model, v.settings, v.variables, v.change_log,"
     " v.created_at AS version_created_at"
@@ -127,17 +133,21 @@ async def create_prompt(
     description: str,
     tags: list[str],
     content: VersionContent,
+    owner: tuple[UUID | None, UUID | None] = (None, None),
 ) -> None:
-    """A new draft prompt with its version 1, in one transaction."""
+    """A new draft prompt with its version 1, in one transaction; `owner` is (org_id,
+    project_id), both None for the author's own prompt."""
     async with conn.transaction():
         await conn.execute(
-            "INSERT INTO prompts (id, user_id, name, description, tags, status, latest_version)"
-            " VALUES ($1, $2, $3, $4, $5, 'draft', 1)",
+            "INSERT INTO prompts (id, user_id, name, description, tags, status, latest_version,"
+            " org_id, project_id) VALUES ($1, $2, $3, $4, $5, 'draft', 1, $6, $7)",
             prompt_id,
             user_id,
             name,
             description,
             tags,
+            owner[0],
+            owner[1],
         )
         await _insert_version(conn, prompt_id, 1, content)
 
@@ -148,11 +158,13 @@ async def get_prompt(
     user_id: UUID,
     version: int | None = None,
 ) -> asyncpg.Record | None:
-    """The caller's prompt with one version's content (the latest unless `version`)."""
+    """A prompt the caller may read, with one version's content (the latest unless
+    `version`) and the caller's `role` on it."""
     return await conn.fetchrow(
-        f"SELECT {PROMPT_COLUMNS}, {VERSION_COLUMNS}, {_VALIDATIONS}"
+        f"SELECT {PROMPT_COLUMNS}, {VERSION_COLUMNS}, {_VALIDATIONS}, {_ROLE.format('$2')} AS role"
         " FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id"
-        " WHERE p.id = $1 AND p.user_id = $2 AND v.version = COALESCE($3::int, p.latest_version)",
+        f" WHERE p.id = $1 AND {CAN_READ.format('$2')}"
+        "   AND v.version = COALESCE($3::int, p.latest_version)",
         prompt_id,
         user_id,
         version,
@@ -166,13 +178,15 @@ async def add_version(
     header: dict[str, Any],
     content: VersionContent,
 ) -> int | None:
-    """Write the next immutable version and update name/description/tags; None if not found.
+    """Write the next immutable version and update name/description/tags; None if not found
+    or the caller is not an admin of the prompt.
 
     The prompt row is locked, so two concurrent updates get consecutive versions.
     """
     async with conn.transaction():
         latest = await conn.fetchval(
-            "SELECT latest_version FROM prompts WHERE id = $1 AND user_id = $2 FOR UPDATE",
+            "SELECT latest_version FROM prompts p"
+            f" WHERE p.id = $1 AND {CAN_WRITE.format('$2')} FOR UPDATE",
             prompt_id,
             user_id,
         )
@@ -193,33 +207,48 @@ async def add_version(
     return version
 
 
+@dataclass(frozen=True)
+class PromptFilter:
+    """What a prompt list keeps: `owner` is `me` (the caller's own prompts), `org`, `project`
+    (with `owner_id`) or None (every prompt the caller may read)."""
+
+    status: str | None = None
+    tag: str | None = None
+    text: str | None = None
+    owner: str | None = None
+    owner_id: UUID | None = None
+
+
 async def list_prompts(
     conn: asyncpg.Connection | asyncpg.Pool,
     user_id: UUID,
+    where: PromptFilter,
     *,
-    status: str | None,
-    tag: str | None,
-    text: str | None,
     limit: int,
     after: tuple[Any, UUID] | None,
 ) -> list[asyncpg.Record]:
-    """The caller's prompts, newest first, keyset-paged by (created_at, id)."""
+    """Prompts the caller may read, newest first, keyset-paged by (created_at, id)."""
     return await conn.fetch(
-        f"SELECT {PROMPT_COLUMNS}, {VERSION_COLUMNS}, {_VALIDATIONS}"
+        f"SELECT {PROMPT_COLUMNS}, {VERSION_COLUMNS}, {_VALIDATIONS}, {_ROLE.format('$1')} AS role"
         " FROM prompts p JOIN prompt_versions v"
         "   ON v.prompt_id = p.id AND v.version = p.latest_version"
-        " WHERE p.user_id = $1 AND ($2::text IS NULL OR p.status = $2)"
+        f" WHERE {CAN_READ.format('$1')} AND ($2::text IS NULL OR p.status = $2)"
         "   AND ($3::text IS NULL OR $3 = ANY(p.tags))"
         "   AND ($4::text IS NULL OR strpos(lower(p.name || ' ' || p.description), lower($4)) > 0)"
         "   AND ($5::timestamptz IS NULL OR (p.created_at, p.id) < ($5, $6::uuid))"
+        "   AND ($8::text IS NULL"
+        "        OR ($8 = 'me' AND p.user_id = $1 AND p.org_id IS NULL AND p.project_id IS NULL)"
+        "        OR ($8 = 'org' AND p.org_id = $9) OR ($8 = 'project' AND p.project_id = $9))"
         " ORDER BY p.created_at DESC, p.id DESC LIMIT $7",
         user_id,
-        status,
-        tag,
-        text,
+        where.status,
+        where.tag,
+        where.text,
         after[0] if after else None,
         after[1] if after else None,
         limit,
+        where.owner,
+        where.owner_id,
     )
 
 
@@ -235,7 +264,8 @@ async def list_versions(
     return await conn.fetch(
         "SELECT v.version, v.change_log, v.model, v.created_at"
         " FROM prompts p JOIN prompt_versions v ON v.prompt_id = p.id"
-        " WHERE p.id = $1 AND p.user_id = $2 AND v.version > $3 ORDER BY v.version LIMIT $4",
+        f" WHERE p.id = $1 AND {CAN_READ.format('$2')} AND v.version > $3"
+        " ORDER BY v.version LIMIT $4",
         prompt_id,
         user_id,
         after,
@@ -249,7 +279,7 @@ async def publish(
     """Make `version` the one an unpinned execute runs; False if prompt or version is absent."""
     row = await conn.fetchval(
         "UPDATE prompts p SET published_version = $3, status = 'published', updated_at = now()"
-        " WHERE p.id = $1 AND p.user_id = $2 AND EXISTS"
+        f" WHERE p.id = $1 AND {CAN_WRITE.format('$2')} AND EXISTS"
         " (SELECT 1 FROM prompt_versions v WHERE v.prompt_id = p.id AND v.version = $3)"
         " RETURNING p.id",
         prompt_id,
@@ -261,8 +291,8 @@ async def publish(
 
 async def archive(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID) -> bool:
     row = await conn.fetchval(
-        "UPDATE prompts SET status = 'archived', updated_at = now()"
-        " WHERE id = $1 AND user_id = $2 RETURNING id",
+        "UPDATE prompts p SET status = 'archived', updated_at = now()"
+        f" WHERE p.id = $1 AND {CAN_WRITE.format('$2')} RETURNING p.id",
         prompt_id,
         user_id,
     )
@@ -272,7 +302,7 @@ async def archive(conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user
 async def delete_prompt(conn: TxConnection, prompt_id: UUID, user_id: UUID) -> bool:
     async with conn.transaction():
         row = await conn.fetchval(
-            "DELETE FROM prompts WHERE id = $1 AND user_id = $2 RETURNING id",
+            f"DELETE FROM prompts p WHERE p.id = $1 AND {CAN_WRITE.format('$2')} RETURNING p.id",
             prompt_id,
             user_id,
         )
@@ -306,8 +336,19 @@ async def cache_render(
 async def owns_prompt(
     conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID
 ) -> bool:
-    """Whether the prompt exists and is the caller's."""
+    """Whether the prompt exists and the caller may read it (its author, or a member of the
+    team that owns it)."""
     found = await conn.fetchval(
-        "SELECT 1 FROM prompts WHERE id = $1 AND user_id = $2", prompt_id, user_id
+        f"SELECT 1 FROM prompts p WHERE p.id = $1 AND {CAN_READ.format('$2')}", prompt_id, user_id
     )
     return found is not None
+
+
+async def prompt_role(
+    conn: asyncpg.Connection | asyncpg.Pool, prompt_id: UUID, user_id: UUID
+) -> str | None:
+    """The caller's role on a prompt: `admin`, `member`, or None (no prompt, or no access)."""
+    role: str | None = await conn.fetchval(
+        f"SELECT {_ROLE.format('$2')} FROM prompts p WHERE p.id = $1", prompt_id, user_id
+    )
+    return role

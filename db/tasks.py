@@ -10,6 +10,8 @@ from uuid import UUID
 
 import asyncpg
 
+from db.pool import TxConnection
+
 TASK_COLUMNS = (
     "task_id, run_id, user_id, prompt_id, prompt_version, builtin, provider, model, status,"
     " request, response_text, input_tokens, output_tokens, total_tokens, usage_source,"
@@ -32,6 +34,7 @@ class NewTask:
     prompt_id: UUID | None = None
     prompt_version: int | None = None
     builtin: str | None = None
+    agent_id: UUID | None = None  # the agent this task runs (sql/014_agents.sql)
     request_id: str | None = None
     variable_values: dict[str, Any] = field(default_factory=dict)
     broker_values: dict[str, Any] = field(default_factory=dict)
@@ -70,18 +73,12 @@ WITH r AS (
     INSERT INTO ai_runs (id, user_id, prompt_id, name, variable_values, broker_values)
     SELECT $2, $3, $4, $5, $6, $7 WHERE $8::bool
     RETURNING id, created_at
-), turn AS (
-    SELECT id FROM ai_runs WHERE id = $2 AND task_count = $19::int FOR UPDATE
 ), t AS (
     INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
                           request_id, provider, model, status, request, started_at, priority,
-                          parent_task_id, step)
-    SELECT $1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16, $17, $18
-    -- a turn of a run: the run as it was read (locked), and no tool step of it still going
-    -- (a tool continuation holds the run's turn but not the run's index slot)
-    WHERE $19::int IS NULL OR (
-        EXISTS (SELECT 1 FROM turn) AND NOT EXISTS (
-            SELECT 1 FROM ai_tasks WHERE run_id = $2 AND status IN ('queued', 'running')))
+                          parent_task_id, step, agent_id)
+    VALUES ($1, $2, $3, $4, $9, $10, $11, $12, $13, 'running', $14, now(), $16, $17, $18,
+            $19)
     RETURNING task_id
 )
 INSERT INTO task_events (task_id, kind, message, metadata)
@@ -95,7 +92,17 @@ SELECT task_id, kind, message, metadata FROM (
                        AS (kind text, message text, metadata jsonb))
          WITH ORDINALITY AS ev(kind, message, metadata, ord)
 ) e ORDER BY ord
-RETURNING (SELECT created_at FROM r) AS run_created
+RETURNING (SELECT created_at FROM r)
+"""
+
+# The run's turns, and whether a task of it other than this one is still going (a tool
+# continuation, which RUN_TURN_INDEX leaves out: it starts while its asking task runs).
+_TURN_STATE = """
+SELECT task_count, EXISTS (
+    SELECT 1 FROM ai_tasks
+    WHERE run_id = $1 AND task_id <> $2 AND status IN ('queued', 'running')
+) AS busy
+FROM ai_runs WHERE id = $1
 """
 
 RUN_TURN_INDEX = "ai_tasks_run_turn_idx"  # sql/010_run_turns.sql
@@ -110,8 +117,34 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
     """Insert the task (status running) and, when asked, its new run: one round trip.
     Returns the new run's `created_at` (None when no run was created). TurnConflict when the
     run's turn is taken (see NewTask.run_turns and RUN_TURN_INDEX)."""
+    if task.run_turns is None:
+        return await _insert(conn, task)
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as held:
+            return await _insert_turn(held, task)
+    return await _insert_turn(conn, task)
+
+
+async def _insert_turn(conn: TxConnection, task: NewTask) -> datetime | None:
+    """The next turn of a run, only while the run still has the turns its messages were read
+    with. The insert comes first: RUN_TURN_INDEX makes it wait out a finalize of the run's
+    turn in progress, so the count read after it (a new statement, a new snapshot) includes
+    that turn. No row lock is taken on the run, so nothing waits in a circle with finalize."""
+    async with conn.transaction():
+        created = await _insert(conn, task)
+        run = await conn.fetchrow(_TURN_STATE, task.run_id, task.task_id)
+        if run is None or run["task_count"] != task.run_turns:
+            raise TurnConflict("the run changed since its messages were read")  # rolls back
+        if run["busy"]:  # a tool step of the run still going: it is the run's turn
+            raise TurnConflict("the run has a turn running")
+    return created
+
+
+async def _insert(
+    conn: asyncpg.Connection | asyncpg.Pool | TxConnection, task: NewTask
+) -> datetime | None:
     try:
-        row = await conn.fetchrow(
+        created: datetime | None = await conn.fetchval(
             _CREATE,
             task.task_id,
             task.run_id,
@@ -131,15 +164,12 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
             task.priority,
             task.parent_task_id,
             task.step,
-            task.run_turns,
+            task.agent_id,
         )
     except asyncpg.UniqueViolationError as e:
         if e.constraint_name != RUN_TURN_INDEX:
             raise
         raise TurnConflict("the run has a turn running") from e
-    if row is None:
-        raise TurnConflict("the run changed since its messages were read")
-    created: datetime | None = row["run_created"]
     return created
 
 

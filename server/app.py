@@ -30,14 +30,17 @@ from engine.tasks.service import Engine
 from engine.tasks.supervisor import TaskSupervisor
 from server.drain import drain_on_shutdown
 from server.http.account import routes as account_routes
+from server.http.agents import routes as agent_routes
 from server.http.cors import OriginPolicy, cors_middleware
 from server.http.history import routes as history_routes
+from server.http.members import routes as member_routes
 from server.http.metrics import routes as metrics_routes
 from server.http.openai_compat import routes as openai_routes
 from server.http.orgs import routes as org_routes
 from server.http.prompts import routes as prompt_routes
 from server.http.provider_keys import routes as provider_key_routes
 from server.http.tasks import errors_middleware, routes
+from server.http.templates import routes as template_routes
 from server.http.throttle import address_middleware, long_url_middleware, throttle_ctx
 from server.realtime.handshakes import (
     GUARD,
@@ -193,16 +196,21 @@ def create_app(settings: Settings) -> web.Application:
     app[SIO] = sio
     app[GUARD] = sio
     app.cleanup_ctx.append(handshake_deadline_ctx)
-    SocketGateway(sio, app).register()
+    gateway = SocketGateway(sio, app)
+    gateway.register()
     app.add_routes(routes)
     app.add_routes(metrics_routes)
     app.add_routes(account_routes)
     app.cleanup_ctx.append(sessions_ctx)  # after engine_ctx: its loops stop first
     app.add_routes([*prompt_routes, *org_routes])  # the prompt library, orgs, variables
+    app.add_routes(template_routes)  # the public template gallery
+    app.add_routes(agent_routes)  # agents and agent templates
+    app.add_routes(member_routes)  # removing org and project members
     app.add_routes(provider_key_routes)
     app.add_routes(history_routes)  # conversations, executions, prompt statistics
     app.add_routes(openai_routes)  # POST /v1/chat/completions, GET /v1/models
     app.cleanup_ctx.append(runs_feed_ctx)  # runs_changed to the run owner's sockets that ask
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one
-    app.on_shutdown.append(drain_on_shutdown(sio))  # SIGTERM: tell clients, let tasks end
+    # SIGTERM: tell clients, close idle sockets, let tasks end
+    app.on_shutdown.append(drain_on_shutdown(sio, gateway.busy))
     return app

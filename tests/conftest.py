@@ -34,7 +34,7 @@ from db.pool import connect
 from engine.protocol import responses as events
 from engine.settings import Settings
 from server.app import create_app
-from server.http.throttle import HANDLER_ARGS
+from server.http.heads import HANDLER_ARGS, NodeRunner
 from server.process.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.protocol.contract import check_ack
 from server.state import ENGINE
@@ -326,7 +326,7 @@ async def small_server(settings: Settings) -> AsyncIterator[Server]:
 
 async def start_server(settings: Settings) -> Server:
     app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=5, **HANDLER_ARGS)  # as `promptrelay serve`
+    runner = NodeRunner(app, shutdown_timeout=5, **HANDLER_ARGS)  # as `promptrelay serve`
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

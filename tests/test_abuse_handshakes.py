@@ -131,3 +131,59 @@ async def test_a_handshake_flood_is_capped_closed_and_keeps_memory_flat(
         f"handshake flood: {FLOOD} in {took:.1f} s, {dict(seen)}, RSS {before:.0f}->{after:.0f} MB"
     )
     assert "Traceback" not in node.log()
+
+
+async def test_a_flood_from_many_addresses_does_not_lock_out_a_real_client(
+    cluster: Cluster,
+) -> None:
+    """Handshakes from several addresses, each under its own cap, fill the node's total;
+    a client that authenticates still gets in while the flood goes on (the oldest pending
+    sessions make room), and no handshake is refused for the total alone."""
+    node = cluster.spawn(
+        "serve",
+        "many-addresses",
+        max_pending_handshakes_per_address="40",
+        max_pending_handshakes="100",
+        handshake_deadline_s="10",
+        log_level="INFO",
+    )
+    await node.wait_ready()
+    key = await cluster.new_key()
+    seen: Counter[int] = Counter()
+    stop = asyncio.Event()
+
+    async def flood_from(address: str) -> None:
+        connector = aiohttp.TCPConnector(limit=8, local_addr=(address, 0))
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def worker() -> None:
+                while not stop.is_set():
+                    await handshake(http, node.url, seen)
+
+            await asyncio.gather(*(worker() for _ in range(8)))
+
+    flooders = [asyncio.create_task(flood_from(f"127.0.0.{n}")) for n in range(2, 10)]
+    try:
+        deadline = time.monotonic() + 20
+        while seen[200] < 400:  # four times the node's total, admitted from 8 addresses
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.05)
+        for _ in range(3):  # the flood still runs: a real client gets in, each time
+            client = await cluster.client(node, key)
+            ack = await client.call(
+                "execute",
+                {
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "model": "simulated/x",
+                    "settings": {"max_tokens": 2, "tokens_per_second": 0},
+                },
+            )
+            assert ack["ok"], ack
+            assert (await client.wait_done(ack["task_id"]))["status"] == "completed"
+            await client.sio.disconnect()
+    finally:
+        stop.set()
+        await asyncio.gather(*flooders, return_exceptions=True)
+    # Eight addresses of at most 40 each: over the total, never over an address's cap.
+    assert seen[200] >= 400, seen
+    assert "Traceback" not in node.log()

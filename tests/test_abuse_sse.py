@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
@@ -143,6 +144,33 @@ async def test_deleting_the_user_ends_its_sse_stream(
     finally:
         await conn.close()
     await assert_cut(sse, time.monotonic())
+
+
+@pytest.mark.parametrize("rate", [200, 1000])
+async def test_nothing_follows_the_error_that_ends_a_busy_stream(
+    strict: Server, http: aiohttp.ClientSession, rate: int
+) -> None:
+    """A stream cut while chunks keep coming: the error event is the last thing written
+    (a chunk the relay was already handing over must not follow it)."""
+    email = f"{uuid.uuid4().hex[:8]}@test"
+    key = await strict.new_key(email)
+    busy = {**LONG, "settings": {"max_tokens": 5000, "tokens_per_second": rate}}
+    async with http.post(
+        f"{strict.url}/v1/executions", json=busy, headers={"Authorization": f"Bearer {key}"}
+    ) as resp:
+        task_id = str((await resp.json())["task_id"])
+    sse = await open_sse(http, strict.url, key, task_id)
+    await sse.first_chunk()
+    conn = await asyncpg.connect(strict.settings.database_url)
+    try:
+        await conn.execute("UPDATE users SET deleted_at = now() WHERE email = $1", email)
+    finally:
+        await conn.close()
+    await asyncio.wait_for(sse.ended.wait(), 10)
+    kinds = [e for e, _, _ in sse.events]
+    assert "error" in kinds, kinds[-5:]
+    assert kinds.index("error") == len(kinds) - 1, kinds[kinds.index("error") :][:5]
+    sse.resp.close()
 
 
 async def test_an_expired_jwt_ends_its_sse_stream(

@@ -16,7 +16,7 @@ import pytest
 from engine.keys import Keys
 from engine.protocol import responses as events
 from engine.settings import Settings
-from server.cli import main as cli_main
+from server.cli.main import main as cli_main
 from server.realtime.sessions import _not_in, _Session
 from tests.conftest import Client, Server, start_server, stop_server
 from tests.test_auth import connect_error

@@ -33,10 +33,13 @@ class Objects:
     key: str
     org: str
     project: str
+    agent: str
+    agent_template: str
 
     def fill(self, template: Any) -> Any:
         text = json.dumps(template)
-        for name in ("task", "run", "prompt", "key", "org", "project"):
+        names = ("task", "run", "prompt", "key", "org", "project", "agent_template", "agent")
+        for name in names:
             text = text.replace("{" + name + "}", getattr(self, name))
         return json.loads(text)
 
@@ -57,6 +60,7 @@ SOCKET_CASES: list[tuple[str, Any]] = [
     ("cancel", {"task_id": "{task}"}),
     ("execute", _execute(run_id="{run}")),
     ("execute", {"prompt_id": "{prompt}", "variables": {"topic": "x"}}),
+    ("execute", {"agent_id": "{agent}"}),
 ]
 
 # (method, path template, JSON body template or None)
@@ -65,6 +69,7 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/tasks/{task}/events", None),
     ("GET", "/v1/tasks/{task}/stream?after_seq=0", None),
     ("POST", "/v1/tasks/{task}/cancel", None),
+    ("POST", "/v1/tasks/{task}/tool_results", {"call_id": "call_1", "output": "x"}),
     ("GET", "/v1/runs/{run}", None),
     ("PATCH", "/v1/runs/{run}", {"title": "B was here", "archived": True}),
     ("DELETE", "/v1/runs/{run}", None),
@@ -81,6 +86,20 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/prompts/{prompt}/versions/1/publish", None),
     ("POST", "/v1/prompts/{prompt}/archive", None),
     ("DELETE", "/v1/prompts/{prompt}", None),
+    # public templates: A's prompt is not one (and its template is A's to change)
+    ("POST", "/v1/prompts/{prompt}/versions/1/template", {"category": "b"}),
+    ("GET", "/v1/prompts/{prompt}/template", None),
+    ("DELETE", "/v1/prompts/{prompt}/template", None),
+    ("GET", "/v1/templates/{prompt}", None),
+    ("POST", "/v1/templates/{prompt}/fork", {}),
+    # agents and agent templates
+    ("GET", "/v1/agents/{agent}", None),
+    ("PATCH", "/v1/agents/{agent}", {"name": "B was here"}),
+    ("DELETE", "/v1/agents/{agent}", None),
+    ("GET", "/v1/agents/{agent}/executions", None),
+    ("POST", "/v1/agents/{agent}/run", {}),
+    ("GET", "/v1/agent-templates/{agent_template}", None),
+    ("POST", "/v1/agents", {"template_id": "{agent_template}", "name": "B's"}),
     # organizations, projects and their variables (B is not a member)
     ("POST", "/v1/orgs/{org}/members", {"user_id": "{key}", "role": "admin"}),
     ("GET", "/v1/orgs/{org}/projects", None),
@@ -88,6 +107,8 @@ HTTP_CASES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/orgs/{org}/invitations", None),
     ("POST", "/v1/orgs/{org}/projects", {"name": "B's project"}),
     ("POST", "/v1/projects/{project}/members", {"user_id": "{key}", "role": "admin"}),
+    ("DELETE", "/v1/orgs/{org}/members/{key}", None),
+    ("DELETE", "/v1/projects/{project}/members/{key}", None),
     ("POST", "/v1/invitations/{key}/accept", None),
     ("GET", "/v1/orgs/{org}/variables", None),
     ("PUT", "/v1/orgs/{org}/variables/color", {"value": "red"}),
@@ -107,6 +128,10 @@ NO_FOREIGN_IDS = {
     ("GET", "/v1/usage"),
     ("POST", "/v1/executions"),
     ("GET", "/v1/builtins"),
+    ("GET", "/v1/templates"),  # the public gallery, every user's alike
+    ("GET", "/v1/agents"),  # the caller's own agents and agent templates
+    ("POST", "/v1/agent-templates"),
+    ("GET", "/v1/agent-templates"),
     # the caller's own conversations and executions (filters by A's ids find nothing)
     ("GET", "/v1/runs"),
     ("GET", "/v1/tasks"),
@@ -116,6 +141,9 @@ NO_FOREIGN_IDS = {
     ("GET", "/playground/vendor/socket.io.min.js"),
     ("GET", "/client/{name}"),  # the client package's modules, which the page imports
     ("GET", "/v1/protocol.json"),
+    # the OpenAI-compatible endpoint: the caller's own new task, and the model list
+    ("POST", "/v1/chat/completions"),
+    ("GET", "/v1/models"),
     ("GET", "/metrics"),  # counts and timings only, no user data
     # the caller's own prompts, orgs and variables
     ("POST", "/v1/prompts"),
@@ -196,6 +224,12 @@ async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) ->
                 http, server, key_a, "PUT", scope + "/variables/color", {"value": "blue"}
             )
             assert status == 200, scope
+        agent_template = {"name": "A's", "system_prompt": "You help A."}
+        _, template = await http_answer(
+            http, server, key_a, "POST", "/v1/agent-templates", agent_template
+        )
+        agent_body = {"template_id": template["id"], "name": "A's agent"}
+        _, agent = await http_answer(http, server, key_a, "POST", "/v1/agents", agent_body)
         theirs = Objects(
             task=running["task_id"],
             run=running["run_id"],
@@ -203,6 +237,8 @@ async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) ->
             key=a_key["id"],
             org=org["id"],
             project=project["id"],
+            agent=agent["id"],
+            agent_template=template["id"],
         )
         nobody = Objects(
             task=str(uuid.uuid4()),
@@ -211,6 +247,8 @@ async def test_user_b_gets_not_found_for_everything_of_user_a(server: Server) ->
             key=str(uuid.uuid4()),
             org=str(uuid.uuid4()),
             project=str(uuid.uuid4()),
+            agent=str(uuid.uuid4()),
+            agent_template=str(uuid.uuid4()),
         )
         await _socket_matrix(b, theirs, nobody)
         await _http_matrix(http, server, key_b, theirs, nobody)
@@ -287,12 +325,15 @@ def test_every_route_is_in_the_matrix(server: Server) -> None:
         "{prompt}": "{id}",
         "{org}": "{id}",
         "{project}": "{id}",
+        "{agent}": "{id}",
+        "{agent_template}": "{id}",
     }
     normalized = set()
     for method, path in covered:
         for old, new in canonical.items():
             path = path.replace(old, new)
         path = re.sub(r"/versions/\d+", "/versions/{n}", path)
+        path = re.sub(r"/members/\{id\}$", "/members/{user_id}", path)
         path = re.sub(r"/variables/[^/{]+$", "/variables/{name}", path)
         path = re.sub(r"^/v1/(orgs|projects)/\{id\}/variables", "/v1/{kind}/{id}/variables", path)
         normalized.add((method, path))

@@ -112,3 +112,56 @@ async def test_plain_postgres_has_no_policies(database_url: str) -> None:
     finally:
         await conn.close()
     assert enabled == 0 and applied == 1
+
+
+async def test_rls_team_prompts_public_templates_and_agents(
+    supabase_like: tuple[asyncpg.Connection, str],
+) -> None:
+    """sql/015_library_rls.sql: an org's prompt and agent are read by its members only, a
+    public template by everyone."""
+    conn, role = supabase_like
+    ids = await seed(conn)
+    team_prompt, template_id, agent_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO prompts (id, user_id, name, org_id) VALUES ($1, $2, 'team', $3)",
+        team_prompt,
+        ids["b"],
+        ids["org"],
+    )
+    await conn.execute(
+        "INSERT INTO prompt_versions (prompt_id, version, messages) VALUES ($1, 1, '[]')",
+        team_prompt,
+    )
+    await conn.execute(
+        "INSERT INTO prompt_templates (prompt_id, version) VALUES ($1, 1)", team_prompt
+    )
+    await conn.execute(
+        "INSERT INTO agent_templates (id, user_id, org_id, name, system_prompt)"
+        " VALUES ($1, $2, $3, 't', 's')",
+        template_id,
+        ids["b"],
+        ids["org"],
+    )
+    await conn.execute(
+        "INSERT INTO agents (id, template_id, user_id, org_id, name) VALUES ($1, $2, $3, $4, 'a')",
+        agent_id,
+        template_id,
+        ids["b"],
+        ids["org"],
+    )
+    outsider = uuid.uuid4()
+    await conn.execute("INSERT INTO users (id, email) VALUES ($1, 'c@rls')", outsider)
+    # a is a member of the org, c is not (b, the author, is not asked here).
+    for sql, expected in (
+        ("SELECT id FROM prompts WHERE org_id IS NOT NULL", [str(team_prompt)]),
+        ("SELECT prompt_id FROM prompt_versions", [str(team_prompt)]),
+        ("SELECT id FROM agents", [str(agent_id)]),
+        ("SELECT id FROM agent_templates", [str(template_id)]),
+    ):
+        assert await as_user(conn, role, ids["a"], sql) == expected, sql
+        assert await as_user(conn, role, outsider, sql) == [], sql
+    # a member cannot change the org's prompt or agent
+    update = "UPDATE agents SET name = 'x' RETURNING id"
+    assert await as_user(conn, role, ids["a"], update) == []
+    templates = "SELECT prompt_id FROM prompt_templates"
+    assert await as_user(conn, role, outsider, templates) == [str(team_prompt)]

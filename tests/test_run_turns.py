@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
 import aiohttp
+import pytest
 
+from db import tasks as task_rows
 from engine.errors import PromptrelayError
 from promptrelay_client import errors as client_errors
+from server.state import POOL
 from tests.conftest import Server
 
 SLOW = {"max_tokens": 200, "tokens_per_second": 20}
@@ -117,3 +122,31 @@ def test_the_clients_retry_every_code_the_server_calls_retryable() -> None:
     js = (Path(__file__).parent.parent / "clients/typescript/src/errors.js").read_text()
     line = next(x for x in js.splitlines() if x.startswith("const RETRYABLE"))
     assert retryable <= set(re.findall(r'"([a-z_]+)"', line))
+
+
+async def test_a_turn_read_before_the_last_one_ended_is_not_created(server: Server) -> None:
+    key = await server.new_key()
+    client = await server.client(key)
+    first = await client.call("execute", turn("Q1"))
+    await client.wait_done(first["task_id"])
+    pool = server.app[POOL]
+    row = await pool.fetchrow(
+        "SELECT user_id, task_count FROM ai_runs WHERE id = $1", UUID(first["run_id"])
+    )
+    stale = task_rows.NewTask(
+        task_id=uuid4(),
+        user_id=row["user_id"],
+        provider="simulated",
+        model="turns",
+        request={},
+        run_id=UUID(first["run_id"]),
+        run_turns=row["task_count"] - 1,  # read while the first turn still ran
+    )
+    with pytest.raises(task_rows.TurnConflict):
+        await task_rows.create_task(pool, stale)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM ai_tasks WHERE task_id = $1", stale.task_id) == 0
+    )
+    fresh = replace(stale, run_turns=row["task_count"])
+    await task_rows.create_task(pool, fresh)
+    assert await task_rows.running_turn(pool, fresh.run_id or uuid4()) == fresh.task_id

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import socketio
 
 from server.process.embedded import EmbeddedPostgres
 from tests.faults import (
@@ -120,3 +121,69 @@ async def test_one_signal_exit_time_with_and_without_running_tasks(tmp_path: Pat
     assert 3 <= busy_s < 3 + PROMPT_EXIT_S  # the task had its grace, then ended
     assert reader.assert_intact()["status"] == "failed"
     assert leftovers(data_dir) == [], "embedded servers left running"
+
+
+async def _idle_socket(node: Node, token: str) -> tuple[socketio.AsyncClient, list[str]]:
+    """A connected websocket that runs nothing; the events it hears are recorded."""
+    sio = socketio.AsyncClient(reconnection=False)
+    heard: list[str] = []
+    sio.on("server_draining", lambda data=None: heard.append("server_draining"))
+    sio.on("disconnect", lambda reason=None: heard.append("disconnect"))
+    await sio.connect(node.url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+    return sio, heard
+
+
+@pytest.mark.timeout(240)
+async def test_an_open_socket_neither_delays_a_drain_nor_a_second_signal(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    node = spawn_serve(data_dir, tmp_path / "drain.log", shutdown_grace_s="120")
+    try:
+        await node.wait_ready()
+        token = demo_key(node)
+        sio, heard = await _idle_socket(node, token)
+        one_s = await _exit_after(node, signal.SIGTERM)  # no task: nothing to wait for
+        await until(lambda: "disconnect" in heard, what="the socket closed")
+        await sio.disconnect()
+    finally:
+        await stop_quietly(node, data_dir)
+    assert heard[:2] == ["server_draining", "disconnect"], heard
+    node = spawn_serve(data_dir, tmp_path / "hurry.log", shutdown_grace_s="120")
+    try:
+        await node.wait_ready()
+        sio, heard = await _idle_socket(node, token)
+        await execute(node, token, adhoc(30_000, 20))  # keeps the grace going
+        node.proc.send_signal(signal.SIGINT)
+        await until(lambda: "draining" in node.log(), what="the grace period")
+        two_s = await _exit_after(node, signal.SIGINT, 60)
+        await sio.disconnect()
+    finally:
+        await stop_quietly(node, data_dir)
+    print(f"exit with an open socket: {one_s:.1f} s (one signal), {two_s:.1f} s (second)")
+    assert one_s < PROMPT_EXIT_S and two_s < PROMPT_EXIT_S, node.log()
+    assert "Traceback" not in node.log(), node.log()
+
+
+@pytest.mark.timeout(240)
+async def test_a_drain_closes_idle_sockets_first_and_busy_ones_after_their_task(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    node = spawn_serve(data_dir, tmp_path / "idle_first.log", shutdown_grace_s="120")
+    heard: list[str] = []
+    try:
+        await node.wait_ready()
+        token = demo_key(node)
+        idle, idle_heard = await _idle_socket(node, token)
+        busy, _ = await _idle_socket(node, token)
+        busy.on("task_done", lambda data: heard.append("busy task_done"))
+        busy.on("disconnect", lambda reason=None: heard.append("busy disconnect"))
+        idle.on("disconnect", lambda reason=None: heard.append("idle disconnect"))
+        ack = await busy.call("execute", adhoc(80, 20), timeout=10)  # about 4 s
+        assert ack["ok"], ack
+        node.proc.send_signal(signal.SIGTERM)
+        assert await node.wait_exit(60) == 0, node.log()
+        await until(lambda: "busy disconnect" in heard, what="the busy socket closed")
+    finally:
+        await stop_quietly(node, data_dir)
+    assert heard == ["idle disconnect", "busy task_done", "busy disconnect"], heard
+    assert "server_draining" in idle_heard

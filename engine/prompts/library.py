@@ -1,4 +1,4 @@
-"""The prompt library: owner-scoped prompts with immutable versions, and the builtins."""
+"""The prompt library: personal and team prompts with immutable versions, and the builtins."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import asyncpg
 from db import prompts as prompt_rows
 from engine.errors import InvalidRequest, NotFound
 from engine.prompts.models import PromptCreate, PromptFields, PromptUpdate, validation_specs
+from engine.prompts.owners import new_prompt_owner, owner_filter, require_writer
 from engine.protocol import paging
 
 STATUSES = ("draft", "published", "archived")
@@ -72,12 +73,24 @@ def prompt_view(row: asyncpg.Record) -> dict[str, Any]:
         "variables": row["variables"],
         "validations": row["validations"],
         "change_log": row["change_log"],
+        "org_id": str(row["org_id"]) if row["org_id"] else None,
+        "project_id": str(row["project_id"]) if row["project_id"] else None,
+        "role": row["role"],
+        "forked_from": (
+            {
+                "prompt_id": str(row["forked_from_prompt"]) if row["forked_from_prompt"] else None,
+                "version": row["forked_from_version"],
+            }
+            if row["forked_from_version"] is not None
+            else None
+        ),
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
 
 
 async def create(pool: asyncpg.Pool, user_id: UUID, body: PromptCreate) -> dict[str, Any]:
+    owner = await new_prompt_owner(pool, user_id, body.org_id, body.project_id)
     prompt_id = uuid.uuid4()
     async with pool.acquire() as conn:
         await prompt_rows.create_prompt(
@@ -88,6 +101,7 @@ async def create(pool: asyncpg.Pool, user_id: UUID, body: PromptCreate) -> dict[
             body.description or "",
             body.tags or [],
             _content(body, None, "created"),
+            owner,
         )
     return await get(pool, user_id, prompt_id)
 
@@ -105,6 +119,7 @@ async def update(
     pool: asyncpg.Pool, user_id: UUID, prompt_id: UUID, body: PromptUpdate
 ) -> dict[str, Any]:
     """Write the next immutable version (`version` + 1) with the body over the latest."""
+    await require_writer(pool, user_id, prompt_id)
     latest = await get(pool, user_id, prompt_id)
     header = {
         "name": body.name or latest["name"],
@@ -148,18 +163,21 @@ def _version_view(row: asyncpg.Record) -> dict[str, Any]:
 async def publish(
     pool: asyncpg.Pool, user_id: UUID, prompt_id: UUID, version: int
 ) -> dict[str, Any]:
+    await require_writer(pool, user_id, prompt_id)
     if not await prompt_rows.publish(pool, prompt_id, user_id, version):
         raise NotFound("prompt or version not found")
     return await get(pool, user_id, prompt_id)
 
 
 async def archive(pool: asyncpg.Pool, user_id: UUID, prompt_id: UUID) -> dict[str, Any]:
+    await require_writer(pool, user_id, prompt_id)
     if not await prompt_rows.archive(pool, prompt_id, user_id):
         raise NotFound("prompt not found")
     return await get(pool, user_id, prompt_id)
 
 
 async def delete(pool: asyncpg.Pool, user_id: UUID, prompt_id: UUID) -> None:
+    await require_writer(pool, user_id, prompt_id)
     async with pool.acquire() as conn:
         if not await prompt_rows.delete_prompt(conn, prompt_id, user_id):
             raise NotFound("prompt not found")
@@ -172,22 +190,22 @@ async def list_page(
     status: str | None,
     tag: str | None,
     text: str | None,
+    owner: str | None = None,
     limit: int,
     cursor: str | None,
 ) -> dict[str, Any]:
-    """`{items, next_cursor}` of the caller's prompts, newest first."""
+    """`{items, next_cursor}` of the prompts the caller may read (their own and their teams'),
+    newest first; `owner` keeps one owner's (`me`, `org:<id>`, `project:<id>`)."""
     if status is not None and status not in STATUSES:
         raise InvalidRequest(
             "unknown status",
             details={"errors": [{"field": "status", "message": "one of " + ", ".join(STATUSES)}]},
         )
+    kind, owner_id = owner_filter(owner)
+    where = prompt_rows.PromptFilter(
+        status=status, tag=tag, text=text, owner=kind, owner_id=owner_id
+    )
     rows = await prompt_rows.list_prompts(
-        pool,
-        user_id,
-        status=status,
-        tag=tag,
-        text=text,
-        limit=limit + 1,
-        after=paging.after_time_and_id(cursor),
+        pool, user_id, where, limit=limit + 1, after=paging.after_time_and_id(cursor)
     )
     return paging.page(rows, limit, prompt_view, paging.by_time_and_id("created_at", "id"))

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.prompts.validation import remote_refs
+from engine.prompts.validation import ref_loop, remote_refs
 from engine.prompts.variables import type_error
 from engine.protocol.requests import Message, ModelName, ModelSettings, VariableValue
 
@@ -81,6 +81,11 @@ class JsonSchemaValidation(_Strict):
         if remote_refs(schema):
             raise ValueError(
                 "a JSON Schema may only use local `$ref`s (starting with #); nothing is fetched"
+            )
+        if ref_loop(schema):
+            raise ValueError(
+                "a JSON Schema's `$ref`s may not loop back to where they started without"
+                ' descending into the value (such as `{"$ref": "#"}`)'
             )
         return schema
 
@@ -143,10 +148,13 @@ class PromptFields(_Strict):
 
 
 class PromptCreate(PromptFields):
-    """`POST /v1/prompts`: name and messages are required."""
+    """`POST /v1/prompts`: name and messages are required. `org_id` or `project_id` (at most
+    one) makes it a team's prompt; only an admin of that team may create one."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     messages: list[Message] = Field(min_length=1, max_length=100)
+    org_id: UUID | None = None
+    project_id: UUID | None = None
 
 
 class PromptUpdate(PromptFields):

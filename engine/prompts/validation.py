@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import regex
 from jsonschema.validators import validator_for
@@ -51,6 +52,23 @@ def _first_fence(text: str) -> list[str]:
 
 
 def check_json_schema(text: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The schema's errors for the JSON of `text`; one `recursion` error when the check
+    recurses past Python's limit (a value nested thousands deep, or a `$ref` loop saved
+    before `ref_loop` refused them)."""
+    try:
+        return _schema_errors(text, schema)
+    except RecursionError:
+        return [
+            {
+                "type": "json_schema",
+                "path": "",
+                "reason": "recursion",
+                "message": "the value is nested too deeply, or the schema's `$ref`s loop",
+            }
+        ]
+
+
+def _schema_errors(text: str, schema: dict[str, Any]) -> list[dict[str, Any]]:
     found, value = extract_json(text)
     if not found:
         return [
@@ -111,6 +129,97 @@ def remote_refs(schema: Any, limit: int = 10) -> list[str]:
                     stack.append(value)
         elif isinstance(node, list):
             stack.extend(node)
+    return found
+
+
+# Keywords that apply a subschema to the same instance: a `$ref` loop through only these
+# never reaches a deeper part of the instance, so checking it recurses without end.
+_IN_PLACE_LISTS = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_ONE = ("not", "if", "then", "else")
+_IN_PLACE_MAPS = ("dependentSchemas",)
+Pointer = tuple[str | int, ...]
+
+
+def _at(schema: Any, pointer: Pointer) -> Any:
+    node = schema
+    for part in pointer:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int | str) and str(part).isdigit():
+            index = int(part)
+            node = node[index] if index < len(node) else None
+        else:
+            return None
+    return node
+
+
+def _target(ref: str) -> Pointer | None:
+    """The JSON pointer of a local `$ref` (`#`, `#/a/b`); None for anchors and others."""
+    if not ref.startswith("#"):
+        return None
+    fragment = unquote(ref[1:])
+    if not fragment:
+        return ()
+    if not fragment.startswith("/"):
+        return None
+    return tuple(p.replace("~1", "/").replace("~0", "~") for p in fragment[1:].split("/"))
+
+
+def _same_instance(schema: Any, pointer: Pointer) -> list[Pointer]:
+    """The subschemas that the one at `pointer` applies to its own instance."""
+    node = _at(schema, pointer)
+    if not isinstance(node, dict):
+        return []
+    found: list[Pointer] = []
+    for key in ("$ref", "$dynamicRef"):
+        target = _target(node[key]) if isinstance(node.get(key), str) else None
+        if target is not None:
+            found.append(target)
+    for key in _IN_PLACE_LISTS:
+        if isinstance(node.get(key), list):
+            found.extend((*pointer, key, i) for i in range(len(node[key])))
+    found.extend((*pointer, key) for key in _IN_PLACE_ONE if key in node)
+    for key in _IN_PLACE_MAPS:
+        if isinstance(node.get(key), dict):
+            found.extend((*pointer, key, name) for name in node[key])
+    return found
+
+
+def ref_loop(schema: Any) -> bool:
+    """Whether a `$ref` leads back to a schema it started from without descending into the
+    instance (`{"$ref": "#"}`, two `$defs` referring to each other): a check would recurse
+    without end. A tree's `items: {"$ref": "#"}` descends, and is fine."""
+    done: set[Pointer] = set()
+    for start in _subschemas(schema):
+        on_path: set[Pointer] = set()
+        stack: list[tuple[Pointer, bool]] = [(start, False)]
+        while stack:
+            pointer, leaving = stack.pop()
+            key = tuple(str(p) for p in pointer)
+            if leaving:
+                on_path.discard(key)
+                done.add(key)
+                continue
+            if key in on_path:
+                return True
+            if key in done:
+                continue
+            on_path.add(key)
+            stack.append((pointer, True))
+            stack.extend((child, False) for child in _same_instance(schema, pointer))
+    return False
+
+
+def _subschemas(schema: Any) -> list[Pointer]:
+    found: list[Pointer] = []
+    stack: list[tuple[Pointer, Any]] = [((), schema)]
+    while stack:
+        pointer, node = stack.pop()
+        if isinstance(node, dict):
+            found.append(pointer)
+            stack.extend(((*pointer, k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend(((*pointer, i), v) for i, v in enumerate(node))
     return found
 
 

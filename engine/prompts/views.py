@@ -14,6 +14,14 @@ class _View(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ForkSource(_View):
+    """Where a forked prompt was copied from: the template's prompt (null once that prompt is
+    deleted) and version."""
+
+    prompt_id: str | None
+    version: int
+
+
 class PromptView(_View):
     """A prompt with one version's body: `POST`/`GET`/`PATCH /v1/prompts/{id}`, publish,
     archive, `GET /v1/prompts/{id}/versions/{n}`."""
@@ -32,12 +40,16 @@ class PromptView(_View):
     variables: list[dict[str, Any]]
     validations: list[dict[str, Any]]
     change_log: str
+    org_id: str | None
+    project_id: str | None
+    role: Literal["admin", "member"]
+    forked_from: ForkSource | None
     created_at: str
     updated_at: str
 
 
 class PromptPage(_View):
-    """`GET /v1/prompts?status=&tag=&q=&limit=&cursor=`."""
+    """`GET /v1/prompts?status=&tag=&q=&owner=&limit=&cursor=`."""
 
     items: list[PromptView]
     next_cursor: str | None
@@ -125,6 +137,7 @@ class OrgView(_View):
     id: str
     name: str
     role: Literal["admin", "member"]
+    forked_from: ForkSource | None
     created_at: str
 
 

@@ -87,6 +87,7 @@ class Scope(_Strict):
 
 class ExecuteRequest(_Strict):
     prompt_id: UUID | None = None
+    agent_id: UUID | None = None  # run an agent (docs/prompts.md "Agents")
     builtin: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     version: StrictInt | None = Field(None, ge=1, le=2**31 - 1)
     messages: list[Message] = Field(default_factory=list)

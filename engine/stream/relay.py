@@ -110,6 +110,11 @@ class Relay:
         if watch is not None and watch.subs.pop(key, None) is not None:
             watch.queue.put_nowait(None)  # lets the watch end when it has no subscriber left
 
+    def delivers_to(self, task_id: str, key: str) -> bool:
+        """Whether the subscription `key` of the task is still live (its done not sent)."""
+        watch = self._watches.get(task_id)
+        return watch is not None and key in watch.subs
+
     async def _submit(self, task_id: str, add: Add) -> None:
         watch = self._watches.get(task_id)
         if watch is not None:

@@ -14,8 +14,8 @@ from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
 from engine.accounts.byok import ProviderKeys
+from engine.agents.runs import resolve_execute, tools_of
 from engine.errors import InvalidRequest, NotFound
-from engine.prompts.resolve import resolve_prompt
 from engine.protocol.requests import ExecuteRequest
 from engine.protocol.tools import ToolResultRequest, tool_settings
 from engine.providers.base import ProviderRequest
@@ -80,7 +80,7 @@ class Engine:
             earlier = await self._earlier(user, req.request_id)
             if earlier is not None:
                 return earlier
-        prompt = await resolve_prompt(self.pool, user.id, req)
+        prompt = await resolve_execute(self.pool, user.id, req)
         history: list[dict[str, str]] = []
         run_turns = None
         if req.run_id is not None:
@@ -93,7 +93,9 @@ class Engine:
         new_messages = ([] if history else prompt.messages) + [m.model_dump() for m in req.messages]
         settings = req.settings.merged_over(prompt.settings)
         settings.update(
-            tool_settings(req.tools, req.tool_choice, req.max_steps, self.settings.max_tool_steps)
+            tool_settings(
+                tools_of(req, prompt), req.tool_choice, req.max_steps, self.settings.max_tool_steps
+            )
         )
         sent, trim_events = self._fit(provider.name, model, history, new_messages, settings)
         if len(sent) > self.settings.max_messages:
@@ -122,6 +124,7 @@ class Engine:
             prompt_id=prompt.prompt_id,
             prompt_version=prompt.version,
             builtin=prompt.builtin,
+            agent_id=prompt.agent_id,
             request_id=req.request_id,
             variable_values=prompt.variables,
             broker_values=req.broker_values,

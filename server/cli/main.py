@@ -18,7 +18,7 @@ from engine.settings import Settings
 from server.cli import provider_keys as cli_provider_keys
 from server.cli.infra import infrastructure, with_database
 from server.cli.keys import add_key_commands, run_key_command
-from server.http.throttle import HANDLER_ARGS
+from server.http.heads import run_node_app
 from server.process.local_workers import LocalWorkers, watch_parent, worker_count
 from server.process.local_workers import attach as attach_local_workers
 from server.process.logs import configure_logging
@@ -77,19 +77,16 @@ def cmd_serve(settings: Settings, parent_pid: int | None = None) -> int:
         app = _node_app(live, stack, parent_pid)
         tune_gc(live.gc_threshold)
         welcome = _print_welcome if live.role == "serve" else _print_role
-        web.run_app(
+        run_node_app(  # aiohttp's run_app, with refused request heads answered in JSON
             app,
             host=live.host,
             port=live.port,
-            print=lambda _msg: welcome(live, demo_key),
-            handle_signals=False,
-            access_log=None,
+            on_ready=lambda: welcome(live, demo_key),
             backlog=LISTEN_BACKLOG,
             shutdown_timeout=10.0,
             loop=new_loop() if live.uvloop else None,
-            **HANDLER_ARGS,  # to each request handler, as AppRunner takes them
         )
-        # run_app returns after SIGINT/SIGTERM, once cleanup contexts have run
+        # it returns after SIGINT/SIGTERM, once cleanup contexts have run
     return 0
 
 

@@ -30,7 +30,8 @@ def page_limit(request: web.Request) -> int:
     return limit
 
 
-def _version(request: web.Request) -> int:
+def version_number(request: web.Request) -> int:
+    """The `{n}` of a version route; `not_found` for one that cannot exist."""
     try:
         version = int(request.match_info["n"])
         if not 1 <= version <= 2**31 - 1:
@@ -63,6 +64,7 @@ async def list_prompts(request: web.Request) -> web.Response:
         status=query.get("status") or None,
         tag=query.get("tag") or None,
         text=query.get("q") or None,
+        owner=query.get("owner") or None,
         limit=page_limit(request),
         cursor=query.get("cursor") or None,
     )
@@ -104,7 +106,7 @@ async def list_versions(request: web.Request) -> web.Response:
 async def get_version(request: web.Request) -> web.Response:
     user = await current_user(request)
     prompt_id = path_uuid(request.match_info["id"], "prompt")
-    view = await library.get(request.app[POOL], user.id, prompt_id, _version(request))
+    view = await library.get(request.app[POOL], user.id, prompt_id, version_number(request))
     return web.json_response(view)
 
 
@@ -112,7 +114,7 @@ async def get_version(request: web.Request) -> web.Response:
 async def publish_version(request: web.Request) -> web.Response:
     user = await current_user(request)
     prompt_id = path_uuid(request.match_info["id"], "prompt")
-    view = await library.publish(request.app[POOL], user.id, prompt_id, _version(request))
+    view = await library.publish(request.app[POOL], user.id, prompt_id, version_number(request))
     return web.json_response(view)
 
 

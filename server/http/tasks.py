@@ -145,6 +145,10 @@ class SseSubscriber:
             )
 
     async def send(self, event: str, payload: dict[str, Any]) -> None:
+        if self.finished.is_set():
+            # Ended (revoked, or task_done sent): nothing may follow the last event, even a
+            # chunk the relay was already handing over when the stream was cut.
+            return
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
         # The id is what a browser sends back as Last-Event-ID when it reconnects.
         seq = payload.get("seq", payload.get("last_seq"))

@@ -19,9 +19,6 @@ from server.state import ENGINE, REDIS, SETTINGS
 
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
 MAX_URL_BYTES = 8192
-# aiohttp's own parser refuses longer request lines with a plain-text 400 that quotes them;
-# it reads up to this much so that the JSON answer below is the one clients get.
-HANDLER_ARGS: dict[str, Any] = {"max_line_size": 64 * 1024}
 EXEMPT = ("/healthz", "/readyz", "/metrics", "/socket.io/")
 
 

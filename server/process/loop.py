@@ -20,7 +20,7 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
-    """A new event loop of the same kind `run_loop` uses (for aiohttp's `run_app`)."""
+    """A new event loop of the same kind `run_loop` uses (for the node runner)."""
     try:
         import uvloop
     except ImportError:

@@ -45,7 +45,7 @@ class ShutdownSignals:
         name = signal.Signals(sig).name
         if self.received == 1:
             log.warning("%s: shutting down; send it again to end running tasks now", name)
-            raise GracefulExit  # aiohttp's run_app runs the shutdown and cleanup steps
+            raise GracefulExit  # run_node_app (server/http/heads.py) runs shutdown and cleanup
         if self.received == 2:
             log.warning("%s again: ending running tasks now", name)
             self.hurry.set()

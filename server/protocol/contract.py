@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from engine.agents.models import AGENT_ROUTES, MEMBER_ROUTES
+from engine.prompts.gallery_models import GALLERY_ROUTES
 from engine.prompts.views import LIBRARY_ROUTES
 from engine.protocol.history import HISTORY_EVENTS, HISTORY_ROUTES
 from engine.protocol.openai_compat import ChatCompletionRequest
@@ -82,6 +84,9 @@ HTTP_ROUTES: dict[str, tuple[type[BaseModel] | None, type[BaseModel] | None]] = 
     "DELETE /v1/keys/{id}": (None, None),
     "GET /v1/usage": (None, UsageList),
     **LIBRARY_ROUTES,  # prompts, builtins, orgs, projects, variables
+    **GALLERY_ROUTES,  # public templates and forks
+    **AGENT_ROUTES,  # agents, agent templates, executions
+    **MEMBER_ROUTES,  # removing org and project members
     "PUT /v1/me/provider-keys/{provider}": (ProviderKeyRequest, ProviderKeyStored),
     "GET /v1/me/provider-keys": (None, ProviderKeyList),
     "DELETE /v1/me/provider-keys/{provider}": (None, None),

@@ -4,8 +4,13 @@ An Engine.IO handshake costs the server a session (queues, timers, the request's
 before any token is seen. A session is *pending* from its handshake until its Socket.IO
 CONNECT is accepted; pending sessions are capped per client address
 (`MAX_PENDING_HANDSHAKES_PER_ADDRESS`) and in total (`MAX_PENDING_HANDSHAKES`), and one still
-pending after `HANDSHAKE_DEADLINE_S` is closed. A handshake past a cap is answered
-`429 rate_limited` with `Retry-After`, before Engine.IO creates anything.
+pending after `HANDSHAKE_DEADLINE_S` is closed. A handshake past its address's cap is
+answered `429 rate_limited` with `Retry-After`, before Engine.IO creates anything. At the
+node's total, a new handshake is admitted and a pending one is closed instead: the oldest
+of the address that holds the most. A flood from many addresses then only shortens how
+long its own anonymous sessions may wait, and a client that sends its CONNECT (with its
+token) right after its handshake, as the official clients do, is still served: its address
+holds one pending session, the flood's hold many.
 
 The client address is the TCP peer (aiohttp's `request.remote`); behind a proxy every
 client shares the proxy's address, so raise the per-address cap there.
@@ -18,7 +23,6 @@ import logging
 import re
 import sys
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +39,15 @@ SOCKET_PATH = "/socket.io/"
 MALFORMED = re.compile(
     r"(?P<type>\d)(?:\d{1,6}-)?(?:(?P<ns>/[^,]{0,200}),)?(?P<id>\d{1,15})?(?!\d)"
 )
+BINARY_TYPES = (str(socketio.packet.BINARY_EVENT), str(socketio.packet.BINARY_ACK))
+MALFORMED_PACKET = {"code": "invalid_request", "message": "malformed packet"}
+# Handlers python-socketio calls itself; a client naming them is sending an unknown event.
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error", "message"})
+BINARY_REFUSED = {
+    "code": "invalid_request",
+    "message": "binary data is not accepted",
+    "details": {"errors": [{"field": "(payload)", "message": "binary data is not accepted"}]},
+}
 
 
 class HandshakeGuard:
@@ -45,7 +58,8 @@ class HandshakeGuard:
         self.total = total
         self.deadline_s = deadline_s
         self._pending: dict[str, tuple[str, float]] = {}  # eio sid -> (address, deadline)
-        self._by_address: Counter[str] = Counter()
+        # address -> its pending sessions, oldest first (dicts keep insertion order)
+        self._by_address: dict[str, dict[str, None]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HandshakeGuard:
@@ -59,21 +73,31 @@ class HandshakeGuard:
         return len(self._pending)
 
     def full(self, address: str) -> bool:
-        return len(self._pending) >= self.total or self._by_address[address] >= self.per_address
+        """The address has its cap of pending sessions (the node's total never refuses)."""
+        return len(self._by_address.get(address, ())) >= self.per_address
 
-    def admit(self, eio_sid: str, address: str) -> bool:
+    def admit(self, eio_sid: str, address: str) -> tuple[bool, list[str]]:
+        """(admitted, the pending sessions to close to make room: the oldest, when the
+        node's total is reached)."""
         if self.full(address):
-            return False
+            return False, []
+        evicted = []
+        while self._pending and len(self._pending) >= self.total:
+            crowded = max(self._by_address.values(), key=len)
+            oldest = next(iter(crowded))
+            self.done(oldest)
+            evicted.append(oldest)
         self._pending[eio_sid] = (address, time.monotonic() + self.deadline_s)
-        self._by_address[address] += 1
-        return True
+        self._by_address.setdefault(address, {})[eio_sid] = None
+        return True, evicted
 
     def done(self, eio_sid: str) -> None:
         """The session completed its CONNECT or went away."""
         entry = self._pending.pop(eio_sid, None)
         if entry is not None:
-            self._by_address[entry[0]] -= 1
-            if self._by_address[entry[0]] <= 0:
+            sessions = self._by_address[entry[0]]
+            del sessions[eio_sid]
+            if not sessions:
                 del self._by_address[entry[0]]
 
     def expired(self, now: float) -> list[str]:
@@ -116,8 +140,11 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         use_plain_websockets(self.eio)  # no permessage-deflate (server/realtime/websocket.py)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
-        if not self.guard.admit(eio_sid, client_address(environ)):
+        admitted, evicted = self.guard.admit(eio_sid, client_address(environ))
+        if not admitted:
             return False  # Engine.IO answers 401 and drops the session
+        if evicted:
+            await self._close_pending(evicted)
         return await super()._handle_eio_connect(eio_sid, environ)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
@@ -132,40 +159,82 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         """A packet that cannot be decoded (bad JSON, an integer of more than 4,300 digits,
         an unknown type) gets an `invalid_request` error ack when it carries an ack id, and
-        one warning line, never a traceback."""
+        one warning line, never a traceback.
+
+        No event takes binary data: a binary packet is refused (`invalid_request`, as any
+        payload that is not an object) before python-socketio would keep it and every
+        attachment frame it announces; those frames are dropped as they arrive, so nothing
+        of them stays in memory."""
+        if not isinstance(data, str):
+            return  # an attachment frame (or any binary frame): nothing waits for it
+        if data[:1] in BINARY_TYPES:
+            log.warning("binary Socket.IO packet refused")
+            await self._refuse_packet(eio_sid, data, BINARY_REFUSED)
+            return
         try:
             await super()._handle_eio_message(eio_sid, data)
         except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
             log.warning("malformed Socket.IO packet (%s)", type(exc).__name__)
             await self._refuse_packet(eio_sid, data)
 
-    async def _refuse_packet(self, eio_sid: str, data: Any) -> None:
-        header = MALFORMED.match(data) if isinstance(data, str) else None
+    async def _refuse_packet(
+        self, eio_sid: str, data: str, error: dict[str, Any] = MALFORMED_PACKET
+    ) -> None:
+        header = MALFORMED.match(data)
         if header is None or header["id"] is None or header["type"] not in ("2", "5"):
             return  # no ack id: nothing to answer
-        namespace = header["ns"] or "/"
-        self._binary_packet.pop(eio_sid, None)
+        await self._error_ack(eio_sid, header["ns"], int(header["id"]), error)
+
+    async def _error_ack(
+        self, eio_sid: str, namespace: str | None, ack_id: int, error: dict[str, Any]
+    ) -> None:
+        namespace = namespace or "/"
         if self.manager.sid_from_eio_sid(eio_sid, namespace) is None:
-            return
-        error = {"code": "invalid_request", "message": "malformed packet"}
+            return  # not connected: nobody to answer
         ack = self.packet_class(
             socketio.packet.ACK,
             namespace=namespace,
             data=[{"ok": False, "error": error}],
-            id=int(header["id"]),
+            id=ack_id,
         )
         await self._send_packet(eio_sid, ack)
+
+    async def _handle_event(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, data: Any
+    ) -> None:
+        """An event whose name is not one of ours (not a string, `connect`, or unknown) is
+        acked `invalid_request` naming the events there are, and never reaches a handler."""
+        events = self.handlers.get(namespace or "/", {})
+        name = data[0] if isinstance(data, list) and data else None
+        if isinstance(name, str) and name in events and name not in RESERVED_EVENTS:
+            await super()._handle_event(eio_sid, namespace, ack_id, data)
+            return
+        log.warning("unknown Socket.IO event refused")
+        if ack_id is not None:
+            known = ", ".join(sorted(set(events) - RESERVED_EVENTS))
+            message = f"unknown event; the events are {known}"
+            error = {
+                "code": "invalid_request",
+                "message": message,
+                "details": {"errors": [{"field": "(event)", "message": message}]},
+            }
+            await self._error_ack(eio_sid, namespace, ack_id, error)
 
     async def close_expired(self) -> int:
         expired = self.guard.expired(time.monotonic())
         for eio_sid in expired:
             self.guard.done(eio_sid)
+        await self._close_pending(expired)
+        return len(expired)
+
+    async def _close_pending(self, eio_sids: list[str]) -> None:
+        """Close Engine.IO sessions that never completed a CONNECT."""
+        for eio_sid in eio_sids:
             session = self.eio.sockets.pop(eio_sid, None)
             if session is not None:
                 # Not eio.disconnect(): it waits until the client reads the CLOSE packet,
                 # which a client that never polls again never does.
                 await session.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-        return len(expired)
 
 
 GUARD = web.AppKey("handshake_guard", GuardedServer)

@@ -14,7 +14,6 @@ from engineio import packet as eio_packet
 from db.users import User
 from engine.errors import (
     InvalidRequest,
-    RateLimited,
     Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest, SubscribeRequest, TaskRef, decode
@@ -128,8 +127,10 @@ class SocketGateway:
         try:
             user = await authenticate(self.app[POOL], token_from(auth, headers), self.app[SETTINGS])
             await self.sessions.open(sid, user)  # per-user connection cap
-        except (Unauthorized, RateLimited) as exc:
+        except Exception as raised:
+            # Ours keep their code; Postgres or Redis away is service_unavailable, as on HTTP.
             # The client's connect_error gets {message, data: {code, message}}.
+            exc = client_error(raised, "connect")
             raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.to_dict()) from None
         self.users[sid] = user
         self.watching[sid] = set()
@@ -144,6 +145,11 @@ class SocketGateway:
         if self.users.pop(sid, None) is not None:
             self.app[METRICS].sockets_connected.dec()
         await self.sessions.close(sid)
+
+    def busy(self, sid: str) -> bool:
+        """Whether the socket still waits for the events of a task (a drain keeps it open)."""
+        relay = self.app[RELAY]
+        return any(relay.delivers_to(task_id, sid) for task_id in self.watching.get(sid, ()))
 
     def _user(self, sid: str) -> User:
         user = self.users.get(sid)
