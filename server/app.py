@@ -39,6 +39,7 @@ from server.http.openai_compat import routes as openai_routes
 from server.http.orgs import routes as org_routes
 from server.http.prompts import routes as prompt_routes
 from server.http.provider_keys import routes as provider_key_routes
+from server.http.sse import routes as sse_routes
 from server.http.tasks import errors_middleware, routes
 from server.http.templates import routes as template_routes
 from server.http.throttle import address_middleware, long_url_middleware, throttle_ctx
@@ -199,6 +200,7 @@ def create_app(settings: Settings) -> web.Application:
     gateway = SocketGateway(sio, app)
     gateway.register()
     app.add_routes(routes)
+    app.add_routes(sse_routes)  # GET /v1/tasks/{id}/stream
     app.add_routes(metrics_routes)
     app.add_routes(account_routes)
     app.cleanup_ctx.append(sessions_ctx)  # after engine_ctx: its loops stop first

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import uuid
 from typing import Any
 
 import asyncpg
@@ -14,20 +11,16 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from engine.errors import (
-    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     PromptrelayError,
-    Unauthorized,
 )
 from engine.protocol.requests import ExecuteRequest
 from engine.protocol.tools import ToolResultBody, ToolResultRequest
 from server.errors import client_error, error_response
-from server.http.cors import prepare_cors
 from server.http.requests import body_as, current_user, path_uuid
-from server.realtime.sessions import SESSIONS
-from server.state import ENGINE, METRICS, POOL, REDIS, RELAY, SETTINGS
+from server.state import ENGINE, METRICS, POOL, REDIS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -122,113 +115,3 @@ async def get_run(request: web.Request) -> web.Response:
     user = await current_user(request)
     view = await request.app[ENGINE].run_view(user, path_uuid(request.match_info["id"], "run"))
     return web.json_response(view)
-
-
-class SseSubscriber:
-    """Relay subscriber that writes Server-Sent Events to one response."""
-
-    def __init__(self, response: web.StreamResponse, keepalive_s: float) -> None:
-        self.response = response
-        self.finished = asyncio.Event()
-        self.keepalive_s = keepalive_s
-        self.last_write = asyncio.get_running_loop().time()
-
-    async def revoke(self) -> None:
-        """The caller's key was revoked, its user deleted or its JWT expired: say so, end."""
-        if self.finished.is_set():
-            return
-        self.finished.set()
-        with contextlib.suppress(ConnectionError):
-            error = Unauthorized("the credentials of this stream are no longer valid")
-            await self.response.write(
-                f"event: error\ndata: {json.dumps(error.to_dict())}\n\n".encode()
-            )
-
-    async def send(self, event: str, payload: dict[str, Any]) -> None:
-        if self.finished.is_set():
-            # Ended (revoked, or task_done sent): nothing may follow the last event, even a
-            # chunk the relay was already handing over when the stream was cut.
-            return
-        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        # The id is what a browser sends back as Last-Event-ID when it reconnects.
-        seq = payload.get("seq", payload.get("last_seq"))
-        head = f"id: {seq}\n" if isinstance(seq, int) else ""
-        try:
-            self.last_write = asyncio.get_running_loop().time()
-            await self.response.write(f"{head}event: {event}\ndata: {data}\n\n".encode())
-        except ConnectionError:
-            self.finished.set()  # the client left; the relay drops this subscriber
-            raise
-        if event == "task_done":
-            self.finished.set()
-
-    async def wait(self, request: web.Request, poll_s: float = 1.0) -> None:
-        """Until task_done was sent or the client went away (aiohttp does not tell); a
-        `: keep-alive` comment whenever nothing was written for `keepalive_s`."""
-        loop = asyncio.get_running_loop()
-        while not self.finished.is_set():
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                return
-            quiet = self.last_write + self.keepalive_s - loop.time()
-            if quiet <= 0:
-                self.last_write = loop.time()
-                await self.response.write(b": keep-alive\n\n")
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.finished.wait(), min(poll_s, quiet))
-
-
-def _resume_point(request: web.Request) -> int:
-    """Where a stream starts: after the browser's `Last-Event-ID` (a reconnecting
-    EventSource sends the last id it saw), else after `?after_seq=` (default 0)."""
-    for field, raw in (
-        ("Last-Event-ID", request.headers.get("Last-Event-ID")),
-        ("after_seq", request.query.get("after_seq")),
-    ):
-        if raw is None:
-            continue
-        try:
-            value = int(raw)
-            if value < 0:
-                raise ValueError
-        except ValueError:
-            raise InvalidRequest(
-                f"{field} must be a non-negative integer",
-                details={"errors": [{"field": field, "message": "not a non-negative integer"}]},
-            ) from None
-        return value
-    return 0
-
-
-@routes.get("/v1/tasks/{id}/stream")
-async def stream_task(request: web.Request) -> web.StreamResponse:
-    user = await current_user(request)
-    task_id = path_uuid(request.match_info["id"], "task")
-    after_seq = _resume_point(request)
-    await request.app[ENGINE].task_status(user, task_id)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    prepare_cors(request, response)
-    subscriber = SseSubscriber(response, request.app[SETTINGS].sse_keepalive_s)
-    key = f"sse:{uuid.uuid4()}"
-    sessions = request.app[SESSIONS]
-    await sessions.open(key, user, subscriber.revoke)  # the per-user connection cap
-    relay = request.app[RELAY]
-    try:
-        await response.prepare(request)
-        await relay.subscribe(str(task_id), key, subscriber, after_seq)
-        await subscriber.wait(request)
-        if subscriber.finished.is_set():
-            await response.write_eof()
-    except ConnectionError:  # the client closed the stream: an ordinary event
-        log.debug("client closed the stream of task %s", task_id)
-    finally:
-        relay.unsubscribe(str(task_id), key)
-        await sessions.close(key)
-    return response
