@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     max_concurrent_tasks: int = Field(20, ge=1)
     max_events_per_second: float = Field(100.0, gt=0)
     max_connections_per_user: int = Field(50, ge=1)
+    # Subscriptions of one node to one task (sockets and SSE streams): each chunk is sent to
+    # every one, so this bounds the delivery work one task's owner can put on a node.
+    max_watchers_per_task: int = Field(16, ge=1)
     max_variables: int = Field(200, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
     auth_recheck_s: float = Field(5.0, gt=0)  # backstop for revocations and deleted users

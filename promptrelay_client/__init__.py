@@ -2,8 +2,9 @@
 `async for chunk in c.execute(messages=[...], model="...")`. See docs/clients.md."""
 
 from promptrelay_client.client import Client
+from promptrelay_client.credentials import TokenProvider
 from promptrelay_client.errors import ClientClosed, PromptrelayError
-from promptrelay_client.task import Anomaly, Chunk, Task, TaskDone
+from promptrelay_client.task import Anomaly, Chunk, Task, TaskDone, ToolCallStream
 
 __all__ = [
     "Anomaly",
@@ -13,4 +14,6 @@ __all__ = [
     "PromptrelayError",
     "Task",
     "TaskDone",
+    "TokenProvider",
+    "ToolCallStream",
 ]

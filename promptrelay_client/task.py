@@ -23,6 +23,17 @@ class Chunk:
     at: float = field(default=0.0, compare=False)
 
 
+@dataclass
+class ToolCallStream:
+    """A tool call as the model writes it (`task_tool_call`): `arguments` is the argument
+    text so far; the parsed call is in `task_done`'s `tool_calls`."""
+
+    call_id: str
+    index: int
+    name: str
+    arguments: str = ""
+
+
 AnomalyKind = Literal["repeat", "gap", "missing", "after_done"]
 
 
@@ -64,6 +75,7 @@ class Task:
         self.text = ""
         self.last_seq = 0
         self.chunks: list[Chunk] = []
+        self.tool_calls: dict[str, ToolCallStream] = {}  # by call_id, in order of arrival
         self.anomalies: list[Anomaly] = []
         self.result: TaskDone | None = None
         self.done_at: float | None = None  # time.monotonic() when task_done came
@@ -121,10 +133,13 @@ class Task:
         if not isinstance(seq, int):
             return
         if seq == self.last_seq + 1 and self.result is None:  # the usual case, first
-            text = str(payload.get("text", ""))
             self.last_seq = seq
-            self.text += text
-            self.chunks.append(Chunk(seq, text, at))
+            if "arguments_delta" in payload:  # a task_tool_call: same sequence as chunks
+                self._tool_call(payload)
+            else:
+                text = str(payload.get("text", ""))
+                self.text += text
+                self.chunks.append(Chunk(seq, text, at))
             self._changed.set()
             return
         if self.result is not None:
@@ -134,6 +149,14 @@ class Task:
         else:
             self.anomalies.append(Anomaly("gap", seq, self.last_seq))
             self._on_gap(self)  # ask again from what we have; later ones come again
+
+    def _tool_call(self, payload: dict[str, Any]) -> None:
+        call_id = str(payload.get("call_id"))
+        call = self.tool_calls.get(call_id)
+        if call is None:
+            call = ToolCallStream(call_id, int(payload.get("index", 0)), str(payload.get("name")))
+            self.tool_calls[call_id] = call
+        call.arguments += str(payload.get("arguments_delta", ""))
 
     def _done(self, done: TaskDone, at: float) -> None:
         last_seq = int(done.get("last_seq", self.last_seq))

@@ -137,7 +137,13 @@ async def test_non_streaming_answer_is_the_simulated_text(server: Server) -> Non
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hello there"},
     ]
-    assert sent["settings"] == {"max_tokens": 12, "temperature": 0.5, "stop": ["zzz"], "seed": 7}
+    assert sent["settings"] == {
+        "max_tokens": 12,
+        "temperature": 0.5,
+        "stop": ["zzz"],
+        "seed": 7,
+        "response_format": {"type": "text"},
+    }
 
 
 @pytest_asyncio.fixture
@@ -228,7 +234,10 @@ async def test_an_unknown_model_is_not_found(server: Server) -> None:
             {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
             "tools",
         ),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": 5}}},
+            "response_format.json_schema.json_schema.schema",  # the tag, then the field
+        ),
         ({"logprobs": True}, "logprobs"),
         ({"temperature": 5}, "temperature"),
         ({"extra_body": {"frobnicate": 1}}, "frobnicate"),

@@ -141,6 +141,7 @@ async def test_protocol_json_is_the_models_schema(
         "task_tool_call",
         "task_done",
         "server_draining",
+        "session_ended",
         "runs_changed",
     }
     for route in (

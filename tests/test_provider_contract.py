@@ -122,7 +122,7 @@ async def run(server: Server, payload: dict[str, Any]) -> tuple[str, dict[str, A
 async def test_stream_usage_cost_and_system_prompt(
     srv: Server, fk: Fakes, flavour: Flavour
 ) -> None:
-    task_id, done = await run(srv, body(flavour.ref(), settings={"temperature": 0.2}))
+    task_id, done = await run(srv, body(flavour.ref(), settings={"stop": ["never"]}))
     assert done["status"] == "completed" and done["finish_reason"] == "stop"
     assert done["text"] == "".join(f"tok{i} " for i in range(8))
     assert done["provider"] == flavour.provider and done["model"] == flavour.model

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.providers.sse import AnthropicEvents, GoogleEvents, OpenAIEvents, SSEDecoder
+from engine.providers.anthropic_events import AnthropicEvents
+from engine.providers.google_events import GoogleEvents
+from engine.providers.sse import OpenAIEvents, SSEDecoder
 from engine.providers.toolcalls import ToolCallAssembler, ToolCallDelta, assistant_message
 from engine.providers.toolwire import (
     anthropic_messages,

@@ -127,7 +127,7 @@ export interface ChatCompletionRequest {
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
   n?: number | null;
-  response_format?: ResponseFormat | null;
+  response_format?: TextFormat | JsonObjectFormat | JsonSchemaFormat | null;
   user?: string | null;
 }
 
@@ -241,6 +241,23 @@ export interface InvitationView {
   invited_at: string;
 }
 
+export interface JsonObjectFormat {
+  type: "json_object";
+}
+
+export interface JsonSchemaFormat {
+  type: "json_schema";
+  json_schema: JsonSchemaSpec;
+}
+
+/** OpenAI's `json_schema` object: a name, the schema, and whether it is strict. */
+export interface JsonSchemaSpec {
+  name: string;
+  description?: string | null;
+  schema: Record<string, unknown>;
+  strict?: boolean | null;
+}
+
 /** The final text (or its first ```json block) must be JSON matching `schema`. */
 export interface JsonSchemaValidation {
   type: "json_schema";
@@ -313,6 +330,7 @@ export interface ModelSettings {
   tokens_per_second?: number | null;
   fallbacks?: Array<string> | null;
   simulate_tool_calls?: number | null;
+  response_format?: TextFormat | JsonObjectFormat | JsonSchemaFormat | null;
 }
 
 /** `tool_choice: {"name": ...}`: the model must call this tool. */
@@ -522,10 +540,6 @@ export interface RegexValidation {
   pattern: string;
 }
 
-export interface ResponseFormat {
-  type: "text";
-}
-
 /** `GET /v1/runs?limit=&cursor=&q=&archived=`: most recently active first. */
 export interface RunPage {
   items: Array<RunSummary>;
@@ -587,6 +601,12 @@ export interface ServerDraining {
   reconnect: true;
 }
 
+/** The server ends this connection for authentication (its JWT expired, its key was revoked or its user deleted): the last event before the disconnect. Reconnect with a fresh token and resubscribe with after_seq; the same token is refused. */
+export interface SessionEnded {
+  code: "unauthorized";
+  message: string;
+}
+
 export interface StreamOptions {
   include_usage?: boolean | null;
 }
@@ -628,6 +648,8 @@ export interface TaskDone {
   tool_calls?: Array<ToolCall> | null;
   /** the task that continues with the calls' results (docs/tools.md) */
   next_task_id?: string | null;
+  /** the provider declined to answer (finish_reason content_filter): its refusal message, or its reason when it gives none (docs/providers.md) */
+  refusal?: string | null;
 }
 
 export interface TaskError {
@@ -767,6 +789,10 @@ export interface TemplateView {
   settings: Record<string, unknown>;
   variables: Array<Record<string, unknown>>;
   published_at: string;
+}
+
+export interface TextFormat {
+  type: "text";
 }
 
 export interface TextPart {
@@ -920,6 +946,7 @@ export interface ServerToClientEvents {
   task_tool_call: (payload: TaskToolCall) => void;
   task_done: (payload: TaskDone) => void;
   server_draining: (payload: ServerDraining) => void;
+  session_ended: (payload: SessionEnded) => void;
   runs_changed: (payload: RunsChanged) => void;
 }
 

@@ -85,7 +85,9 @@ async def create_template(
         system_prompt=body.system_prompt,
         variables=[v.model_dump(exclude_none=True) for v in body.variables],
         model=body.model,
-        settings=body.settings.model_dump(exclude_none=True) if body.settings else {},
+        settings=(
+            body.settings.model_dump(exclude_none=True, by_alias=True) if body.settings else {}
+        ),
         tools=[t.model_dump() for t in body.tools or []],
     )
     await agent_rows.create_template(pool, template_id, user_id, org_id, content)

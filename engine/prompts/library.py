@@ -32,7 +32,7 @@ def _content(
         else base.get("messages", [])
     )
     settings = (
-        body.settings.model_dump(exclude_none=True)
+        body.settings.model_dump(exclude_none=True, by_alias=True)
         if body.settings is not None
         else base.get("settings", {})
     )

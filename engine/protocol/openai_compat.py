@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 from engine.errors import ClientError, InvalidRequest, PromptrelayError
+from engine.protocol.formats import ResponseFormat
 from engine.protocol.requests import ExecuteRequest, decode
 
 # Parameters of the Chat Completions API the engine has no counterpart for (yet); a request
@@ -56,10 +57,6 @@ class StreamOptions(_Open):
     include_usage: StrictBool | None = None
 
 
-class ResponseFormat(_Open):
-    type: Literal["text"]
-
-
 class ChatCompletionRequest(_Open):
     """The body of `POST /v1/chat/completions` that promptrelay accepts."""
 
@@ -92,12 +89,6 @@ def _check_refusals(body: dict[str, Any]) -> None:
     n = body.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > 1:
         raise refused("n", "`n` > 1 is not supported: one choice per request")
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") != "text":
-        raise refused(
-            "response_format",
-            f"`response_format` {fmt.get('type')!r} is not supported: only 'text'",
-        )
     messages = body.get("messages")
     for i, message in enumerate(messages if isinstance(messages, list) else []):
         content = message.get("content") if isinstance(message, dict) else None
@@ -126,6 +117,10 @@ def to_execute(req: ChatCompletionRequest) -> ExecuteRequest:
         settings["max_tokens"] = limit
     if req.stop is not None:
         settings["stop"] = [req.stop] if isinstance(req.stop, str) else req.stop
+    if req.response_format is not None:
+        settings["response_format"] = req.response_format.model_dump(
+            by_alias=True, exclude_none=True
+        )
     messages = [
         {
             "role": "system" if m.role == "developer" else m.role,

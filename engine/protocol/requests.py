@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.errors import InvalidRequest, PayloadTooLarge
+from engine.protocol.formats import ResponseFormat
 from engine.protocol.tools import MAX_STEPS_LIMIT, MAX_TOOLS, Tool, ToolChoice
 
 Role = Literal["system", "user", "assistant"]
@@ -72,11 +73,13 @@ class ModelSettings(_Strict):
     )
     # `simulated/*` with tools: ask for this many calls at once (docs/tools.md)
     simulate_tool_calls: StrictInt | None = Field(None, ge=0, le=8)
+    # the answer as text, any JSON object, or JSON matching a schema (docs/providers.md)
+    response_format: ResponseFormat | None = None
 
     def merged_over(self, base: dict[str, Any]) -> dict[str, Any]:
         """These settings over `base`, dropping unset values."""
         out = dict(base)
-        out.update(self.model_dump(exclude_none=True))
+        out.update(self.model_dump(exclude_none=True, by_alias=True))
         return out
 
 

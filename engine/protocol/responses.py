@@ -162,6 +162,15 @@ class ServerDraining(_Payload):
     reconnect: Literal[True]
 
 
+class SessionEnded(_Payload):
+    """The server ends this connection for authentication (its JWT expired, its key was
+    revoked or its user deleted): the last event before the disconnect. Reconnect with a
+    fresh token and resubscribe with after_seq; the same token is refused."""
+
+    code: Literal["unauthorized"]
+    message: str
+
+
 class Usage(_Payload):
     input_tokens: int
     output_tokens: int
@@ -199,6 +208,11 @@ class TaskDone(_Payload):
     )
     next_task_id: str | None = Field(
         None, description="the task that continues with the calls' results (docs/tools.md)"
+    )
+    refusal: str | None = Field(
+        None,
+        description="the provider declined to answer (finish_reason content_filter): its "
+        "refusal message, or its reason when it gives none (docs/providers.md)",
     )
 
 

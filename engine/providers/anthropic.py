@@ -13,13 +13,16 @@ import httpx2
 
 from engine.errors import ProviderFault
 from engine.providers import faults
+from engine.providers.anthropic_events import AnthropicEvents, anthropic_error
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
-from engine.providers.sse import AnthropicEvents, anthropic_error
 from engine.providers.toolwire import anthropic_messages, anthropic_tools
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; used when the request sets none
+# Our sampling settings, in the Messages API's names. The current API (and SDK) has no
+# temperature, top_p, seed or penalties: those are refused (`unsupported`).
+_SAMPLING = {"stop": "stop_sequences"}
 
 
 def convert_error(exc: anthropic.AnthropicError) -> ProviderFault:
@@ -51,16 +54,26 @@ def build_params(request: ProviderRequest) -> dict[str, Any]:
     }
     if system is not None:
         params["system"] = system
-    # The current Messages API (and SDK) takes no sampling settings (temperature, top_p):
-    # they are not sent. Stop sequences are.
-    if settings.get("stop"):
-        params["stop_sequences"] = settings["stop"]
+    params.update(
+        (name, settings[key])
+        for key, name in _SAMPLING.items()
+        if settings.get(key) not in (None, [])
+    )
+    fmt = settings.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        # Structured outputs: the answer's text is JSON matching the schema.
+        schema = fmt["json_schema"]["schema"]
+        params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
     anthropic_tools(settings, params)
     return params
 
 
 class AnthropicProvider(Provider):
     name = "anthropic"
+    unsupported = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+    # `json_schema` is its structured outputs (`output_config.format`); "any JSON object" has
+    # no mechanism of its own there.
+    unsupported_formats = ("json_object",)
 
     def __init__(
         self,

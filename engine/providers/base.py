@@ -10,7 +10,11 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, ClassVar
 
+from engine.errors import InvalidRequest
 from engine.providers.toolcalls import Delta
+
+# The request settings that reach a provider's wire (the others are ours: fallbacks, pacing).
+SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,14 @@ class ProviderStream(abc.ABC):
     (`ToolCallDelta`); close it to end the upstream request.
 
     After iteration ends, `finish_reason` is set when the provider ended the stream itself
-    (None means the stream was cut), and `usage` when the provider reported it.
+    (None means the stream was cut), `usage` when the provider reported it, and `refusal`
+    when the provider declined to answer (its refusal message, or its reason when it gives
+    no message; `finish_reason` is then `content_filter`).
     """
 
     finish_reason: str | None = None
     usage: Usage | None = None
+    refusal: str | None = None
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self.deltas()
@@ -88,6 +95,29 @@ class Provider(abc.ABC):
     # with one of these (empty: all of them), and names listed besides the catalog.
     listed_prefixes: ClassVar[tuple[str, ...]] = ()
     listed_extra: ClassVar[tuple[str, ...]] = ()
+    # Sampling settings (of `SAMPLING`) the provider's API has no place for: refused, never
+    # silently dropped.
+    unsupported: ClassVar[tuple[str, ...]] = ()
+    # `response_format` types it has no mechanism for (`json_object`, `json_schema`).
+    unsupported_formats: ClassVar[tuple[str, ...]] = ()
+
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Refuse (`invalid_request`) a set setting this provider does not take."""
+        for key in self.unsupported:
+            if settings.get(key) is not None:
+                raise InvalidRequest(
+                    f"{self.name} does not support the setting {key}",
+                    details={"errors": [{"field": f"settings.{key}", "message": "unsupported"}]},
+                )
+        fmt = settings.get("response_format")
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind in self.unsupported_formats:
+            raise InvalidRequest(
+                f"{self.name} does not support the setting response_format {kind}",
+                details={
+                    "errors": [{"field": "settings.response_format", "message": "unsupported"}]
+                },
+            )
 
     @abc.abstractmethod
     async def open(self, request: ProviderRequest) -> ProviderStream:

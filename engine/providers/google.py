@@ -23,9 +23,9 @@ from yarl import URL
 
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.google_events import GoogleEvents
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
-from engine.providers.sse import GoogleEvents
 from engine.providers.toolwire import gemini_contents, gemini_tools
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
@@ -67,10 +67,23 @@ def build_body(request: ProviderRequest) -> dict[str, Any]:
     config = {
         name: settings[key] for key, name in _GENERATION.items() if settings.get(key) is not None
     }
+    config.update(_json_config(settings.get("response_format")))
     if config:
         body["generationConfig"] = config
     gemini_tools(settings, body)
     return body
+
+
+def _json_config(fmt: Any) -> dict[str, Any]:
+    """`response_format` as `generationConfig`: the JSON MIME type, and the schema as a JSON
+    Schema (`responseJsonSchema`)."""
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        return {"responseMimeType": "application/json"}
+    if kind == "json_schema":
+        schema = fmt["json_schema"]["schema"]
+        return {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    return {}
 
 
 def stream_url(models_url: str, model: str) -> URL:

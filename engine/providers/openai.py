@@ -28,6 +28,7 @@ _PASSTHROUGH = (
     "seed",
     "presence_penalty",
     "frequency_penalty",
+    "response_format",  # text, json_object, json_schema: OpenAI's own shape
 )
 
 

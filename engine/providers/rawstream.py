@@ -21,6 +21,7 @@ class EventReader(Protocol):
     finish_reason: str | None
     usage: Usage | None
     done: bool
+    refusal: str | None
 
     def on_event(self, event: str | None, data: bytes) -> Out: ...
 
@@ -60,6 +61,14 @@ class RawSSEStream(ProviderStream):
     @usage.setter
     def usage(self, value: Usage | None) -> None:
         self._reader.usage = value
+
+    @property
+    def refusal(self) -> str | None:
+        return self._reader.refusal
+
+    @refusal.setter
+    def refusal(self, value: str | None) -> None:
+        self._reader.refusal = value
 
     async def deltas(self) -> AsyncIterator[Delta]:
         reader = self._reader

@@ -110,6 +110,11 @@ class Relay:
         if watch is not None and watch.subs.pop(key, None) is not None:
             watch.queue.put_nowait(None)  # lets the watch end when it has no subscriber left
 
+    def watchers(self, task_id: str) -> int:
+        """How many subscriptions of this node follow the task."""
+        watch = self._watches.get(task_id)
+        return 0 if watch is None else len(watch.subs)
+
     def delivers_to(self, task_id: str, key: str) -> bool:
         """Whether the subscription `key` of the task is still live (its done not sent)."""
         watch = self._watches.get(task_id)

@@ -99,6 +99,7 @@ class TaskEnd:
     events: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] | None = None  # the calls the answer asked for
     next_task_id: UUID | None = None  # the continuation that sends their results
+    refusal: str | None = None  # the provider declined to answer
 
     def outcome(self) -> task_rows.TaskOutcome:
         """The row the finalize statement writes."""
@@ -141,6 +142,7 @@ class TaskEnd:
             error=self.error,
             tool_calls=self.tool_calls,
             next_task_id=self.next_task_id,
+            refusal=self.refusal,
         )
 
 
@@ -162,9 +164,11 @@ def done_payload(
     error: dict[str, Any] | None,
     tool_calls: list[dict[str, Any]] | None = None,
     next_task_id: UUID | None = None,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
     """The `task_done` event (engine.protocol.responses.TaskDone) as a plain dict; a task
-    whose answer asked for tools also has `tool_calls` and `next_task_id`."""
+    whose answer asked for tools also has `tool_calls` and `next_task_id`, one the provider
+    declined to answer its `refusal`."""
     payload: dict[str, Any] = {
         "task_id": task_id,
         "run_id": str(run_id) if run_id else None,
@@ -190,6 +194,8 @@ def done_payload(
     if tool_calls is not None:
         payload["tool_calls"] = tool_calls
         payload["next_task_id"] = str(next_task_id) if next_task_id else None
+    if refusal is not None:
+        payload["refusal"] = refusal
     return payload
 
 

@@ -86,6 +86,14 @@ class PrimedStream(ProviderStream):
     def usage(self, value: Usage | None) -> None:
         self._inner.usage = value
 
+    @property
+    def refusal(self) -> str | None:
+        return self._inner.refusal
+
+    @refusal.setter
+    def refusal(self, value: str | None) -> None:
+        self._inner.refusal = value
+
     async def deltas(self) -> AsyncIterator[Delta]:
         if self._first is None:
             return

@@ -41,6 +41,7 @@ class _Progress:
     ttft_ms: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     calls: ToolCallAssembler = field(default_factory=ToolCallAssembler)
+    refusal: str | None = None  # the provider declined to answer (finish content_filter)
 
     def event(self, kind: str, message: str = "", level: str = "info", **metadata: Any) -> None:
         self.events.append(task_event(kind, message, level, **metadata))
@@ -73,7 +74,9 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
             try:
                 await _consume(deps, plan, stream, progress)
             finally:
-                usage = stream.usage
+                usage, progress.refusal = stream.usage, stream.refusal
+            if progress.refusal is not None:
+                progress.event("refusal", progress.refusal, level="warning")
             if stream.finish_reason is None:
                 raise ProviderUnavailable("the provider stream ended before it finished")
             finish = stream.finish_reason
@@ -107,6 +110,11 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                 if progress.ttft_ms is None:
                     progress.ttft_ms = int((time.monotonic() - progress.started) * 1000)
                     progress.event("first_token", ttft_ms=progress.ttft_ms)
+                # Every delta is progress, a tool call's piece as much as text.
+                now = loop.time()
+                if now - moved > _RESCHEDULE_EVERY_S:
+                    deadline.reschedule(now + deps.idle_timeout_s)
+                    moved = now
                 if isinstance(delta, ToolCallDelta):
                     _append_call(deps, task_id, progress, delta)
                     continue
@@ -116,10 +124,6 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                 if progress.chars >= deps.max_output_chars:  # bounds its history in Redis
                     stream.finish_reason = "length"
                     break
-                now = loop.time()
-                if now - moved > _RESCHEDULE_EVERY_S:
-                    deadline.reschedule(now + deps.idle_timeout_s)
-                    moved = now
     except TimeoutError:
         which = "first token" if progress.ttft_ms is None else "next token"
         raise StreamTimeout(f"no {which} from the provider in time") from None
@@ -186,6 +190,7 @@ async def _finish(
         events=progress.events,
         tool_calls=calls,
         next_task_id=step.continuation.task_id if step.continuation else None,
+        refusal=progress.refusal,
     )
     outcome, payload = end.outcome(), end.payload()
     try:

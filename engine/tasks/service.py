@@ -16,9 +16,10 @@ from db.users import User
 from engine.accounts.byok import ProviderKeys
 from engine.agents.runs import resolve_execute, tools_of
 from engine.errors import InvalidRequest, NotFound
+from engine.protocol.formats import format_validations
 from engine.protocol.requests import ExecuteRequest
 from engine.protocol.tools import ToolResultRequest, tool_settings
-from engine.providers.base import ProviderRequest
+from engine.providers.base import Provider, ProviderRequest
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
 from engine.status import ENDED, TaskStatus
@@ -105,6 +106,7 @@ class Engine:
             )
         check_output_limit(settings, user.tier, self.settings)
         fallbacks = resolve_fallbacks(self.registry, settings)
+        _check_settings((provider, *(f.provider for f in fallbacks)), settings)
         tracked = req.track_in_runs
         run_id = (req.run_id or uuid.uuid4()) if tracked else None
         task_id = uuid.uuid4()
@@ -153,7 +155,7 @@ class Engine:
             request=ProviderRequest(model=model, messages=sent, settings=settings),
             new_messages=new_messages,
             reservation=reservation,
-            validations=prompt.validations,
+            validations=prompt.validations + format_validations(settings),
             fallbacks=fallbacks,
             keys=self.provider_keys.source_for(user),
             priority=row.priority,
@@ -342,3 +344,9 @@ def task_view(row: asyncpg.Record) -> dict[str, Any]:
         "tool_results": row.get("tool_results"),
         "next_task_id": str(row["next_task_id"]) if row.get("next_task_id") else None,
     }
+
+
+def _check_settings(providers: tuple[Provider, ...], settings: dict[str, Any]) -> None:
+    """Each provider that may answer takes every setting given (else `invalid_request`)."""
+    for provider in providers:
+        provider.check_settings(settings)

@@ -27,6 +27,7 @@ from engine.stream.relay import Relay
 from server.http.cors import prepare_cors
 from server.http.requests import current_user, path_uuid
 from server.realtime.sessions import SESSIONS
+from server.realtime.watchers import check_watchers
 from server.state import ENGINE, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ async def stream_task(request: web.Request) -> web.StreamResponse:
     prepare_cors(request, response)
     subscriber = SseSubscriber(response, request.app[SETTINGS].sse_keepalive_s)
     key = f"sse:{uuid.uuid4()}"
+    check_watchers(request.app[RELAY], request.app[SETTINGS], str(task_id), key)
     sessions = request.app[SESSIONS]
     await sessions.open(key, user, subscriber.revoke)  # the per-user connection cap
     relay = request.app[RELAY]

@@ -38,6 +38,7 @@ from engine.protocol.responses import (
     Readiness,
     RunView,
     ServerDraining,
+    SessionEnded,
     SubscribeAck,
     TaskChunk,
     TaskDone,
@@ -64,6 +65,7 @@ SERVER_EVENTS: dict[str, type[BaseModel]] = {
     "task_tool_call": TaskToolCall,
     "task_done": TaskDone,
     "server_draining": ServerDraining,
+    "session_ended": SessionEnded,
     **HISTORY_EVENTS,  # runs_changed
 }
 

@@ -36,6 +36,7 @@ from server.state import ENGINE, POOL, REDIS, SETTINGS
 
 log = logging.getLogger(__name__)
 RECONNECT_DELAY_S = 1.0
+SESSION_ENDED = "session_ended"  # the last event of a socket ended for authentication
 LISTEN_WAIT_S = 5.0  # how long a start waits for the revocation subscription
 
 
@@ -118,6 +119,9 @@ class Sessions:
             if session is not None and session.end is not None:
                 await session.end()
             else:
+                # Say why first, so a client asks for a fresh token instead of retrying
+                # the one just refused (or hanging).
+                await self.sio.emit(SESSION_ENDED, {"code": "unauthorized", "message": why}, to=sid)
                 await self.sio.disconnect(sid)
             await self.close(sid)
         return len(sids)
@@ -135,7 +139,7 @@ class Sessions:
                 (key_id is not None and s.key_id == key_id)
                 or (user_id is not None and s.user_id == user_id)
             ),
-            "revoked",
+            "the API key was revoked or the user deleted",
         )
 
     async def listen(self) -> None:
@@ -164,7 +168,7 @@ class Sessions:
             await self.counter.renew(
                 [(s.user_id, f"{self.node}:{sid}") for sid, s in self.by_sid.items()]
             )
-            await self.drop(_expired(time.time()), "token expired")
+            await self.drop(_expired(time.time()), "the token expired")
             if not self.by_sid:
                 continue
             sessions = list(self.by_sid.values())
@@ -177,7 +181,9 @@ class Sessions:
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
                 log.warning("auth re-check failed (%s)", type(exc).__name__)
                 continue
-            await self.drop(_not_in(users, keys, sessions), "no longer live")
+            await self.drop(
+                _not_in(users, keys, sessions), "the API key was revoked or the user deleted"
+            )
 
 
 def _expired(now: float) -> Any:

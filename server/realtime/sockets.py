@@ -23,6 +23,7 @@ from server.auth import authenticate, token_from
 from server.errors import client_error, error_ack
 from server.realtime.runs_feed import user_room
 from server.realtime.sessions import SESSIONS, Sessions
+from server.realtime.watchers import check_watchers
 from server.state import ENGINE, METRICS, POOL, RELAY, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,7 @@ class SocketGateway:
         watching = self.watching.get(sid)
         if watching is None:
             raise Unauthorized("not connected")
+        check_watchers(self.app[RELAY], self.app[SETTINGS], task_id, sid)
         watching.add(task_id)
         subscriber = SocketSubscriber(self.sio, sid, self.packets)
         result = await self.app[RELAY].subscribe(task_id, sid, subscriber, after_seq, fresh=fresh)

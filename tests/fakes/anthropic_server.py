@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.openai_server import parse_model
 from tests.fakes.scripted import FakeServer, Script, count_words, token_text
 from tests.fakes.tools import FakeCall, planned_calls
 
@@ -112,6 +113,8 @@ class FakeAnthropic(FakeServer):
         if not key or key == "bad-key":
             return error_response(401, "invalid x-api-key")
         model = str(body.get("model", ""))
+        if "body" in parse_model(model):
+            return await self.send_body(request, parse_model(model)["body"])
         script = Script.parse(model)
         if script.status is not None:
             return error_response(script.status, f"fake error {script.status}", script.retry_after)

@@ -21,6 +21,8 @@ class FakeServerBase:
         self._disconnect_event = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._stopping = False  # a disconnect during shutdown is not the client's
+        # Whole stream bodies by name: the model option `body=NAME` answers one as it is.
+        self.bodies: dict[str, bytes] = {}
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
@@ -30,6 +32,16 @@ class FakeServerBase:
         self.paths.append(request.raw_path)
         response: web.StreamResponse = await handler(request)
         return response
+
+    async def send_body(self, request: web.Request, name: str) -> web.StreamResponse:
+        """Answer 200 with the stored body `name`, written in small pieces, then end it."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        body = self.bodies[name]
+        for i in range(0, len(body), 64):
+            await resp.write(body[i : i + 64])
+        await resp.write_eof()
+        return resp
 
     def url_of(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.openai_server import parse_model
 from tests.fakes.scripted import FakeServer, Script, count_words, token_text
 from tests.fakes.tools import FakeCall, planned_calls
 
@@ -94,6 +95,8 @@ class FakeGemini(FakeServer):
         if not key or key == "bad-key":
             return error_response(400, "API key not valid. Please pass a valid API key.")
         model = rest[: -len(_SUFFIX)]
+        if "body" in parse_model(model):
+            return await self.send_body(request, parse_model(model)["body"])
         script = Script.parse(model)
         if script.status is not None:
             return error_response(script.status, f"fake error {script.status}", script.retry_after)

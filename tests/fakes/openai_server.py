@@ -128,6 +128,17 @@ def error_response(status: int, message: str, code: str | None = None) -> web.Re
     return web.json_response(body, status=status, headers=headers)
 
 
+def _auth_error(request: web.Request) -> web.Response | None:
+    """OpenAI's 401 for a missing or bad key, None for a good one."""
+    auth = request.headers.get("Authorization", "")
+    key = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
+    if not key:
+        return error_response(401, "You didn't provide an API key.", "invalid_api_key")
+    if key == "bad-key":
+        return error_response(401, f"Incorrect API key provided: {key}.", "invalid_api_key")
+    return None
+
+
 class FakeOpenAI(FakeServerBase):
     """In-process fake OpenAI server; ``await start()`` returns its ``.../v1`` base URL."""
 
@@ -151,12 +162,9 @@ class FakeOpenAI(FakeServerBase):
             return error_response(400, "Request body must be a JSON object.")
         self.requests.append(body)
 
-        auth = request.headers.get("Authorization", "")
-        key = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else ""
-        if not key:
-            return error_response(401, "You didn't provide an API key.", "invalid_api_key")
-        if key == "bad-key":
-            return error_response(401, f"Incorrect API key provided: {key}.", "invalid_api_key")
+        refused = _auth_error(request)
+        if refused is not None:
+            return refused
 
         model = str(body.get("model", ""))
         try:
@@ -170,6 +178,8 @@ class FakeOpenAI(FakeServerBase):
             context = int(opts["context"]) if "context" in opts else None
         except ValueError:
             return error_response(400, f"Bad fake model options: {model!r}")
+        if "body" in opts:
+            return await self.send_body(request, opts["body"])
         finish = opts.get("finish", "stop")
         texts = [token_text(i) for i in range(n_tokens)]
         if opts.get("echo") == "1":

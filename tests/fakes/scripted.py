@@ -16,6 +16,7 @@ OpenAI fake (``"fake:tokens=5:delay_ms=10"``):
     fail_with=CODE the status of those failures (default 500; 429 adds ``retry_after``)
     finish=REASON  the provider's own finish reason (default: its normal stop)
     tools=N, bad_args=1  tool calls (tests/fakes/tools.py), streamed after the text tokens
+    body=NAME      answer the fake's stored body `bodies[NAME]` as it is (a recorded stream)
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Script:
     @classmethod
     def parse(cls, model: str) -> Script:
         opts = parse_model(model)
-        number = {k: int(v) for k, v in opts.items() if k not in ("finish", "retry_after")}
+        number = {k: int(v) for k, v in opts.items() if k not in ("finish", "retry_after", "body")}
         return cls(
             tokens=number.get("tokens", 8),
             delay_s=number.get("delay_ms", 0) / 1000,

@@ -5,7 +5,12 @@
 import { ClientClosedError, PromptrelayError } from "./errors.js";
 import { TaskHandle } from "./task.js";
 
-const DEFAULTS = { ackTimeoutMs: 20000, executeAttempts: 5, reconnectionDelayMax: 2000 };
+const DEFAULTS = { ackTimeoutMs: 20000, executeAttempts: 5, reconnectionDelayMax: 2000, rateLimitRetries: 4 };
+// The longest wait a rate_limited retry_after_ms is honoured for.
+const RETRY_AFTER_MAX_MS = 30000;
+// An execute this big may be dropped with its connection by the server's transport (past
+// twice MAX_PAYLOAD_BYTES, which is at least 1024, plus 64 KiB) instead of being answered.
+const TRANSPORT_LIMIT_FLOOR = 2 * 1024 + 64 * 1024;
 // How many ended tasks the client still recognises (for their anomalies); the oldest goes first.
 const ENDED_KEPT = 100;
 
@@ -24,11 +29,20 @@ function newRequestId() {
 async function loadIo(given) {
   if (given) return given;
   if (typeof globalThis.io === "function") return globalThis.io; // the browser bundle
-  const module = await import("socket.io-client");
-  return module.io;
+  try {
+    const module = await import("socket.io-client");
+    return module.io;
+  } catch (err) {
+    // A package installed as a link (`npm install ../path`) resolves its dependencies from
+    // its own folder, where npm installed none.
+    throw new PromptrelayError("unavailable", "socket.io-client cannot be imported: install this package with "
+      + "`npm install --install-links <folder>` or from its `npm pack` tarball, or pass `io` to createClient "
+      + `(${err?.code || err})`);
+  }
 }
 
-/** createClient({url, token}) -> Client. `io` may be passed (else the global or the package). */
+/** createClient({url, token}) -> Client. `token`: a string, or a function (sync or async)
+ * returning one, asked at every connect and reconnect. `io` may be passed (else the global or the package). */
 export function createClient(options) {
   return new Client(options);
 }
@@ -38,6 +52,10 @@ export class Client {
     this.options = { ...DEFAULTS, ...rest };
     this.url = url;
     this.token = token;
+    this.authError = null; // a PromptrelayError once no valid token is left
+    this._sentToken = null;
+    this._refusedToken = null;
+    this._sessionEnded = null;
     this.runsChanged = runsChanged === true;
     this.socket = null;
     this.closed = false;
@@ -49,7 +67,7 @@ export class Client {
     this.pendingExecutes = 0;
     this.connects = 0;
     // What the client absorbed for the application (for tests and diagnostics).
-    this.stats = { early: 0, repeats: 0, gaps: 0, resubscribes: 0, executeRetries: 0 };
+    this.stats = { early: 0, repeats: 0, gaps: 0, resubscribes: 0, executeRetries: 0, rateLimited: 0 };
     this._listeners = new Map();
     this._waiters = new Set();
     const make = (ioFn) => this._open(ioFn, socketOptions);
@@ -59,7 +77,7 @@ export class Client {
     this.ready.catch(() => {});
   }
 
-  /** on("connect" | "disconnect" | "connect_error" | "draining" | "runs_changed", fn) */
+  /** on("connect" | "disconnect" | "connect_error" | "draining" | "runs_changed" | "auth_error", fn) */
   on(event, fn) {
     if (!this._listeners.has(event)) this._listeners.set(event, new Set());
     this._listeners.get(event).add(fn);
@@ -73,21 +91,63 @@ export class Client {
   _open(ioFn, socketOptions) {
     const url = this.url;
     const socket = (url ? ioFn.bind(null, url) : ioFn)({
-      // runs_changed is sent only to sockets that ask for it
-      auth: this.runsChanged ? { token: this.token, runs_changed: true } : { token: this.token },
+      // Asked at every connect, so a token provider gives a fresh token to each reconnect.
+      auth: (give) => { this._auth().then(give); },
       reconnectionDelayMax: this.options.reconnectionDelayMax,
       forceNew: true,
       ...socketOptions,
     });
     this.socket = socket;
     socket.on("connect", () => this._onConnect());
-    socket.on("disconnect", (reason) => this._emit("disconnect", reason, socket.active));
+    socket.on("disconnect", (reason) => this._onDisconnect(socket, reason));
+    socket.on("session_ended", (body) => { this._sessionEnded = PromptrelayError.from(body); });
     socket.on("connect_error", (err) => this._onConnectError(err));
     socket.on("task_chunk", (chunk) => this._route("task_chunk", chunk));
+    socket.on("task_tool_call", (piece) => this._route("task_tool_call", piece));
     socket.on("task_done", (done) => this._route("task_done", done));
     socket.on("server_draining", () => this._onDraining());
     socket.on("runs_changed", (change) => this._emit("runs_changed", change));
     return socket;
+  }
+
+  async _auth() {
+    let token = this._sentToken;
+    if (typeof this.token === "function") {
+      try {
+        token = String(await this.token());
+      } catch (err) {
+        this._authFailed(new PromptrelayError("unauthorized", `the token provider failed: ${err?.message || err}`));
+      }
+    } else {
+      token = this.token;
+    }
+    if (token === this._refusedToken) {
+      this._authFailed(new PromptrelayError("unauthorized", "the token provider gave the refused token"));
+    }
+    this._sentToken = token;
+    // runs_changed is sent only to sockets that ask for it
+    return this.runsChanged ? { token, runs_changed: true } : { token };
+  }
+
+  _onDisconnect(socket, reason) {
+    const ended = this._sessionEnded;
+    this._sessionEnded = null;
+    if (ended && !this.closed) {
+      // Ended for authentication: the server will not take this token again.
+      this._refusedToken = this._sentToken;
+      if (typeof this.token === "function") socket.connect();
+      else this._authFailed(ended);
+    }
+    this._emit("disconnect", reason, socket.active);
+  }
+
+  /** No valid token: every pending task and call settles with `error`, reported once. */
+  _authFailed(error) {
+    if (this.authError) return;
+    this.authError = error;
+    this._failAll(error);
+    if (this.socket) this.socket.disconnect(); // no more reconnects with a refused token
+    this._emit("auth_error", error);
   }
 
   _onConnect() {
@@ -105,7 +165,10 @@ export class Client {
       // Refused by the server (bad token, too many connections): it will not retry.
       const error = PromptrelayError.from(data);
       this._emit("connect_error", error);
-      if (!this.socket.active) this._failAll(error);
+      if (error.code === "unauthorized") {
+        this._refusedToken = this._sentToken;
+        this._authFailed(error);
+      } else if (!this.socket.active) this._failAll(error);
       return;
     }
     this._emit("connect_error", new PromptrelayError("unavailable", err?.message || "cannot connect"));
@@ -122,12 +185,12 @@ export class Client {
   _route(name, payload) {
     const handle = this.live.get(payload.task_id);
     if (handle) {
-      name === "task_chunk" ? handle._chunk(payload) : this._finish(handle, payload);
+      name === "task_done" ? this._finish(handle, payload) : handle._chunk(payload);
       return;
     }
     const ended = this.ended.get(payload.task_id);
     if (ended) {
-      name === "task_chunk" ? ended._chunk(payload) : ended._done(payload);
+      name === "task_done" ? ended._done(payload) : ended._chunk(payload);
       return;
     }
     // The server subscribes the socket before it answers execute, so events may come first.
@@ -157,13 +220,30 @@ export class Client {
     const socket = await this.ready;
     while (!socket.connected) {
       if (this.closed) throw new ClientClosedError();
+      if (this.authError) throw this.authError;
       if (!socket.active) throw new PromptrelayError("unauthorized", "the server refused the connection");
       await new Promise((resolve) => this._waiters.add(resolve));
     }
     return socket;
   }
 
+  /** The ack, null when the connection dropped or no ack came (the caller retries), or the
+   * error. `rate_limited` with `retry_after_ms` is sent again after that wait, at most
+   * `rateLimitRetries` times (an execute is safe to repeat: its request_id). */
   async _call(event, payload) {
+    for (let retry = 0; ; retry += 1) {
+      try {
+        return await this._callOnce(event, payload);
+      } catch (err) {
+        const wait = err?.details?.retry_after_ms;
+        if (err?.code !== "rate_limited" || !Number.isInteger(wait) || retry >= this.options.rateLimitRetries) throw err;
+        this.stats.rateLimited += 1;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(wait, RETRY_AFTER_MAX_MS)));
+      }
+    }
+  }
+
+  async _callOnce(event, payload) {
     const socket = await this._connected();
     let ack;
     try {
@@ -186,12 +266,20 @@ export class Client {
 
   async _execute(handle, payload) {
     this.pendingExecutes += 1;
+    const large = new TextEncoder().encode(JSON.stringify(payload)).length >= TRANSPORT_LIMIT_FLOOR;
+    let dropped = 0;
     try {
       for (let attempt = 1; ; attempt += 1) {
+        const connects = this.connects;
         const ack = await this._call("execute", payload);
         if (ack) {
           this._adopt(handle, ack);
           return;
+        }
+        if (large && (!this.socket.connected || this.connects !== connects)) dropped += 1;
+        if (dropped >= 2) {
+          // The connection fell with this payload, twice: the transport refused its size.
+          throw new PromptrelayError("payload_too_large", "the server closed the connection on this payload");
         }
         if (attempt >= this.options.executeAttempts) {
           throw new PromptrelayError("timeout", "no answer to execute from the server");
@@ -254,6 +342,28 @@ export class Client {
   async unsubscribe(taskId) {
     this.live.delete(taskId);
     await this._call("unsubscribe", { task_id: taskId });
+  }
+
+  /** Send one tool call's result (docs/tools.md); the ack names the continuation
+   * (`next_task_id`) and the step's calls still `pending`. */
+  async toolResult(taskId, callId, output) {
+    const ack = await this._call("tool_result", { task_id: taskId, call_id: callId, output });
+    if (!ack) throw new PromptrelayError("timeout", "no answer to tool_result from the server");
+    return ack;
+  }
+
+  /** `GET /v1/runs/{id}`: a past conversation with its messages and tasks. */
+  async getRun(runId) {
+    return this._http(`/v1/runs/${encodeURIComponent(runId)}`);
+  }
+
+  async _http(path) {
+    const token = typeof this.token === "function" ? await this.token() : this.token;
+    const base = this.url || globalThis.location?.origin;
+    const res = await fetch(new URL(path, base), { headers: { Authorization: `Bearer ${token}` } });
+    const body = await res.json().catch(() => null);
+    if (!res.ok) throw PromptrelayError.from(body && body.error);
+    return body;
   }
 
   close() {

@@ -1,4 +1,4 @@
-import type { ErrorBody, ExecuteAck, ExecuteRequest, RunsChanged, SubscribeAck, TaskDone } from "../protocol.js";
+import type { ErrorBody, ExecuteAck, ExecuteRequest, RunsChanged, RunView, SubscribeAck, TaskDone, ToolResultAck } from "../protocol.js";
 
 export type { ExecuteRequest, TaskDone } from "../protocol.js";
 export type ErrorCode = ErrorBody["code"];
@@ -19,8 +19,26 @@ export interface Chunk {
   text: string;
 }
 
+/** A tool call as the model writes it: `arguments` is the argument text so far (the parsed
+ * call comes in task_done's `tool_calls`). */
+export interface ToolCallStream {
+  callId: string;
+  index: number;
+  name: string;
+  arguments: string;
+}
+/** One `task_tool_call` event, numbered in the task's sequence with the chunks. */
+export interface ToolCallPiece {
+  seq: number;
+  callId: string;
+  index: number;
+  name: string;
+  delta: string;
+}
+
 export type TaskEvent =
   | ["chunk", Chunk]
+  | ["tool_call", ToolCallPiece]
   | ["done", TaskDone]
   | ["error", PromptrelayError];
 
@@ -43,6 +61,9 @@ export class TaskHandle implements AsyncIterable<Chunk> {
   readonly text: string;
   readonly lastSeq: number;
   readonly chunks: readonly Chunk[];
+  /** Tool calls the model wrote, by call_id in order of arrival. */
+  readonly toolCalls: Readonly<Record<string, ToolCallStream>>;
+  readonly toolPieces: readonly ToolCallPiece[];
   readonly anomalies: readonly Anomaly[];
   readonly status: TaskStatus | "starting";
   readonly result: TaskDone | null;
@@ -57,17 +78,24 @@ export class TaskHandle implements AsyncIterable<Chunk> {
   [Symbol.asyncIterator](): AsyncIterator<Chunk>;
 }
 
+export type TokenProvider = () => string | Promise<string>;
+
 export interface ClientOptions {
   /** Server URL; omit in a page served by the server itself. */
   url?: string;
-  /** An API key or a JWT. */
-  token: string;
+  /** An API key or a JWT, or a function (sync or async) returning one, asked at every
+   * connect and reconnect: a connection ended because its JWT expired comes back with a
+   * fresh token and every running task resumes after its last seq. */
+  token: string | TokenProvider;
   /** socket.io-client's `io` (default: the global `io`, else `import("socket.io-client")`). */
   io?: (...args: any[]) => any;
   /** Passed to `io()` (e.g. `transports`). */
   socketOptions?: Record<string, unknown>;
   ackTimeoutMs?: number;
   executeAttempts?: number;
+  /** How many times a call refused `rate_limited` (with `retry_after_ms`) is sent again
+   * after the server's wait (default 4; 0: never). */
+  rateLimitRetries?: number;
   reconnectionDelayMax?: number;
   /** Hear `runs_changed` (a conversation sidebar): the client's `runs_changed` event. */
   runsChanged?: boolean;
@@ -78,6 +106,9 @@ export interface ClientEvents {
   disconnect: (reason: string, willReconnect: boolean) => void;
   connect_error: (error: PromptrelayError) => void;
   draining: () => void;
+  /** No valid token is left (a token refused, or ended by the server with no fresh one):
+   * every pending task and call has settled with this error. Sent once. */
+  auth_error: (error: PromptrelayError) => void;
   /** Only with `runsChanged: true`. */
   runs_changed: (change: RunsChanged) => void;
 }
@@ -87,12 +118,18 @@ export class Client {
   /** Tasks followed until their task_done, by task_id. */
   readonly live: Map<string, TaskHandle>;
   readonly ready: Promise<any>;
+  /** Set once no valid token is left; later calls fail with it. */
+  readonly authError: PromptrelayError | null;
   on<E extends keyof ClientEvents>(event: E, fn: ClientEvents[E]): () => void;
   /** Start a task. A `request_id` is added when missing; retries reuse it. */
   execute(request: ExecuteRequest): TaskHandle;
   /** Follow a task started elsewhere, from `afterSeq` on (with the `text` already held). */
   subscribe(taskId: string, options?: { afterSeq?: number; text?: string }): TaskHandle;
   unsubscribe(taskId: string): Promise<void>;
+  /** `GET /v1/runs/{id}`: a past conversation with its messages and tasks. */
+  getRun(runId: string): Promise<RunView>;
+  /** Send one tool call's result; the ack names the continuation and the calls pending. */
+  toolResult(taskId: string, callId: string, output: string): Promise<ToolResultAck>;
   close(): void;
 }
 

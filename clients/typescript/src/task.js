@@ -12,6 +12,10 @@ export class TaskHandle {
     this.result = null; // the task_done payload once it arrived
     this.error = null; // a PromptrelayError when the task could not be started or followed
     this.chunks = [];
+    // Tool calls as the model writes them (task_tool_call), by call_id in order of arrival:
+    // { callId, index, name, arguments } with `arguments` the argument text so far.
+    this.toolCalls = {};
+    this.toolPieces = []; // each task_tool_call kept: { seq, callId, index, name, delta }
     // What the server sent out of order, kept on record as the client repaired it:
     // { kind: "repeat" | "gap" | "after_done" | "missing", seq, held } (held: lastSeq then).
     this.anomalies = [];
@@ -36,7 +40,7 @@ export class TaskHandle {
     return this.taskId ? "running" : "starting";
   }
 
-  /** Called with ("chunk", chunk) or ("done", taskDone) or ("error", error); returns an unsubscriber. */
+  /** Called with ("chunk", chunk), ("tool_call", call), ("done", taskDone) or ("error", error); returns an unsubscriber. */
   listen(fn) {
     this._listeners.add(fn);
     return () => this._listeners.delete(fn);
@@ -94,6 +98,15 @@ export class TaskHandle {
       return;
     }
     this.lastSeq = chunk.seq;
+    if ("arguments_delta" in chunk) { // a task_tool_call: the same sequence as chunks
+      const call = this.toolCalls[chunk.call_id]
+        || (this.toolCalls[chunk.call_id] = { callId: chunk.call_id, index: chunk.index, name: chunk.name, arguments: "" });
+      call.arguments += chunk.arguments_delta;
+      const piece = { seq: chunk.seq, callId: call.callId, index: call.index, name: call.name, delta: chunk.arguments_delta };
+      this.toolPieces.push(piece);
+      this._emit("tool_call", piece);
+      return;
+    }
     this.text += chunk.text;
     const kept = { seq: chunk.seq, text: chunk.text };
     this.chunks.push(kept);
