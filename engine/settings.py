@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     promptrelay_data_dir: Path = Field(default_factory=default_data_dir)
     redis_prefix: str = "ps:"
+    # REDIS_URL names any node of a Redis Cluster; the client finds the others
+    # (docs/deploy.md, "Redis Cluster").
+    redis_cluster: bool = False
 
     host: str = "127.0.0.1"
     port: int = 8080

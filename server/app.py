@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from db.migrate import apply_migrations
 from db.pool import create_pool
@@ -81,19 +83,34 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url, "redis_url must be set (the CLI starts an embedded one)"
+    client = redis_client(settings.redis_url, settings)
+    await client.ping()
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+def redis_client(url: str, settings: Settings) -> aioredis.Redis:
+    """One node's Redis client: a pool on one server, or a Redis Cluster client that finds
+    every node from the one `url` names (REDIS_CLUSTER=1)."""
+    if settings.redis_cluster:
+        cluster = RedisCluster.from_url(
+            url,
+            health_check_interval=30,
+            max_connections=settings.redis_pool_max,
+        )
+        # The cluster client answers every command the engine sends (single-slot
+        # transactions and scripts, pub/sub, sharded pub/sub) under the same names.
+        return cast(aioredis.Redis, cluster)
     # Blocking pool: under a burst a command waits for a free connection instead of failing.
-    client = aioredis.Redis.from_pool(
+    return aioredis.Redis.from_pool(
         aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
+            url,
             health_check_interval=30,
             max_connections=settings.redis_pool_max,
             timeout=settings.redis_pool_timeout_s,
         )
     )
-    await client.ping()
-    app[REDIS] = client
-    yield
-    await client.aclose()
 
 
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:

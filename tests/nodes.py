@@ -94,6 +94,7 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
     clients: list[socketio.AsyncClient] = field(default_factory=list)
     redis: aioredis.Redis | None = None
+    redis_cluster: bool = False  # REDIS_URL names a node of a Redis Cluster
 
     def env(self, name: str, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY",)}
@@ -101,6 +102,7 @@ class Cluster:
             {
                 "DATABASE_URL": self.database_url,
                 "REDIS_URL": self.redis_url,
+                "REDIS_CLUSTER": "1" if self.redis_cluster else "0",
                 "REDIS_PREFIX": self.prefix,
                 "NODE_ID": name,
                 "LOG_LEVEL": "WARNING",

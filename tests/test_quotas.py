@@ -152,6 +152,7 @@ async def serve_process(settings: Settings, **env: str) -> AsyncIterator[str]:
             **os.environ,
             "DATABASE_URL": settings.database_url or "",
             "REDIS_URL": settings.redis_url or "",
+            "REDIS_CLUSTER": "1" if settings.redis_cluster else "0",
             "REDIS_PREFIX": settings.redis_prefix,
             "PYTHONUNBUFFERED": "1",
             **env,

@@ -11,9 +11,10 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from engine.keys import Keys
+from engine.stream.live import publish_live
 from engine.stream.records import encode_chunk, encode_done
 from engine.stream.relay import Relay
-from tests.conftest import Infra
+from tests.conftest import Infra, redis_of
 from tests.nodes import until
 
 
@@ -27,7 +28,7 @@ class Inbox:
 
 @pytest_asyncio.fixture
 async def redis_client(infra: Infra) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(infra.redis_url)
+    client = redis_of(infra)
     yield client
     await client.aclose()
 
@@ -107,14 +108,14 @@ async def test_a_record_that_skips_ahead_waits_for_the_missing_ones_from_history
     inbox = Inbox()
     try:
         await asyncio.wait_for(relay.subscribe(task_id, "s1", inbox, fresh=True), 10)
-        await redis_client.publish(keys.live(task_id), encode_chunk(task_id, 3, "c"))
+        await publish_live(redis_client, keys.live(task_id), encode_chunk(task_id, 3, "c"))
         # The history gets what the subscriber missed, then the task ends.
         await redis_client.delete(history)
         for seq, text in ((1, "a"), (2, "b"), (3, "c")):
             await redis_client.xadd(history, {"r": encode_chunk(task_id, seq, text)})
         final = encode_done(_done(task_id, "abc", 3))
         await redis_client.xadd(history, {"r": final})
-        await redis_client.publish(keys.live(task_id), final)
+        await publish_live(redis_client, keys.live(task_id), final)
         await until(lambda: inbox.events[-1][0] == "task_done", what="task_done")
     finally:
         listener.cancel()

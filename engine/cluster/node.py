@@ -288,6 +288,9 @@ class ClusterNode:
                     check_cancelled()
                     log.warning("cancel channel lost (%s); reconnecting", type(exc).__name__)
                     await asyncio.sleep(0.5)
+                    # A fresh one: on a cluster, its node may be gone for good (a failover).
+                    await close_pubsub(pubsub)
+                    pubsub = self.deps.redis.pubsub()
                     continue
                 if message is not None and message["type"] == "message":
                     task_id = message["data"].decode()
