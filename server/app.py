@@ -17,9 +17,9 @@ from engine.accounts.byok import ProviderKeys
 from engine.accounts.secrets import KeyRing
 from engine.aio import spawn_loop
 from engine.cluster.node import ClusterNode
-from engine.keys import Keys
 from engine.metrics import Metrics
 from engine.providers.registry import ProviderRegistry
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from engine.stream.local import LocalFeed
 from engine.stream.publisher import ChunkPublisher
@@ -31,8 +31,8 @@ from engine.tasks.supervisor import TaskSupervisor
 from server.drain import drain_on_shutdown
 from server.http.account import routes as account_routes
 from server.http.agents import routes as agent_routes
+from server.http.conversations import routes as conversation_routes
 from server.http.cors import OriginPolicy, cors_middleware
-from server.http.history import routes as history_routes
 from server.http.members import routes as member_routes
 from server.http.metrics import routes as metrics_routes
 from server.http.openai_compat import routes as openai_routes
@@ -116,7 +116,7 @@ def redis_client(url: str, settings: Settings) -> aioredis.Redis:
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     """Providers, the chunk flusher, running tasks and the relay; stopped in reverse."""
     settings = app[SETTINGS]
-    keys = Keys(settings.redis_prefix)
+    keys = RedisKeys(settings.redis_prefix)
     registry = ProviderRegistry.from_settings(settings)
     metrics = app[METRICS]
     local = LocalFeed()  # records of the tasks running here, straight to this relay
@@ -209,7 +209,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(agent_routes)  # agents and agent templates
     app.add_routes(member_routes)  # removing org and project members
     app.add_routes(provider_key_routes)
-    app.add_routes(history_routes)  # conversations, executions, prompt statistics
+    app.add_routes(conversation_routes)  # conversations, executions, prompt statistics
     app.add_routes(openai_routes)  # POST /v1/chat/completions, GET /v1/models
     app.cleanup_ctx.append(runs_feed_ctx)  # runs_changed to the run owner's sockets that ask
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one

@@ -20,7 +20,7 @@ import socketio
 
 from db import users
 from db.pool import connect
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from tests.conftest import Client
 
 STARTUP_S = 90.0  # a loaded 2-core machine imports slowly
@@ -160,8 +160,8 @@ class Cluster:
         return client
 
     @property
-    def keys(self) -> Keys:
-        return Keys(self.prefix)
+    def keys(self) -> RedisKeys:
+        return RedisKeys(self.prefix)
 
     async def stop(self) -> None:
         for sio in self.clients:

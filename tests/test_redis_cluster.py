@@ -15,7 +15,7 @@ import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from server.state import REDIS
 from tests.conftest import Client, Infra, Server, assert_intact, start_server, stop_server
@@ -26,7 +26,7 @@ def slot(name: str) -> int:
 
 
 def test_a_tasks_records_and_channel_share_a_slot() -> None:
-    keys = Keys("ps:")
+    keys = RedisKeys("ps:")
     task = uuid.uuid4()
     # publish_done's MULTI/EXEC: history and live channel (SPUBLISH is keyed on a cluster)
     assert slot(keys.history(task)) == slot(keys.live(task))
@@ -34,7 +34,7 @@ def test_a_tasks_records_and_channel_share_a_slot() -> None:
 
 
 def test_the_hand_off_shares_one_slot() -> None:
-    keys = Keys("ps:")
+    keys = RedisKeys("ps:")
     task, other = uuid.uuid4(), uuid.uuid4()
     # the claim, renew and sweep scripts; enqueue's and ack's MULTI/EXEC; XREADGROUP over
     # the three priorities; MGET of cancel flags
@@ -48,11 +48,14 @@ def test_the_hand_off_shares_one_slot() -> None:
     ]
     assert {slot(n) for n in names} == {slot(keys.jobs())}
     # another deployment's prefix on the same cluster has its own slot
-    assert slot(Keys("other:").jobs()) != slot(keys.jobs()) or Keys("other:").jobs() != keys.jobs()
+    assert (
+        slot(RedisKeys("other:").jobs()) != slot(keys.jobs())
+        or RedisKeys("other:").jobs() != keys.jobs()
+    )
 
 
 def test_a_users_keys_share_a_slot() -> None:
-    keys = Keys("ps:")
+    keys = RedisKeys("ps:")
     user = uuid.uuid4()
     # the reserve and settle scripts, the quota MGET, the connection admit script
     names = [
@@ -126,7 +129,7 @@ async def test_a_master_killed_mid_stream_ends_every_task(
         await client.wait_chunks(task_id, 1, 30)
     # the master of the job queue's slot: the hand-off and some of the tasks go down with it
     redis = cast(RedisCluster, gateway.app[REDIS])
-    node = redis.get_node_from_key(Keys(gateway.settings.redis_prefix).jobs())
+    node = redis.get_node_from_key(RedisKeys(gateway.settings.redis_prefix).jobs())
     assert node is not None and node.port in processes.masters()
     victim = node.port
     processes.kill(victim)

@@ -20,7 +20,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 # The set itself lives long: under Redis's `volatile-ttl` eviction a key with a short TTL
@@ -38,7 +38,7 @@ return 1
 
 
 class ConnectionCounter:
-    def __init__(self, redis: aioredis.Redis, keys: Keys, cap: int, lease_s: float) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, cap: int, lease_s: float) -> None:
         self.redis = redis
         self.keys = keys
         self.cap = cap

@@ -22,8 +22,8 @@ from redis.exceptions import RedisError
 
 from engine.aio import check_cancelled
 from engine.errors import ServiceUnavailable
-from engine.keys import Keys
 from engine.metrics import Metrics
+from engine.redis_keys import RedisKeys
 from engine.stream.coalescer import CallRef, Chunk, Coalescer
 from engine.stream.live import publish_live
 from engine.stream.local import LocalFeed
@@ -51,7 +51,7 @@ class ChunkPublisher:
     def __init__(
         self,
         redis: aioredis.Redis,
-        keys: Keys,
+        keys: RedisKeys,
         window_s: float,
         history_maxlen: int,
         metrics: Metrics | None = None,

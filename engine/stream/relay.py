@@ -36,8 +36,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.aio import check_cancelled, close_pubsub
-from engine.keys import Keys
 from engine.metrics import Metrics
+from engine.redis_keys import RedisKeys
 from engine.stream.live import publish_live, sharded
 from engine.stream.local import LocalFeed
 from engine.stream.outage import REDIS_DOWN, Outage
@@ -58,7 +58,7 @@ class Relay:
     def __init__(
         self,
         redis: aioredis.Redis,
-        keys: Keys,
+        keys: RedisKeys,
         load_final: FinalLoader,
         metrics: Metrics | None = None,
         probe_s: float = 5.0,

@@ -22,9 +22,9 @@ import redis.asyncio as aioredis
 from db import tasks as task_rows
 from db.pool import DatabaseBusy
 from engine.errors import PromptrelayError
-from engine.keys import Keys
 from engine.providers.base import Usage
 from engine.providers.pricing import format_money
+from engine.redis_keys import RedisKeys
 from engine.stream.live import publish_live
 from engine.stream.local import LocalFeed
 from engine.stream.records import DONE, encode_done
@@ -250,7 +250,7 @@ async def write_outcome(
 
 async def publish_done(
     redis: aioredis.Redis,
-    keys: Keys,
+    keys: RedisKeys,
     task_id: str,
     payload: dict[str, Any],
     ttl_s: int,

@@ -20,7 +20,7 @@ from uuid import UUID
 
 
 @dataclass(frozen=True)
-class Keys:
+class RedisKeys:
     """Names of the deployment's Redis keys and channels."""
 
     prefix: str = "ps:"
