@@ -22,12 +22,12 @@ import redis.asyncio as aioredis
 from db import tasks as task_rows
 from db.pool import DatabaseBusy
 from engine.errors import PromptrelayError
-from engine.providers.base import Usage
 from engine.providers.pricing import format_money
 from engine.redis_keys import RedisKeys
 from engine.stream.live import publish_live
 from engine.stream.local import LocalFeed
 from engine.stream.records import DONE, encode_done
+from engine.usage import Usage
 
 log = logging.getLogger(__name__)
 
