@@ -353,3 +353,21 @@ def assert_intact(client: Client, task_id: str) -> dict[str, Any]:
     assert client.order[task_id][-1] == "done"
     assert client.order[task_id].count("done") == 1
     return done
+
+
+# Provider fakes: local servers of each provider's wire format, and a gateway wired to them
+# (tests/provider_env.py). Imported when used: provider_env imports this module.
+@pytest_asyncio.fixture
+async def fk() -> AsyncIterator[Any]:
+    from tests.provider_env import fakes
+
+    async with fakes() as f:
+        yield f
+
+
+@pytest_asyncio.fixture
+async def srv(settings: Settings, fk: Any) -> AsyncIterator[Server]:
+    from tests.provider_env import provider_server
+
+    async with provider_server(settings, fk) as server:
+        yield server
