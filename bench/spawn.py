@@ -23,6 +23,7 @@ class Spawned:
     token: str
     pid: int
     log_path: Path
+    env: dict[str, str]  # the spawned server's environment (its data directory)
 
 
 def _free_port() -> int:
@@ -49,9 +50,9 @@ def _wait_listening(proc: subprocess.Popen[str]) -> str:
     raise RuntimeError("the spawned server did not start:\n" + "".join(lines[-20:]))
 
 
-def _create_key(env: dict[str, str], tier: str) -> str:
+def create_key(env: dict[str, str], tier: str, user: str = "bench@localhost") -> str:
     out = subprocess.run(
-        _cli("keys", "create", "--user", "bench@localhost", "--tier", tier, "--name", "bench"),
+        _cli("keys", "create", "--user", user, "--tier", tier, "--name", "bench"),
         env=env,
         capture_output=True,
         text=True,
@@ -116,7 +117,7 @@ def spawned_server(
             )
             try:
                 url = _wait_listening(proc)
-                token = _create_key(env, tier)
-                yield Spawned(url=url, token=token, pid=proc.pid, log_path=log_path)
+                token = create_key(env, tier)
+                yield Spawned(url=url, token=token, pid=proc.pid, log_path=log_path, env=env)
             finally:
                 stop_process(proc, 60.0)
