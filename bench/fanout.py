@@ -2,9 +2,10 @@
 
 User A runs `--tasks` long tasks (`--rate` tokens/s, 20 s each), each followed by
 `--watchers` of A's sockets; user B meanwhile runs short tasks one after another and
-measures each one's time to first chunk. The same probes on an idle server first give the baseline. The
-server is spawned on embedded Postgres and Redis with `MAX_WATCHERS_PER_TASK` set to
-`--cap` (the default is the server's default). Prints the figures; exits 0.
+measures each one's time to first chunk. The same probes on an idle server first give
+the baseline. The server is spawned on embedded Postgres and Redis with
+`MAX_WATCHERS_PER_TASK` set to `--cap` (the default is the server's default). Prints the
+figures; exits 0.
 """
 
 from __future__ import annotations
