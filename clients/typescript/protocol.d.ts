@@ -133,7 +133,7 @@ export interface ChatCompletionRequest {
 
 export interface ChatMessage {
   role: "system" | "developer" | "user" | "assistant";
-  content: string | Array<TextPart>;
+  content: string | Array<engine__protocol__openai_compat__TextPart>;
   name?: string | null;
 }
 
@@ -217,6 +217,14 @@ export interface Health {
 /** Body of every HTTP error response. */
 export interface HttpError {
   error: ErrorBody;
+}
+
+/** An image by `url` (https, passed on) or by `data` (base64) with its `media_type`. */
+export interface ImagePart {
+  type: "image";
+  url?: string | null;
+  media_type?: "image/png" | "image/jpeg" | "image/gif" | "image/webp" | null;
+  data?: string | null;
 }
 
 /** `200` of `POST /v1/invitations/{id}/accept`: the caller is a member now. */
@@ -313,9 +321,20 @@ export interface MemberView {
   role: "admin" | "member";
 }
 
+/** One message: text, or parts with images (docs/protocol.md "Images"); an assistant's tool calls and a tool's result as docs/tools.md stores them. */
 export interface Message {
-  role: "system" | "user" | "assistant";
-  content: string;
+  role: "system" | "user" | "assistant" | "tool";
+  content: string | Array<engine__protocol__content__TextPart | ImagePart>;
+  tool_calls?: Array<MessageToolCall> | null;
+  tool_call_id?: string | null;
+  name?: string | null;
+}
+
+/** One call of an assistant message (`arguments` as JSON text), as docs/tools.md stores. */
+export interface MessageToolCall {
+  id: string;
+  name: string;
+  arguments: string;
 }
 
 /** Settings passed to the provider. Unknown keys are refused so typos do not pass silently. */
@@ -422,7 +441,7 @@ export interface PromptCreate {
   name: string;
   description?: string | null;
   tags?: Array<string> | null;
-  messages: Array<Message>;
+  messages: Array<TextMessage>;
   model?: string | null;
   settings?: ModelSettings | null;
   variables?: Array<VariableDefinition> | null;
@@ -473,7 +492,7 @@ export interface PromptUpdate {
   name?: string | null;
   description?: string | null;
   tags?: Array<string> | null;
-  messages?: Array<Message> | null;
+  messages?: Array<TextMessage> | null;
   model?: string | null;
   settings?: ModelSettings | null;
   variables?: Array<VariableDefinition> | null;
@@ -795,9 +814,10 @@ export interface TextFormat {
   type: "text";
 }
 
-export interface TextPart {
-  type: "text";
-  text: string;
+/** A message of a saved prompt: text only (its content is a template). */
+export interface TextMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
 }
 
 /** Tasks per quota day and month (null: unlimited) and the running-task cap. */
@@ -939,6 +959,16 @@ export interface VersionSummary {
   change_log: string;
   model: string | null;
   created_at: string;
+}
+
+export interface engine__protocol__content__TextPart {
+  type: "text";
+  text: string;
+}
+
+export interface engine__protocol__openai_compat__TextPart {
+  type: "text";
+  text: string;
 }
 
 export interface ServerToClientEvents {
