@@ -140,6 +140,9 @@ class ExecuteRequest(_Strict):
     tools: list[Tool] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None
     max_steps: StrictInt | None = Field(None, ge=1, le=MAX_STEPS_LIMIT)
+    # who continues after tool calls: the server (a continuation waits for `tool_result`s)
+    # or the client (the task ends with its calls; the next execute carries the results)
+    tool_steps: Literal["server", "client"] | None = None
 
 
 class RunUpdate(_Strict):

@@ -95,7 +95,11 @@ class Engine:
         settings = req.settings.merged_over(prompt.settings)
         settings.update(
             tool_settings(
-                tools_of(req, prompt), req.tool_choice, req.max_steps, self.settings.max_tool_steps
+                tools_of(req, prompt),
+                req.tool_choice,
+                req.max_steps,
+                self.settings.max_tool_steps,
+                req.tool_steps,
             )
         )
         sent, trim_events = self._fit(provider.name, model, history, new_messages, settings)
