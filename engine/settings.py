@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     max_watchers_per_task: int = Field(16, ge=1)
     max_variables: int = Field(200, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
+    # Images in one request (docs/protocol.md "Images"): how many, and bytes once decoded of
+    # one and of all (base64 images also count toward MAX_PAYLOAD_BYTES)
+    max_images: int = Field(8, ge=0)
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
+    max_images_total_bytes: int = Field(20 * 1024 * 1024, ge=1)
     auth_recheck_s: float = Field(5.0, gt=0)  # backstop for revocations and deleted users
     # Abuse resistance: output validations run in worker processes with a deadline, and a
     # user has at most VALIDATION_PER_USER of them in the pool at once.

@@ -21,6 +21,17 @@ from tests.conftest import Server, start_server, stop_server
 from tests.provider_env import Fakes, fetch, provider_server, task_row
 
 HELLO = [{"role": "user", "content": "Hello there"}]
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "weather",
+            "description": "Weather of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    },
+    {"type": "function", "function": {"name": "time"}},
+]
 
 
 OPEN: list[openai.AsyncOpenAI] = []
@@ -226,8 +237,13 @@ async def test_an_unknown_model_is_not_found(server: Server) -> None:
         ({"n": 2}, "n"),
         (
             {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-            "tools",
+            "tools.0.function.parameters",  # not a schema of an object
         ),
+        (
+            {"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "g"}}},
+            "tool_choice.function.name",
+        ),
+        ({"tools": TOOLS, "parallel_tool_calls": False}, "parallel_tool_calls"),
         (
             {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": 5}}},
             "response_format.json_schema.json_schema.schema",  # the tag, then the field
@@ -250,16 +266,34 @@ async def test_what_the_engine_cannot_do_is_refused_by_name(
     assert rows == []  # nothing ran
 
 
-async def test_image_parts_are_refused(server: Server) -> None:
+@pytest.mark.parametrize(
+    ("part", "param"),
+    [
+        (
+            {"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}},
+            "messages.0.content.1",
+        ),
+        (
+            {"type": "image_url", "image_url": {"url": "http://images.example.com/a.png"}},
+            "messages.0.content.1.image_url.url",
+        ),
+        (
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+            "messages.0.content.1.image_url.url",
+        ),  # not a PNG
+    ],
+)
+async def test_bad_parts_are_refused_by_name(
+    server: Server, part: dict[str, Any], param: str
+) -> None:
     client = sdk(server, await server.new_key())
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}
     with pytest.raises(openai.BadRequestError) as raised:
         await client.chat.completions.create(
             model="simulated/demo",
-            messages=[{"role": "user", "content": [{"type": "text", "text": "see"}, image]}],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": [{"type": "text", "text": "see"}, part]}],  # type: ignore[list-item]
         )
     body: Any = raised.value.body
-    assert body["param"] == "messages.0.content.1" and "image_url" in body["message"]
+    assert body["param"] == param and body["code"] == "invalid_request", body
 
 
 async def test_a_client_that_leaves_mid_stream_cancels_the_task(server: Server) -> None:
@@ -364,3 +398,150 @@ def test_a_failed_task_is_an_error_with_its_status() -> None:
         "param": None,
         "code": "provider_unavailable",
     }
+
+
+# --- tools and images (docs/protocol.md "OpenAI-compatible endpoint") ----------------------
+
+
+def _calls_of(chunks: list[Any]) -> list[dict[str, str]]:
+    """Streamed `delta.tool_calls` pieces assembled by index, as an SDK user does."""
+    calls: dict[int, dict[str, str]] = {}
+    for c in chunks:
+        for piece in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            call = calls.setdefault(piece.index, {"id": "", "name": "", "arguments": ""})
+            if piece.id:
+                assert not call["id"], "id on the first piece only"
+                call["id"], call["name"] = piece.id, piece.function.name
+                assert piece.type == "function"
+            call["arguments"] += piece.function.arguments or ""
+    return [calls[i] for i in sorted(calls)]
+
+
+async def test_a_streamed_tool_call_then_the_result(settings: Settings, fk: Fakes) -> None:
+    async with provider_server(settings, fk) as server:
+        client = sdk(server, await server.new_key())
+        model = "openai/m~tokens=1~tools=2"
+        stream = await client.chat.completions.create(
+            model=model,
+            messages=HELLO,  # type: ignore[arg-type]
+            tools=TOOLS,
+            tool_choice="auto",
+            stream=True,
+        )
+        chunks = [c async for c in stream]
+        calls = _calls_of(chunks)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == "tok0 "
+        assert [c["name"] for c in calls] == ["weather", "time"]
+        assert [json.loads(c["arguments"]) for c in calls] == [
+            {"city": "city0", "days": 1},
+            {"city": "city1", "days": 2},
+        ]
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        sent = fk.openai.requests[-1]
+        assert [t["function"]["name"] for t in sent["tools"]] == ["weather", "time"]
+        assert sent["tool_choice"] == "auto"
+        first = await ended(server, task_of(chunks[0].id))
+        assert first["status"] == "completed" and first["next_task_id"] is None  # no waiting
+
+        # the follow-up carries the whole conversation: the calls and their results
+        answer = await client.chat.completions.create(
+            model=model,
+            messages=[
+                *HELLO,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": c["arguments"]},
+                        }
+                        for c in calls
+                    ],
+                },
+                *(
+                    {"role": "tool", "tool_call_id": c["id"], "content": f"r{i}"}
+                    for i, c in enumerate(calls)
+                ),
+            ],  # type: ignore[list-item]
+            tools=TOOLS,
+        )
+        assert answer.choices[0].finish_reason == "stop"
+        assert answer.choices[0].message.content == "tok0 "
+        assert answer.choices[0].message.tool_calls is None
+        body = fk.openai.requests[-1]["messages"]
+        assert [m["role"] for m in body] == ["user", "assistant", "tool", "tool"]
+        assert body[1]["content"] is None  # the assistant said nothing beside its calls
+        assert [t["function"]["name"] for t in body[1]["tool_calls"]] == ["weather", "time"]
+        assert [(m["tool_call_id"], m["content"]) for m in body[2:]] == [
+            (calls[0]["id"], "r0"),
+            (calls[1]["id"], "r1"),
+        ]
+        rows = await fetch(server, "SELECT status FROM ai_tasks")
+        assert sorted(r["status"] for r in rows) == ["completed", "completed"]  # no continuation
+
+
+async def test_non_streaming_tool_calls_and_a_named_choice(settings: Settings, fk: Fakes) -> None:
+    async with provider_server(settings, fk) as server:
+        client = sdk(server, await server.new_key())
+        answer = await client.chat.completions.create(
+            model="openai/m~tokens=0~tools=1",
+            messages=HELLO,  # type: ignore[arg-type]
+            tools=TOOLS,
+            tool_choice={"type": "function", "function": {"name": "time"}},
+        )
+        choice = answer.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.tool_calls is not None
+        call: Any = choice.message.tool_calls[0]
+        assert call.type == "function" and call.function.name == "time"
+        assert json.loads(call.function.arguments) == {"city": "city0", "days": 1}
+        sent = fk.openai.requests[-1]
+        assert sent["tool_choice"] == {"type": "function", "function": {"name": "time"}}
+
+
+async def test_an_image_part_reaches_the_provider(settings: Settings, fk: Fakes) -> None:
+    png = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9"
+        "awAAAABJRU5ErkJggg=="
+    )
+    url = "https://images.example.com/cat.jpg"
+    async with provider_server(settings, fk) as server:
+        client = sdk(server, await server.new_key())
+        answer = await client.chat.completions.create(
+            model="openai/m~tokens=1",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                        {"type": "image_url", "image_url": {"url": url, "detail": "auto"}},
+                    ],
+                }
+            ],
+        )
+        assert answer.choices[0].message.content == "tok0 "
+        sent = fk.openai.requests[-1]["messages"][-1]["content"]
+        assert sent == [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+            {"type": "image_url", "image_url": {"url": url}},
+        ]
+        row = await ended(server, task_of(answer.id))
+        stored = request_of(row)["messages"][-1]["content"]
+        assert stored[1] == {"type": "image", "data": png, "media_type": "image/png"}
+        assert stored[2] == {"type": "image", "url": url}
+
+
+def test_a_tool_result_must_answer_an_earlier_call() -> None:
+    chat = oa.parse_request(
+        {
+            "model": "simulated/x",
+            "messages": [*HELLO, {"role": "tool", "tool_call_id": "call_9", "content": "r"}],
+        }
+    )
+    with pytest.raises(InvalidRequest) as raised:
+        oa.to_execute(chat)
+    assert oa.error_body(raised.value)["error"]["param"] == "messages.1.tool_call_id"

@@ -271,3 +271,61 @@ async def test_a_run_waiting_for_tool_results_holds_its_turn(server: Server) -> 
     turn = await client.call("execute", again)
     assert turn["ok"], turn
     assert (await client.wait_done(turn["task_id"]))["status"] == "completed"
+
+
+async def test_a_conversation_the_client_keeps(settings: Settings) -> None:
+    """`tool_steps: "client"`: the task ends with its calls, no continuation; the next execute
+    carries the calls and results as messages, and the provider receives them in its format
+    (here Anthropic's `tool_use` / `tool_result` blocks)."""
+    async with fakes() as f, provider_server(settings, f) as srv:
+        client = await srv.client(await srv.new_key())
+        body = _sim(tool_steps="client")
+        task_id, done = await _ask(client, body)
+        assert done["finish_reason"] == "tool_calls" and done["next_task_id"] is None
+        calls = done["tool_calls"]
+        rows = await fetch(srv, "SELECT step FROM ai_tasks")
+        assert [r["step"] for r in rows] == [1]  # nothing waits for results
+        history = [
+            *body["messages"],
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"id": c["id"], "name": c["name"], "arguments": json.dumps(c["arguments"])}
+                    for c in calls
+                ],
+            },
+            *(
+                {"role": "tool", "tool_call_id": c["id"], "name": c["name"], "content": f"r{i}"}
+                for i, c in enumerate(calls)
+            ),
+        ]
+        follow = _sim(messages=history, model="anthropic/m~tokens=2", tool_steps="client")
+        _, done2 = await _ask(client, follow)
+        assert done2["status"] == "completed" and done2["text"] == "tok0 tok1 ", done2
+        sent = f.anthropic.requests[-1]["messages"]
+        assert [b["type"] for b in sent[1]["content"]] == ["tool_use", "tool_use"]
+        assert [(b["tool_use_id"], b["content"]) for b in sent[2]["content"]] == [
+            (calls[0]["id"], "r0"),
+            (calls[1]["id"], "r1"),
+        ]
+
+
+async def test_tool_turns_in_messages_are_checked(server: Server) -> None:
+    client = await server.client(await server.new_key())
+    for message, says in [
+        ({"role": "tool", "content": "r"}, "tool_call_id and name"),
+        (
+            {
+                "role": "user",
+                "content": "x",
+                "tool_calls": [{"id": "a", "name": "f", "arguments": "{}"}],
+            },
+            "assistant messages only",
+        ),
+        ({"role": "user", "content": "x", "tool_call_id": "a"}, "tool messages only"),
+    ]:
+        ack = await client.call("execute", _sim(messages=[message]))
+        assert ack["ok"] is False and ack["error"]["code"] == "invalid_request", ack
+        error = ack["error"]["details"]["errors"][0]
+        assert error["field"] == "messages.0" and says in error["message"], ack

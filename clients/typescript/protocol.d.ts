@@ -129,12 +129,18 @@ export interface ChatCompletionRequest {
   n?: number | null;
   response_format?: TextFormat | JsonObjectFormat | JsonSchemaFormat | null;
   user?: string | null;
+  tools?: Array<FunctionTool> | null;
+  tool_choice?: "auto" | "none" | "required" | NamedToolChoice | null;
+  parallel_tool_calls?: true | null;
 }
 
 export interface ChatMessage {
-  role: "system" | "developer" | "user" | "assistant";
-  content: string | Array<TextPart>;
+  role: "system" | "developer" | "user" | "assistant" | "tool";
+  content?: string | Array<engine__protocol__openai_messages__TextPart | engine__protocol__openai_messages__ImagePart> | null;
   name?: string | null;
+  tool_calls?: Array<ToolCall-Input> | null;
+  tool_call_id?: string | null;
+  refusal?: string | null;
 }
 
 /** The CONNECT_ERROR packet: socket.io-client's `err.message` and `err.data`. */
@@ -187,6 +193,7 @@ export interface ExecuteRequest {
   tools?: Array<Tool> | null;
   tool_choice?: "auto" | "none" | "required" | NamedTool | null;
   max_steps?: number | null;
+  tool_steps?: "server" | "client" | null;
 }
 
 /** `202` answer of `POST /v1/executions`. */
@@ -209,6 +216,23 @@ export interface ForkSource {
   version: number;
 }
 
+export interface Function {
+  name: string;
+  description?: string | null;
+  parameters?: Record<string, unknown> | null;
+  strict?: false | null;
+}
+
+export interface FunctionCall {
+  name: string;
+  arguments: string;
+}
+
+export interface FunctionTool {
+  type: "function";
+  function: Function;
+}
+
 /** `GET /healthz`. */
 export interface Health {
   ok: boolean;
@@ -217,6 +241,11 @@ export interface Health {
 /** Body of every HTTP error response. */
 export interface HttpError {
   error: ErrorBody;
+}
+
+export interface ImageURL {
+  url: string;
+  detail?: "auto" | null;
 }
 
 /** `200` of `POST /v1/invitations/{id}/accept`: the caller is a member now. */
@@ -313,9 +342,20 @@ export interface MemberView {
   role: "admin" | "member";
 }
 
+/** One message: text, or parts with images (docs/protocol.md "Images"); an assistant's tool calls and a tool's result as docs/tools.md stores them. */
 export interface Message {
-  role: "system" | "user" | "assistant";
-  content: string;
+  role: "system" | "user" | "assistant" | "tool";
+  content: string | Array<engine__protocol__content__TextPart | engine__protocol__content__ImagePart>;
+  tool_calls?: Array<MessageToolCall> | null;
+  tool_call_id?: string | null;
+  name?: string | null;
+}
+
+/** One call of an assistant message (`arguments` as JSON text), as docs/tools.md stores. */
+export interface MessageToolCall {
+  id: string;
+  name: string;
+  arguments: string;
 }
 
 /** Settings passed to the provider. Unknown keys are refused so typos do not pass silently. */
@@ -333,9 +373,18 @@ export interface ModelSettings {
   response_format?: TextFormat | JsonObjectFormat | JsonSchemaFormat | null;
 }
 
+export interface NamedFunction {
+  name: string;
+}
+
 /** `tool_choice: {"name": ...}`: the model must call this tool. */
 export interface NamedTool {
   name: string;
+}
+
+export interface NamedToolChoice {
+  type: "function";
+  function: NamedFunction;
 }
 
 /** `POST /v1/keys`. */
@@ -422,7 +471,7 @@ export interface PromptCreate {
   name: string;
   description?: string | null;
   tags?: Array<string> | null;
-  messages: Array<Message>;
+  messages: Array<TextMessage>;
   model?: string | null;
   settings?: ModelSettings | null;
   variables?: Array<VariableDefinition> | null;
@@ -473,7 +522,7 @@ export interface PromptUpdate {
   name?: string | null;
   description?: string | null;
   tags?: Array<string> | null;
-  messages?: Array<Message> | null;
+  messages?: Array<TextMessage> | null;
   model?: string | null;
   settings?: ModelSettings | null;
   variables?: Array<VariableDefinition> | null;
@@ -645,7 +694,7 @@ export interface TaskDone {
   validation: Validation;
   error: TaskError | null;
   /** the calls the answer asked for (finish_reason tool_calls) */
-  tool_calls?: Array<ToolCall> | null;
+  tool_calls?: Array<ToolCall-Output> | null;
   /** the task that continues with the calls' results (docs/tools.md) */
   next_task_id?: string | null;
   /** the provider declined to answer (finish_reason content_filter): its refusal message, or its reason when it gives none (docs/providers.md) */
@@ -739,7 +788,7 @@ export interface TaskView {
   ended_at: string | null;
   parent_task_id?: string | null;
   step?: number;
-  tool_calls?: Array<ToolCall> | null;
+  tool_calls?: Array<ToolCall-Output> | null;
   tool_results?: Record<string, string> | null;
   next_task_id?: string | null;
 }
@@ -795,9 +844,10 @@ export interface TextFormat {
   type: "text";
 }
 
-export interface TextPart {
-  type: "text";
-  text: string;
+/** A message of a saved prompt: text only (its content is a template). */
+export interface TextMessage {
+  role: "system" | "user" | "assistant";
+  content: string;
 }
 
 /** Tasks per quota day and month (null: unlimited) and the running-task cap. */
@@ -820,8 +870,14 @@ export interface Tool {
   parameters?: Record<string, unknown>;
 }
 
+export interface ToolCall-Input {
+  id: string;
+  type: "function";
+  function: FunctionCall;
+}
+
 /** A finished call: `arguments` parsed; null when the model's text is not a JSON object, then `arguments_text` holds that text and `arguments_error` says why. */
-export interface ToolCall {
+export interface ToolCall-Output {
   id: string;
   name: string;
   arguments: Record<string, unknown> | null;
@@ -940,6 +996,29 @@ export interface VersionSummary {
   change_log: string;
   model: string | null;
   created_at: string;
+}
+
+/** An image by `url` (https, passed on) or by `data` (base64) with its `media_type`. */
+export interface engine__protocol__content__ImagePart {
+  type: "image";
+  url?: string | null;
+  media_type?: "image/png" | "image/jpeg" | "image/gif" | "image/webp" | null;
+  data?: string | null;
+}
+
+export interface engine__protocol__content__TextPart {
+  type: "text";
+  text: string;
+}
+
+export interface engine__protocol__openai_messages__ImagePart {
+  type: "image_url";
+  image_url: ImageURL;
+}
+
+export interface engine__protocol__openai_messages__TextPart {
+  type: "text";
+  text: string;
 }
 
 export interface ServerToClientEvents {

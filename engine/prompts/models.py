@@ -21,7 +21,7 @@ from pydantic import (
 
 from engine.prompts.validation import checked_schema
 from engine.prompts.variables import type_error
-from engine.protocol.requests import Message, ModelName, ModelSettings, VariableValue
+from engine.protocol.requests import ModelName, ModelSettings, TextMessage, VariableValue
 
 VariableName = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=200)
@@ -115,7 +115,7 @@ class PromptFields(_Strict):
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     description: Annotated[str, StringConstraints(max_length=5000)] | None = None
     tags: list[Tag] | None = Field(None, max_length=50)
-    messages: list[Message] | None = Field(None, min_length=1, max_length=100)
+    messages: list[TextMessage] | None = Field(None, min_length=1, max_length=100)
     model: ModelName | None = None
     settings: ModelSettings | None = None
     variables: list[VariableDefinition] | None = Field(None, max_length=200)
@@ -137,7 +137,7 @@ class PromptCreate(PromptFields):
     one) makes it a team's prompt; only an admin of that team may create one."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    messages: list[Message] = Field(min_length=1, max_length=100)
+    messages: list[TextMessage] = Field(min_length=1, max_length=100)
     org_id: UUID | None = None
     project_id: UUID | None = None
 

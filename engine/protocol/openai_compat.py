@@ -5,20 +5,19 @@ Nothing a client sends is dropped silently: what the engine cannot do is refused
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
 
 from engine.errors import ClientError, InvalidRequest, PromptrelayError
+from engine.protocol import openai_messages as om
 from engine.protocol.formats import ResponseFormat
 from engine.protocol.requests import ExecuteRequest, decode
 
 # Parameters of the Chat Completions API the engine has no counterpart for (yet); a request
 # that sets one is refused naming it. `False`/`null` mean "not used" and pass.
 UNSUPPORTED = (
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
     "functions",
     "function_call",
     "logprobs",
@@ -42,17 +41,6 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TextPart(_Open):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(_Open):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-    name: str | None = None  # accepted and not used: our messages carry no author names
-
-
 class StreamOptions(_Open):
     include_usage: StrictBool | None = None
 
@@ -61,7 +49,7 @@ class ChatCompletionRequest(_Open):
     """The body of `POST /v1/chat/completions` that promptrelay accepts."""
 
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[om.ChatMessage] = Field(min_length=1)
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     max_tokens: StrictInt | None = None
@@ -75,6 +63,9 @@ class ChatCompletionRequest(_Open):
     n: StrictInt | None = Field(None, ge=1, le=1)
     response_format: ResponseFormat | None = None
     user: str | None = None  # accepted and ignored: the caller is who the key says
+    tools: list[om.FunctionTool] | None = None
+    tool_choice: om.ToolChoiceParam | None = None
+    parallel_tool_calls: Literal[True] | None = None  # several calls at once is what we do
 
 
 def refused(param: str, message: str) -> InvalidRequest:
@@ -89,16 +80,22 @@ def _check_refusals(body: dict[str, Any]) -> None:
     n = body.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > 1:
         raise refused("n", "`n` > 1 is not supported: one choice per request")
+    if body.get("parallel_tool_calls") is False:
+        raise refused(
+            "parallel_tool_calls",
+            "`parallel_tool_calls: false` is not supported: a model may call several tools at once",
+        )
     messages = body.get("messages")
     for i, message in enumerate(messages if isinstance(messages, list) else []):
         content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(message, dict) and message.get("role") in ("tool", "function"):
-            raise refused(f"messages.{i}.role", f"`{message['role']}` messages are not supported")
+        if isinstance(message, dict) and message.get("role") == "function":
+            raise refused(f"messages.{i}.role", "`function` messages are not supported: use tool")
         for j, part in enumerate(content if isinstance(content, list) else []):
-            if isinstance(part, dict) and part.get("type") != "text":
+            if isinstance(part, dict) and part.get("type") not in ("text", "image_url"):
                 raise refused(
                     f"messages.{i}.content.{j}",
-                    f"content parts of type {part.get('type')!r} are not supported: text only",
+                    f"content parts of type {part.get('type')!r} are not supported: text and "
+                    "image_url only",
                 )
 
 
@@ -121,19 +118,20 @@ def to_execute(req: ChatCompletionRequest) -> ExecuteRequest:
         settings["response_format"] = req.response_format.model_dump(
             by_alias=True, exclude_none=True
         )
-    messages = [
-        {
-            "role": "system" if m.role == "developer" else m.role,
-            "content": m.content
-            if isinstance(m.content, str)
-            else "".join(p.text for p in m.content),
-        }
-        for m in req.messages
-    ]
-    payload = {"model": req.model, "messages": messages, "settings": settings}
+    payload: dict[str, Any] = {
+        "model": req.model,
+        "messages": om.neutral_messages(req.messages),
+        "settings": settings,
+    }
+    if req.tools is not None:
+        # the OpenAI client sends the whole conversation each time: no continuation waits
+        payload.update(tools=om.neutral_tools(req.tools), tool_steps="client")
+    if req.tool_choice is not None:
+        payload["tool_choice"] = om.neutral_choice(req.tool_choice)
     try:
         return decode(ExecuteRequest, payload)
     except InvalidRequest as exc:
+        rename_fields(exc)
         for err in (exc.details or {}).get("errors", []):
             field = err.get("field", "")
             if field.startswith("settings.max_tokens"):
@@ -147,6 +145,27 @@ def to_execute(req: ChatCompletionRequest) -> ExecuteRequest:
         raise
 
 
+_OURS = (
+    (re.compile(r"^(tools\.\d+)\.(name|description|parameters)"), r"\1.function.\2"),
+    (re.compile(r"^tool_choice\.name"), "tool_choice.function.name"),
+    (re.compile(r"^(messages\.\d+\.content\.\d+)\.(url|data|media_type)$"), r"\1.image_url.url"),
+)
+
+
+def openai_field(field: str) -> str:
+    """Our field path of a tool or an image part as the OpenAI request names it."""
+    for pattern, repl in _OURS:
+        field = pattern.sub(repl, field)
+    return field
+
+
+def rename_fields(exc: PromptrelayError) -> None:
+    """Name the fields of `exc`'s errors as the OpenAI request names them (in place)."""
+    for err in (exc.details or {}).get("errors", []):
+        if isinstance(err, dict) and isinstance(err.get("field"), str):
+            err["field"] = openai_field(err["field"])
+
+
 # --- answers ------------------------------------------------------------------------------
 
 
@@ -158,7 +177,7 @@ def chunk(
     cid: str,
     created: int,
     model: str,
-    delta: dict[str, str],
+    delta: dict[str, Any],
     finish_reason: str | None = None,
 ) -> dict[str, Any]:
     """One `chat.completion.chunk` with one choice."""
@@ -201,6 +220,14 @@ def final_chunks(
     return out
 
 
+def _message(done: dict[str, Any]) -> dict[str, Any]:
+    text = done.get("text", "")
+    calls = om.openai_tool_calls(done)
+    if calls is None:
+        return {"role": "assistant", "content": text}
+    return {"role": "assistant", "content": text or None, "tool_calls": calls}
+
+
 def completion(cid: str, created: int, model: str, done: dict[str, Any]) -> dict[str, Any]:
     """The `chat.completion` of a finished task."""
     return {
@@ -211,7 +238,7 @@ def completion(cid: str, created: int, model: str, done: dict[str, Any]) -> dict
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": done.get("text", "")},
+                "message": _message(done),
                 "finish_reason": finish_of(done),
                 "logprobs": None,
             }

@@ -18,14 +18,21 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from engine.errors import InvalidRequest, PayloadTooLarge
+from engine.protocol.content import (
+    CallId,
+    Content,
+    MessageToolCall,
+    check_message_shape,
+)
 from engine.protocol.formats import ResponseFormat
-from engine.protocol.tools import MAX_STEPS_LIMIT, MAX_TOOLS, Tool, ToolChoice
+from engine.protocol.tools import MAX_STEPS_LIMIT, MAX_TOOLS, Tool, ToolChoice, ToolName
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_-]*/[^\s/][^\s]*$")
 
 
@@ -51,9 +58,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Message(_Strict):
-    role: Role
+class TextMessage(_Strict):
+    """A message of a saved prompt: text only (its content is a template)."""
+
+    role: Literal["system", "user", "assistant"]
     content: Annotated[str, StringConstraints(max_length=1_000_000)]
+
+
+class Message(_Strict):
+    """One message: text, or parts with images (docs/protocol.md "Images"); an assistant's
+    tool calls and a tool's result as docs/tools.md stores them."""
+
+    role: Role
+    content: Content
+    tool_calls: list[MessageToolCall] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
+    tool_call_id: CallId | None = None
+    name: ToolName | None = None
+
+    @model_validator(mode="after")
+    def _by_role(self) -> Message:
+        check_message_shape(self.role, self.content, self.tool_calls, self.tool_call_id, self.name)
+        return self
+
+    def neutral(self) -> dict[str, Any]:
+        """The message as the engine stores and sends it (unset fields left out)."""
+        return self.model_dump(exclude_none=True)
 
 
 class ModelSettings(_Strict):
@@ -111,6 +140,9 @@ class ExecuteRequest(_Strict):
     tools: list[Tool] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None
     max_steps: StrictInt | None = Field(None, ge=1, le=MAX_STEPS_LIMIT)
+    # who continues after tool calls: the server (a continuation waits for `tool_result`s)
+    # or the client (the task ends with its calls; the next execute carries the results)
+    tool_steps: Literal["server", "client"] | None = None
 
 
 class RunUpdate(_Strict):
@@ -151,7 +183,9 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     """pydantic's errors as `{field, message}` pairs, without echoing the input back."""
     out = []
     for err in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in err["loc"]) or "(payload)"
+        # union tags (engine.protocol.content) are no fields
+        path = [str(part) for part in err["loc"] if not str(part).startswith("~")]
+        field = ".".join(path) or "(payload)"
         out.append({"field": field, "message": err["msg"]})
     return out
 

@@ -85,15 +85,22 @@ def check_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[dic
 
 
 def tool_settings(
-    tools: list[Tool] | None, choice: ToolChoice | None, max_steps: int | None, default: int
+    tools: list[Tool] | None,
+    choice: ToolChoice | None,
+    max_steps: int | None,
+    default: int,
+    steps: str | None = None,
 ) -> dict[str, Any]:
-    """The request's tools as the settings the adapters read (nothing without tools)."""
+    """The request's tools as the settings the adapters read (nothing without tools);
+    `tool_steps: "client"` when the client continues the conversation itself."""
     if not tools:
         return {}
     out: dict[str, Any] = {
         "tools": [t.model_dump() for t in tools],
         "max_steps": max_steps or default,
     }
+    if steps == "client":
+        out["tool_steps"] = "client"
     if choice is not None:
         out["tool_choice"] = choice.model_dump() if isinstance(choice, NamedTool) else choice
     return out

@@ -15,6 +15,7 @@ from engine.errors import ProviderFault
 from engine.providers import faults
 from engine.providers.anthropic_events import AnthropicEvents, anthropic_error
 from engine.providers.base import Provider, ProviderRequest, ProviderStream
+from engine.providers.parts import text_of
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.toolwire import anthropic_messages, anthropic_tools
@@ -38,7 +39,7 @@ def convert_error(exc: anthropic.AnthropicError) -> ProviderFault:
 def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
     """Anthropic takes system prompts in `system`, not among the messages; tool turns are
     content blocks."""
-    system = [m["content"] for m in messages if m["role"] == "system"]
+    system = [text_of(m["content"]) for m in messages if m["role"] == "system"]
     rest = anthropic_messages([m for m in messages if m["role"] != "system"])
     return ("\n\n".join(system) if system else None), rest
 

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from engine.errors import InvalidRequest
+from engine.providers.parts import text_of
 from engine.providers.toolcalls import Delta
 from engine.usage import Usage
 
@@ -119,8 +120,8 @@ class Provider(abc.ABC):
 
 
 def count_words(messages: list[dict[str, Any]]) -> int:
-    """Whitespace-separated words over every message's content."""
-    return sum(len((m.get("content") or "").split()) for m in messages)
+    """Whitespace-separated words over every message's text."""
+    return sum(len(text_of(m.get("content")).split()) for m in messages)
 
 
 def estimate_tokens(text: str) -> int:

@@ -24,6 +24,7 @@ from yarl import URL
 from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream
 from engine.providers.google_events import GoogleEvents
+from engine.providers.parts import text_of
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.toolwire import gemini_contents, gemini_tools
@@ -53,7 +54,7 @@ def build_contents(
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """Gemini roles: `user` and `model` contents, system prompts as the system instruction;
     tool turns as `functionCall` / `functionResponse` parts."""
-    system = [m["content"] for m in messages if m["role"] == "system"]
+    system = [text_of(m["content"]) for m in messages if m["role"] == "system"]
     contents = gemini_contents([m for m in messages if m["role"] != "system"])
     return ("\n\n".join(system) if system else None), contents
 

@@ -68,8 +68,12 @@ class OpenAIProvider(Provider):
     async def open(self, request: ProviderRequest) -> ProviderStream:
         body: dict[str, Any] = {
             "model": request.model,
-            # Plain `{role, content}` messages go as they are; tool turns are mapped.
-            "messages": [m if len(m) == 2 else openai_message(m) for m in request.messages],
+            # Plain `{role, content}` text messages go as they are; tool turns and image
+            # parts are mapped.
+            "messages": [
+                m if len(m) == 2 and isinstance(m["content"], str) else openai_message(m)
+                for m in request.messages
+            ],
             "stream": True,
             "stream_options": {"include_usage": True},
         }

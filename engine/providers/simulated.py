@@ -2,7 +2,8 @@
 
 It calls nothing. The output is a fixed function of the input messages; tokens arrive at
 `settings.tokens_per_second` (0 = as fast as possible) and `settings.max_tokens` of them
-(default 64). Usage: input = words in the prompt, output = tokens emitted. Cost 0.
+(default 64). Usage: input = words in the prompt plus 1,600 per image (it takes images and
+counts them), output = tokens emitted. Cost 0.
 
 Tool calls: with `tools` and `settings.simulate_tool_calls` = N (1-8), an answer whose last
 input message is not a tool result asks for N calls at once (the named tool of
@@ -21,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, count_words
+from engine.providers.parts import IMAGE_TOKENS, image_count
 from engine.providers.toolcalls import Delta, ToolCallDelta
 from engine.usage import Usage
 
@@ -48,7 +50,7 @@ class SimulatedStream(ProviderStream):
         self._tps = DEFAULT_TOKENS_PER_SECOND if tps is None else float(tps)
         digest = hashlib.sha256(repr(request.messages).encode()).digest()
         self._seed = int.from_bytes(digest[:4], "big")
-        self._input = count_words(request.messages)
+        self._input = count_words(request.messages) + IMAGE_TOKENS * image_count(request.messages)
         self._emitted = 0
         self.usage = Usage(self._input, 0)
         self._calls = simulated_calls(request, self._seed)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.providers.parts import anthropic_content, gemini_parts, openai_content
 from engine.providers.toolcalls import arguments_object
 
 # --- OpenAI Chat Completions ---------------------------------------------------------------
 
 
 def openai_message(message: dict[str, Any]) -> dict[str, Any]:
-    """A neutral message as a Chat Completions message (`tool_calls`, `role: tool`)."""
+    """A neutral message as a Chat Completions message (`tool_calls`, `role: tool`, image
+    parts)."""
     role = message["role"]
     if role == "tool":
         return {
@@ -35,7 +37,7 @@ def openai_message(message: dict[str, Any]) -> dict[str, Any]:
                 for c in message["tool_calls"]
             ],
         }
-    return {"role": role, "content": message["content"]}
+    return {"role": role, "content": openai_content(message["content"])}
 
 
 def openai_tools(settings: dict[str, Any], body: dict[str, Any]) -> None:
@@ -97,7 +99,7 @@ def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
             out.append({"role": "assistant", "content": blocks})
         else:
-            out.append({"role": role, "content": m["content"]})
+            out.append({"role": role, "content": anthropic_content(m["content"])})
     return out
 
 
@@ -139,7 +141,7 @@ def gemini_content(message: dict[str, Any]) -> dict[str, Any]:
         return {"role": "user", "parts": [{"functionResponse": response}]}
     parts: list[dict[str, Any]] = []
     if message.get("content") or not message.get("tool_calls"):
-        parts.append({"text": message.get("content") or ""})
+        parts.extend(gemini_parts(message.get("content")))
     for c in message.get("tool_calls") or ():
         parts.append(
             {"functionCall": {"name": c["name"], "args": arguments_object(c["arguments"])}}

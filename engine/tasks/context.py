@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 
-from engine.providers.base import estimate_tokens
+from engine.providers.parts import content_chars
 
 MESSAGE_OVERHEAD = 4  # role and separators of one chat message
 SAFETY = 0.9  # use at most this share of the window, for the estimate's error
@@ -36,8 +37,9 @@ class Fitted:
         return self.dropped_messages > 0
 
 
-def message_tokens(message: dict[str, str]) -> int:
-    return estimate_tokens(message.get("content", "")) + MESSAGE_OVERHEAD
+def message_tokens(message: dict[str, Any]) -> int:
+    """A message's estimated tokens: its text, a fixed cost per image (IMAGE_CHARS), framing."""
+    return (content_chars(message.get("content")) + 3) // 4 + MESSAGE_OVERHEAD
 
 
 def fit_messages(

@@ -1,8 +1,9 @@
 """Size limits of one execute request, checked before any row or provider call.
 
 Each refusal is `invalid_request` with `details.limit` naming the limit (a stable string:
-`messages`, `message_chars`, `variables`, `max_tokens`) and `details.max` its value,
-besides the usual `details.errors`. The payload size limit is checked earlier
+`messages`, `message_chars`, `variables`, `max_tokens`, `images`) and `details.max` its
+value, besides the usual `details.errors`; images too large are `payload_too_large` the
+same way (`image_bytes`, `images_total_bytes`). The payload size limit is checked earlier
 (`payload_too_large`).
 """
 
@@ -10,14 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import InvalidRequest
-from engine.protocol.requests import ExecuteRequest
+from engine.errors import ClientError, InvalidRequest, PayloadTooLarge
+from engine.protocol.content import ImagePart, decoded_size
+from engine.protocol.requests import ExecuteRequest, Message
 from engine.protocol.tools import check_tools
+from engine.providers.parts import text_of
 from engine.settings import Settings
 
 
-def _refuse(limit: str, maximum: int, field: str, message: str) -> InvalidRequest:
-    return InvalidRequest(
+def _refuse(
+    limit: str, maximum: int, field: str, message: str, error: type[ClientError] = InvalidRequest
+) -> ClientError:
+    return error(
         message,
         details={"limit": limit, "max": maximum, "errors": [{"field": field, "message": message}]},
     )
@@ -36,13 +41,14 @@ def check_request_limits(req: ExecuteRequest, settings: Settings) -> None:
             f"at most {settings.max_messages} messages per request",
         )
     for i, message in enumerate(req.messages):
-        if len(message.content) > settings.max_message_chars:
+        if len(text_of(message.content)) > settings.max_message_chars:
             raise _refuse(
                 "message_chars",
                 settings.max_message_chars,
                 f"messages.{i}.content",
                 f"at most {settings.max_message_chars} characters per message",
             )
+    check_image_limits(req.messages, settings)
     if len(req.variables) > settings.max_variables:
         raise _refuse(
             "variables",
@@ -50,6 +56,34 @@ def check_request_limits(req: ExecuteRequest, settings: Settings) -> None:
             "variables",
             f"at most {settings.max_variables} variables per request",
         )
+
+
+def check_image_limits(messages: list[Message], settings: Settings) -> None:
+    """Raise for more than MAX_IMAGES images, or one (or all) larger than allowed decoded."""
+    images = [
+        (f"messages.{i}.content.{j}", part)
+        for i, m in enumerate(messages)
+        if isinstance(m.content, list)
+        for j, part in enumerate(m.content)
+        if isinstance(part, ImagePart)
+    ]
+    if len(images) > settings.max_images:
+        field = images[settings.max_images][0]
+        message = f"at most {settings.max_images} images per request"
+        raise _refuse("images", settings.max_images, field, message)
+    total = 0
+    for field, part in images:
+        size = decoded_size(part.data) if part.data is not None else 0
+        total += size
+        if size > settings.max_image_bytes:
+            message = f"at most {settings.max_image_bytes} bytes per image (decoded)"
+            raise _refuse(
+                "image_bytes", settings.max_image_bytes, f"{field}.data", message, PayloadTooLarge
+            )
+        if total > settings.max_images_total_bytes:
+            maximum = settings.max_images_total_bytes
+            message = f"at most {maximum} bytes of images per request (decoded)"
+            raise _refuse("images_total_bytes", maximum, f"{field}.data", message, PayloadTooLarge)
 
 
 def output_ceiling(settings: Settings, tier: str) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, StreamTimeout
 from engine.providers.base import ProviderRequest, estimate_tokens
+from engine.providers.parts import content_chars
 from engine.providers.pricing import task_cost
 from engine.providers.toolcalls import ToolCallAssembler, ToolCallDelta
 from engine.status import TaskStatus
@@ -226,4 +227,4 @@ async def _finish(
 
 
 def _estimate_input(request: ProviderRequest) -> int:
-    return sum(estimate_tokens(m.get("content", "")) for m in request.messages)
+    return sum((content_chars(m.get("content")) + 3) // 4 for m in request.messages)

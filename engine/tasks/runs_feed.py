@@ -12,6 +12,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from engine.providers.parts import text_of
 from engine.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,10 @@ TITLE_CHARS = 80
 _SPACE = re.compile(r"\s+")
 
 
-def title_from(messages: list[dict[str, str]], fallback: str = "") -> str:
+def title_from(messages: list[dict[str, Any]], fallback: str = "") -> str:
     """A run's automatic title: its first user message with whitespace collapsed, cut at a
     word boundary to at most TITLE_CHARS characters (with an ellipsis when cut)."""
-    first = next((m.get("content", "") for m in messages if m.get("role") == "user"), "")
+    first = next((text_of(m.get("content")) for m in messages if m.get("role") == "user"), "")
     text = _SPACE.sub(" ", first).strip()
     if not text:
         return fallback[:TITLE_CHARS]

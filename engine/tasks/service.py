@@ -91,11 +91,15 @@ class Engine:
             history, run_turns = run["messages"], run["task_count"]
         model_ref = req.model or prompt.model or self.settings.resolved_default_model()
         provider, model = self.registry.resolve(model_ref)
-        new_messages = ([] if history else prompt.messages) + [m.model_dump() for m in req.messages]
+        new_messages = ([] if history else prompt.messages) + [m.neutral() for m in req.messages]
         settings = req.settings.merged_over(prompt.settings)
         settings.update(
             tool_settings(
-                tools_of(req, prompt), req.tool_choice, req.max_steps, self.settings.max_tool_steps
+                tools_of(req, prompt),
+                req.tool_choice,
+                req.max_steps,
+                self.settings.max_tool_steps,
+                req.tool_steps,
             )
         )
         sent, trim_events = self._fit(provider.name, model, history, new_messages, settings)

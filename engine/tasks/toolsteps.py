@@ -47,9 +47,12 @@ async def end_step(
     deps: RunnerDeps, plan: TaskPlan, text: str, calls: list[dict[str, Any]]
 ) -> StepEnd:
     """The asking task's run messages and its continuation (recorded, not yet running), or
-    the max_steps error when this step was the last allowed."""
+    the max_steps error when this step was the last allowed; no continuation when the client
+    continues the conversation itself (`tool_steps: "client"`)."""
     asked = assistant_message(text, calls)
     run_messages = [*plan.new_messages, asked]
+    if plan.request.settings.get("tool_steps") == "client":
+        return StepEnd(run_messages, None)  # the client's next execute carries the results
     max_steps = int(plan.request.settings.get("max_steps") or deps.max_tool_steps)
     if plan.step >= max_steps:
         error = InvalidRequest(

@@ -23,6 +23,7 @@ from aiohttp import web
 from db.users import User
 from engine.errors import InvalidRequest, NotFound, PayloadTooLarge, PromptrelayError, Unauthorized
 from engine.protocol import openai_compat as oa
+from engine.protocol.openai_messages import tool_call_delta
 from engine.providers.pricing import format_money
 from server.errors import client_error
 from server.http.cors import prepare_cors
@@ -134,7 +135,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     relay = request.app[RELAY]
     task_id = ""
     try:
-        result = await engine.execute(user, execute)
+        try:
+            result = await engine.execute(user, execute)
+        except PromptrelayError as exc:  # a field of ours named as the OpenAI request names it
+            oa.rename_fields(exc)
+            raise
         task_id = str(result.task_id)
         await relay.subscribe(task_id, key, feed, 0, fresh=result.status == "running")
         answer = _stream if chat.stream else _complete
@@ -191,6 +196,7 @@ async def _stream(
     prepare_cors(request, response)
     cid, created, model = oa.completion_id(task_id), int(time.time()), chat.model
     include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
+    started: set[str] = set()  # calls whose first piece (id, type, name) went out
     try:
         await response.prepare(request)
         await response.write(
@@ -205,6 +211,11 @@ async def _stream(
                 await response.write(
                     _data(oa.chunk(cid, created, model, {"content": payload["text"]}))
                 )
+            elif event == "task_tool_call":
+                first = payload["call_id"] not in started
+                started.add(payload["call_id"])
+                delta = tool_call_delta(payload, first)
+                await response.write(_data(oa.chunk(cid, created, model, delta)))
             elif event == REVOKED:
                 await _cancel(request, user, task_id)
                 error = Unauthorized("the credentials of this stream are no longer valid")
