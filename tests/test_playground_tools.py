@@ -5,6 +5,7 @@ run; a refusal shown apart. Screenshots kept under artifacts/."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -64,6 +65,15 @@ async def test_tool_calls_stream_take_results_and_continue(
 
     # Two calls at once: each shown with its name and arguments as they stream.
     await page.fill("#sim-calls", "2")
+    await page.evaluate("""() => {
+        window.__args = [];  // each text a call's arguments had, as the DOM changed
+        new MutationObserver(() => {
+            for (const pre of document.querySelectorAll('#transcript .tool-args')) {
+                window.__args.push(pre.textContent);
+            }
+        }).observe(document.getElementById('transcript'),
+                   {subtree: true, childList: true, characterData: true});
+    }""")
     await page.fill("#tps", "20")
     await page.fill("#max-tokens", "12")
     await page.fill("#message", "Weather in Oslo, and the time there?")
@@ -83,6 +93,12 @@ async def test_tool_calls_stream_take_results_and_continue(
         await expect(shown.locator(".tool-name")).to_contain_text(call["id"])
         await expect(shown.locator(".tool-args")).to_contain_text(call["arguments"]["input"])
     await expect(last_answer(page).locator(".stats")).to_contain_text("streaming")
+    # The arguments were shown growing, piece by piece, before the call was whole.
+    seen = set(await page.evaluate("window.__args"))
+    for call in row["tool_calls"]:
+        streamed = json.dumps(call["arguments"])  # the simulator's text, in three pieces
+        assert streamed in seen, seen
+        assert [t for t in seen if t and len(t) < len(streamed) and streamed.startswith(t)], seen
     continuation = row["next_task_id"]
     await expect(last_answer(page)).to_have_attribute("data-task-id", continuation)
 
@@ -115,6 +131,13 @@ async def test_tool_calls_stream_take_results_and_continue(
     await expect(page.locator("#conn")).to_have_text("connected", timeout=WAIT_MS)
     await expect(calls.nth(1).locator(".tool-result")).to_contain_text("14:05")
     await expect(answer.locator(".text")).to_have_text(done["text"])
+    # Opened from the sidebar (the server's record of the run): the same steps.
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    await page.locator("#runs li.run .run-open").first.click()
+    await expect(calls).to_have_count(2)
+    await expect(calls.nth(0).locator(".tool-result")).to_contain_text('{"temp_c": 4}')
+    await expect(answer.locator(".text")).to_have_text(done["text"], timeout=WAIT_MS)
+    await expect(answer.locator(".who")).to_contain_text("after the tool results")
     assert page.errors == []  # type: ignore[attr-defined]
 
 

@@ -9,7 +9,7 @@ import { createClient } from "/client/index.js";
 import { Catalog } from "./catalog.js";
 import { Library } from "./library.js";
 import { Sidebar } from "./sidebar.js";
-import { EXAMPLE_TOOLS, parseTools } from "./tools.js";
+import { EXAMPLE_TOOLS, addToolPiece, parseTools } from "./tools.js";
 import { showUsage } from "./usage.js";
 import { describeError, renderTurn, turnsOfRun } from "./view.js";
 
@@ -199,9 +199,7 @@ function watch(turn, handle) {
     }
     turn.text = handle.text;
     turn.last_seq = handle.lastSeq;
-    if (kind === "tool_call" || Object.keys(handle.toolCalls).length) {
-      turn.tool_calls = Object.values(handle.toolCalls).map((c) => ({ ...c }));
-    }
+    if (kind === "tool_call") addToolPiece(turn, value); // kept across a reload's resume
     saveChat();
     if (kind === "chunk") renderTurnText(turn);
     else if (kind === "tool_call") renderToolCallText(turn, value);

@@ -31,6 +31,17 @@ export function parseTools(text) {
   return tools;
 }
 
+/** A task_tool_call piece (the client's {callId, index, name, delta}) into its turn. */
+export function addToolPiece(turn, piece) {
+  const calls = turn.tool_calls || (turn.tool_calls = []);
+  let call = calls.find((c) => c.callId === piece.callId);
+  if (!call) {
+    call = { callId: piece.callId, index: piece.index, name: piece.name, arguments: "" };
+    calls.push(call);
+  }
+  call.arguments += piece.delta;
+}
+
 /** The calls of an answer: while streaming from task_tool_call pieces, then task_done's. */
 export function callsOf(turn) {
   const streamed = turn.tool_calls || [];
