@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     promptrelay_data_dir: Path = Field(default_factory=default_data_dir)
     redis_prefix: str = "ps:"
+    # REDIS_URL names any node of a Redis Cluster; the client finds the others
+    # (docs/deploy.md, "Redis Cluster").
+    redis_cluster: bool = False
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -152,7 +155,7 @@ class Settings(BaseSettings):
     cancel_wait_s: float = Field(10.0, gt=0)  # how long a cancel waits for a remote runner
     pubsub_probe_s: float = Field(5.0, gt=0)  # a silent pub/sub connection is renewed after
 
-    # Conversations and history (docs/history.md)
+    # Conversations and history (docs/conversations.md)
     # Input tokens a call may send (besides the model's known window); a longer history is
     # trimmed to the system messages and the newest messages that fit. None: the window only.
     max_context_tokens: int | None = Field(None, ge=1)

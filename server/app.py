@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from db.migrate import apply_migrations
 from db.pool import create_pool
@@ -15,9 +17,9 @@ from engine.accounts.byok import ProviderKeys
 from engine.accounts.secrets import KeyRing
 from engine.aio import spawn_loop
 from engine.cluster.node import ClusterNode
-from engine.keys import Keys
 from engine.metrics import Metrics
 from engine.providers.registry import ProviderRegistry
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from engine.stream.local import LocalFeed
 from engine.stream.publisher import ChunkPublisher
@@ -29,8 +31,8 @@ from engine.tasks.supervisor import TaskSupervisor
 from server.drain import drain_on_shutdown
 from server.http.account import routes as account_routes
 from server.http.agents import routes as agent_routes
+from server.http.conversations import routes as conversation_routes
 from server.http.cors import OriginPolicy, cors_middleware
-from server.http.history import routes as history_routes
 from server.http.members import routes as member_routes
 from server.http.metrics import routes as metrics_routes
 from server.http.openai_compat import routes as openai_routes
@@ -81,25 +83,40 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.redis_url, "redis_url must be set (the CLI starts an embedded one)"
-    # Blocking pool: under a burst a command waits for a free connection instead of failing.
-    client = aioredis.Redis.from_pool(
-        aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            health_check_interval=30,
-            max_connections=settings.redis_pool_max,
-            timeout=settings.redis_pool_timeout_s,
-        )
-    )
+    client = redis_client(settings.redis_url, settings)
     await client.ping()
     app[REDIS] = client
     yield
     await client.aclose()
 
 
+def redis_client(url: str, settings: Settings) -> aioredis.Redis:
+    """One node's Redis client: a pool on one server, or a Redis Cluster client that finds
+    every node from the one `url` names (REDIS_CLUSTER=1)."""
+    if settings.redis_cluster:
+        cluster = RedisCluster.from_url(
+            url,
+            health_check_interval=30,
+            max_connections=settings.redis_pool_max,
+        )
+        # The cluster client answers every command the engine sends (single-slot
+        # transactions and scripts, pub/sub, sharded pub/sub) under the same names.
+        return cast(aioredis.Redis, cluster)
+    # Blocking pool: under a burst a command waits for a free connection instead of failing.
+    return aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            url,
+            health_check_interval=30,
+            max_connections=settings.redis_pool_max,
+            timeout=settings.redis_pool_timeout_s,
+        )
+    )
+
+
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     """Providers, the chunk flusher, running tasks and the relay; stopped in reverse."""
     settings = app[SETTINGS]
-    keys = Keys(settings.redis_prefix)
+    keys = RedisKeys(settings.redis_prefix)
     registry = ProviderRegistry.from_settings(settings)
     metrics = app[METRICS]
     local = LocalFeed()  # records of the tasks running here, straight to this relay
@@ -192,7 +209,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(agent_routes)  # agents and agent templates
     app.add_routes(member_routes)  # removing org and project members
     app.add_routes(provider_key_routes)
-    app.add_routes(history_routes)  # conversations, executions, prompt statistics
+    app.add_routes(conversation_routes)  # conversations, executions, prompt statistics
     app.add_routes(openai_routes)  # POST /v1/chat/completions, GET /v1/models
     app.cleanup_ctx.append(runs_feed_ctx)  # runs_changed to the run owner's sockets that ask
     add_web_routes(app)  # last: its GET /v1/builtins steps aside for a real one

@@ -16,15 +16,17 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
 import pytest
 import pytest_asyncio
+import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 from pydantic import AliasChoices
+from redis.asyncio.cluster import RedisCluster
 
 from db import users
 from db.migrate import apply_migrations
@@ -36,6 +38,7 @@ from server.http.heads import HANDLER_ARGS, NodeRunner
 from server.process.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.protocol.contract import check_ack
 from server.state import ENGINE
+from tests.redis_cluster import RedisClusterProcesses
 
 # Read by the provider SDKs themselves, beside what the settings read.
 SDK_ENV = (
@@ -86,6 +89,8 @@ class Infra:
     admin_url: str
     redis_url: str
     base_url: str
+    redis_cluster: bool = False
+    cluster: RedisClusterProcesses | None = None
 
     def database_url(self, name: str) -> str:
         return self.base_url.replace("/postgres?", f"/{name}?", 1)
@@ -129,7 +134,9 @@ def infra() -> Iterator[Infra]:
     root = Path(tempfile.mkdtemp(prefix="ps-test-"))
     os.environ.setdefault("XDG_RUNTIME_DIR", str(root))
     pg = EmbeddedPostgres(root / "pg")
-    redis = EmbeddedRedis(root / "redis")
+    # PROMPTRELAY_TEST_REDIS=cluster: a real Redis Cluster instead of the embedded server.
+    in_cluster = os.environ.get("PROMPTRELAY_TEST_REDIS", "") == "cluster"
+    redis = RedisClusterProcesses(root / "cluster") if in_cluster else EmbeddedRedis(root / "redis")
     url = pg.start()
     redis.start()
 
@@ -143,10 +150,18 @@ def infra() -> Iterator[Infra]:
 
     asyncio.run(make_template())
     try:
-        yield Infra(admin_url=url, redis_url=redis.url, base_url=url)
+        cluster = redis if isinstance(redis, RedisClusterProcesses) else None
+        yield Infra(url, redis.url, url, redis_cluster=in_cluster, cluster=cluster)
     finally:
         redis.stop()
         pg.stop()
+
+
+def redis_of(infra: Infra) -> aioredis.Redis:
+    """A client of the tests' Redis: a cluster client with PROMPTRELAY_TEST_REDIS=cluster."""
+    if infra.redis_cluster:
+        return cast(aioredis.Redis, RedisCluster.from_url(infra.redis_url))
+    return aioredis.Redis.from_url(infra.redis_url)
 
 
 @pytest_asyncio.fixture
@@ -167,6 +182,7 @@ def settings(infra: Infra, database_url: str) -> Settings:
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
         redis_url=infra.redis_url,
+        redis_cluster=infra.redis_cluster,
         redis_prefix=f"t{uuid.uuid4().hex[:8]}:",
         port=0,
         openai_api_key=None,
@@ -337,3 +353,21 @@ def assert_intact(client: Client, task_id: str) -> dict[str, Any]:
     assert client.order[task_id][-1] == "done"
     assert client.order[task_id].count("done") == 1
     return done
+
+
+# Provider fakes: local servers of each provider's wire format, and a gateway wired to them
+# (tests/provider_env.py). Imported when used: provider_env imports this module.
+@pytest_asyncio.fixture
+async def fk() -> AsyncIterator[Any]:
+    from tests.provider_env import fakes
+
+    async with fakes() as f:
+        yield f
+
+
+@pytest_asyncio.fixture
+async def srv(settings: Settings, fk: Any) -> AsyncIterator[Server]:
+    from tests.provider_env import provider_server
+
+    async with provider_server(settings, fk) as server:
+        yield server

@@ -20,7 +20,7 @@ import socketio
 
 from db import users
 from db.pool import connect
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from tests.conftest import Client
 
 STARTUP_S = 90.0  # a loaded 2-core machine imports slowly
@@ -94,6 +94,7 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
     clients: list[socketio.AsyncClient] = field(default_factory=list)
     redis: aioredis.Redis | None = None
+    redis_cluster: bool = False  # REDIS_URL names a node of a Redis Cluster
 
     def env(self, name: str, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY",)}
@@ -101,6 +102,7 @@ class Cluster:
             {
                 "DATABASE_URL": self.database_url,
                 "REDIS_URL": self.redis_url,
+                "REDIS_CLUSTER": "1" if self.redis_cluster else "0",
                 "REDIS_PREFIX": self.prefix,
                 "NODE_ID": name,
                 "LOG_LEVEL": "WARNING",
@@ -158,8 +160,8 @@ class Cluster:
         return client
 
     @property
-    def keys(self) -> Keys:
-        return Keys(self.prefix)
+    def keys(self) -> RedisKeys:
+        return RedisKeys(self.prefix)
 
     async def stop(self) -> None:
         for sio in self.clients:

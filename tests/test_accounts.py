@@ -13,8 +13,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from engine.keys import Keys
 from engine.protocol import responses as events
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from server.cli.main import main as cli_main
 from server.realtime.sessions import _not_in, _Session
@@ -144,7 +144,7 @@ async def test_revoked_key_disconnects_sockets_on_every_node(
         _, new = await call(http, "POST", node_a.url + "/v1/keys", owner, json={})
         on_a, on_b = await node_a.client(new["key"]), await node_b.client(new["key"])
         bystander = await node_b.client(owner)  # same user, another key: stays
-        channel = Keys(shared.redis_prefix).revoked_channel()
+        channel = RedisKeys(shared.redis_prefix).revoked_channel()
         deadline = time.monotonic() + 10
         while (await node_a.engine.redis.pubsub_numsub(channel))[0][1] < 2:
             assert time.monotonic() < deadline, "the nodes' revocation listeners never subscribed"

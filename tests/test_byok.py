@@ -28,18 +28,11 @@ from tests.provider_env import (
     SERVER_KEY,
     Fakes,
     dump_every_table,
-    fakes,
     fetch,
     provider_server,
 )
 
 SECRET = new_secret()
-
-
-@pytest_asyncio.fixture
-async def fk() -> AsyncIterator[Fakes]:
-    async with fakes() as f:
-        yield f
 
 
 @pytest_asyncio.fixture

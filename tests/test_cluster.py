@@ -12,10 +12,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest_asyncio
-import redis.asyncio as aioredis
 
 from server.process.embedded import EmbeddedRedis
-from tests.conftest import Client, Infra, assert_intact
+from tests.conftest import Client, Infra, assert_intact, redis_of
 from tests.nodes import Cluster, until
 
 LOST = {"code": "internal", "message": "the node running the task stopped", "retryable": True}
@@ -32,8 +31,8 @@ def adhoc(max_tokens: int, tokens_per_second: int) -> dict[str, Any]:
 
 @pytest_asyncio.fixture
 async def cluster(infra: Infra, database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    nodes = Cluster(database_url, infra.redis_url, tmp_path)
-    nodes.redis = aioredis.Redis.from_url(infra.redis_url)
+    nodes = Cluster(database_url, infra.redis_url, tmp_path, redis_cluster=infra.redis_cluster)
+    nodes.redis = redis_of(infra)
     try:
         yield nodes
     finally:
@@ -235,6 +234,7 @@ async def test_redis_restart_mid_stream_loses_nothing(cluster: Cluster, tmp_path
     own.start()
     try:
         cluster.redis_url = own.url
+        cluster.redis_cluster = False  # one server, also when the suite runs on a cluster
         g1 = cluster.spawn("gateway", "g1", lease_ttl_s="15")
         w1 = cluster.spawn("worker", "w1", lease_ttl_s="15")
         await asyncio.gather(g1.wait_ready(), w1.wait_ready())

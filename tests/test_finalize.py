@@ -8,9 +8,9 @@ from uuid import uuid4
 
 from engine.errors import ServiceUnavailable, StreamTimeout, fault_of
 from engine.protocol.responses import TaskDone
-from engine.providers.base import Usage
 from engine.stream.history import fold
 from engine.tasks.finalize import TaskEnd, error_payload, task_event
+from engine.usage import Usage
 
 
 def _end(**over: object) -> TaskEnd:

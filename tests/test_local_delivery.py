@@ -14,7 +14,7 @@ from typing import Any
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from engine.stream.history import read_records
 from engine.stream.local import LocalFeed
@@ -43,7 +43,7 @@ class LiveTap:
     """A plain Redis client subscribed to every live channel of a deployment: what Redis
     carries for other nodes."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
         self.pubsub = redis.pubsub()
         self.pattern = keys.live("*")
         self.records: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -83,7 +83,7 @@ async def listeners(redis: aioredis.Redis, channel: str) -> int:
 
 
 async def stream_and_sample(
-    client: Client, redis: aioredis.Redis, keys: Keys, task_id: str
+    client: Client, redis: aioredis.Redis, keys: RedisKeys, task_id: str
 ) -> set[int]:
     """Until the task is done: how many nodes listened on its live channel, sampled."""
     seen: set[int] = set()
@@ -96,7 +96,7 @@ async def stream_and_sample(
 async def test_a_subscriber_on_the_running_node_gets_every_chunk_without_pubsub(
     server: Server, redis_client: aioredis.Redis
 ) -> None:
-    keys = Keys(server.settings.redis_prefix)
+    keys = RedisKeys(server.settings.redis_prefix)
     tap = LiveTap(redis_client, keys)
     await tap.start()
     try:
@@ -127,7 +127,7 @@ async def test_a_subscriber_on_the_running_node_gets_every_chunk_without_pubsub(
 async def test_a_subscriber_on_another_node_gets_the_task_through_redis(
     settings: Settings, redis_client: aioredis.Redis
 ) -> None:
-    keys = Keys(settings.redis_prefix)
+    keys = RedisKeys(settings.redis_prefix)
     a, b = await start_server(settings), await start_server(settings)
     try:
         token = await a.new_key()
@@ -160,7 +160,7 @@ class Inbox:
         return [p["seq"] for e, p in self.events if e == "task_chunk"]
 
 
-async def write_chunk(redis: aioredis.Redis, keys: Keys, task_id: str, seq: int) -> None:
+async def write_chunk(redis: aioredis.Redis, keys: RedisKeys, task_id: str, seq: int) -> None:
     """What the publisher writes for a chunk: the history entry and the live message."""
     record = encode_chunk(task_id, seq, f"w{seq} ")
     await redis.xadd(keys.history(task_id), {"r": record})
@@ -174,7 +174,7 @@ async def test_a_terminal_record_written_elsewhere_reaches_a_local_watch(
     ended the task, or its finalize was parked while Postgres was away): the watch listens
     on the channel after all and gets `task_done`, whether it was written before the
     runner's end or after."""
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
     feed = LocalFeed()
 
     async def load_final(tid: str) -> dict[str, Any] | None:

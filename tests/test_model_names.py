@@ -4,15 +4,11 @@ operator's key. Gemini puts the model in the URL; OpenAI and Anthropic send it i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
 
 from engine.providers.google import stream_url
-from engine.settings import Settings
 from tests.conftest import Server
-from tests.provider_env import Fakes, fakes, provider_server
+from tests.provider_env import Fakes
 
 HOSTILE = [
     "google/../../../evil/path?x=",
@@ -24,18 +20,6 @@ HOSTILE = [
     "openai/gpt-4o mini",
     "anthropic/claude\nHost: evil",
 ]
-
-
-@pytest_asyncio.fixture
-async def fk() -> AsyncIterator[Fakes]:
-    async with fakes() as f:
-        yield f
-
-
-@pytest_asyncio.fixture
-async def srv(settings: Settings, fk: Fakes) -> AsyncIterator[Server]:
-    async with provider_server(settings, fk) as server:
-        yield server
 
 
 def _messages() -> list[dict[str, str]]:

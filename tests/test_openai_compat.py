@@ -18,7 +18,7 @@ from engine.errors import InvalidRequest
 from engine.protocol import openai_compat as oa
 from engine.settings import Settings
 from tests.conftest import Server, start_server, stop_server
-from tests.provider_env import Fakes, fakes, fetch, provider_server, task_row
+from tests.provider_env import Fakes, fetch, provider_server, task_row
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 
@@ -144,12 +144,6 @@ async def test_non_streaming_answer_is_the_simulated_text(server: Server) -> Non
         "seed": 7,
         "response_format": {"type": "text"},
     }
-
-
-@pytest_asyncio.fixture
-async def fk() -> AsyncIterator[Fakes]:
-    async with fakes() as f:
-        yield f
 
 
 async def test_a_provider_model_routes_to_its_provider(settings: Settings, fk: Fakes) -> None:

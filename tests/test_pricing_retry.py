@@ -17,12 +17,13 @@ from db import prices
 from db.pool import connect
 from engine.accounts.secrets import KeyRing, KeyUnreadable, new_secret
 from engine.providers.anthropic import build_params
-from engine.providers.base import ProviderRequest, Usage
+from engine.providers.base import ProviderRequest
 from engine.providers.faults import retry_after
 from engine.providers.google import build_contents
 from engine.providers.pricing import catalog_price, override_price
 from engine.settings import Settings
 from engine.tasks.plan import RetryPolicy
+from engine.usage import Usage
 from tests.conftest import Server
 from tests.provider_env import Fakes, fakes, provider_server, task_row
 

@@ -13,6 +13,7 @@ import pytest
 from db import users
 from db.pool import connect
 from engine.cluster.priority import LEVELS, PriorityPicker
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from server.state import REDIS
 from tests.conftest import Server, start_server, stop_server
@@ -198,8 +199,8 @@ async def test_gateway_and_worker_streams_are_separate_per_priority(settings: Se
         for priority in ("high", "normal", "low", "low"):
             assert (await client.call("execute", _job(priority)))["ok"]
         redis = gateway.app[REDIS]
-        prefix = settings.redis_prefix
-        lengths = [await redis.xlen(f"{prefix}jobs{s}") for s in (":high", "", ":low")]
+        keys = RedisKeys(settings.redis_prefix)
+        lengths = [await redis.xlen(keys.priority_jobs(p)) for p in ("high", "normal", "low")]
         assert lengths == [1, 1, 2]
     finally:
         await stop_server(gateway)

@@ -15,7 +15,7 @@ import asyncpg
 import pytest_asyncio
 
 from db.pool import connect
-from engine.protocol.history import PromptStats
+from engine.protocol.conversations import PromptStats
 from tests.conftest import Server
 
 DAY = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

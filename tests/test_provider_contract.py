@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from pydantic import SecretStr
 
 from engine.settings import Settings
@@ -20,7 +19,6 @@ from tests.nodes import until
 from tests.provider_env import (
     Fakes,
     event_kinds,
-    fakes,
     fetch,
     provider_server,
     task_row,
@@ -84,18 +82,6 @@ FLAVOURS = [
     ),
 ]
 each = pytest.mark.parametrize("flavour", FLAVOURS, ids=[f.provider for f in FLAVOURS])
-
-
-@pytest_asyncio.fixture
-async def fk() -> AsyncIterator[Fakes]:
-    async with fakes() as f:
-        yield f
-
-
-@pytest_asyncio.fixture
-async def srv(settings: Settings, fk: Fakes) -> AsyncIterator[Server]:
-    async with provider_server(settings, fk) as server:
-        yield server
 
 
 def body(model: str, **extra: Any) -> dict[str, Any]:

@@ -3,15 +3,12 @@ provider has no place for refused with `invalid_request` naming provider and set
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from engine.settings import Settings
 from tests.conftest import Server
-from tests.provider_env import Fakes, fakes, provider_server
+from tests.provider_env import Fakes
 
 ALL = {
     "temperature": 0.3,
@@ -26,18 +23,6 @@ MODELS = {
     "anthropic": "anthropic/claude-haiku-4-5",
     "google": "google/gemini-2.0-flash",
 }
-
-
-@pytest_asyncio.fixture
-async def fk() -> AsyncIterator[Fakes]:
-    async with fakes() as f:
-        yield f
-
-
-@pytest_asyncio.fixture
-async def srv(settings: Settings, fk: Fakes) -> AsyncIterator[Server]:
-    async with provider_server(settings, fk) as server:
-        yield server
 
 
 async def execute(server: Server, model: str, settings: dict[str, Any]) -> dict[str, Any]:

@@ -3,16 +3,14 @@ and the task ends as the decoding rules say (docs/providers.md)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from engine.settings import Settings
 from tests import stream_bodies as bodies
 from tests.conftest import Server, assert_intact
-from tests.provider_env import Fakes, event_kinds, fakes, provider_server, task_row
+from tests.provider_env import Fakes, event_kinds, provider_server, task_row
 
 MODELS = {
     "openai": "openai/gpt-4o-mini",
@@ -30,18 +28,6 @@ NO_END = {
     "google": bodies.GEMINI_NO_END,
 }
 each = pytest.mark.parametrize("provider", list(MODELS))
-
-
-@pytest_asyncio.fixture
-async def fk() -> AsyncIterator[Fakes]:
-    async with fakes() as f:
-        yield f
-
-
-@pytest_asyncio.fixture
-async def srv(settings: Settings, fk: Fakes) -> AsyncIterator[Server]:
-    async with provider_server(settings, fk) as server:
-        yield server
 
 
 async def answer(server: Server, fk: Fakes, provider: str, body: bytes) -> dict[str, Any]:

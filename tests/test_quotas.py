@@ -19,7 +19,7 @@ import socketio
 from db import users
 from db.pool import connect
 from engine.accounts.quotas import Period
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from tests.conftest import Client, start_server, stop_server
 from tests.test_cli import cli
@@ -72,7 +72,8 @@ async def test_free_tier_daily_quota_then_quota_exceeded(settings: Settings) -> 
         # The counter expires by itself after its day.
         redis = srv.engine.redis
         keys = [
-            k async for k in redis.scan_iter(Keys(srv.settings.redis_prefix).quota_day("*", "*"))
+            k
+            async for k in redis.scan_iter(RedisKeys(srv.settings.redis_prefix).quota_day("*", "*"))
         ]
         assert len(keys) == 2
         for key in keys:
@@ -152,6 +153,7 @@ async def serve_process(settings: Settings, **env: str) -> AsyncIterator[str]:
             **os.environ,
             "DATABASE_URL": settings.database_url or "",
             "REDIS_URL": settings.redis_url or "",
+            "REDIS_CLUSTER": "1" if settings.redis_cluster else "0",
             "REDIS_PREFIX": settings.redis_prefix,
             "PYTHONUNBUFFERED": "1",
             **env,

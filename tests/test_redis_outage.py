@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from engine.errors import ServiceUnavailable
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.stream.publisher import ChunkPublisher
 from engine.stream.records import decode_record
 from server.process.embedded import EmbeddedRedis
@@ -141,7 +141,7 @@ async def test_the_publisher_holds_chunks_while_redis_is_away_within_a_bound(
     redis = EmbeddedRedis(tmp_path / "redis", persistence="none")
     redis.start()
     client = aioredis.Redis.from_url(redis.url)
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
     publisher = ChunkPublisher(client, keys, 0.01, 1000, max_buffered_bytes=64)
     loop = asyncio.create_task(publisher.run())
     task_id = str(uuid.uuid4())
@@ -178,7 +178,7 @@ async def test_tasks_ending_after_redis_lost_its_data_get_their_histories_writte
     redis = EmbeddedRedis(tmp_path / "redis", persistence="none")
     redis.start()
     client = aioredis.Redis.from_url(redis.url)
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
     publisher = ChunkPublisher(client, keys, 0.01, 1000)
     loop = asyncio.create_task(publisher.run())
     task_ids = [str(uuid.uuid4()) for _ in range(20)]

@@ -10,10 +10,11 @@ from typing import Any
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
+from engine.stream.live import publish_live
 from engine.stream.records import encode_chunk, encode_done
 from engine.stream.relay import Relay
-from tests.conftest import Infra
+from tests.conftest import Infra, redis_of
 from tests.nodes import until
 
 
@@ -27,7 +28,7 @@ class Inbox:
 
 @pytest_asyncio.fixture
 async def redis_client(infra: Infra) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(infra.redis_url)
+    client = redis_of(infra)
     yield client
     await client.aclose()
 
@@ -41,7 +42,7 @@ async def test_task_ending_between_history_read_and_database_read_loses_no_chunk
 ) -> None:
     """The history read finds nothing; before the database answers, the task streams its
     only chunk and ends. The subscriber must still get that chunk before `task_done`."""
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
     task_id = str(uuid.uuid4())
     final = _done(task_id, "all of it", 1)
 
@@ -69,7 +70,7 @@ async def test_task_ending_between_history_read_and_database_read_loses_no_chunk
 async def test_expired_history_falls_back_to_the_database_record(
     redis_client: aioredis.Redis,
 ) -> None:
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
     task_id = str(uuid.uuid4())
     final = _done(task_id, "kept in postgres", 3)
 
@@ -94,7 +95,7 @@ async def test_a_record_that_skips_ahead_waits_for_the_missing_ones_from_history
 ) -> None:
     """A live record beyond a gap (chunks lost with a Redis that went away) is not sent
     until the history, written again by the publisher, fills the gap: never a hole."""
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
     task_id = str(uuid.uuid4())
     history = keys.history(task_id)
     await redis_client.xadd(history, {"r": encode_chunk(task_id, 1, "a")})
@@ -107,14 +108,14 @@ async def test_a_record_that_skips_ahead_waits_for_the_missing_ones_from_history
     inbox = Inbox()
     try:
         await asyncio.wait_for(relay.subscribe(task_id, "s1", inbox, fresh=True), 10)
-        await redis_client.publish(keys.live(task_id), encode_chunk(task_id, 3, "c"))
+        await publish_live(redis_client, keys.live(task_id), encode_chunk(task_id, 3, "c"))
         # The history gets what the subscriber missed, then the task ends.
         await redis_client.delete(history)
         for seq, text in ((1, "a"), (2, "b"), (3, "c")):
             await redis_client.xadd(history, {"r": encode_chunk(task_id, seq, text)})
         final = encode_done(_done(task_id, "abc", 3))
         await redis_client.xadd(history, {"r": final})
-        await redis_client.publish(keys.live(task_id), final)
+        await publish_live(redis_client, keys.live(task_id), final)
         await until(lambda: inbox.events[-1][0] == "task_done", what="task_done")
     finally:
         listener.cancel()
@@ -134,7 +135,7 @@ async def test_a_terminal_record_redis_lost_comes_from_the_database(
     """The task ended while the node's pub/sub connection was down and Redis lost the
     terminal record: when the connection is back, the subscriber gets `task_done` from
     the database (the history has the chunks)."""
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
     task_id = str(uuid.uuid4())
     history = keys.history(task_id)
     await redis_client.xadd(history, {"r": encode_chunk(task_id, 1, "a")})

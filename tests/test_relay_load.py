@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.stream import watch as watch_module
 from engine.stream.records import encode_chunk, encode_done
 from engine.stream.relay import Relay
@@ -30,7 +30,7 @@ async def test_a_subscribe_queued_behind_others_is_answered(
     # timeout must count from when the command went out, and a watch that gives up must
     # hand its subscriber on, never leave the execute without an ack.
     monkeypatch.setattr(watch_module, "SUBSCRIBE_TIMEOUT_S", 0.3)
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}:")
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
     task_id = str(uuid.uuid4())
     history = keys.history(task_id)
     await redis_client.xadd(history, {"r": encode_chunk(task_id, 1, "one")})

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from db import tasks as task_rows
 from db.pool import connect
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from server.process.embedded import EmbeddedPostgres, EmbeddedRedis
 from server.state import POOL, RELAY
@@ -69,7 +69,7 @@ async def test_finalize_waits_in_redis_while_postgres_is_down(
             task_id = ack["task_id"]
             await until(lambda: bool(client.chunks[task_id]), what="a chunk")
             pg.stop()  # Postgres goes away while the task streams
-            parked = Keys(settings.redis_prefix).parked_finalizes()
+            parked = RedisKeys(settings.redis_prefix).parked_finalizes()
             for _ in range(1200):
                 if await redis.hlen(parked):
                     break

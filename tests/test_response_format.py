@@ -4,16 +4,13 @@ checked by the output validations, and the OpenAI-compatible endpoint taking it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
-import pytest_asyncio
 
-from engine.settings import Settings
 from tests.conftest import Server
-from tests.provider_env import Fakes, fakes, provider_server
+from tests.provider_env import Fakes
 
 SCHEMA = {
     "type": "object",
@@ -26,18 +23,6 @@ JSON_SCHEMA = {
     "json_schema": {"name": "place", "schema": SCHEMA, "strict": True},
 }
 JSON_OBJECT = {"type": "json_object"}
-
-
-@pytest_asyncio.fixture
-async def fk() -> AsyncIterator[Fakes]:
-    async with fakes() as f:
-        yield f
-
-
-@pytest_asyncio.fixture
-async def srv(settings: Settings, fk: Fakes) -> AsyncIterator[Server]:
-    async with provider_server(settings, fk) as server:
-        yield server
 
 
 async def execute(

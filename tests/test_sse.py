@@ -9,9 +9,9 @@ import pytest
 
 from engine.errors import ProviderRejected, ProviderUnavailable
 from engine.providers.anthropic_events import AnthropicEvents
-from engine.providers.base import Usage
 from engine.providers.google_events import GoogleEvents
 from engine.providers.sse import OpenAIEvents, SSEDecoder
+from engine.usage import Usage
 
 
 def feed_all(pieces: list[bytes]) -> list[tuple[str | None, bytes]]:

@@ -8,6 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from server.process.embedded import EmbeddedRedis
@@ -52,6 +53,43 @@ async def test_sse_opened_during_a_long_redis_outage_ends(
             if last == "task_done":
                 assert reader.assert_intact()["status"] == "completed"
         print(f"every stream ended {time.monotonic() - back:.1f} s after Redis was back")
+    finally:
+        await cluster.stop()
+        redis.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_the_connection_cap_holds_per_node_while_redis_is_away(
+    infra: Infra, database_url: str, tmp_path: Path
+) -> None:
+    """Redis away: the per-user cap cannot be counted over the deployment, so each node
+    counts its own connections of the user; one user cannot open streams without bound."""
+    redis = EmbeddedRedis(tmp_path / "redis", persistence="aof")
+    redis.start()
+    cluster = Cluster(database_url, redis.url, tmp_path)
+    try:
+        node = cluster.spawn("serve", "capped", max_connections_per_user="3")
+        await node.wait_ready()
+        token = await cluster.new_key()
+        client = await cluster.client(node, token)  # one connection of the user
+        ack = await client.call("execute", adhoc(400, 10))
+        assert ack["ok"], ack
+        redis.kill()
+        await asyncio.sleep(1.0)
+        statuses = []
+        async with aiohttp.ClientSession() as http:
+            opened = []
+            for _ in range(4):
+                resp = await http.get(
+                    f"{node.url}/v1/tasks/{ack['task_id']}/stream",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                statuses.append(resp.status)
+                opened.append(resp)
+            for resp in opened:
+                resp.close()
+        # the socket and two streams make three; the two streams after them are refused
+        assert statuses == [200, 200, 429, 429], statuses
     finally:
         await cluster.stop()
         redis.stop()

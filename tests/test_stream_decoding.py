@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from engine.providers.anthropic_events import AnthropicEvents
-from engine.providers.base import Usage
 from engine.providers.google_events import GoogleEvents
 from engine.providers.sse import OpenAIEvents, SSEDecoder
+from engine.usage import Usage
 from tests import stream_bodies as bodies
 
 

@@ -865,6 +865,7 @@ export interface UnsubscribeAck {
   ok: true;
 }
 
+/** Tokens of one model call as the provider counted them: `input_tokens` (every input token, those served from a prompt cache included), `output_tokens`, and `total_tokens`, their sum. */
 export interface Usage {
   input_tokens: number;
   output_tokens: number;

@@ -15,13 +15,13 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as aioredis
 
-from db import keys as key_rows
+from db import api_keys as key_rows
 from db import usage as usage_rows
 from db.users import User
 from engine.accounts.quotas import Quotas, limits_for
 from engine.errors import InvalidRequest, NotFound
-from engine.keys import Keys
 from engine.providers.pricing import format_money
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 
 MAX_USAGE_DAYS = 366
@@ -29,7 +29,11 @@ MAX_PAGE = 200
 
 
 async def announce_revoked(
-    redis: aioredis.Redis, keys: Keys, *, user_id: UUID | None = None, key_id: UUID | None = None
+    redis: aioredis.Redis,
+    keys: RedisKeys,
+    *,
+    user_id: UUID | None = None,
+    key_id: UUID | None = None,
 ) -> None:
     """Tell every node to drop the sockets of this key or user."""
     message = {
@@ -44,7 +48,7 @@ class Accounts:
     settings: Settings
     pool: asyncpg.Pool
     redis: aioredis.Redis
-    keys: Keys
+    keys: RedisKeys
     quotas: Quotas
 
     async def me(self, user: User) -> dict[str, Any]:

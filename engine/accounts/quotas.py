@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.errors import QuotaExceeded, RateLimited, ServiceUnavailable
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def limits_for(settings: Settings, tier: str) -> TierLimits:
 class Quotas:
     """Reserve at execute, settle at finalize; shared by every node through Redis."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, settings: Settings) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, settings: Settings) -> None:
         self.redis = redis
         self.keys = keys
         self.settings = settings

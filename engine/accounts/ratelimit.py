@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.errors import RateLimited
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 WINDOW_S = 60
@@ -31,7 +31,7 @@ return n
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
         self.keys = keys
         self._hit = redis.register_script(_HIT)
 

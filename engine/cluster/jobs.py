@@ -20,9 +20,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from engine.accounts.quotas import Reservation
-from engine.keys import Keys
 from engine.providers.base import ProviderRequest
 from engine.providers.registry import ProviderRegistry
+from engine.redis_keys import RedisKeys
 from engine.tasks.plan import Candidate, KeySource, TaskPlan
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ return 0
 class JobQueue:
     """The job stream and its consumer group."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
         self.redis = redis
         self.names = keys
 
@@ -214,7 +214,7 @@ def task_ids(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str,
 class Leases:
     """Start claims and heartbeated leases of running tasks."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, node_id: str, ttl_s: float) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, node_id: str, ttl_s: float) -> None:
         self.redis = redis
         self.names = keys
         self.node_id = node_id

@@ -30,7 +30,6 @@ from engine.cluster.jobs import Job, Leases
 from engine.cluster.priority import PriorityJobQueue
 from engine.cluster.sweeper import CANCELLED_BEFORE_START, Sweeper, end_task
 from engine.errors import InternalError, InvalidRequest, ServiceUnavailable
-from engine.providers.base import Usage
 from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
 from engine.status import ENDED, TaskStatus
@@ -39,6 +38,7 @@ from engine.tasks.parked import PendingFinalizes
 from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.runner import CancelReason, run_task
 from engine.tasks.supervisor import TaskSupervisor
+from engine.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,9 @@ class ClusterNode:
                     check_cancelled()
                     log.warning("cancel channel lost (%s); reconnecting", type(exc).__name__)
                     await asyncio.sleep(0.5)
+                    # A fresh one: on a cluster, its node may be gone for good (a failover).
+                    await close_pubsub(pubsub)
+                    pubsub = self.deps.redis.pubsub()
                     continue
                 if message is not None and message["type"] == "message":
                     task_id = message["data"].decode()

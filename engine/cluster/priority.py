@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from engine.cluster.jobs import GROUP, JOB_TTL_S, Job, JobQueue, task_ids
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 
 LEVELS = ("high", "normal", "low")  # highest first
 _SEP = "/"  # entry ids handed out are `level/redis-id`
@@ -63,7 +63,7 @@ class PriorityPicker:
 class PriorityJobQueue(JobQueue):
     """The job streams of the three priorities behind JobQueue's interface."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, bound: int) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, bound: int) -> None:
         super().__init__(redis, keys)
         self.picker = PriorityPicker(bound)
 

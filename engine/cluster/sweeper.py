@@ -22,7 +22,7 @@ from engine.accounts.quotas import Reservation
 from engine.aio import check_cancelled
 from engine.cluster.jobs import Job, JobQueue, Leases
 from engine.errors import InternalError, InvalidRequest
-from engine.providers.base import Usage, estimate_tokens
+from engine.providers.base import estimate_tokens
 from engine.providers.registry import ProviderRegistry
 from engine.status import TaskStatus
 from engine.stream.history import read_partial
@@ -36,6 +36,7 @@ from engine.tasks.finalize import (
     write_outcome,
 )
 from engine.tasks.plan import RunnerDeps
+from engine.usage import Usage
 
 log = logging.getLogger(__name__)
 

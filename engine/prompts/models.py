@@ -9,8 +9,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import regex
-from jsonschema import SchemaError
-from jsonschema.validators import validator_for
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.prompts.validation import ref_loop, remote_refs
+from engine.prompts.validation import checked_schema
 from engine.prompts.variables import type_error
 from engine.protocol.requests import Message, ModelName, ModelSettings, VariableValue
 
@@ -74,20 +72,7 @@ class JsonSchemaValidation(_Strict):
     @field_validator("json_schema")
     @classmethod
     def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        try:
-            validator_for(schema).check_schema(schema)
-        except SchemaError as exc:
-            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
-        if remote_refs(schema):
-            raise ValueError(
-                "a JSON Schema may only use local `$ref`s (starting with #); nothing is fetched"
-            )
-        if ref_loop(schema):
-            raise ValueError(
-                "a JSON Schema's `$ref`s may not loop back to where they started without"
-                ' descending into the value (such as `{"$ref": "#"}`)'
-            )
-        return schema
+        return checked_schema(schema)
 
 
 class RegexValidation(_Strict):

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import regex
+from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 from referencing import Registry
 
@@ -234,3 +235,23 @@ def validate_text(text: str, specs: Sequence[dict[str, Any]]) -> ValidationResul
         elif spec["type"] == "regex":
             errors.extend(check_regex(text, spec["pattern"]))
     return ValidationResult("failed" if errors else "passed", errors[:MAX_ERRORS])
+
+
+def checked_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` if it is a JSON Schema we accept (of any draft, with local `$ref`s only,
+    none looping back without descending into the value); else ValueError naming the rule.
+    The one check behind output validations, `response_format` and tool parameters."""
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise ValueError(f"not a valid JSON Schema: {exc.message[:200]}") from None
+    if remote_refs(schema):
+        raise ValueError(
+            "a JSON Schema may only use local `$ref`s (starting with #); nothing is fetched"
+        )
+    if ref_loop(schema):
+        raise ValueError(
+            "a JSON Schema's `$ref`s may not loop back to where they started without"
+            ' descending into the value (such as `{"$ref": "#"}`)'
+        )
+    return schema

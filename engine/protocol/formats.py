@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from jsonschema import SchemaError
-from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
-from engine.prompts.validation import ref_loop, remote_refs
+from engine.prompts.validation import checked_schema
 
 _SPEC_KEYS = {"name", "description", "schema", "strict"}
 
@@ -43,20 +41,7 @@ class JsonSchemaSpec(_Strict):
     @field_validator("schema_")
     @classmethod
     def _valid_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        try:
-            validator_for(schema).check_schema(schema)
-        except SchemaError as exc:
-            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
-        if remote_refs(schema):
-            raise ValueError(
-                "a JSON Schema may only use local `$ref`s (starting with #); nothing is fetched"
-            )
-        if ref_loop(schema):
-            raise ValueError(
-                "a JSON Schema's `$ref`s may not loop back to where they started without"
-                ' descending into the value (such as `{"$ref": "#"}`)'
-            )
-        return schema
+        return checked_schema(schema)
 
 
 class JsonSchemaFormat(_Strict):

@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.protocol.history import Priority
+from engine.protocol.conversations import Priority
 from engine.status import TaskStatus
+from engine.usage import Usage
 
 EndStatus = Literal[TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED]
 ErrorCode = Literal[
@@ -169,12 +170,6 @@ class SessionEnded(_Payload):
 
     code: Literal["unauthorized"]
     message: str
-
-
-class Usage(_Payload):
-    input_tokens: int
-    output_tokens: int
-    total_tokens: int
 
 
 class Validation(_Payload):

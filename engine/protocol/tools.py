@@ -7,9 +7,9 @@ import json
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from engine.prompts.validation import checked_schema
 
 MAX_TOOLS = 64
 MAX_SCHEMA_BYTES = 32 * 1024
@@ -66,27 +66,7 @@ def check_parameters(schema: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"the schema is larger than {MAX_SCHEMA_BYTES} bytes")
     if schema.get("type") != "object":
         raise ValueError('the schema must describe an object ("type": "object")')
-    try:
-        validator_for(schema).check_schema(schema)
-    except SchemaError as exc:
-        raise ValueError(f"not a valid JSON Schema: {exc.message[:200]}") from None
-    if _remote_ref(schema):
-        raise ValueError("a $ref must point inside the schema (#...)")
-    return schema
-
-
-def _remote_ref(schema: Any) -> bool:
-    stack = [schema]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            ref = value.get("$ref")
-            if isinstance(ref, str) and not ref.startswith("#"):
-                return True
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return False
+    return checked_schema(schema)
 
 
 def check_tools(tools: list[Tool] | None, choice: ToolChoice | None) -> list[dict[str, str]]:

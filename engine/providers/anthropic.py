@@ -14,10 +14,11 @@ import httpx2
 from engine.errors import ProviderFault
 from engine.providers import faults
 from engine.providers.anthropic_events import AnthropicEvents, anthropic_error
-from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.base import Provider, ProviderRequest, ProviderStream
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.toolwire import anthropic_messages, anthropic_tools
+from engine.usage import Usage
 
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; used when the request sets none
 # Our sampling settings, in the Messages API's names. The current API (and SDK) has no

@@ -10,9 +10,9 @@ from typing import Any
 
 from engine.errors import ProviderFault, ProviderRejected, ProviderUnavailable
 from engine.providers import faults
-from engine.providers.base import Usage
 from engine.providers.sse import Out, json_object
 from engine.providers.toolcalls import ToolCallDelta
+from engine.usage import Usage
 
 # Anthropic's own stop reasons, in ours.
 ANTHROPIC_FINISH = {

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from engine.errors import InvalidRequest
 from engine.providers.toolcalls import Delta
+from engine.usage import Usage
 
 # The request settings that reach a provider's wire (the others are ours: fallbacks, pacing).
 SAMPLING = ("temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty")
@@ -26,20 +27,6 @@ class ProviderRequest:
     settings: dict[str, Any] = field(default_factory=dict)  # with `tools`, `tool_choice`
     # A bring-your-own key for this call only; never printed (repr=False), never stored.
     api_key: str | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass
-class Usage:
-    """Tokens of one call. `input_tokens` counts every input token, cached ones included;
-    `cached_input_tokens` is the part the provider served from its prompt cache."""
-
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
 
 
 class ProviderStream(abc.ABC):

@@ -22,11 +22,12 @@ import orjson
 from yarl import URL
 
 from engine.providers import faults
-from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.base import Provider, ProviderRequest, ProviderStream
 from engine.providers.google_events import GoogleEvents
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.toolwire import gemini_contents, gemini_tools
+from engine.usage import Usage
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 API_VERSION = "v1"  # what google-genai uses with an API key

@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 
 from engine.providers import faults
-from engine.providers.base import Usage
 from engine.providers.sse import Out, count, json_object
 from engine.providers.toolcalls import Delta, ToolCallDelta
+from engine.usage import Usage
 
 # Gemini's finish reasons, in ours (anything else is a plain stop).
 GOOGLE_FINISH = {

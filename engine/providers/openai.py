@@ -13,11 +13,12 @@ import openai
 
 from engine.errors import ProviderFault, ProviderUnavailable
 from engine.providers import faults
-from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.base import Provider, ProviderRequest, ProviderStream
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.sse import OpenAIEvents
 from engine.providers.toolwire import openai_message, openai_tools
+from engine.usage import Usage
 
 # Settings the Chat Completions API takes as they are.
 _PASSTHROUGH = (

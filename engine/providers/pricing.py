@@ -20,7 +20,8 @@ from db import prices as price_rows
 from db.prices import ModelPrice
 
 if TYPE_CHECKING:
-    from engine.providers.base import Provider, Usage
+    from engine.providers.base import Provider
+    from engine.usage import Usage
 
 log = logging.getLogger(__name__)
 _MILLION = Decimal(1_000_000)

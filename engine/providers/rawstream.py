@@ -10,9 +10,10 @@ import httpx2
 
 from engine.errors import ProviderUnavailable
 from engine.providers import faults
-from engine.providers.base import ProviderStream, Usage
+from engine.providers.base import ProviderStream
 from engine.providers.sse import Out, SSEDecoder
 from engine.providers.toolcalls import Delta
+from engine.usage import Usage
 
 
 class EventReader(Protocol):

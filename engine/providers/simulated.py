@@ -20,8 +20,9 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage, count_words
+from engine.providers.base import Provider, ProviderRequest, ProviderStream, count_words
 from engine.providers.toolcalls import Delta, ToolCallDelta
+from engine.usage import Usage
 
 WORDS = (
     "stream token relay socket chunk model prompt river signal packet window lantern "

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 
 from engine.providers import faults
-from engine.providers.base import Usage
 from engine.providers.toolcalls import Delta, ToolCallDelta
+from engine.usage import Usage
 
 Out = str | list[Delta] | None  # what one event yields: text, text and tool-call pieces, nothing
 

@@ -7,11 +7,11 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.stream.records import CHUNK, DONE, TOOL_CALL, Record, decode_record
 
 
-async def read_records(redis: aioredis.Redis, keys: Keys, task_id: str) -> list[Record]:
+async def read_records(redis: aioredis.Redis, keys: RedisKeys, task_id: str) -> list[Record]:
     """Every record of the task's history, oldest first: (kind, payload)."""
     entries = cast(
         list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.history(task_id))
@@ -44,6 +44,6 @@ def fold(records: list[Record]) -> Partial:
     return Partial("".join(parts), last_seq, ended)
 
 
-async def read_partial(redis: aioredis.Redis, keys: Keys, task_id: str) -> Partial:
+async def read_partial(redis: aioredis.Redis, keys: RedisKeys, task_id: str) -> Partial:
     """The task's text so far, last seq and whether it ended, from its history."""
     return fold(await read_records(redis, keys, task_id))

@@ -1,11 +1,12 @@
 """Write coalesced chunks to Redis in batches (what goes into a chunk: coalescer.py).
 
 Every running task appends text; one loop per process flushes all of it each window:
-one pipeline carrying, per task, the chunk for the history stream (XADD) and
-for live delivery (PUBLISH). The window widens with the number of streaming tasks, and a
-slow flush makes the next window start later, so batches grow with load and shrink back
-when idle. Once Redis has taken a flush, its chunks are also handed, in memory and in
-order, to this process's own subscribers (engine/stream/local.py).
+one pipeline carrying, per task, the chunk for the history stream (XADD) and for live
+delivery (PUBLISH, or SPUBLISH on a cluster: engine/stream/live.py). The window widens with
+the number of streaming tasks, and a slow flush makes the next window start later, so
+batches grow with load and shrink back when idle. Once Redis has taken a flush, its chunks
+are also handed, in memory and in order, to this process's own subscribers
+(engine/stream/local.py).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from redis.exceptions import RedisError
 
 from engine.aio import check_cancelled
 from engine.errors import ServiceUnavailable
-from engine.keys import Keys
 from engine.metrics import Metrics
+from engine.redis_keys import RedisKeys
 from engine.stream.coalescer import CallRef, Chunk, Coalescer
+from engine.stream.live import publish_live
 from engine.stream.local import LocalFeed
 from engine.stream.outage import REDIS_DOWN, Outage, retrying
 from engine.stream.records import CHUNK, TOOL_CALL, chunk_payload, encode_record, tool_call_payload
@@ -49,7 +51,7 @@ class ChunkPublisher:
     def __init__(
         self,
         redis: aioredis.Redis,
-        keys: Keys,
+        keys: RedisKeys,
         window_s: float,
         history_maxlen: int,
         metrics: Metrics | None = None,
@@ -185,7 +187,7 @@ class ChunkPublisher:
                 pipe.xadd(history, {"r": record}, maxlen=self._maxlen, approximate=True)
                 if not pending.records:  # the task's first chunk
                     pipe.expire(history, RUNNING_TTL_S)
-                pipe.publish(self._keys.live(pending.task_id), record)
+                publish_live(pipe, self._keys.live(pending.task_id), record)
             try:
                 with self._metrics.redis_publish.time():
                     replies: list[Any] = await pipe.execute()

@@ -18,6 +18,10 @@ A pub/sub connection can go silent without an error (a half-open TCP connection 
 NAT or a load balancer): while the node watches tasks, it publishes a probe on a channel
 of its own every `probe_s`; a probe that does not come back renews the connection, and the
 re-subscription re-reads each task's history for what was missed.
+
+On a Redis Cluster the live channels and the probe are sharded channels (SSUBSCRIBE, one
+connection per shard, engine/stream/live.py); redis-py moves a channel to the new owner of
+its slot after a failover or a migration, and the new confirmation re-reads the history.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.aio import check_cancelled, close_pubsub
-from engine.keys import Keys
 from engine.metrics import Metrics
+from engine.redis_keys import RedisKeys
+from engine.stream.live import publish_live, sharded
 from engine.stream.local import LocalFeed
 from engine.stream.outage import REDIS_DOWN, Outage
 from engine.stream.records import DONE, Record
@@ -53,7 +58,7 @@ class Relay:
     def __init__(
         self,
         redis: aioredis.Redis,
-        keys: Keys,
+        keys: RedisKeys,
         load_final: FinalLoader,
         metrics: Metrics | None = None,
         probe_s: float = 5.0,
@@ -69,6 +74,7 @@ class Relay:
         self._probe_seen = asyncio.Event()
         self._probe_subscribed = False
         self._pubsub = redis.pubsub()
+        self._sharded = sharded(redis)
         self._watches: dict[str, TaskWatch] = {}
         self._by_channel: dict[str, TaskWatch] = {}
         self._runners: set[asyncio.Task[None]] = set()
@@ -156,9 +162,9 @@ class Relay:
             self._by_channel[channel] = watch
             watch.listening = True
             if not self._probe_subscribed:  # kept across reconnects by redis-py
-                await self._pubsub.subscribe(self.probe_channel)
+                await self._subscribe(self.probe_channel)
                 self._probe_subscribed = True
-            await self._pubsub.subscribe(channel)
+            await self._subscribe(channel)
         self._active.set()
 
     def deliver(self, task_id: str, record: Record) -> None:
@@ -216,7 +222,10 @@ class Relay:
             return  # watched again meanwhile
         try:
             async with self._lock:
-                await self._pubsub.unsubscribe(channel)
+                if self._sharded:
+                    await self._pubsub.sunsubscribe(channel)
+                else:
+                    await self._pubsub.unsubscribe(channel)
         except RedisError as exc:
             log.info("unsubscribe failed: %s", type(exc).__name__)
 
@@ -236,7 +245,7 @@ class Relay:
                 await self._active.wait()
                 continue
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._next_message()
             except (RedisError, OSError) as exc:
                 check_cancelled()
                 # redis-py reconnects and re-subscribes on the next read; each channel's
@@ -253,17 +262,17 @@ class Relay:
         if isinstance(channel, bytes):
             channel = channel.decode()
         if channel == self.probe_channel:
-            if message["type"] == "message":
+            if message["type"] in ("message", "smessage"):
                 self._probe_seen.set()
             return
         watch = self._by_channel.get(channel)
         if watch is None:
             return
-        if message["type"] == "subscribe":
+        if message["type"] in ("subscribe", "ssubscribe"):
             if watch.confirmed.is_set():
                 watch.queue.put_nowait(Resync())
             watch.confirmed.set()
-        elif message["type"] == "message":
+        elif message["type"] in ("message", "smessage"):
             watch.queue.put_nowait(message["data"])
 
     async def _probe(self) -> None:
@@ -274,7 +283,7 @@ class Relay:
                 continue
             self._probe_seen.clear()
             try:
-                await self.redis.publish(self.probe_channel, "probe")
+                await publish_live(self.redis, self.probe_channel, "probe")
             except (RedisError, OSError):
                 check_cancelled()
                 continue  # Redis itself is away: the reader reconnects when it is back
@@ -287,9 +296,23 @@ class Relay:
 
     async def _renew(self) -> None:
         """Drop the pub/sub connection: the reader's next read reconnects and re-subscribes."""
-        connection = self._pubsub.connection
-        if connection is not None:
-            await connection.disconnect()
+        shards = getattr(self._pubsub, "node_pubsub_mapping", {})  # a cluster's, per node
+        for pubsub in [self._pubsub, *shards.values()]:
+            if pubsub.connection is not None:
+                await pubsub.connection.disconnect()
+
+    async def _subscribe(self, channel: str) -> None:
+        if self._sharded:
+            await self._pubsub.ssubscribe(channel)
+        else:
+            await self._pubsub.subscribe(channel)
+
+    async def _next_message(self) -> dict[str, Any] | None:
+        if self._sharded:
+            message: dict[str, Any] | None = await self._pubsub.get_sharded_message(timeout=1.0)
+            return message
+        plain: dict[str, Any] | None = await self._pubsub.get_message(timeout=1.0)
+        return plain
 
     async def close(self) -> None:
         self._closed = True

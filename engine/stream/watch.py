@@ -32,8 +32,8 @@ from engine.stream.records import CHUNK, DONE, EVENTS, TOOL_CALL, Record, decode
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from engine.keys import Keys
     from engine.metrics import Metrics
+    from engine.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class WatchHost(Protocol):
     that hand a watch's work back to its owner."""
 
     redis: Redis
-    keys: Keys
+    keys: RedisKeys
     metrics: Metrics
 
     # a callable attribute (the engine's finished-task loader), not a method

@@ -22,11 +22,12 @@ import redis.asyncio as aioredis
 from db import tasks as task_rows
 from db.pool import DatabaseBusy
 from engine.errors import PromptrelayError
-from engine.keys import Keys
-from engine.providers.base import Usage
 from engine.providers.pricing import format_money
+from engine.redis_keys import RedisKeys
+from engine.stream.live import publish_live
 from engine.stream.local import LocalFeed
 from engine.stream.records import DONE, encode_done
+from engine.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ async def write_outcome(
 
 async def publish_done(
     redis: aioredis.Redis,
-    keys: Keys,
+    keys: RedisKeys,
     task_id: str,
     payload: dict[str, Any],
     ttl_s: int,
@@ -261,7 +262,7 @@ async def publish_done(
     pipe = redis.pipeline(transaction=True)
     pipe.xadd(keys.history(task_id), {"r": record})
     pipe.expire(keys.history(task_id), ttl_s)
-    pipe.publish(keys.live(task_id), record)
+    publish_live(pipe, keys.live(task_id), record)  # one slot with the history on a cluster
     await pipe.execute()
     if local is not None:
         local.hand(task_id, DONE, payload)

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from db import tasks as task_rows
 from engine.aio import check_cancelled
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 from engine.stream.history import read_partial
 from engine.tasks.finalize import FINALIZE_RETRYABLE, publish_done
 
@@ -54,7 +54,7 @@ class PendingFinalizes:
         self,
         pool: asyncpg.Pool,
         redis: aioredis.Redis,
-        keys: Keys,
+        keys: RedisKeys,
         history_ttl_s: int,
         interval_s: float = 1.0,
     ) -> None:

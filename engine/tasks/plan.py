@@ -14,10 +14,10 @@ import redis.asyncio as aioredis
 
 from db import tasks as task_rows
 from engine.accounts.quotas import Quotas, Reservation
-from engine.keys import Keys
 from engine.metrics import Metrics
 from engine.prompts.checker import ValidationPool
 from engine.providers.base import Provider, ProviderRequest
+from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from engine.stream.local import LocalFeed
 from engine.stream.publisher import ChunkPublisher
@@ -98,7 +98,7 @@ class RunnerDeps:
 
     pool: asyncpg.Pool
     redis: aioredis.Redis
-    keys: Keys
+    keys: RedisKeys
     publisher: ChunkPublisher
     quotas: Quotas
     first_token_timeout_s: float
@@ -130,7 +130,7 @@ class RunnerDeps:
         metrics: Metrics,
         defer_finalize: FinalizeDeferrer | None,
     ) -> RunnerDeps:
-        keys = Keys(settings.redis_prefix)
+        keys = RedisKeys(settings.redis_prefix)
         return cls(
             pool=pool,
             redis=redis,

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from db import attempts as attempt_rows
 from engine.errors import InvalidRequest, ProviderUnavailable, StreamTimeout
-from engine.providers.base import Provider, ProviderRequest, ProviderStream, Usage
+from engine.providers.base import Provider, ProviderRequest, ProviderStream
 from engine.providers.toolcalls import Delta
 from engine.tasks.plan import Candidate, RetryPolicy, RunnerDeps, TaskPlan
+from engine.usage import Usage
 
 if TYPE_CHECKING:
     from engine.providers.registry import ProviderRegistry

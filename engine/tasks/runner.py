@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, StreamTimeout
-from engine.providers.base import ProviderRequest, Usage, estimate_tokens
+from engine.providers.base import ProviderRequest, estimate_tokens
 from engine.providers.pricing import task_cost
 from engine.providers.toolcalls import ToolCallAssembler, ToolCallDelta
 from engine.status import TaskStatus
@@ -27,6 +27,7 @@ from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import open_task_stream
 from engine.tasks.tasklog import bind_task, record_end
 from engine.tasks.toolsteps import StepEnd, await_results, end_step, hand_over
+from engine.usage import Usage
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from engine.keys import Keys
+from engine.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def title_from(messages: list[dict[str, str]], fallback: str = "") -> str:
 
 async def announce(
     redis: aioredis.Redis,
-    keys: Keys,
+    keys: RedisKeys,
     user_id: UUID,
     run_id: UUID,
     change: str,

@@ -24,9 +24,9 @@ from engine.providers.registry import ProviderRegistry
 from engine.settings import Settings
 from engine.status import ENDED, TaskStatus
 from engine.tasks.context import fit_messages, input_budget, known_window
+from engine.tasks.conversations import Conversations, new_run_summary, run_cost
 from engine.tasks.dispatch import Dispatcher
 from engine.tasks.finalize import done_from_row
-from engine.tasks.history import History, new_run_summary, run_cost
 from engine.tasks.limits import check_output_limit, check_request_limits
 from engine.tasks.plan import RunnerDeps, TaskPlan
 from engine.tasks.retries import resolve_fallbacks
@@ -72,7 +72,7 @@ class Engine:
         self.supervisor = supervisor
         self.provider_keys = provider_keys
         self.dispatcher = dispatcher
-        self.history = History(self.pool, self.redis, self.keys, self.dispatcher)
+        self.conversations = Conversations(self.pool, self.redis, self.keys, self.dispatcher)
 
     async def execute(self, user: User, req: ExecuteRequest) -> ExecuteResult:
         """Check and record the task, start it, and return its ids (idempotent by request_id)."""

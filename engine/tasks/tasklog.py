@@ -14,8 +14,8 @@ from uuid import UUID
 
 from engine.errors import fault_of
 from engine.metrics import Metrics
-from engine.providers.base import Usage
 from engine.status import TaskStatus
+from engine.usage import Usage
 
 log = logging.getLogger("promptrelay.task")
 

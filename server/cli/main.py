@@ -16,8 +16,8 @@ from db.migrate import apply_migrations
 from db.pool import connect
 from engine.settings import Settings
 from server.cli import provider_keys as cli_provider_keys
+from server.cli.api_keys import add_key_commands, run_key_command
 from server.cli.infra import infrastructure, with_database
-from server.cli.keys import add_key_commands, run_key_command
 from server.http.heads import run_node_app
 from server.process.local_workers import LocalWorkers, watch_parent, worker_count
 from server.process.local_workers import attach as attach_local_workers

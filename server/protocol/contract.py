@@ -12,7 +12,7 @@ from pydantic.json_schema import models_json_schema
 from engine.agents.models import AGENT_ROUTES, MEMBER_ROUTES
 from engine.prompts.gallery_models import GALLERY_ROUTES
 from engine.prompts.views import LIBRARY_ROUTES
-from engine.protocol.history import HISTORY_EVENTS, HISTORY_ROUTES
+from engine.protocol.conversations import HISTORY_EVENTS, HISTORY_ROUTES
 from engine.protocol.openai_compat import ChatCompletionRequest
 from engine.protocol.requests import (
     ExecuteRequest,

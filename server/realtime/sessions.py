@@ -26,7 +26,7 @@ import socketio
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from db.keys import live_callers
+from db.api_keys import live_callers
 from db.pool import count_as_background
 from db.users import User
 from engine.accounts.connections import ConnectionCounter

@@ -1,7 +1,7 @@
 // The conversation sidebar: the caller's runs (GET /v1/runs), most recently active first,
 // with search (?q=), rename and archive (PATCH), delete (DELETE) and resume (a click); a
 // toggle shows the archived ones instead. Kept in step with
-// other tabs by the Socket.IO event `runs_changed` (docs/history.md).
+// other tabs by the Socket.IO event `runs_changed` (docs/conversations.md).
 
 const PAGE = 50;
 const SEARCH_DELAY_MS = 250;

@@ -13,7 +13,7 @@ import aiohttp
 
 from db.pool import connect
 from engine.protocol import paging
-from engine.protocol.history import RunPage, RunsChanged, RunSummary, TaskPage
+from engine.protocol.conversations import RunPage, RunsChanged, RunSummary, TaskPage
 from tests.conftest import Client, Server, start_server, stop_server
 
 FAST = {"max_tokens": 3, "tokens_per_second": 0}

@@ -12,16 +12,16 @@ from uuid import UUID
 import asyncpg
 from redis.asyncio import Redis
 
+from db import executions
 from db import prompts as prompt_rows
 from db import runs as run_rows
-from db import task_history
-from db.task_history import TaskFilter
+from db.executions import TaskFilter
 from db.users import User
 from engine.errors import InvalidRequest, NotFound
-from engine.keys import Keys
 from engine.protocol import paging
 from engine.protocol.requests import RunUpdate
 from engine.providers.pricing import format_money
+from engine.redis_keys import RedisKeys
 from engine.status import LIVE, TaskStatus
 from engine.tasks.dispatch import Dispatcher
 from engine.tasks.runs_feed import announce
@@ -31,11 +31,11 @@ STATUSES = tuple(TaskStatus)
 _COST_PLACES = Decimal("0.0000000001")  # the 10 places of numeric(20, 10)
 
 
-class History:
+class Conversations:
     """Reads and edits of the caller's runs and tasks, beside the engine's execute."""
 
     def __init__(
-        self, pool: asyncpg.Pool, redis: Redis, keys: Keys, dispatcher: Dispatcher
+        self, pool: asyncpg.Pool, redis: Redis, keys: RedisKeys, dispatcher: Dispatcher
     ) -> None:
         self.pool = pool
         self.redis = redis
@@ -97,7 +97,7 @@ class History:
         """`{items, next_cursor}` of the caller's tasks, newest first."""
         if where.status is not None and where.status not in STATUSES:
             raise _bad("status", "one of " + ", ".join(STATUSES))
-        rows = await task_history.list_tasks(
+        rows = await executions.list_tasks(
             self.pool, user.id, where, limit=limit + 1, after=paging.after_time_and_id(cursor)
         )
         return paging.page(
@@ -110,7 +110,7 @@ class History:
         """Per-version and total figures of the caller's executions of their prompt."""
         if not await prompt_rows.owns_prompt(self.pool, prompt_id, user.id):
             raise NotFound("prompt not found")
-        rows = await task_history.prompt_stats(self.pool, prompt_id, user.id, start, end)
+        rows = await executions.prompt_stats(self.pool, prompt_id, user.id, start, end)
         total = next(r for r in rows if r["total"])
         return {
             "prompt_id": str(prompt_id),

@@ -1,4 +1,4 @@
-"""HTTP routes of conversations and history (docs/history.md): parse, call the engine."""
+"""HTTP routes of conversations and history (docs/conversations.md): parse, call the engine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from db.task_history import TaskFilter
+from db.executions import TaskFilter
 from engine.errors import InvalidRequest
 from engine.protocol.requests import RunUpdate
 from server.http.prompts import page_limit
@@ -61,7 +61,7 @@ def _uuid_param(request: web.Request, name: str) -> UUID | None:
 @routes.get("/v1/runs")
 async def list_runs(request: web.Request) -> web.Response:
     user = await current_user(request)
-    page = await request.app[ENGINE].history.list_runs(
+    page = await request.app[ENGINE].conversations.list_runs(
         user,
         archived=request.query.get("archived") or "false",
         text=request.query.get("q") or None,
@@ -76,13 +76,17 @@ async def update_run(request: web.Request) -> web.Response:
     user = await current_user(request)
     run_id = path_uuid(request.match_info["id"], "run")
     change = await body_as(request, RunUpdate)
-    return web.json_response(await request.app[ENGINE].history.update_run(user, run_id, change))
+    return web.json_response(
+        await request.app[ENGINE].conversations.update_run(user, run_id, change)
+    )
 
 
 @routes.delete("/v1/runs/{id}")
 async def delete_run(request: web.Request) -> web.Response:
     user = await current_user(request)
-    await request.app[ENGINE].history.delete_run(user, path_uuid(request.match_info["id"], "run"))
+    await request.app[ENGINE].conversations.delete_run(
+        user, path_uuid(request.match_info["id"], "run")
+    )
     return web.Response(status=204)
 
 
@@ -97,7 +101,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         start=start,
         end=end,
     )
-    page = await request.app[ENGINE].history.list_tasks(
+    page = await request.app[ENGINE].conversations.list_tasks(
         user, where, limit=page_limit(request), cursor=request.query.get("cursor") or None
     )
     return web.json_response(page)
@@ -108,5 +112,5 @@ async def prompt_stats(request: web.Request) -> web.Response:
     user = await current_user(request)
     prompt_id = path_uuid(request.match_info["id"], "prompt")
     start, end = _time_range(request)
-    stats = await request.app[ENGINE].history.prompt_stats(user, prompt_id, start, end)
+    stats = await request.app[ENGINE].conversations.prompt_stats(user, prompt_id, start, end)
     return web.json_response(stats)

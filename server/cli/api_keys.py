@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from db import keys as key_rows
+from db import api_keys as key_rows
 from db.users import mark_deleted
 from engine.settings import Settings
 from server.cli.infra import with_database

@@ -1,4 +1,4 @@
-"""Payloads of conversations and history (docs/history.md): the run list, renaming and
+"""Payloads of conversations and history (docs/conversations.md): the run list, renaming and
 deleting runs, the executions list, a prompt's statistics, and the `runs_changed` event.
 
 Mapped into the protocol by engine.protocol.responses (HTTP_ROUTES, SERVER_EVENTS).

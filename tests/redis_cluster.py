@@ -1,0 +1,158 @@
+"""A real Redis Cluster for the tests: three masters with one replica each on loopback
+ports, in a temporary directory, started once per session when PROMPTRELAY_TEST_REDIS=cluster
+(tests/conftest.py). Needs redis-server 7 (Debian's `redis-server` package; `.ci/run`
+installs it): sharded pub/sub came with 7.0."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+MASTERS = 3
+NODES = MASTERS * 2  # one replica each
+
+
+def _version(executable: str) -> int:
+    out = subprocess.run([executable, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"v=(\d+)\.", out)
+    return int(found.group(1)) if found else 0
+
+
+def find_executables() -> tuple[str, str] | None:
+    """(redis-server, redis-cli) of release 7 or later, or None."""
+    for folder in ("/usr/bin", "/usr/local/bin", *os.environ.get("PATH", "").split(":")):
+        server, cli = Path(folder) / "redis-server", Path(folder) / "redis-cli"
+        if server.exists() and cli.exists() and _version(str(server)) >= 7:
+            return str(server), str(cli)
+    return None
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ports() -> list[int]:
+    """NODES ports whose cluster bus port (port + 10000) is free too."""
+    while True:
+        base = random.randrange(20000, 29000, 10)
+        ports = list(range(base, base + NODES))
+        if all(_free(p) and _free(p + 10000) for p in ports):
+            return ports
+
+
+class RedisClusterProcesses:
+    """Six redis-server processes joined into one cluster."""
+
+    def __init__(self, root: Path) -> None:
+        found = find_executables()
+        if found is None:
+            raise RuntimeError("redis-server 7 is needed: apt-get install -y redis-server")
+        self.server, self.cli = found
+        self.root = root
+        self.ports = _ports()
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> None:
+        for port in self.ports:
+            self._launch(port)
+        for port in self.ports:
+            self._wait_ping(port)
+        hosts = [f"127.0.0.1:{p}" for p in self.ports]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *hosts, "--cluster-replicas", "1", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.wait_ok()
+
+    def _launch(self, port: int) -> None:
+        folder = self.root / str(port)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            [
+                self.server,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", str(folder / "nodes.conf"),
+                "--cluster-node-timeout", "2000",
+                "--appendonly", "no",
+                "--save", "",
+                "--dir", str(folder),
+                "--logfile", str(folder / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def _cli(self, port: int, *args: str) -> str:
+        done = subprocess.run(
+            [self.cli, "-p", str(port), *args], capture_output=True, text=True, timeout=10
+        )
+        return done.stdout
+
+    def _wait_ping(self, port: int) -> None:
+        deadline = time.monotonic() + 20
+        while self._cli(port, "ping").strip() != "PONG":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {port} did not start")
+            time.sleep(0.05)
+
+    def wait_ok(self, timeout_s: float = 60) -> None:
+        """Until every live node says the cluster is ok and covers all slots."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            alive = [p for p, proc in self.procs.items() if proc.poll() is None]
+            if all("cluster_state:ok" in self._cli(p, "cluster", "info") for p in alive):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not become ok")
+            time.sleep(0.2)
+
+    def masters(self) -> list[int]:
+        """Ports of the live masters."""
+        out = []
+        for port, proc in self.procs.items():
+            if proc.poll() is None and "role:master" in self._cli(port, "info", "replication"):
+                out.append(port)
+        return out
+
+    def kill(self, port: int) -> None:
+        """`kill -9` one node."""
+        proc = self.procs[port]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again (it rejoins as a replica of its promoted replica)."""
+        self._launch(port)
+        self._wait_ping(port)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)

