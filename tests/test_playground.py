@@ -265,7 +265,16 @@ async def test_page_and_assets_are_served(server: Server) -> None:
             assert resp.status == 200
             assert "promptrelay playground" in await resp.text()
             assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
-        for name in ("app.js", "view.js", "sidebar.js", "usage.js", "style.css"):
+        for name in (
+            "app.js",
+            "view.js",
+            "sidebar.js",
+            "usage.js",
+            "catalog.js",
+            "library.js",
+            "tools.js",
+            "style.css",
+        ):
             path = f"/playground/{name}"
             async with http.get(server.url + path) as resp:
                 assert resp.status == 200, path

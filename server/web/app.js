@@ -6,9 +6,12 @@
 // Types of every payload: clients/typescript/protocol.d.ts (GET /v1/protocol.json).
 
 import { createClient } from "/client/index.js";
+import { Catalog } from "./catalog.js";
+import { Library } from "./library.js";
 import { Sidebar } from "./sidebar.js";
+import { EXAMPLE_TOOLS, addToolPiece, parseTools } from "./tools.js";
 import { showUsage } from "./usage.js";
-import { describeError, renderTurn, turnsOfRun, variableField } from "./view.js";
+import { describeError, renderTurn, turnsOfRun } from "./view.js";
 
 const KEY_STORE = "promptrelay.key";
 const CHAT_STORE = "promptrelay.chat";
@@ -17,7 +20,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
   client: null,
   key: "",
-  catalog: new Map(), // option value -> {kind, ref, variables}
+  catalog: null, // what to run (catalog.js)
+  library: null, // the library panel (library.js)
   chat: loadChat(), // {run_id, turns: [...]}, kept in sessionStorage to survive a reload
   handles: new Map(), // task_id -> the client's task handle
   sidebar: null,
@@ -72,7 +76,8 @@ function connect(key) {
     showError("");
     if (!reconnected) followOpenTurns(); // after a reload; later reconnects: the client
     else markResumed();
-    loadCatalog();
+    state.catalog.load();
+    state.library.load();
     state.sidebar.reload(); // runs_changed missed while disconnected
     loadUsage();
   });
@@ -102,100 +107,34 @@ async function api(path, { method = "GET", body } = {}) {
   return response.status === 204 ? null : response.json();
 }
 
-const getJson = (path) => api(path);
-
-function addGroup(label, entries) {
-  const source = $("source");
-  source.querySelectorAll(`optgroup[label="${label}"]`).forEach((g) => g.remove());
-  if (!entries.length) return;
-  const group = document.createElement("optgroup");
-  group.label = label;
-  for (const entry of entries) {
-    const option = document.createElement("option");
-    option.value = entry.value;
-    option.textContent = entry.text;
-    group.append(option);
-    state.catalog.set(entry.value, entry);
+/** The library's "Use" / "Run" / a fresh fork: make it what Send runs. */
+async function useEntry(value, name) {
+  if (!(await state.catalog.choose(value))) {
+    showError(`“${name}” is not in the list of what you can run.`);
+    return;
   }
-  source.append(group);
-}
-
-async function loadCatalog() {
-  const selected = $("source").value;
-  try {
-    const { items } = await getJson("/v1/builtins");
-    addGroup("Builtins", items.map((b) => ({
-      value: `builtin:${b.name}`, text: `${b.name}: ${b.description || ""}`.trim(),
-      kind: "builtin", ref: b.name, variables: b.variables || [],
-    })));
-  } catch (_) {
-    addGroup("Builtins", [{ value: "builtin:*", text: "Builtin by name…", kind: "builtin",
-      ref: null, variables: null }]);
-  }
-  try {
-    const { items } = await getJson("/v1/prompts");
-    addGroup("Your prompts", items.map((p) => ({
-      value: `prompt:${p.id}`, text: p.name || p.id, kind: "prompt", ref: p.id,
-      variables: p.variables || null,
-    })));
-  } catch (_) { /* no prompt library on this server (yet) */ }
-  if (state.catalog.has(selected)) $("source").value = selected;
-  await onSourceChange();
-}
-
-async function onSourceChange() {
-  const entry = state.catalog.get($("source").value);
-  $("builtin-name-field").hidden = !(entry && entry.kind === "builtin" && !entry.ref);
-  let variables = entry ? entry.variables : [];
-  if (entry && entry.kind === "prompt" && !variables) {
-    try {
-      variables = (await getJson(`/v1/prompts/${entry.ref}`)).variables || [];
-    } catch (_) { variables = []; }
-    entry.variables = variables;
-  }
-  renderVariables(variables || []);
-}
-
-function renderVariables(definitions) {
-  const box = $("variable-fields");
-  box.replaceChildren();
-  $("variables").hidden = definitions.length === 0;
-  for (const def of definitions) box.append(variableField(def));
-}
-
-function variableValues() {
-  const values = {};
-  for (const input of document.querySelectorAll("[data-variable]")) {
-    const type = input.dataset.type;
-    if (type === "boolean") values[input.dataset.variable] = input.checked;
-    else if (input.value === "") continue; // the server names what is missing
-    else if (type === "number") values[input.dataset.variable] = Number(input.value);
-    else values[input.dataset.variable] = input.value;
-  }
-  return values;
+  showError("");
+  $("message").focus();
 }
 
 // ---- sending, streaming, cancelling
 
 function buildRequest(message) {
-  const entry = state.catalog.get($("source").value);
-  const request = {}; // the client adds a fresh request_id
-  if (entry && entry.kind === "builtin") {
-    request.builtin = entry.ref || $("builtin-name").value.trim();
-    request.variables = variableValues();
-  } else if (entry && entry.kind === "prompt") {
-    request.prompt_id = entry.ref;
-    request.variables = variableValues();
-  }
+  const request = state.catalog.requestFields(); // the client adds a fresh request_id
   if (message) request.messages = [{ role: "user", content: message }];
   const model = $("model").value.trim();
   if (model) request.model = model;
   const settings = {};
   if ($("max-tokens").value) settings.max_tokens = Number($("max-tokens").value);
   if ($("tps").value) settings.tokens_per_second = Number($("tps").value);
+  if ($("tools-on").checked) {
+    request.tools = parseTools($("tools").value); // throws, saying what is wrong
+    if ($("sim-calls").value) settings.simulate_tool_calls = Number($("sim-calls").value);
+  }
   if (Object.keys(settings).length) request.settings = settings;
   if ($("continue-run").checked && state.chat.run_id) request.run_id = state.chat.run_id;
-  return { request, label: message || `${request.builtin || "prompt"} ${JSON.stringify(request.variables || {})}` };
+  const label = message || `${state.catalog.label()} ${JSON.stringify(request.variables || {})}`;
+  return { request, label };
 }
 
 async function send(event) {
@@ -205,8 +144,16 @@ async function send(event) {
     return;
   }
   const message = $("message").value.trim();
-  const { request, label } = buildRequest(message);
-  if (!request.builtin && !request.prompt_id && !message) {
+  let built;
+  try {
+    built = buildRequest(message);
+  } catch (err) {
+    showError(err.message);
+    $("tools").focus();
+    return;
+  }
+  const { request, label } = built;
+  if (!request.builtin && !request.prompt_id && !request.agent_id && !message) {
     showError("Type a message, or pick a prompt.");
     return;
   }
@@ -237,7 +184,7 @@ function turnOf(taskId) {
   return state.chat.turns.find((t) => t.task_id === taskId);
 }
 
-/** Mirror a task handle into its turn: the text so far, then the final task_done. */
+/** Mirror a task handle into its turn: the text so far, tool calls, the final task_done. */
 function watch(turn, handle) {
   state.handles.set(turn.task_id, handle);
   const sync = (kind, value) => {
@@ -247,16 +194,48 @@ function watch(turn, handle) {
       turn.done = { status: "failed", error: value, text: handle.text };
     } else if (kind === "done") {
       turn.done = value; // whole text: also right when history had expired
+      if (value.next_task_id) followContinuation(turn, value.next_task_id);
       afterTaskEnded();
     }
     turn.text = handle.text;
     turn.last_seq = handle.lastSeq;
+    if (kind === "tool_call") addToolPiece(turn, value); // kept across a reload's resume
     saveChat();
-    kind === "chunk" ? renderTurnText(turn) : renderAll();
+    if (kind === "chunk") renderTurnText(turn);
+    else if (kind === "tool_call") renderToolCallText(turn, value);
+    else renderAll();
   };
   handle.listen(sync);
   if (handle.result) sync("done", handle.result);
   else if (handle.text !== turn.text) sync("chunk", null);
+}
+
+/** A step that asked for tools names its continuation: follow it now; it streams once every
+ * call has its result (docs/tools.md). */
+function followContinuation(turn, nextTaskId) {
+  if (turnOf(nextTaskId)) return;
+  const next = { role: "assistant", task_id: nextTaskId, text: "", last_seq: 0, done: null,
+    continues: true };
+  const at = state.chat.turns.indexOf(turn);
+  state.chat.turns.splice(at + 1, 0, next);
+  watch(next, state.client.subscribe(nextTaskId));
+}
+
+async function sendToolResult(turn, callId, output) {
+  try {
+    await state.client.toolResult(turn.task_id, callId, output);
+  } catch (err) {
+    showError(describeError(err));
+    return;
+  }
+  showError("");
+  turn.tool_results = { ...(turn.tool_results || {}), [callId]: output };
+  if (turn.tool_drafts) delete turn.tool_drafts[callId];
+  saveChat();
+  renderAll();
+  // The next call's result field, so results are typed one after another.
+  const nextField = document.querySelector(`li[data-task-id="${turn.task_id}"] .tool-result-form textarea`);
+  if (nextField) nextField.focus();
 }
 
 function openTurn() {
@@ -349,10 +328,22 @@ function renderTurnText(turn) {
   else renderAll();
 }
 
+function renderToolCallText(turn, piece) {
+  const call = turn.tool_calls.find((c) => c.callId === piece.callId);
+  const pre = document.querySelector(
+    `li[data-task-id="${turn.task_id}"] .tool-call[data-call-id="${piece.callId}"] .tool-args`);
+  if (pre && call) pre.textContent = call.arguments;
+  else renderAll();
+}
+
 function renderAll() {
-  $("transcript").replaceChildren(...state.chat.turns.map(renderTurn));
+  // Re-rendering must not take the focus from a field being typed in (a tool result).
+  const focused = document.activeElement && document.activeElement.id;
+  const inTranscript = focused && $("transcript").contains(document.activeElement);
+  $("transcript").replaceChildren(...state.chat.turns.map((t) => renderTurn(t, sendToolResult)));
   $("run-line").textContent = state.chat.run_id ? `Run ${state.chat.run_id}` : "";
   $("cancel").disabled = !openTurn();
+  if (inTranscript && $(focused)) $(focused).focus();
 }
 
 // ---- wiring
@@ -362,7 +353,6 @@ $("key-form").addEventListener("submit", (event) => {
   const key = $("api-key").value.trim();
   if (key) connect(key);
 });
-$("source").addEventListener("change", onSourceChange);
 $("send-form").addEventListener("submit", send);
 $("cancel").addEventListener("click", cancel);
 $("new-chat").addEventListener("click", newConversation);
@@ -382,6 +372,13 @@ $("message").addEventListener("keydown", (event) => {
   }
 });
 
+$("tools-on").addEventListener("change", () => {
+  $("tools-fields").hidden = !$("tools-on").checked;
+});
+$("tools").value = JSON.stringify(EXAMPLE_TOOLS, null, 2);
+
+state.catalog = new Catalog({ api });
+state.library = new Library({ api, onUse: useEntry });
 state.sidebar = new Sidebar({ api, onOpen: openRun, onDeleted: onRunDeleted });
 state.sidebar.setActive(state.chat.run_id);
 renderAll();

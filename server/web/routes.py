@@ -18,6 +18,9 @@ PAGE_FILES = {
     "view.js": "text/javascript",
     "sidebar.js": "text/javascript",
     "usage.js": "text/javascript",
+    "catalog.js": "text/javascript",
+    "library.js": "text/javascript",
+    "tools.js": "text/javascript",
     "style.css": "text/css",
 }
 # The JavaScript client package (clients/typescript/src), which the page is built on: in a

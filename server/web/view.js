@@ -1,5 +1,7 @@
 // Rendering helpers of the playground: DOM built from data, no state of their own.
 
+import { renderToolCalls } from "./tools.js";
+
 export function describeError(error) {
   const details = error.details || {};
   if (details.missing) return `${error.code}: ${error.message} (${details.missing.join(", ")})`;
@@ -85,28 +87,38 @@ function renderStats(turn) {
       ? ` (${done.validation.errors.length} error(s))` : "";
     dl.append(stat("Validation", done.validation.status + errors));
   }
+  if (done.refusal) {
+    // The provider declined (finish_reason content_filter): said apart from the text.
+    const refused = stat("Refused", done.refusal);
+    refused.className = "refusal";
+    dl.append(refused);
+  }
   if (done.error) dl.append(stat("Error", describeError(done.error)));
   return dl;
 }
 
-export function renderTurn(turn) {
+/** One transcript entry; onResult(turn, callId, output) sends a tool call's result. */
+export function renderTurn(turn, onResult) {
   const li = document.createElement("li");
   li.className = `turn ${turn.role}` + (turn.done && turn.done.status === "failed" ? " failed" : "");
   if (turn.task_id) li.dataset.taskId = turn.task_id;
   if (turn.done) li.dataset.status = turn.done.status;
   const who = document.createElement("div");
   who.className = "who";
-  who.textContent = turn.role === "user" ? "You" : "Assistant";
+  who.textContent = turn.role === "user" ? "You"
+    : turn.continues ? "Assistant (after the tool results)" : "Assistant";
   const text = document.createElement("p");
   text.className = "text";
   text.textContent = turn.text;
   li.append(who, text);
+  const calls = turn.role === "assistant" ? renderToolCalls(turn, onResult) : null;
+  if (calls) li.append(calls);
   if (turn.role === "assistant") li.append(renderStats(turn));
   return li;
 }
 
 const DONE_FIELDS = ["status", "finish_reason", "usage", "cost_usd", "ttft_ms", "latency_ms",
-  "validation", "error"];
+  "validation", "error", "refusal", "tool_calls", "next_task_id"];
 
 /** GET /v1/runs/{id} -> transcript turns: its user and assistant messages, each answer with
  * its task's figures; a task still running becomes an open turn the page follows. */
@@ -127,7 +139,8 @@ export function turnsOfRun(run) {
     const done = task ? Object.fromEntries(DONE_FIELDS.map((f) => [f, task[f]]))
       : { status: "completed" };
     turns.push({ role: "assistant", task_id: task ? task.id : null, text,
-      last_seq: task ? task.last_seq : 0, done });
+      last_seq: task ? task.last_seq : 0, done, tool_results: task ? task.tool_results || {} : {},
+      continues: Boolean(task && task.parent_task_id) });
   }
   for (const task of tasks) {
     if (task.status === "queued" || task.status === "running") {
