@@ -119,3 +119,19 @@ def test_architecture_document_names_every_module() -> None:
         if rel not in named and not (folder in named and f"`{path.name}`" in doc):
             missing.append(rel)
     assert missing == []
+
+
+def test_the_wheel_lists_every_package() -> None:
+    """A package missing from pyproject's list is missing from the wheel (and the image):
+    the installed server then fails to import it."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("__init__.py")
+    }
+    assert found - listed == set()
