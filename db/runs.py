@@ -21,11 +21,12 @@ async def get_run(
     )
 
 
-# A run as the list shows it; `preview` is the first 120 characters of its newest message.
+# A run as the list shows it; `preview` is the first 120 characters of its newest message's
+# text (sql/016_message_text.sql: never an image's data).
 RUN_SUMMARY = (
     "id, name, status, task_count, unpriced_tasks, input_tokens, output_tokens, total_tokens,"
     " total_cost_usd,"
-    " left(messages -> -1 ->> 'content', 120) AS preview, messages -> -1 ->> 'role' AS"
+    " left(message_text(messages -> -1), 120) AS preview, messages -> -1 ->> 'role' AS"
     " preview_role, created_at, updated_at"
 )
 
@@ -48,7 +49,7 @@ async def list_runs(
         " WHERE r.user_id = $1 AND r.status = ANY($2::text[])"
         "   AND ($3::text IS NULL OR strpos(lower(r.name), lower($3)) > 0 OR EXISTS ("
         "     SELECT 1 FROM jsonb_array_elements(r.messages) m"
-        "     WHERE strpos(lower(m ->> 'content'), lower($3)) > 0))"
+        "     WHERE strpos(lower(message_text(m)), lower($3)) > 0))"
         "   AND ($4::timestamptz IS NULL OR (r.updated_at, r.id) < ($4, $5::uuid))"
         " ORDER BY r.updated_at DESC, r.id DESC LIMIT $6",
         user_id,

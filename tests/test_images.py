@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from engine.providers.anthropic import AnthropicProvider
@@ -247,3 +248,32 @@ async def test_bad_images_name_the_field(
     assert ack["ok"] is False and ack["error"]["code"] == "invalid_request", ack
     errors = ack["error"]["details"]["errors"]
     assert errors[0]["field"] == field and says in errors[0]["message"], errors
+
+
+async def test_run_previews_and_search_read_text_parts_never_image_data(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    key = await server.new_key()
+    client = await server.client(key)
+    content = parts(data_image(), text="a picture of the harbour")
+    ack = await client.call("execute", execute_body(content))
+    assert ack["ok"], ack
+    await client.wait_done(ack["task_id"])
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def search(q: str) -> list[dict[str, Any]]:
+        async with http.get(f"{server.url}/v1/runs", params={"q": q}, headers=headers) as resp:
+            assert resp.status == 200
+            return list((await resp.json())["items"])
+
+    assert [r["id"] for r in await search("harbour")] == [ack["run_id"]]
+    assert await search(PNG64[:12]) == []  # the image's data is not text
+    assert await search('"type"') == []  # nor is the JSON of the part list
+    # the newest message is the user's while no answer is stored: its text, not its JSON
+    rows = await fetch(
+        server,
+        "SELECT message_text(m) AS text FROM ai_runs, jsonb_array_elements(messages) m"
+        " WHERE id = $1",
+        uuid.UUID(ack["run_id"]),
+    )
+    assert rows[0]["text"] == "a picture of the harbour"
