@@ -314,7 +314,7 @@ async def test_a_conversation_the_client_keeps(settings: Settings) -> None:
 async def test_tool_turns_in_messages_are_checked(server: Server) -> None:
     client = await server.client(await server.new_key())
     for message, says in [
-        ({"role": "tool", "content": "r"}, "tool_call_id and name"),
+        ({"role": "tool", "content": "r"}, "needs tool_call_id"),
         (
             {
                 "role": "user",
@@ -325,7 +325,9 @@ async def test_tool_turns_in_messages_are_checked(server: Server) -> None:
         ),
         ({"role": "user", "content": "x", "tool_call_id": "a"}, "tool messages only"),
     ]:
+        named = "tool_call_id" in message or message["role"] == "tool"
+        field = "messages.0.tool_call_id" if named else "messages.0"
         ack = await client.call("execute", _sim(messages=[message]))
         assert ack["ok"] is False and ack["error"]["code"] == "invalid_request", ack
         error = ack["error"]["details"]["errors"][0]
-        assert error["field"] == "messages.0" and says in error["message"], ack
+        assert error["field"] == field and says in error["message"], ack

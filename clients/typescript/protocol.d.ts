@@ -138,7 +138,7 @@ export interface ChatMessage {
   role: "system" | "developer" | "user" | "assistant" | "tool";
   content?: string | Array<engine__protocol__openai_messages__TextPart | engine__protocol__openai_messages__ImagePart> | null;
   name?: string | null;
-  tool_calls?: Array<ToolCall-Input> | null;
+  tool_calls?: Array<ToolCall_Input> | null;
   tool_call_id?: string | null;
   refusal?: string | null;
 }
@@ -694,7 +694,7 @@ export interface TaskDone {
   validation: Validation;
   error: TaskError | null;
   /** the calls the answer asked for (finish_reason tool_calls) */
-  tool_calls?: Array<ToolCall-Output> | null;
+  tool_calls?: Array<ToolCall_Output> | null;
   /** the task that continues with the calls' results (docs/tools.md) */
   next_task_id?: string | null;
   /** the provider declined to answer (finish_reason content_filter): its refusal message, or its reason when it gives none (docs/providers.md) */
@@ -788,7 +788,7 @@ export interface TaskView {
   ended_at: string | null;
   parent_task_id?: string | null;
   step?: number;
-  tool_calls?: Array<ToolCall-Output> | null;
+  tool_calls?: Array<ToolCall_Output> | null;
   tool_results?: Record<string, string> | null;
   next_task_id?: string | null;
 }
@@ -870,14 +870,14 @@ export interface Tool {
   parameters?: Record<string, unknown>;
 }
 
-export interface ToolCall-Input {
+export interface ToolCall_Input {
   id: string;
   type: "function";
   function: FunctionCall;
 }
 
 /** A finished call: `arguments` parsed; null when the model's text is not a JSON object, then `arguments_text` holds that text and `arguments_error` says why. */
-export interface ToolCall-Output {
+export interface ToolCall_Output {
   id: string;
   name: string;
   arguments: Record<string, unknown> | null;

@@ -17,7 +17,9 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -72,8 +74,19 @@ class Message(_Strict):
     role: Role
     content: Content
     tool_calls: list[MessageToolCall] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
-    tool_call_id: CallId | None = None
-    name: ToolName | None = None
+    tool_call_id: CallId | None = Field(None, validate_default=True)
+    name: ToolName | None = Field(None, validate_default=True)
+
+    @field_validator("tool_call_id", "name")
+    @classmethod
+    def _tool_fields(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Each error names its own field (`messages.0.name`), as an unknown key's would.
+        is_tool = info.data.get("role") == "tool"
+        if value is not None and not is_tool:
+            raise ValueError(f"{info.field_name} is taken on tool messages only")
+        if value is None and is_tool:
+            raise ValueError(f"a tool message needs {info.field_name}")
+        return value
 
     @model_validator(mode="after")
     def _by_role(self) -> Message:

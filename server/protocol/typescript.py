@@ -9,6 +9,7 @@ when the committed file differs from what this produces.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,16 @@ _SCALARS = {
 }
 
 
+def ts_name(definition: str) -> str:
+    """A schema definition's name as a TypeScript identifier (pydantic names a model used
+    both as input and output `Name-Input` / `Name-Output`)."""
+    return re.sub(r"[^A-Za-z0-9_$]", "_", definition)
+
+
 def ts_type(schema: dict[str, Any]) -> str:
     """The TypeScript type of one JSON Schema node."""
     if "$ref" in schema:
-        return str(schema["$ref"]).rsplit("/", 1)[-1]
+        return ts_name(str(schema["$ref"]).rsplit("/", 1)[-1])
     if "const" in schema:
         return json.dumps(schema["const"])
     if "enum" in schema:
@@ -103,7 +110,7 @@ def generate(schema: dict[str, Any] | None = None) -> str:
     schema = schema or protocol_schema()
     parts = [HEADER]
     for name, definition in sorted(schema["$defs"].items()):
-        parts.append(_declaration(name, definition))
+        parts.append(_declaration(ts_name(name), definition))
     parts.append(_event_maps(schema))
     return "\n".join(parts)
 
