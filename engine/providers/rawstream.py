@@ -78,7 +78,8 @@ class RawSSEStream(ProviderStream):
 
     @thinking_blocks.setter
     def thinking_blocks(self, value: list[dict[str, Any]] | None) -> None:
-        raise AttributeError("thinking_blocks is read from the stream")
+        if hasattr(self._reader, "thinking_blocks"):
+            self._reader.thinking_blocks = list(value or [])
 
     async def deltas(self) -> AsyncIterator[Delta]:
         reader = self._reader
