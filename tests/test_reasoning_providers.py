@@ -11,6 +11,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import openai
 import pytest
 
 from db import prices
@@ -241,3 +242,49 @@ async def test_bad_reasoning_shapes_are_invalid(srv: Server) -> None:
         assert ack["ok"] is False and ack["error"]["code"] == "invalid_request", ack
         fields = [e["field"] for e in ack["error"]["details"]["errors"]]
         assert all(f.startswith("settings.reasoning") for f in fields), fields
+
+
+async def test_openai_compatible_endpoint_streams_reasoning_content(srv: Server) -> None:
+    """The official SDK against `/v1/chat/completions`: `reasoning_effort` asks for reasoning,
+    which streams as `delta.reasoning_content` (kept by the SDK as an extra field), never in
+    `content`; the usage has `completion_tokens_details.reasoning_tokens`."""
+    key = await srv.new_key()
+    client = openai.AsyncOpenAI(base_url=srv.url + "/v1", api_key=key, max_retries=0)
+    try:
+        stream = await client.chat.completions.create(
+            model="simulated/demo",
+            messages=[{"role": "user", "content": "think first"}],
+            stream=True,
+            stream_options={"include_usage": True},
+            max_completion_tokens=5,
+            reasoning_effort="low",
+        )
+        chunks = [c async for c in stream]
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        thought = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+        text = "".join(d.content or "" for d in deltas)
+        assert len(thought.split()) == 4 and len(text.split()) == 5
+        usage = chunks[-1].usage
+        assert usage is not None and usage.completion_tokens == 9
+        assert usage.completion_tokens_details is not None
+        assert usage.completion_tokens_details.reasoning_tokens == 4
+        whole = await client.chat.completions.create(
+            model="simulated/demo",
+            messages=[{"role": "user", "content": "think first"}],
+            max_completion_tokens=5,
+            reasoning_effort="low",
+        )
+        message = whole.choices[0].message
+        assert (message.model_extra or {}).get("reasoning_content") == thought
+        assert message.content == text
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="openai/gpt-4o-mini",
+                messages=[{"role": "user", "content": "hi"}],
+                reasoning_effort="low",
+            )
+        error = refused.value.body
+        assert isinstance(error, dict) and error["param"] == "reasoning_effort"
+        assert error["code"] == "invalid_request"
+    finally:
+        await client.close()
