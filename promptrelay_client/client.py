@@ -93,6 +93,7 @@ class Client:
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("task_chunk", lambda p: self._route("task_chunk", p))
         self.sio.on("task_tool_call", lambda p: self._route("task_tool_call", p))
+        self.sio.on("task_reasoning", lambda p: self._route("task_reasoning", p))
         self.sio.on("task_done", lambda p: self._route("task_done", p))
         self.sio.on("server_draining", self._on_draining)
         self.sio.on("session_ended", self._on_session_ended)
@@ -235,8 +236,8 @@ class Client:
             self.early.setdefault(task_id, []).append((name, payload, at))
 
     def _deliver(self, task: Task, name: str, payload: dict[str, Any], at: float) -> None:
-        if name != "task_done":  # task_chunk, task_tool_call: one sequence
-            task._chunk(payload, at)
+        if name != "task_done":  # task_chunk, task_tool_call, task_reasoning: one sequence
+            task._chunk(payload, at, reasoning=name == "task_reasoning")
             return
         task_id = str(task.task_id)
         if self.live.pop(task_id, None) is not None:
@@ -359,12 +360,16 @@ class Client:
         for name, payload, at in self.early.pop(str(task.task_id), []):
             self._deliver(task, name, payload, at)
 
-    def subscribe(self, task_id: str, *, after_seq: int = 0, text: str = "") -> Task:
-        """Follow a task started elsewhere, from `after_seq` on (with the `text` held)."""
+    def subscribe(
+        self, task_id: str, *, after_seq: int = 0, text: str = "", reasoning: str = ""
+    ) -> Task:
+        """Follow a task started elsewhere, from `after_seq` on (with the `text` and
+        `reasoning` held)."""
         if task_id in self.live:
             return self.live[task_id]
         task = Task(self._on_gap)
         task.task_id, task.last_seq, task.text = task_id, after_seq, text
+        task.reasoning = reasoning
         task._cancel = self._cancel_task
         self.live[task_id] = task
 

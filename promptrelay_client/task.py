@@ -1,6 +1,6 @@
 """One task as the client sees it: chunks in seq order with no gap and no repeat, the text
-so far, the final `task_done`, and a record of what the server sent out of order (which
-the client repaired)."""
+so far, the model's reasoning apart from it, the final `task_done`, and a record of what
+the server sent out of order (which the client repaired)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,12 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 
 class Task:
-    """Iterate it (`async for chunk in task`), await `task.done`, `await task.cancel()`."""
+    """Iterate it (`async for chunk in task`), await `task.done`, `await task.cancel()`.
+
+    The model's reasoning (`task_reasoning`, when the request asked for it with
+    `settings.reasoning`) never enters the chunks or `text`: it accumulates in `reasoning`
+    (its pieces in `reasoning_chunks`), and `on_reasoning`, when set, is called with each
+    piece (a `Chunk`) in order, as it comes. Set it right after `execute` returns."""
 
     def __init__(self, on_gap: Callable[[Task], None], request_id: str | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -75,6 +80,9 @@ class Task:
         self.text = ""
         self.last_seq = 0
         self.chunks: list[Chunk] = []
+        self.reasoning = ""  # the model's reasoning so far, apart from `text`
+        self.reasoning_chunks: list[Chunk] = []
+        self.on_reasoning: Callable[[Chunk], Any] | None = None
         self.tool_calls: dict[str, ToolCallStream] = {}  # by call_id, in order of arrival
         self.anomalies: list[Anomaly] = []
         self.result: TaskDone | None = None
@@ -128,7 +136,7 @@ class Task:
         if not self.started.done():
             self.started.set_result(ack)
 
-    def _chunk(self, payload: dict[str, Any], at: float) -> None:
+    def _chunk(self, payload: dict[str, Any], at: float, reasoning: bool = False) -> None:
         seq = payload.get("seq")
         if not isinstance(seq, int):
             return
@@ -136,6 +144,8 @@ class Task:
             self.last_seq = seq
             if "arguments_delta" in payload:  # a task_tool_call: same sequence as chunks
                 self._tool_call(payload)
+            elif reasoning:  # a task_reasoning: same sequence, never in the text
+                self._reasoning(Chunk(seq, str(payload.get("text", "")), at))
             else:
                 text = str(payload.get("text", ""))
                 self.text += text
@@ -158,6 +168,12 @@ class Task:
             self.tool_calls[call_id] = call
         call.arguments += str(payload.get("arguments_delta", ""))
 
+    def _reasoning(self, piece: Chunk) -> None:
+        self.reasoning += piece.text
+        self.reasoning_chunks.append(piece)
+        if self.on_reasoning is not None:
+            self.on_reasoning(piece)
+
     def _done(self, done: TaskDone, at: float) -> None:
         last_seq = int(done.get("last_seq", self.last_seq))
         if self.result is not None:
@@ -171,6 +187,11 @@ class Task:
         if len(text) > len(self.text) and text.startswith(self.text):
             self.chunks.append(Chunk(last_seq, text[len(self.text) :], at))
         self.text = text
+        # The same for the reasoning: what a resume could not replay comes as one last piece.
+        thought = done.get("reasoning")
+        if isinstance(thought, str) and thought.startswith(self.reasoning):
+            if len(thought) > len(self.reasoning):
+                self._reasoning(Chunk(last_seq, thought[len(self.reasoning) :], at))
         self.last_seq = last_seq
         self.result = done
         self.done_at = at

@@ -232,3 +232,30 @@ async def test_chunks_only_task_done_had_are_on_record(settings: Settings) -> No
             assert late.anomalies == [Anomaly("missing", done["last_seq"], 0)]
     finally:
         await stop_server(node)
+
+
+async def test_reasoning_apart_from_the_text_across_a_dropped_transport(
+    h: Harness, client: Client
+) -> None:
+    body = adhoc("think aloud", 10, 20)
+    body["settings"]["reasoning"] = {"effort": "high"}
+    pieces: list[Chunk] = []
+
+    def on_reasoning(piece: Chunk) -> None:
+        pieces.append(piece)
+        if len(pieces) == 2:  # in the middle of the reasoning
+            h.drop(hold_s=0.5)
+
+    task = client.execute(body)
+    task.on_reasoning = on_reasoning
+    seen = await collect(task)
+    done = await task.done
+    assert client.connects > 1 and client.stats["resubscribes"] > 0
+    assert len(done["reasoning"].split()) == 16
+    assert task.reasoning == done["reasoning"] == "".join(p.text for p in pieces)
+    assert task.reasoning_chunks == pieces
+    # one sequence: reasoning first, then the text; each seq once, nothing in between lost
+    assert max(p.seq for p in pieces) < min(c.seq for c in seen)
+    seqs = sorted([c.seq for c in seen] + [p.seq for p in pieces])
+    assert seqs == list(range(1, done["last_seq"] + 1))
+    assert "".join(c.text for c in seen) == done["text"] == task.text
