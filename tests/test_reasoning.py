@@ -4,6 +4,7 @@ answer's text, resumed with after_seq, replayed from history, counted apart in u
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -168,3 +169,30 @@ def test_fold_keeps_text_and_reasoning_apart() -> None:
     partial = fold(records)
     assert partial.text == "yes" and partial.reasoning == "hmm ok"
     assert partial.last_seq == 4 and partial.ended
+
+
+async def test_server_sent_events_resume_in_the_middle_of_reasoning(
+    server: Server, http: aiohttp.ClientSession
+) -> None:
+    key = await server.new_key()
+    client = await server.client(key)
+    ack = await client.call("execute", _body({"effort": "high"}, tokens_per_second=200))
+    task_id = ack["task_id"]
+    done = await client.wait_done(task_id)
+    headers = {"Authorization": f"Bearer {key}", "Last-Event-ID": "2"}
+    async with http.get(f"{server.url}/v1/tasks/{task_id}/stream", headers=headers) as resp:
+        assert resp.status == 200
+        raw = (await resp.read()).decode()
+    events = []
+    for block in raw.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if not line.startswith(":")
+        )
+        if "event" in fields:
+            events.append((fields["event"], int(fields["id"]), json.loads(fields["data"])))
+    kinds = [e[0] for e in events]
+    assert kinds[0] == "task_reasoning" and kinds[-1] == "task_done"
+    assert [e[1] for e in events[:-1]] == list(range(3, done["last_seq"] + 1))
+    rest = [p["text"] for p in sorted(client.reasoning[task_id], key=lambda r: r["seq"])][2:]
+    assert "".join(e[2]["text"] for e in events if e[0] == "task_reasoning") == "".join(rest)
+    assert "".join(e[2]["text"] for e in events if e[0] == "task_chunk") == done["text"]
