@@ -12,8 +12,8 @@ Conn = asyncpg.Connection | asyncpg.Pool
 
 SUMMARY_COLUMNS = (
     "task_id, run_id, prompt_id, prompt_version, builtin, provider, model, status, priority,"
-    " input_tokens, output_tokens, total_tokens, cost_usd, ttft_ms, latency_ms, created_at,"
-    " completed_at"
+    " input_tokens, output_tokens, total_tokens, reasoning_tokens, cost_usd, ttft_ms,"
+    " latency_ms, created_at, completed_at"
 )
 
 

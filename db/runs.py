@@ -26,7 +26,7 @@ async def get_run(
 # text (sql/016_message_text.sql: never an image's data).
 RUN_SUMMARY = (
     "id, name, status, task_count, unpriced_tasks, input_tokens, output_tokens, total_tokens,"
-    " total_cost_usd,"
+    " reasoning_tokens, total_cost_usd,"
     " left(message_text(messages -> -1), 120) AS preview, messages -> -1 ->> 'role' AS"
     " preview_role, created_at, updated_at"
 )

@@ -76,6 +76,13 @@ async def test_reasoning_streams_apart_before_the_answer(
         run = await resp.json()
     assert run["usage"]["reasoning_tokens"] == 8
     assert run["tasks"][0]["reasoning"] == thought
+    # the lists show the count too: the conversations and the executions
+    async with http.get(f"{server.url}/v1/runs", headers=auth) as resp:
+        runs = await resp.json()
+    assert runs["items"][0]["usage"]["reasoning_tokens"] == 8
+    async with http.get(f"{server.url}/v1/tasks", headers=auth) as resp:
+        tasks = await resp.json()
+    assert tasks["items"][0]["usage"]["reasoning_tokens"] == 8
 
 
 async def test_effort_and_budget_set_how_much_it_reasons(server: Server) -> None:

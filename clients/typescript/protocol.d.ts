@@ -132,6 +132,7 @@ export interface ChatCompletionRequest {
   tools?: Array<FunctionTool> | null;
   tool_choice?: "auto" | "none" | "required" | NamedToolChoice | null;
   parallel_tool_calls?: true | null;
+  reasoning_effort?: "low" | "medium" | "high" | null;
 }
 
 export interface ChatMessage {
@@ -885,6 +886,7 @@ export interface Tokens {
   input_tokens: number;
   output_tokens: number;
   total_tokens: number;
+  reasoning_tokens?: number;
 }
 
 /** A function the model may call: `parameters` is the JSON Schema of its arguments. */

@@ -24,6 +24,7 @@ class Tokens(_Payload):
     input_tokens: int
     output_tokens: int
     total_tokens: int
+    reasoning_tokens: int = 0  # the part of output_tokens spent on reasoning
 
 
 class LastMessage(_Payload):
