@@ -21,8 +21,9 @@ from engine.providers.anthropic import AnthropicProvider
 from engine.providers.base import ProviderRequest
 from engine.providers.pricing import catalog_models
 from engine.providers.toolcalls import assistant_message, tool_message
+from engine.settings import Settings
 from tests.conftest import Client, Server
-from tests.provider_env import SERVER_KEY, Fakes, fetch, task_row
+from tests.provider_env import SERVER_KEY, Fakes, fetch, provider_server, task_row
 
 TOOLS = [{"name": "weather", "parameters": {"type": "object"}}]
 
@@ -288,3 +289,15 @@ async def test_openai_compatible_endpoint_streams_reasoning_content(srv: Server)
         assert error["code"] == "invalid_request"
     finally:
         await client.close()
+
+
+async def test_reasoning_counts_against_the_output_cap(settings: Settings, fk: Fakes) -> None:
+    """Reasoning is bounded like text (MAX_OUTPUT_CHARS, its history in Redis): a model that
+    reasons on and on ends `length` with the reasoning so far."""
+    async with provider_server(settings, fk, max_output_chars=2000) as srv:
+        body = _body("openai/deepseek-reasoner:think=600:stream_reasoning=1:tokens=2", {})
+        _, done = await _run(srv, body)
+        assert done["status"] == "completed" and done["finish_reason"] == "length"
+        assert 2000 <= len(done["reasoning"]) < 2000 + 20 and done["text"] == ""
+        row = await task_row(srv, done["task_id"])
+        assert row["reasoning_text"] == done["reasoning"]

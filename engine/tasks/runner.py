@@ -126,10 +126,10 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                     continue
                 if isinstance(delta, ReasoningDelta):
                     _append_reasoning(deps, task_id, progress, delta.text)
-                    continue
-                progress.parts.append(delta)
-                append(task_id, delta)
-                progress.chars += len(delta)
+                else:
+                    progress.parts.append(delta)
+                    append(task_id, delta)
+                    progress.chars += len(delta)
                 if progress.chars >= deps.max_output_chars:  # bounds its history in Redis
                     stream.finish_reason = "length"
                     break
@@ -150,14 +150,13 @@ def _append_call(deps: RunnerDeps, task_id: str, progress: _Progress, delta: Too
 
 
 def _append_reasoning(deps: RunnerDeps, task_id: str, progress: _Progress, text: str) -> None:
-    """A piece of reasoning: kept apart from the answer, streamed in order with it."""
+    """A piece of reasoning: kept apart from the answer, streamed in order with it, and
+    counted with the text against MAX_OUTPUT_CHARS."""
     if not text:
         return
     progress.thoughts.append(text)
     deps.publisher.append_reasoning(task_id, text)
     progress.chars += len(text)
-    if progress.chars >= deps.max_output_chars:
-        raise ProviderUnavailable("the model's reasoning is too long")
 
 
 async def _finish(
