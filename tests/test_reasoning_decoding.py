@@ -368,3 +368,52 @@ async def test_settings_the_models_take_pass() -> None:
         provider.check_settings(settings, model)
         await provider.close()
     SimulatedProvider().check_settings({"reasoning": {"budget_tokens": 1}}, "demo")
+
+
+def test_google_keeps_a_calls_thought_signature_and_sends_it_back() -> None:
+    call = {"functionCall": {"name": "weather", "args": {"city": "Oslo"}}}
+    body = _sse(
+        [
+            (
+                None,
+                {
+                    "candidates": [
+                        {
+                            "content": {
+                                "parts": [
+                                    {"text": "I need the weather.", "thought": True},
+                                    {**call, "thoughtSignature": "CiQBjz1rX0signed"},
+                                    {"functionCall": {"name": "time", "args": {}}},
+                                ],
+                                "role": "model",
+                            },
+                            "finishReason": "STOP",
+                            "index": 0,
+                        }
+                    ]
+                },
+            )
+        ]
+    )
+    reader = GoogleEvents()
+    _, thought, calls = _split(_feed(reader, body))
+    assert thought == "I need the weather." and len(calls) == 2
+    assert reader.thinking_blocks == [
+        {"type": "thought_signature", "call": 0, "signature": "CiQBjz1rX0signed"}
+    ]
+    turn = assistant_message(
+        "",
+        [
+            {"id": "c0", "name": "weather", "arguments": {"city": "Oslo"}},
+            {"id": "c1", "name": "time", "arguments": {}},
+        ],
+        reader.thinking_blocks,
+    )
+    parts = build_body(ProviderRequest("gemini-3-pro-preview", [turn]))["contents"][0]["parts"]
+    assert parts[0]["thoughtSignature"] == "CiQBjz1rX0signed"
+    assert "thoughtSignature" not in parts[1]
+    # Anthropic never gets Gemini's signatures as thinking blocks
+    assert [b["type"] for b in anthropic_messages([turn], thinking=True)[0]["content"]] == [
+        "tool_use",
+        "tool_use",
+    ]

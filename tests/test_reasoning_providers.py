@@ -19,6 +19,7 @@ from db.pool import connect
 from engine.errors import ProviderFault
 from engine.providers.anthropic import AnthropicProvider
 from engine.providers.base import ProviderRequest
+from engine.providers.google import GoogleProvider
 from engine.providers.pricing import catalog_models
 from engine.providers.toolcalls import assistant_message, tool_message
 from engine.settings import Settings
@@ -301,3 +302,39 @@ async def test_reasoning_counts_against_the_output_cap(settings: Settings, fk: F
         assert 2000 <= len(done["reasoning"]) < 2000 + 20 and done["text"] == ""
         row = await task_row(srv, done["task_id"])
         assert row["reasoning_text"] == done["reasoning"]
+
+
+async def test_google_tool_continuation_sends_the_thought_signature_back(
+    srv: Server, fk: Fakes
+) -> None:
+    body = _body("google/gemini-3-pro-preview~think=2~tokens=1~tools=1", {}, tools=TOOLS)
+    client, done = await _run(srv, body)
+    assert done["finish_reason"] == "tool_calls" and done["reasoning"] == "think0 think1 "
+    call = done["tool_calls"][0]
+    await client.call("subscribe", {"task_id": done["next_task_id"], "after_seq": 0})
+    await client.call(
+        "tool_result", {"task_id": done["task_id"], "call_id": call["id"], "output": "sunny"}
+    )
+    follow = await client.wait_done(done["next_task_id"])
+    assert follow["status"] == "completed", follow  # the fake refuses it unsigned
+    turn = fk.google.requests[-1]["contents"][-2]
+    assert turn["parts"][-1]["thoughtSignature"] in fk.google.issued
+
+
+async def test_google_refuses_an_unsigned_continuation(fk: Fakes) -> None:
+    """The control for the test above: the fake does refuse what Gemini 3 refuses."""
+    provider = GoogleProvider(SERVER_KEY, fk.google.base_url, 10)
+    try:
+        call = {"id": "c0", "name": "weather", "arguments": {}}
+        messages = [
+            {"role": "user", "content": "weather?"},
+            assistant_message("", [call]),
+            tool_message(call, "sunny"),
+        ]
+        request = ProviderRequest(
+            "gemini-3-pro-preview", messages, {"tools": TOOLS, "reasoning": {}}
+        )
+        with pytest.raises(ProviderFault):
+            await provider.open(request)
+    finally:
+        await provider.close()

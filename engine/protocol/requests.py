@@ -68,12 +68,13 @@ class TextMessage(_Strict):
 
 
 class ThinkingBlock(BaseModel):
-    """A provider's thinking block kept with an assistant turn that asked for tools
-    (Anthropic's signed `thinking` or `redacted_thinking`), sent back as it came."""
+    """A provider's thinking kept with an assistant turn that asked for tools (Anthropic's
+    signed `thinking` or `redacted_thinking` block, Gemini's `thought_signature` of a call),
+    sent back as it came."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    type: Literal["thinking", "redacted_thinking"]
+    type: Literal["thinking", "redacted_thinking", "thought_signature"]
 
 
 class Message(_Strict):

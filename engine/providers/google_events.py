@@ -38,9 +38,19 @@ class GoogleEvents:
     (`thoughtsTokenCount` as reasoning tokens: Gemini bills them as output, and counts them
     apart from `candidatesTokenCount`, so output is their sum), a blocked prompt
     (`promptFeedback.blockReason`) and an `error` object in the stream. Other candidates are
-    ignored, never mixed in."""
+    ignored, never mixed in. A `functionCall` part's `thoughtSignature` (Gemini's thinking
+    with function calls) is kept in `thinking_blocks`, by the call's position, to go back
+    with that call in the continuation."""
 
-    __slots__ = ("finish_reason", "usage", "done", "refusal", "_calls", "_headers")
+    __slots__ = (
+        "finish_reason",
+        "usage",
+        "done",
+        "refusal",
+        "_calls",
+        "_headers",
+        "thinking_blocks",
+    )
 
     def __init__(self, headers: Mapping[str, str] | None = None) -> None:
         self.finish_reason: str | None = None
@@ -49,6 +59,7 @@ class GoogleEvents:
         self.refusal: str | None = None
         self._calls = 0  # functionCall parts seen: the next one's index
         self._headers = headers
+        self.thinking_blocks: list[dict[str, Any]] = []  # thought signatures of the calls
 
     def on_event(self, event: str | None, data: bytes) -> Out:
         """The text of one response, if any; raises our error for an in-stream error."""
@@ -98,6 +109,14 @@ class GoogleEvents:
                     out.append(text)
             call = part.get("functionCall")
             if isinstance(call, dict):
+                signature = part.get("thoughtSignature")
+                if isinstance(signature, str) and signature:
+                    kept = {
+                        "type": "thought_signature",
+                        "call": self._calls,
+                        "signature": signature,
+                    }
+                    self.thinking_blocks.append(kept)
                 out.append(self._function_call(call))
         reason = candidate.get("finishReason")
         if isinstance(reason, str):

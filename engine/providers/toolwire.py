@@ -91,7 +91,11 @@ def anthropic_messages(
         elif role == "assistant" and m.get("tool_calls"):
             blocks: list[dict[str, Any]] = []
             if thinking and isinstance(m.get("thinking"), list):
-                blocks.extend(dict(b) for b in m["thinking"] if isinstance(b, dict))
+                blocks.extend(
+                    dict(b)
+                    for b in m["thinking"]
+                    if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")
+                )
             if m.get("content"):
                 blocks.append({"type": "text", "text": m["content"]})
             blocks.extend(
@@ -139,7 +143,8 @@ def anthropic_tools(settings: dict[str, Any], params: dict[str, Any]) -> None:
 
 
 def gemini_content(message: dict[str, Any]) -> dict[str, Any]:
-    """A neutral non-system message as a Gemini content: calls as `functionCall` parts,
+    """A neutral non-system message as a Gemini content: calls as `functionCall` parts
+    (with the `thoughtSignature` Gemini gave a call, kept in the turn's `thinking`),
     answers as `functionResponse` parts (the output under `response.output`)."""
     role = message["role"]
     if role == "tool":
@@ -148,10 +153,18 @@ def gemini_content(message: dict[str, Any]) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     if message.get("content") or not message.get("tool_calls"):
         parts.extend(gemini_parts(message.get("content")))
-    for c in message.get("tool_calls") or ():
-        parts.append(
-            {"functionCall": {"name": c["name"], "args": arguments_object(c["arguments"])}}
-        )
+    signatures = {
+        b.get("call"): b.get("signature")
+        for b in message.get("thinking") or ()
+        if isinstance(b, dict) and b.get("type") == "thought_signature"
+    }
+    for i, c in enumerate(message.get("tool_calls") or ()):
+        part: dict[str, Any] = {
+            "functionCall": {"name": c["name"], "args": arguments_object(c["arguments"])}
+        }
+        if isinstance(signatures.get(i), str):
+            part["thoughtSignature"] = signatures[i]
+        parts.append(part)
     return {"role": "model" if role == "assistant" else "user", "parts": parts}
 
 

@@ -6,7 +6,10 @@ tests/fakes/scripted.py). ``genai.Client(http_options={"base_url": fake.base_url
 Thinking (``generationConfig.thinkingConfig.includeThoughts``): ``think=N`` thought parts
 (``{"text": "think{i} ", "thought": true}``) first, one event each, and
 ``usageMetadata.thoughtsTokenCount`` apart from ``candidatesTokenCount`` (their sum plus the
-prompt is ``totalTokenCount``, as Gemini counts them).
+prompt is ``totalTokenCount``, as Gemini counts them). With thinking on, the first
+``functionCall`` part of an answer carries a ``thoughtSignature``, and, as Gemini 3 does, a
+continuation whose model turn does not send that signature back on its first call is
+refused (400 ``INVALID_ARGUMENT``).
 """
 
 from __future__ import annotations
@@ -60,6 +63,20 @@ def _call_part(call: FakeCall) -> dict[str, Any]:
     return {"functionCall": {"id": call.call_id, "name": call.name, "args": args}}
 
 
+def signature_error(body: dict[str, Any], issued: set[str]) -> str | None:
+    """Why Gemini 3 would refuse this continuation's function calls, or None."""
+    config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    contents = body.get("contents") or []
+    if not config or len(contents) < 2:
+        return None
+    if not any("functionResponse" in p for p in contents[-1].get("parts") or []):
+        return None
+    calls = [p for p in contents[-2].get("parts") or [] if "functionCall" in p]
+    if calls and calls[0].get("thoughtSignature") not in issued:
+        return "Function call is missing a thought_signature in functionCall parts."
+    return None
+
+
 def _calls(body: dict[str, Any], script: Script) -> list[FakeCall]:
     """The calls to stream: none after a function response or without tools."""
     contents = body.get("contents") or []
@@ -74,9 +91,12 @@ def _calls(body: dict[str, Any], script: Script) -> list[FakeCall]:
 
 
 class FakeGemini(FakeServer):
-    @staticmethod
+    def __init__(self) -> None:
+        super().__init__()
+        self.issued: set[str] = set()  # thought signatures given out
+
     async def _send_calls(
-        resp: web.StreamResponse, response: Any, calls: list[FakeCall], script: Script
+        self, resp: web.StreamResponse, response: Any, calls: list[FakeCall], script: Script
     ) -> None:
         """The first call in one event, the others together in the next; the last event
         carries finishReason STOP and the usage."""
@@ -85,7 +105,12 @@ class FakeGemini(FakeServer):
             if script.delay_s:
                 await asyncio.sleep(script.delay_s)
             data = response("", script.tokens, n == len(groups) - 1)
-            data["candidates"][0]["content"]["parts"] = [_call_part(c) for c in group]
+            parts = [_call_part(c) for c in group]
+            if n == 0 and script.think:  # thinking on: the first call is signed
+                signature = f"CiQB{len(self.issued):04d}" + group[0].call_id
+                self.issued.add(signature)
+                parts[0]["thoughtSignature"] = signature
+            data["candidates"][0]["content"]["parts"] = parts
             await resp.write(f"data: {json.dumps(data)}\r\n\r\n".encode())
 
     @staticmethod
@@ -116,6 +141,9 @@ class FakeGemini(FakeServer):
             return error_response(script.status, f"fake error {script.status}", script.retry_after)
         if self.fails_now(model, script):
             return error_response(script.fail_with, "fake failure", script.retry_after)
+        refused = signature_error(body, self.issued)
+        if refused is not None:
+            return error_response(400, refused)
         calls = _calls(body, script)
         config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
         if not config.get("includeThoughts"):
