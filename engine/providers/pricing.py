@@ -1,6 +1,8 @@
 """What a task cost, as an exact decimal: genai-prices, then `model_prices` for the rest.
 
-None means the price is unknown; it is never guessed as 0.
+None means the price is unknown; it is never guessed as 0. Reasoning tokens are a part of
+`Usage.output_tokens` (every provider bills them as output), so they are priced at the
+output price; `Usage.reasoning_tokens` reports them apart.
 """
 
 from __future__ import annotations
