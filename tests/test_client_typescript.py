@@ -109,6 +109,21 @@ async def test_typescript_client_when_credentials_end(
     assert "# pass 6" in out, out
 
 
+@pytest.mark.timeout(180)
+async def test_typescript_client_library_and_agent_routes(server: Server) -> None:
+    """test/library.test.js: prompts (mine, an org's, filters, paging), the template
+    gallery (publish, search, tags, fork, stats, unpublish) and agents (create, list,
+    update, run, executions, delete), two users against one real server."""
+    env = {
+        "PROMPTRELAY_LIBRARY_URL": server.url,
+        "PROMPTRELAY_OWNER_KEY": await server.new_key(),
+        "PROMPTRELAY_MEMBER_KEY": await server.new_key(),
+    }
+    out = await run_node(env, "--test", "--test-concurrency=1", "test/library.test.js")
+    assert "# fail 0" in out, out
+    assert "# pass 3" in out, out
+
+
 async def test_type_definitions_describe_what_an_application_writes() -> None:
     """`tsc` (strict) compiles a typed usage of the package against its .d.ts files and
     the generated protocol types: a wrong or unresolvable declaration fails here."""

@@ -3,6 +3,7 @@
 // gaps, resubscribing after a reconnect or a draining node, idempotent retries of execute.
 
 import { ClientClosedError, PromptrelayError } from "./errors.js";
+import { libraryMethods } from "./library.js";
 import { TaskHandle } from "./task.js";
 
 const DEFAULTS = { ackTimeoutMs: 20000, executeAttempts: 5, reconnectionDelayMax: 2000, rateLimitRetries: 4 };
@@ -357,13 +358,24 @@ export class Client {
     return this._http(`/v1/runs/${encodeURIComponent(runId)}`);
   }
 
-  async _http(path) {
+  /** One HTTP call with the client's token: the answer's JSON (null for 204), or its
+   * error as a PromptrelayError. */
+  async _http(path, { method = "GET", body } = {}) {
     const token = typeof this.token === "function" ? await this.token() : this.token;
     const base = this.url || globalThis.location?.origin;
-    const res = await fetch(new URL(path, base), { headers: { Authorization: `Bearer ${token}` } });
-    const body = await res.json().catch(() => null);
-    if (!res.ok) throw PromptrelayError.from(body && body.error);
-    return body;
+    const headers = { Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let res;
+    try {
+      res = await fetch(new URL(path, base), {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new PromptrelayError("unavailable", `cannot reach the server: ${err?.message || err}`);
+    }
+    const answer = res.status === 204 ? null : await res.json().catch(() => null);
+    if (!res.ok) throw PromptrelayError.from(answer && answer.error);
+    return answer;
   }
 
   close() {
@@ -372,3 +384,6 @@ export class Client {
     this.ready.then((socket) => socket.disconnect(), () => {});
   }
 }
+
+// The prompt library, template gallery, organization and agent routes (src/library.js).
+Object.assign(Client.prototype, libraryMethods);
