@@ -273,6 +273,7 @@ async def test_page_and_assets_are_served(server: Server) -> None:
             "catalog.js",
             "library.js",
             "tools.js",
+            "images.js",
             "style.css",
         ):
             path = f"/playground/{name}"

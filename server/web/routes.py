@@ -21,6 +21,7 @@ PAGE_FILES = {
     "catalog.js": "text/javascript",
     "library.js": "text/javascript",
     "tools.js": "text/javascript",
+    "images.js": "text/javascript",
     "style.css": "text/css",
 }
 # The JavaScript client package (clients/typescript/src), which the page is built on: in a

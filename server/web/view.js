@@ -1,5 +1,6 @@
 // Rendering helpers of the playground: DOM built from data, no state of their own.
 
+import { thumbnail } from "./images.js";
 import { renderToolCalls } from "./tools.js";
 
 export function describeError(error) {
@@ -111,10 +112,31 @@ export function renderTurn(turn, onResult) {
   text.className = "text";
   text.textContent = turn.text;
   li.append(who, text);
+  if (turn.images && turn.images.length) {
+    const images = document.createElement("div");
+    images.className = "images";
+    images.append(...turn.images.map(thumbnail));
+    li.append(images);
+  }
   const calls = turn.role === "assistant" ? renderToolCalls(turn, onResult) : null;
   if (calls) li.append(calls);
   if (turn.role === "assistant") li.append(renderStats(turn));
   return li;
+}
+
+/** A stored message's content: its text, and its images (by URL only named in the text: the
+ * page shows no image from elsewhere). */
+function contentOf(content) {
+  if (typeof content === "string") return { text: content, images: [] };
+  if (!Array.isArray(content)) return { text: JSON.stringify(content), images: [] };
+  const texts = [];
+  const images = [];
+  for (const part of content) {
+    if (part.type === "text") texts.push(part.text);
+    else if (part.type === "image" && part.data) images.push({ media_type: part.media_type, data: part.data });
+    else if (part.type === "image") texts.push(`[image ${part.url}]`);
+  }
+  return { text: texts.join("\n"), images };
 }
 
 const DONE_FIELDS = ["status", "finish_reason", "usage", "cost_usd", "ttft_ms", "latency_ms",
@@ -128,10 +150,9 @@ export function turnsOfRun(run) {
   const turns = [];
   for (const message of run.messages) {
     if (message.role !== "user" && message.role !== "assistant") continue;
-    const content = message.content;
-    const text = typeof content === "string" ? content : JSON.stringify(content);
+    const { text, images } = contentOf(message.content);
     if (message.role === "user") {
-      turns.push({ role: "user", text });
+      turns.push(images.length ? { role: "user", text, images } : { role: "user", text });
       continue;
     }
     const at = ended.findIndex((t) => t.text === text);
