@@ -14,8 +14,9 @@ async def get_run(
     """The caller's run, or None (also when it is someone else's)."""
     return await conn.fetchrow(
         "SELECT id, name, prompt_id, status, messages, variable_values, broker_values,"
-        " input_tokens, output_tokens, total_tokens, total_cost_usd, task_count,"
-        " unpriced_tasks, created_at, updated_at FROM ai_runs WHERE id = $1 AND user_id = $2",
+        " input_tokens, output_tokens, total_tokens, reasoning_tokens, total_cost_usd,"
+        " task_count, unpriced_tasks, created_at, updated_at"
+        " FROM ai_runs WHERE id = $1 AND user_id = $2",
         run_id,
         user_id,
     )

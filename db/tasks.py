@@ -17,7 +17,7 @@ TASK_COLUMNS = (
     " request, response_text, input_tokens, output_tokens, total_tokens, usage_source,"
     " cost_usd, last_seq, ttft_ms, latency_ms, finish_reason, error, validation_status,"
     " validation_errors, created_at, started_at, completed_at, priority, parent_task_id, step,"
-    " tool_calls, tool_results, next_task_id"
+    " tool_calls, tool_results, next_task_id, reasoning_text, reasoning_tokens"
 )
 
 
@@ -66,6 +66,8 @@ class TaskOutcome:
     validation_errors: list[dict[str, Any]] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] | None = None  # the calls the answer asked for
     next_task_id: UUID | None = None  # the continuation that will send their results
+    reasoning_tokens: int = 0  # the part of output_tokens spent on reasoning
+    reasoning: str | None = None  # the model's reasoning text (sql/017_reasoning.sql)
 
 
 _CREATE = """
@@ -188,7 +190,8 @@ WITH t AS (
         output_tokens = $5::int, total_tokens = $4::int + $5::int, usage_source = $6,
         cost_usd = $7::numeric, last_seq = $8, ttft_ms = $9, latency_ms = $10,
         finish_reason = $11, error = $12, validation_status = $13, validation_errors = $16,
-        tool_calls = $17, next_task_id = $18,
+        tool_calls = $17, next_task_id = $18, reasoning_text = $19,
+        reasoning_tokens = $20::int,
         completed_at = GREATEST(now(), started_at)
     WHERE task_id = $1 AND status IN ('queued', 'running')
     RETURNING task_id, run_id, user_id, provider, model
@@ -196,6 +199,7 @@ WITH t AS (
     UPDATE ai_runs SET messages = ai_runs.messages || $14::jsonb,
         input_tokens = ai_runs.input_tokens + $4::int,
         output_tokens = ai_runs.output_tokens + $5::int,
+        reasoning_tokens = ai_runs.reasoning_tokens + $20::int,
         total_tokens = ai_runs.total_tokens + $4::int + $5::int,
         total_cost_usd = ai_runs.total_cost_usd + COALESCE($7::numeric, 0),
         unpriced_tasks = ai_runs.unpriced_tasks + ($7::numeric IS NULL)::int,
@@ -203,11 +207,11 @@ WITH t AS (
     FROM t WHERE ai_runs.id = t.run_id
 ), u AS (
     INSERT INTO ai_usage_logs (task_id, user_id, tier, provider, model, input_tokens,
-                               output_tokens, cost_usd, status, day)
+                               output_tokens, cost_usd, status, day, reasoning_tokens)
     SELECT t.task_id, t.user_id,
            COALESCE((SELECT tier FROM user_ai_settings s WHERE s.user_id = t.user_id), 'free'),
            t.provider, t.model, $4::int, $5::int, $7::numeric, $2,
-           (now() AT TIME ZONE 'UTC')::date
+           (now() AT TIME ZONE 'UTC')::date, $20::int
     FROM t
     ON CONFLICT (task_id) DO NOTHING
 ), e AS (
@@ -247,6 +251,8 @@ async def finalize_task(
         out.validation_errors,
         out.tool_calls,
         out.next_task_id,
+        out.reasoning,
+        out.reasoning_tokens,
     )
     return bool(count)
 

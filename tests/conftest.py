@@ -247,8 +247,10 @@ class Client:
         self._done_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._chunk_events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self.tool_calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.reasoning: dict[str, list[dict[str, Any]]] = defaultdict(list)
         sio.on("task_chunk", self._on_chunk)
         sio.on("task_tool_call", self._on_tool_call)
+        sio.on("task_reasoning", self._on_reasoning)
         sio.on("task_done", self._on_done)
 
     async def _on_chunk(self, data: dict[str, Any]) -> None:
@@ -261,6 +263,12 @@ class Client:
         events.TaskToolCall.model_validate(data)
         self.tool_calls[data["task_id"]].append(data)
         self.order[data["task_id"]].append("tool_call")
+        self._chunk_events[data["task_id"]].set()
+
+    async def _on_reasoning(self, data: dict[str, Any]) -> None:
+        events.TaskReasoning.model_validate(data)
+        self.reasoning[data["task_id"]].append(data)
+        self.order[data["task_id"]].append("reasoning")
         self._chunk_events[data["task_id"]].set()
 
     async def _on_done(self, data: dict[str, Any]) -> None:

@@ -41,7 +41,12 @@ def test_outcome_and_task_done_say_the_same() -> None:
     assert (outcome.status, outcome.text, outcome.last_seq) == ("failed", "partial answ", 3)
     assert done["status"] == outcome.status and done["text"] == outcome.text
     assert done["last_seq"] == outcome.last_seq == 3
-    assert done["usage"] == {"input_tokens": 12, "output_tokens": 4, "total_tokens": 16}
+    assert done["usage"] == {
+        "input_tokens": 12,
+        "output_tokens": 4,
+        "total_tokens": 16,
+        "reasoning_tokens": 0,
+    }
     assert (outcome.input_tokens, outcome.output_tokens) == (12, 4)
     assert done["cost_usd"] == "0.00012" and outcome.cost_usd == Decimal("0.000120")
     assert (

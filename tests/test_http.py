@@ -329,7 +329,12 @@ async def test_task_view_after_completion(server: Server, http: aiohttp.ClientSe
     assert view["id"] == ack["task_id"] and view["run_id"] == ack["run_id"]
     assert view["status"] == "completed" and view["finish_reason"] == "stop"
     assert view["text"] == done["text"] and len(view["text"].split()) == 12
-    assert view["usage"] == {"input_tokens": 3, "output_tokens": 12, "total_tokens": 15}
+    assert view["usage"] == {
+        "input_tokens": 3,
+        "output_tokens": 12,
+        "total_tokens": 15,
+        "reasoning_tokens": 0,
+    }
     assert view["usage"] == done["usage"]
     assert view["usage_source"] == "provider" and view["cost_usd"] == "0"
     assert view["request"]["messages"] == body["messages"]
@@ -376,7 +381,12 @@ async def test_run_view_has_the_conversation(server: Server, http: aiohttp.Clien
     ]
     assert len(run["tasks"]) == 1 and run["tasks"][0]["id"] == ack["task_id"]
     assert run["tasks"][0]["status"] == "completed"
-    assert run["usage"] == {"input_tokens": 2, "output_tokens": 7, "total_tokens": 9}
+    assert run["usage"] == {
+        "input_tokens": 2,
+        "output_tokens": 7,
+        "total_tokens": 9,
+        "reasoning_tokens": 0,
+    }
     assert run["usage"] == done["usage"] and run["cost_usd"] == "0"
     assert run["created_at"] and "name" in run
 

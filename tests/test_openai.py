@@ -63,7 +63,12 @@ async def test_openai_stream_usage_and_cost(oai_server: Server, fake: FakeOpenAI
     assert done["status"] == "completed" and done["text"] == "".join(f"tok{i} " for i in range(8))
     assert done["provider"] == "openai" and done["model"] == "gpt-4o-mini"
     # The fake counts 6 prompt words; usage is the provider's own report.
-    assert done["usage"] == {"input_tokens": 6, "output_tokens": 8, "total_tokens": 14}
+    assert done["usage"] == {
+        "input_tokens": 6,
+        "output_tokens": 8,
+        "total_tokens": 14,
+        "reasoning_tokens": 0,
+    }
     # gpt-4o-mini: $0.15 / M input, $0.60 / M output (genai-prices)
     assert Decimal(done["cost_usd"]) == Decimal("0.0000009") + Decimal("0.0000048")
     sent = fake.requests[-1]

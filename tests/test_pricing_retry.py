@@ -143,7 +143,12 @@ async def test_unknown_price_is_null_and_an_override_prices_it(srv: tuple[Server
 async def test_cached_input_tokens_are_priced_as_cached(srv: tuple[Server, Fakes]) -> None:
     server, _ = srv
     done = await _done(server, "anthropic/claude-haiku-4-5:cached=4")
-    assert done["usage"] == {"input_tokens": 6, "output_tokens": 8, "total_tokens": 14}
+    assert done["usage"] == {
+        "input_tokens": 6,
+        "output_tokens": 8,
+        "total_tokens": 14,
+        "reasoning_tokens": 0,
+    }
     # claude-haiku-4-5: $1 / M input, $0.10 / M cache reads, $5 / M output
     expected = (2 * Decimal(1) + 4 * Decimal("0.1") + 8 * Decimal(5)) / 1_000_000
     assert Decimal(str(done["cost_usd"])) == expected

@@ -139,6 +139,7 @@ async def test_protocol_json_is_the_models_schema(
     assert set(served["x-server-events"]) == {
         "task_chunk",
         "task_tool_call",
+        "task_reasoning",
         "task_done",
         "server_draining",
         "session_ended",

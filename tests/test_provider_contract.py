@@ -113,7 +113,12 @@ async def test_stream_usage_cost_and_system_prompt(
     assert done["text"] == "".join(f"tok{i} " for i in range(8))
     assert done["provider"] == flavour.provider and done["model"] == flavour.model
     # The fakes count 6 prompt words; usage is each provider's own report.
-    assert done["usage"] == {"input_tokens": 6, "output_tokens": 8, "total_tokens": 14}
+    assert done["usage"] == {
+        "input_tokens": 6,
+        "output_tokens": 8,
+        "total_tokens": 14,
+        "reasoning_tokens": 0,
+    }
     expected = (6 * flavour.input_per_m + 8 * flavour.output_per_m) / 1_000_000
     assert Decimal(done["cost_usd"]) == expected
     fake = fk.of(flavour.provider)

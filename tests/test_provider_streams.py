@@ -73,12 +73,22 @@ async def test_anthropic_body_with_two_messages_is_read_whole(srv: Server, fk: F
     done = await answer(srv, fk, "anthropic", bodies.ANTHROPIC_TWO_MESSAGES)
     assert done["status"] == "completed" and done["finish_reason"] == "length"
     assert done["text"] == "Let me look. Found it."
-    assert done["usage"] == {"input_tokens": 40, "output_tokens": 9, "total_tokens": 49}
+    assert done["usage"] == {
+        "input_tokens": 40,
+        "output_tokens": 9,
+        "total_tokens": 49,
+        "reasoning_tokens": 0,
+    }
 
 
 async def test_anthropic_usage_in_message_start_only_is_kept(srv: Server, fk: Fakes) -> None:
     done = await answer(srv, fk, "anthropic", bodies.ANTHROPIC_START_USAGE_ONLY)
-    assert done["usage"] == {"input_tokens": 12, "output_tokens": 7, "total_tokens": 19}
+    assert done["usage"] == {
+        "input_tokens": 12,
+        "output_tokens": 7,
+        "total_tokens": 19,
+        "reasoning_tokens": 0,
+    }
     assert (await task_row(srv, done["task_id"]))["usage_source"] == "provider"
 
 

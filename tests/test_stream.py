@@ -28,7 +28,12 @@ async def test_execute_streams_chunks_then_done(server: Server) -> None:
     assert_intact(client, ack["task_id"])
     assert done["status"] == "completed" and done["finish_reason"] == "stop"
     assert len(done["text"].split()) == 40
-    assert done["usage"] == {"input_tokens": 2, "output_tokens": 40, "total_tokens": 42}
+    assert done["usage"] == {
+        "input_tokens": 2,
+        "output_tokens": 40,
+        "total_tokens": 42,
+        "reasoning_tokens": 0,
+    }
     assert done["cost_usd"] == "0" and done["run_id"] == ack["run_id"]
     assert done["ttft_ms"] is not None and done["latency_ms"] >= done["ttft_ms"]
     assert len(client.chunks[ack["task_id"]]) > 1, "tokens should arrive over several chunks"

@@ -371,6 +371,7 @@ export interface ModelSettings {
   fallbacks?: Array<string> | null;
   simulate_tool_calls?: number | null;
   response_format?: TextFormat | JsonObjectFormat | JsonSchemaFormat | null;
+  reasoning?: ReasoningSettings | null;
 }
 
 export interface NamedFunction {
@@ -583,6 +584,12 @@ export interface Readiness {
   redis: boolean;
 }
 
+/** Ask the model to reason before it answers (docs/protocol.md "Reasoning"): `effort`, a thinking `budget_tokens`, either or both; `{}` asks for the provider's default. Each provider takes what it has a place for and refuses the rest (`invalid_request`). */
+export interface ReasoningSettings {
+  effort?: "low" | "medium" | "high" | null;
+  budget_tokens?: number | null;
+}
+
 /** The final text must contain a match of `pattern` (the `regex` package's syntax). */
 export interface RegexValidation {
   type: "regex";
@@ -699,6 +706,8 @@ export interface TaskDone {
   next_task_id?: string | null;
   /** the provider declined to answer (finish_reason content_filter): its refusal message, or its reason when it gives none (docs/providers.md) */
   refusal?: string | null;
+  /** the model's whole reasoning text, apart from `text`; null when none */
+  reasoning?: string | null;
 }
 
 export interface TaskError {
@@ -724,6 +733,13 @@ export interface TaskEventList {
 export interface TaskPage {
   items: Array<TaskSummary>;
   next_cursor: string | null;
+}
+
+/** A piece of the model's reasoning (docs/protocol.md "Reasoning"): never part of the answer's `text`. Numbered in the chunks' sequence. */
+export interface TaskReasoning {
+  task_id: string;
+  seq: number;
+  text: string;
 }
 
 export interface TaskRef {
@@ -771,6 +787,8 @@ export interface TaskView {
   model: string;
   request: Record<string, unknown>;
   text: string | null;
+  /** the model's reasoning text, if any */
+  reasoning?: string | null;
   usage: Usage | null;
   usage_source: "provider" | "estimated" | null;
   cost_usd: string | null;
@@ -921,10 +939,12 @@ export interface UnsubscribeAck {
   ok: true;
 }
 
-/** Tokens of one model call as the provider counted them: `input_tokens` (every input token, those served from a prompt cache included), `output_tokens`, and `total_tokens`, their sum. */
+/** Tokens of one model call as the provider counted them: `input_tokens` (every input token, those served from a prompt cache included), `output_tokens` (the answer's, the reasoning's included), `reasoning_tokens` (the part of `output_tokens` the model spent on reasoning: every provider bills it as output) and `total_tokens`, the sum of input and output. */
 export interface Usage {
   input_tokens: number;
   output_tokens: number;
+  /** the part of output_tokens spent on reasoning (docs/protocol.md) */
+  reasoning_tokens?: number;
   total_tokens: number;
 }
 
@@ -1024,6 +1044,7 @@ export interface engine__protocol__openai_messages__TextPart {
 export interface ServerToClientEvents {
   task_chunk: (payload: TaskChunk) => void;
   task_tool_call: (payload: TaskToolCall) => void;
+  task_reasoning: (payload: TaskReasoning) => void;
   task_done: (payload: TaskDone) => void;
   server_draining: (payload: ServerDraining) => void;
   session_ended: (payload: SessionEnded) => void;

@@ -98,6 +98,15 @@ class Message(_Strict):
         return self.model_dump(exclude_none=True)
 
 
+class ReasoningSettings(_Strict):
+    """Ask the model to reason before it answers (docs/protocol.md "Reasoning"): `effort`,
+    a thinking `budget_tokens`, either or both; `{}` asks for the provider's default. Each
+    provider takes what it has a place for and refuses the rest (`invalid_request`)."""
+
+    effort: Literal["low", "medium", "high"] | None = None
+    budget_tokens: StrictInt | None = Field(None, ge=1, le=1_000_000)
+
+
 class ModelSettings(_Strict):
     """Settings passed to the provider. Unknown keys are refused so typos do not pass silently."""
 
@@ -117,6 +126,8 @@ class ModelSettings(_Strict):
     simulate_tool_calls: StrictInt | None = Field(None, ge=0, le=8)
     # the answer as text, any JSON object, or JSON matching a schema (docs/providers.md)
     response_format: ResponseFormat | None = None
+    # reasoning before the answer, streamed apart from it (docs/protocol.md "Reasoning")
+    reasoning: ReasoningSettings | None = None
 
     def merged_over(self, base: dict[str, Any]) -> dict[str, Any]:
         """These settings over `base`, dropping unset values."""

@@ -114,6 +114,15 @@ class TaskChunk(_Payload):
     text: str
 
 
+class TaskReasoning(_Payload):
+    """A piece of the model's reasoning (docs/protocol.md "Reasoning"): never part of the
+    answer's `text`. Numbered in the chunks' sequence."""
+
+    task_id: str
+    seq: int = Field(ge=1)
+    text: str
+
+
 class TaskToolCall(_Payload):
     """A piece of a tool call the model is writing: `arguments_delta` is the next part of
     the call's argument text (concatenate them per `call_id`). Numbered in the chunks'
@@ -209,6 +218,9 @@ class TaskDone(_Payload):
         description="the provider declined to answer (finish_reason content_filter): its "
         "refusal message, or its reason when it gives none (docs/providers.md)",
     )
+    reasoning: str | None = Field(
+        None, description="the model's whole reasoning text, apart from `text`; null when none"
+    )
 
 
 # --- HTTP bodies --------------------------------------------------------------------------
@@ -238,6 +250,7 @@ class TaskView(_Payload):
     model: str
     request: dict[str, Any]
     text: str | None
+    reasoning: str | None = Field(None, description="the model's reasoning text, if any")
     usage: Usage | None
     usage_source: Literal["provider", "estimated"] | None
     cost_usd: str | None

@@ -10,6 +10,11 @@ input message is not a tool result asks for N calls at once (the named tool of
 `tool_choice`, else the tools in turn; none with `tool_choice: "none"`), each call's
 arguments `{"input": "<two words>"}` streamed in three pieces, and finishes `tool_calls`.
 An answer after tool results is text, as without tools.
+
+Reasoning: with `settings.reasoning`, the answer (text or calls) starts with
+`REASONING_WORDS[effort]` words of reasoning (medium when no effort is set; at most
+`budget_tokens`), two words a piece, paced like the text. They count as output tokens and
+as reasoning tokens.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 from engine.providers.base import Provider, ProviderRequest, ProviderStream, count_words
 from engine.providers.parts import IMAGE_TOKENS, image_count
+from engine.providers.reasoning import ReasoningDelta, reasoning_setting
 from engine.providers.toolcalls import Delta, ToolCallDelta
 from engine.usage import Usage
 
@@ -35,6 +41,8 @@ WORDS = (
 DEFAULT_MAX_TOKENS = 64
 DEFAULT_TOKENS_PER_SECOND = 50.0
 _YIELD_EVERY = 32  # at full speed, give the event loop a turn this often
+REASONING_WORDS = {"low": 4, "medium": 8, "high": 16}  # words of reasoning by effort
+_REASONING_PIECE = 2  # words per reasoning piece
 
 
 def simulated_token(seed: int, index: int) -> str:
@@ -52,15 +60,25 @@ class SimulatedStream(ProviderStream):
         self._seed = int.from_bytes(digest[:4], "big")
         self._input = count_words(request.messages) + IMAGE_TOKENS * image_count(request.messages)
         self._emitted = 0
+        self._thought = 0  # reasoning words emitted
         self.usage = Usage(self._input, 0)
         self._calls = simulated_calls(request, self._seed)
+        self._reasoning = simulated_reasoning(request, self._seed)
+
+    def _tally(self, output: int) -> None:
+        self.usage = Usage(self._input, output + self._thought, reasoning_tokens=self._thought)
 
     async def deltas(self) -> AsyncIterator[Delta]:
+        for piece in self._reasoning:
+            await asyncio.sleep(_REASONING_PIECE / self._tps if self._tps > 0 else 0)
+            self._thought += len(piece.text.split())
+            self._tally(0)
+            yield piece
         if self._calls:
             for delta in self._calls:
                 await asyncio.sleep(0)
                 yield delta
-            self.usage = Usage(self._input, len(self._calls))
+            self._tally(len(self._calls))
             self.finish_reason = "tool_calls"
             return
         loop = asyncio.get_running_loop()
@@ -79,7 +97,7 @@ class SimulatedStream(ProviderStream):
                 await asyncio.sleep(0)
             text = "".join(simulated_token(self._seed, self._emitted + i) for i in range(n))
             self._emitted += n
-            self.usage = Usage(self._input, self._emitted)
+            self._tally(self._emitted)
             yield text
         self.finish_reason = "stop"
 
@@ -107,6 +125,21 @@ def simulated_calls(request: ProviderRequest, seed: int) -> list[ToolCallDelta]:
         pieces.append(ToolCallDelta(index, call_id, names[index % len(names)], fragments[0]))
         pieces.extend(ToolCallDelta(index, None, None, f) for f in fragments[1:])
     return pieces
+
+
+def simulated_reasoning(request: ProviderRequest, seed: int) -> list[ReasoningDelta]:
+    """The reasoning pieces the simulator streams before its answer (none unless asked)."""
+    setting = reasoning_setting(request.settings)
+    if setting is None:
+        return []
+    count = REASONING_WORDS[str(setting.get("effort") or "medium")]
+    if setting.get("budget_tokens") is not None:
+        count = max(1, min(count, int(setting["budget_tokens"])))
+    words = [simulated_token(seed + 3, i) for i in range(count)]
+    return [
+        ReasoningDelta("".join(words[i : i + _REASONING_PIECE]))
+        for i in range(0, count, _REASONING_PIECE)
+    ]
 
 
 class SimulatedProvider(Provider):

@@ -23,6 +23,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.providers.reasoning import ReasoningDelta
+
 
 @dataclass(frozen=True)
 class ToolCallDelta:
@@ -34,7 +36,8 @@ class ToolCallDelta:
     arguments: str  # a fragment of the argument text (may be empty)
 
 
-Delta = str | ToolCallDelta  # what a provider stream yields: text, or a piece of a call
+# What a provider stream yields: answer text, a piece of a call, or a piece of reasoning.
+Delta = str | ToolCallDelta | ReasoningDelta
 
 
 @dataclass

@@ -2,18 +2,19 @@
 
 Tasks append deltas; `take` hands out one chunk per task that has new text (all its text
 since the last chunk, with the task's next seq); `published` moves the seqs on once the
-chunks are written. A task's tool-call pieces are records of the same sequence: text and
-pieces keep their order, consecutive text goes into one chunk and consecutive pieces of one
-call into one piece. The flush window grows with the number of tasks streaming, so that a
-busy node sends fewer, larger chunks (each chunk costs the same to relay whatever its
-length) and an idle one sends each token at once; a task's first chunk never waits for
+chunks are written. A task's tool-call pieces and reasoning are records of the same
+sequence: text, pieces and reasoning keep their order, consecutive text goes into one
+chunk, consecutive pieces of one call into one piece and consecutive reasoning into one
+record. The flush window grows with the number of tasks streaming, so that a busy node
+sends fewer, larger chunks (each chunk costs the same to relay whatever its length) and an
+idle one sends each token at once; a task's first chunk never waits for
 more than the base window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Literal, cast
 
 # The window is one base window at this many streaming tasks, in proportion below and
 # above it, up to MAX_WINDOW_S.
@@ -30,20 +31,26 @@ class CallRef:
     name: str
 
 
+REASONING: Literal["reasoning"] = "reasoning"  # the channel of a reasoning part
+Channel = CallRef | Literal["reasoning"]  # where a part that is not answer text goes
+Part = str | tuple[Channel, str]
+
+
 @dataclass(frozen=True)
 class Chunk:
     task_id: str
     seq: int
-    text: str  # the chunk's text, or the piece's argument text
+    text: str  # the chunk's text, the piece's argument text, or the reasoning text
     call: CallRef | None = None  # set for a piece of a tool call
+    reasoning: bool = False  # set for a piece of reasoning
 
 
 @dataclass
 class _Text:
-    parts: list[str | tuple[CallRef, str]] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
     seq: int = 0  # seq of the last chunk published
     size: int = 0  # characters appended and not yet published
-    pieces: bool = False  # tool-call pieces are queued (else the parts are all text)
+    pieces: bool = False  # tool-call pieces or reasoning are queued (else all text)
 
 
 class Coalescer:
@@ -74,8 +81,9 @@ class Coalescer:
         self._dirty[task_id] = entry
         return True
 
-    def append_call(self, task_id: str, call: CallRef, arguments: str) -> bool:
-        """Queue a piece of a tool call (in order with the text); True as for `append`."""
+    def append_call(self, task_id: str, call: Channel, arguments: str) -> bool:
+        """Queue a piece of a tool call, or reasoning with `REASONING` (in order with the
+        text); True as for `append`."""
         entry = self._texts[task_id]
         entry.parts.append((call, arguments))
         entry.pieces = True
@@ -133,15 +141,17 @@ class Coalescer:
         return min(window, max(MAX_WINDOW_S, self.base_window_s))
 
 
-def _records(task_id: str, seq: int, parts: list[str | tuple[CallRef, str]]) -> list[Chunk]:
-    """Text and tool-call pieces in order: runs of text joined, runs of one call's pieces
-    joined, each with the next seq."""
+def _records(task_id: str, seq: int, parts: list[Part]) -> list[Chunk]:
+    """Text, tool-call pieces and reasoning in order: runs of text joined, runs of one
+    call's pieces joined, runs of reasoning joined, each with the next seq."""
     out: list[Chunk] = []
     for part in parts:
-        call, text = (None, part) if isinstance(part, str) else part
+        channel, text = (None, part) if isinstance(part, str) else part
+        call = channel if isinstance(channel, CallRef) else None
+        reasoning = channel == REASONING
         last = out[-1] if out else None
-        if last is not None and last.call == call:
-            out[-1] = Chunk(task_id, last.seq, last.text + text, call)
+        if last is not None and last.call == call and last.reasoning == reasoning:
+            out[-1] = Chunk(task_id, last.seq, last.text + text, call, reasoning)
         else:
-            out.append(Chunk(task_id, (last.seq if last else seq) + 1, text, call))
+            out.append(Chunk(task_id, (last.seq if last else seq) + 1, text, call, reasoning))
     return out

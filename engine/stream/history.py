@@ -8,7 +8,7 @@ from typing import cast
 import redis.asyncio as aioredis
 
 from engine.redis_keys import RedisKeys
-from engine.stream.records import CHUNK, DONE, TOOL_CALL, Record, decode_record
+from engine.stream.records import CHUNK, DONE, REASONING, TOOL_CALL, Record, decode_record
 
 
 async def read_records(redis: aioredis.Redis, keys: RedisKeys, task_id: str) -> list[Record]:
@@ -21,27 +21,33 @@ async def read_records(redis: aioredis.Redis, keys: RedisKeys, task_id: str) -> 
 
 @dataclass(frozen=True)
 class Partial:
-    """What a history holds: the text so far, its last seq, and whether the task ended."""
+    """What a history holds: the text so far, its last seq, whether the task ended, and
+    the reasoning so far."""
 
     text: str
     last_seq: int
     ended: bool
+    reasoning: str = ""
 
 
 def fold(records: list[Record]) -> Partial:
     """The text of the chunks in seq order (each seq once) and whether a terminal record is
     there. Pure: no I/O."""
     parts: list[str] = []
+    thoughts: list[str] = []
     last_seq, ended = 0, False
     for kind, payload in records:
         if kind == CHUNK and payload["seq"] > last_seq:
             parts.append(payload["text"])
             last_seq = payload["seq"]
+        elif kind == REASONING and payload["seq"] > last_seq:
+            thoughts.append(payload["text"])
+            last_seq = payload["seq"]
         elif kind == TOOL_CALL and payload["seq"] > last_seq:
             last_seq = payload["seq"]
         elif kind == DONE:
             ended = True
-    return Partial("".join(parts), last_seq, ended)
+    return Partial("".join(parts), last_seq, ended, "".join(thoughts))
 
 
 async def read_partial(redis: aioredis.Redis, keys: RedisKeys, task_id: str) -> Partial:

@@ -24,7 +24,8 @@ from engine.aio import check_cancelled
 from engine.errors import ServiceUnavailable
 from engine.metrics import Metrics
 from engine.redis_keys import RedisKeys
-from engine.stream.coalescer import CallRef, Chunk, Coalescer
+from engine.stream import records
+from engine.stream.coalescer import REASONING, CallRef, Chunk, Coalescer
 from engine.stream.live import publish_live
 from engine.stream.local import LocalFeed
 from engine.stream.outage import REDIS_DOWN, Outage, retrying
@@ -92,6 +93,14 @@ class ChunkPublisher:
         if self._coalescer.buffered > self._max_buffered:
             raise ServiceUnavailable("the stream store is unavailable; try again")
         if self._coalescer.append_call(task_id, call, arguments):
+            self._tasks[task_id].flushed.clear()
+            self._wake.set()
+
+    def append_reasoning(self, task_id: str, text: str) -> None:
+        """Queue a piece of the model's reasoning, in order with the text. No I/O here."""
+        if self._coalescer.buffered > self._max_buffered:
+            raise ServiceUnavailable("the stream store is unavailable; try again")
+        if self._coalescer.append_call(task_id, REASONING, text):
             self._tasks[task_id].flushed.clear()
             self._wake.set()
 
@@ -252,8 +261,10 @@ class ChunkPublisher:
 
 
 def _payload(chunk: Chunk) -> tuple[str, dict[str, Any]]:
-    """The record kind and client payload of a chunk or a tool-call piece."""
+    """The record kind and client payload of a chunk, a tool-call piece or reasoning."""
     call = chunk.call
+    if chunk.reasoning:
+        return records.REASONING, records.reasoning_payload(chunk.task_id, chunk.seq, chunk.text)
     if call is None:
         return CHUNK, chunk_payload(chunk.task_id, chunk.seq, chunk.text)
     payload = tool_call_payload(

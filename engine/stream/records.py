@@ -1,4 +1,5 @@
-"""The encoding of a task's stream records: chunks, tool-call pieces and the terminal record."""
+"""The encoding of a task's stream records: chunks, tool-call pieces, reasoning and the
+terminal record."""
 
 from __future__ import annotations
 
@@ -7,15 +8,29 @@ from typing import Any
 
 CHUNK = "c"
 TOOL_CALL = "t"
+REASONING = "r"
 DONE = "d"
 # The event each record kind is sent as.
-EVENTS = {CHUNK: "task_chunk", TOOL_CALL: "task_tool_call", DONE: "task_done"}
+EVENTS = {
+    CHUNK: "task_chunk",
+    TOOL_CALL: "task_tool_call",
+    REASONING: "task_reasoning",
+    DONE: "task_done",
+}
+# The kinds numbered in the task's one sequence (everything but the terminal record).
+SEQUENCED = frozenset({CHUNK, TOOL_CALL, REASONING})
 
 Record = tuple[str, dict[str, Any]]  # (kind, payload): the payload is what a client receives
 
 
 def chunk_payload(task_id: str, seq: int, text: str) -> dict[str, Any]:
     """The `task_chunk` event."""
+    return {"task_id": task_id, "seq": seq, "text": text}
+
+
+def reasoning_payload(task_id: str, seq: int, text: str) -> dict[str, Any]:
+    """The `task_reasoning` event: a piece of the model's reasoning, numbered in the same
+    sequence as the chunks."""
     return {"task_id": task_id, "seq": seq, "text": text}
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from engine.status import TaskStatus
 from engine.stream.history import read_records
 from engine.stream.outage import DATABASE_DOWN, retrying
-from engine.stream.records import CHUNK, DONE, EVENTS, TOOL_CALL, Record, decode_record
+from engine.stream.records import DONE, EVENTS, SEQUENCED, Record, decode_record
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -239,7 +239,7 @@ class TaskWatch:
             return
         now = self._loop.time()
         patient = not lenient and (sub.gap_since is None or now - sub.gap_since < GAP_GIVE_UP_S)
-        if kind == CHUNK or kind == TOOL_CALL:
+        if kind in SEQUENCED:
             seq = payload["seq"]
             if seq <= sub.last_seq:
                 return

@@ -100,6 +100,7 @@ class TaskEnd:
     tool_calls: list[dict[str, Any]] | None = None  # the calls the answer asked for
     next_task_id: UUID | None = None  # the continuation that sends their results
     refusal: str | None = None  # the provider declined to answer
+    reasoning: str | None = None  # the model's reasoning text, apart from `text`
 
     def outcome(self) -> task_rows.TaskOutcome:
         """The row the finalize statement writes."""
@@ -108,6 +109,8 @@ class TaskEnd:
             text=self.text,
             input_tokens=self.usage.input_tokens,
             output_tokens=self.usage.output_tokens,
+            reasoning_tokens=self.usage.reasoning_tokens,
+            reasoning=self.reasoning,
             usage_source=self.usage_source,
             cost_usd=self.cost,
             last_seq=self.last_seq,
@@ -143,6 +146,7 @@ class TaskEnd:
             tool_calls=self.tool_calls,
             next_task_id=self.next_task_id,
             refusal=self.refusal,
+            reasoning=self.reasoning,
         )
 
 
@@ -165,10 +169,12 @@ def done_payload(
     tool_calls: list[dict[str, Any]] | None = None,
     next_task_id: UUID | None = None,
     refusal: str | None = None,
+    reasoning: str | None = None,
 ) -> dict[str, Any]:
     """The `task_done` event (engine.protocol.responses.TaskDone) as a plain dict; a task
     whose answer asked for tools also has `tool_calls` and `next_task_id`, one the provider
-    declined to answer its `refusal`."""
+    declined to answer its `refusal`. `reasoning` is the model's whole reasoning text (null
+    when it streamed none)."""
     payload: dict[str, Any] = {
         "task_id": task_id,
         "run_id": str(run_id) if run_id else None,
@@ -184,12 +190,14 @@ def done_payload(
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "total_tokens": usage.total_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
         },
         "cost_usd": None if cost is None else format_money(cost),
         "ttft_ms": ttft_ms,
         "latency_ms": latency_ms,
         "validation": validation,
         "error": error,
+        "reasoning": reasoning,
     }
     if tool_calls is not None:
         payload["tool_calls"] = tool_calls
@@ -203,7 +211,11 @@ def done_from_row(row: asyncpg.Record) -> dict[str, Any]:
     """The `task_done` of an ended task, rebuilt from its `ai_tasks` row."""
     usage = None
     if row["input_tokens"] is not None:
-        usage = Usage(row["input_tokens"], row["output_tokens"])
+        usage = Usage(
+            row["input_tokens"],
+            row["output_tokens"],
+            reasoning_tokens=row.get("reasoning_tokens") or 0,
+        )
     return done_payload(
         task_id=str(row["task_id"]),
         run_id=row["run_id"],
@@ -224,6 +236,7 @@ def done_from_row(row: asyncpg.Record) -> dict[str, Any]:
         error=row["error"],
         tool_calls=row.get("tool_calls"),
         next_task_id=row.get("next_task_id"),
+        reasoning=row.get("reasoning_text"),
     )
 
 

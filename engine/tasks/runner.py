@@ -13,6 +13,7 @@ from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, 
 from engine.providers.base import ProviderRequest, estimate_tokens
 from engine.providers.parts import content_chars
 from engine.providers.pricing import task_cost
+from engine.providers.reasoning import ReasoningDelta
 from engine.providers.toolcalls import ToolCallAssembler, ToolCallDelta
 from engine.status import TaskStatus
 from engine.stream.coalescer import CallRef
@@ -39,6 +40,7 @@ _RESCHEDULE_EVERY_S = 0.5  # move the idle deadline at most this often (timers a
 class _Progress:
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
+    thoughts: list[str] = field(default_factory=list)  # the reasoning, apart from the text
     chars: int = 0
     ttft_ms: int | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -120,6 +122,9 @@ async def _consume(deps: RunnerDeps, plan: TaskPlan, stream: Any, progress: _Pro
                 if isinstance(delta, ToolCallDelta):
                     _append_call(deps, task_id, progress, delta)
                     continue
+                if isinstance(delta, ReasoningDelta):
+                    _append_reasoning(deps, task_id, progress, delta.text)
+                    continue
                 progress.parts.append(delta)
                 append(task_id, delta)
                 progress.chars += len(delta)
@@ -142,6 +147,17 @@ def _append_call(deps: RunnerDeps, task_id: str, progress: _Progress, delta: Too
         raise ProviderUnavailable("the tool call's arguments are too long")
 
 
+def _append_reasoning(deps: RunnerDeps, task_id: str, progress: _Progress, text: str) -> None:
+    """A piece of reasoning: kept apart from the answer, streamed in order with it."""
+    if not text:
+        return
+    progress.thoughts.append(text)
+    deps.publisher.append_reasoning(task_id, text)
+    progress.chars += len(text)
+    if progress.chars >= deps.max_output_chars:
+        raise ProviderUnavailable("the model's reasoning is too long")
+
+
 async def _finish(
     deps: RunnerDeps,
     plan: TaskPlan,
@@ -155,10 +171,16 @@ async def _finish(
     task_id = str(plan.task_id)
     last_seq = await deps.publisher.drain(task_id)
     text = "".join(progress.parts)
+    reasoning = "".join(progress.thoughts) or None
     usage_source = "provider"
-    if usage is None or (usage.output_tokens == 0 and text):
+    if usage is None or (usage.output_tokens == 0 and (text or reasoning)):
         usage_source = "estimated"
-        usage = Usage(_estimate_input(plan.request), estimate_tokens(text))
+        thought = estimate_tokens(reasoning or "")
+        usage = Usage(
+            _estimate_input(plan.request),
+            estimate_tokens(text) + thought,
+            reasoning_tokens=thought,
+        )
     cost = await task_cost(deps.pool, plan.provider, plan.request.model, usage)
     latency_ms = int((time.monotonic() - progress.started) * 1000)
     calls = progress.calls.calls() if progress.calls else None
@@ -193,6 +215,7 @@ async def _finish(
         tool_calls=calls,
         next_task_id=step.continuation.task_id if step.continuation else None,
         refusal=progress.refusal,
+        reasoning=reasoning,
     )
     outcome, payload = end.outcome(), end.payload()
     try:

@@ -43,6 +43,7 @@ from engine.protocol.responses import (
     TaskChunk,
     TaskDone,
     TaskEventList,
+    TaskReasoning,
     TaskToolCall,
     TaskView,
     ToolResultAccepted,
@@ -63,6 +64,7 @@ CLIENT_EVENTS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
 SERVER_EVENTS: dict[str, type[BaseModel]] = {
     "task_chunk": TaskChunk,
     "task_tool_call": TaskToolCall,
+    "task_reasoning": TaskReasoning,
     "task_done": TaskDone,
     "server_draining": ServerDraining,
     "session_ended": SessionEnded,
