@@ -64,9 +64,10 @@ async def test_typescript_client_and_redux_binding(settings: Settings) -> None:
             "test/request-id.test.js",
             "test/redux.test.js",
             "test/client.test.js",
+            "test/reasoning.test.js",
         )
     assert "# fail 0" in out, out
-    assert "# pass 17" in out, out
+    assert "# pass 20" in out, out
 
 
 @pytest.mark.timeout(300)

@@ -105,6 +105,7 @@ export class Client {
     socket.on("connect_error", (err) => this._onConnectError(err));
     socket.on("task_chunk", (chunk) => this._route("task_chunk", chunk));
     socket.on("task_tool_call", (piece) => this._route("task_tool_call", piece));
+    socket.on("task_reasoning", (piece) => this._route("task_reasoning", piece));
     socket.on("task_done", (done) => this._route("task_done", done));
     socket.on("server_draining", () => this._onDraining());
     socket.on("runs_changed", (change) => this._emit("runs_changed", change));
@@ -186,12 +187,12 @@ export class Client {
   _route(name, payload) {
     const handle = this.live.get(payload.task_id);
     if (handle) {
-      name === "task_done" ? this._finish(handle, payload) : handle._chunk(payload);
+      name === "task_done" ? this._finish(handle, payload) : handle._chunk(payload, name);
       return;
     }
     const ended = this.ended.get(payload.task_id);
     if (ended) {
-      name === "task_done" ? ended._done(payload) : ended._chunk(payload);
+      name === "task_done" ? ended._done(payload) : ended._chunk(payload, name);
       return;
     }
     // The server subscribes the socket before it answers execute, so events may come first.
@@ -303,15 +304,16 @@ export class Client {
     for (const [name, payload] of queued) this._route(name, payload);
   }
 
-  /** Follow a task started elsewhere (another tab, a server job, an earlier page). `afterSeq`
-   * and `text`: what the caller already has (e.g. kept across a reload). */
-  subscribe(taskId, { afterSeq = 0, text = "" } = {}) {
+  /** Follow a task started elsewhere (another tab, a server job, an earlier page). `afterSeq`,
+   * `text` and `reasoning`: what the caller already has (e.g. kept across a reload). */
+  subscribe(taskId, { afterSeq = 0, text = "", reasoning = "" } = {}) {
     const existing = this.live.get(taskId);
     if (existing) return existing;
     const handle = new TaskHandle(this);
     handle.taskId = taskId;
     handle.lastSeq = afterSeq;
     handle.text = text;
+    handle.reasoning = reasoning;
     this.live.set(taskId, handle);
     this._resubscribe(handle).then((ack) => ack && handle._start({ task_id: taskId, ...ack }));
     return handle;

@@ -41,8 +41,15 @@ export interface ToolCallPiece {
   delta: string;
 }
 
+/** A piece of the model's reasoning (`task_reasoning`), never part of the text. */
+export interface ReasoningPiece {
+  seq: number;
+  text: string;
+}
+
 export type TaskEvent =
   | ["chunk", Chunk]
+  | ["reasoning", ReasoningPiece]
   | ["tool_call", ToolCallPiece]
   | ["done", TaskDone]
   | ["error", PromptrelayError];
@@ -69,6 +76,9 @@ export class TaskHandle implements AsyncIterable<Chunk> {
   /** Tool calls the model wrote, by call_id in order of arrival. */
   readonly toolCalls: Readonly<Record<string, ToolCallStream>>;
   readonly toolPieces: readonly ToolCallPiece[];
+  /** The model's reasoning so far (the whole of it once done), apart from `text`; "" when none. */
+  readonly reasoning: string;
+  readonly reasoningPieces: readonly ReasoningPiece[];
   readonly anomalies: readonly Anomaly[];
   readonly status: TaskStatus | "starting";
   readonly result: TaskDone | null;
@@ -128,8 +138,9 @@ export class Client {
   on<E extends keyof ClientEvents>(event: E, fn: ClientEvents[E]): () => void;
   /** Start a task. A `request_id` is added when missing; retries reuse it. */
   execute(request: ExecuteRequest): TaskHandle;
-  /** Follow a task started elsewhere, from `afterSeq` on (with the `text` already held). */
-  subscribe(taskId: string, options?: { afterSeq?: number; text?: string }): TaskHandle;
+  /** Follow a task started elsewhere, from `afterSeq` on (with the `text` and `reasoning`
+   * already held). */
+  subscribe(taskId: string, options?: { afterSeq?: number; text?: string; reasoning?: string }): TaskHandle;
   unsubscribe(taskId: string): Promise<void>;
   /** `GET /v1/runs/{id}`: a past conversation with its messages and tasks. */
   getRun(runId: string): Promise<RunView>;

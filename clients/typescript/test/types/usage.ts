@@ -3,7 +3,7 @@
 import { io } from "socket.io-client";
 import { createClient, eachItem, PromptrelayError, type TaskDone } from "promptrelay-client";
 import {
-  createMiddleware, execute, reducer, selectRunMessages, selectTaskText, type PromptrelayState,
+  createMiddleware, execute, reducer, selectRunMessages, selectTaskReasoning, selectTaskText, type PromptrelayState,
 } from "promptrelay-client/redux";
 
 export async function chat(url: string, token: string): Promise<string> {
@@ -56,3 +56,19 @@ export async function library(url: string, token: string): Promise<number> {
 createClient({ url: "", token: "" }).listPrompts({ owner: "team" });
 // @ts-expect-error: an agent's body names its template
 createClient({ url: "", token: "" }).createAgent({ name: "a" });
+
+// Reasoning: asked in the settings, kept apart from the text on the handle and in the store.
+export async function reasoning(url: string, token: string): Promise<string> {
+  const client = createClient({ url, token, io });
+  const handle = client.execute({ model: "simulated/demo", settings: { reasoning: { effort: "high", budget_tokens: 64 } } });
+  handle.listen((kind, value) => {
+    if (kind === "reasoning") console.log(value.seq, value.text);
+  });
+  const done = await handle.done;
+  const thought: string = handle.reasoning;
+  const whole: string | null | undefined = done.reasoning;
+  const spent: number | undefined = done.usage?.reasoning_tokens;
+  const state: PromptrelayState = reducer(undefined, execute({}));
+  const resumed = client.subscribe(done.task_id, { afterSeq: 3, text: "", reasoning: thought });
+  return `${thought}${whole}${spent}${selectTaskReasoning(state, done.task_id)}${resumed.reasoningPieces.length}`;
+}
