@@ -12,7 +12,7 @@ import { Sidebar } from "./sidebar.js";
 import { Attachments, imagePart } from "./images.js";
 import { EXAMPLE_TOOLS, addToolPiece, parseTools } from "./tools.js";
 import { showUsage } from "./usage.js";
-import { describeError, renderTurn, turnsOfRun } from "./view.js";
+import { describeError, renderTurn, turnsOfRun, updateReasoning } from "./view.js";
 
 const KEY_STORE = "promptrelay.key";
 const CHAT_STORE = "promptrelay.chat";
@@ -139,6 +139,7 @@ function buildRequest(message, images) {
   const settings = {};
   if ($("max-tokens").value) settings.max_tokens = Number($("max-tokens").value);
   if ($("tps").value) settings.tokens_per_second = Number($("tps").value);
+  if ($("reasoning").value) settings.reasoning = { effort: $("reasoning").value };
   if ($("tools-on").checked) {
     request.tools = parseTools($("tools").value); // throws, saying what is wrong
     if ($("sim-calls").value) settings.simulate_tool_calls = Number($("sim-calls").value);
@@ -213,10 +214,12 @@ function watch(turn, handle) {
       afterTaskEnded();
     }
     turn.text = handle.text;
+    turn.reasoning = handle.reasoning;
     turn.last_seq = handle.lastSeq;
     if (kind === "tool_call") addToolPiece(turn, value); // kept across a reload's resume
     saveChat();
     if (kind === "chunk") renderTurnText(turn);
+    else if (kind === "reasoning") renderReasoningText(turn);
     else if (kind === "tool_call") renderToolCallText(turn, value);
     else renderAll();
   };
@@ -272,7 +275,8 @@ function followOpenTurns() {
   for (const turn of state.chat.turns) {
     if (turn.role !== "assistant" || turn.done || state.handles.has(turn.task_id)) continue;
     turn.resumed_at = turn.last_seq;
-    const handle = state.client.subscribe(turn.task_id, { afterSeq: turn.last_seq, text: turn.text });
+    const handle = state.client.subscribe(turn.task_id,
+      { afterSeq: turn.last_seq, text: turn.text, reasoning: turn.reasoning || "" });
     watch(turn, handle);
   }
   renderAll();
@@ -341,6 +345,10 @@ function renderTurnText(turn) {
   const li = document.querySelector(`li[data-task-id="${turn.task_id}"] .text`);
   if (li) li.textContent = turn.text;
   else renderAll();
+}
+
+function renderReasoningText(turn) {
+  if (!updateReasoning(document.querySelector(`li[data-task-id="${turn.task_id}"]`), turn)) renderAll();
 }
 
 function renderToolCallText(turn, piece) {
