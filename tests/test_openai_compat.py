@@ -381,6 +381,7 @@ def test_records_map_onto_chunks_and_a_completion() -> None:
         "prompt_tokens": 3,
         "completion_tokens": 2,
         "total_tokens": 5,
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     assert len(oa.final_chunks("c", 1, "m", done, include_usage=False)) == 1
     answer = oa.completion("c", 1, "m", done)

@@ -342,13 +342,14 @@ export interface MemberView {
   role: "admin" | "member";
 }
 
-/** One message: text, or parts with images (docs/protocol.md "Images"); an assistant's tool calls and a tool's result as docs/tools.md stores them. */
+/** One message: text, or parts with images (docs/protocol.md "Images"); an assistant's tool calls (with the thinking blocks to send back with them) and a tool's result as docs/tools.md stores them. */
 export interface Message {
   role: "system" | "user" | "assistant" | "tool";
   content: string | Array<engine__protocol__content__TextPart | engine__protocol__content__ImagePart>;
   tool_calls?: Array<MessageToolCall> | null;
   tool_call_id?: string | null;
   name?: string | null;
+  thinking?: Array<ThinkingBlock> | null;
 }
 
 /** One call of an assistant message (`arguments` as JSON text), as docs/tools.md stores. */
@@ -866,6 +867,11 @@ export interface TextFormat {
 export interface TextMessage {
   role: "system" | "user" | "assistant";
   content: string;
+}
+
+/** A provider's thinking block kept with an assistant turn that asked for tools (Anthropic's signed `thinking` or `redacted_thinking`), sent back as it came. */
+export interface ThinkingBlock {
+  type: "thinking" | "redacted_thinking";
 }
 
 /** Tasks per quota day and month (null: unlimited) and the running-task cap. */

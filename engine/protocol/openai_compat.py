@@ -1,7 +1,13 @@
 """The OpenAI Chat Completions dialect (`POST /v1/chat/completions`, `GET /v1/models`) as
 pure functions: a request mapped onto our `ExecuteRequest`, a task's records onto
 `chat.completion.chunk`s or one `chat.completion`, our errors onto OpenAI's error shape.
-Nothing a client sends is dropped silently: what the engine cannot do is refused by name."""
+Nothing a client sends is dropped silently: what the engine cannot do is refused by name.
+
+Reasoning: `reasoning_effort` (`low`, `medium`, `high`) is our `settings.reasoning.effort`.
+The model's reasoning streams as `delta.reasoning_content`, the field OpenAI-compatible
+servers use for it (the official SDK keeps unknown fields of a delta and ignores them
+otherwise: `delta.model_extra`), and a whole answer's as `message.reasoning_content`; the
+usage reports `completion_tokens_details.reasoning_tokens`."""
 
 from __future__ import annotations
 
@@ -27,7 +33,6 @@ UNSUPPORTED = (
     "modalities",
     "prediction",
     "web_search_options",
-    "reasoning_effort",
     "verbosity",
     "service_tier",
     "store",
@@ -66,6 +71,7 @@ class ChatCompletionRequest(_Open):
     tools: list[om.FunctionTool] | None = None
     tool_choice: om.ToolChoiceParam | None = None
     parallel_tool_calls: Literal[True] | None = None  # several calls at once is what we do
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
 
 
 def refused(param: str, message: str) -> InvalidRequest:
@@ -118,6 +124,8 @@ def to_execute(req: ChatCompletionRequest) -> ExecuteRequest:
         settings["response_format"] = req.response_format.model_dump(
             by_alias=True, exclude_none=True
         )
+    if req.reasoning_effort is not None:
+        settings["reasoning"] = {"effort": req.reasoning_effort}
     payload: dict[str, Any] = {
         "model": req.model,
         "messages": om.neutral_messages(req.messages),
@@ -141,7 +149,7 @@ def to_execute(req: ChatCompletionRequest) -> ExecuteRequest:
                     else "max_tokens"
                 )
             elif field.startswith("settings."):
-                err["field"] = field.removeprefix("settings.")
+                err["field"] = openai_field(field).removeprefix("settings.")
         raise
 
 
@@ -149,6 +157,7 @@ _OURS = (
     (re.compile(r"^(tools\.\d+)\.(name|description|parameters)"), r"\1.function.\2"),
     (re.compile(r"^tool_choice\.name"), "tool_choice.function.name"),
     (re.compile(r"^(messages\.\d+\.content\.\d+)\.(url|data|media_type)$"), r"\1.image_url.url"),
+    (re.compile(r"^settings\.reasoning(\..*)?$"), "reasoning_effort"),
 )
 
 
@@ -190,8 +199,9 @@ def chunk(
     }
 
 
-def usage_of(done: dict[str, Any]) -> dict[str, int]:
-    """`task_done`'s usage as OpenAI's (zeros when the task recorded none)."""
+def usage_of(done: dict[str, Any]) -> dict[str, Any]:
+    """`task_done`'s usage as OpenAI's (zeros when the task recorded none), the reasoning
+    tokens in `completion_tokens_details` as OpenAI reports them."""
     usage = done.get("usage") or {}
     prompt = int(usage.get("input_tokens", 0))
     completion = int(usage.get("output_tokens", 0))
@@ -199,6 +209,7 @@ def usage_of(done: dict[str, Any]) -> dict[str, int]:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": int(usage.get("total_tokens", prompt + completion)),
+        "completion_tokens_details": {"reasoning_tokens": int(usage.get("reasoning_tokens", 0))},
     }
 
 
@@ -223,9 +234,17 @@ def final_chunks(
 def _message(done: dict[str, Any]) -> dict[str, Any]:
     text = done.get("text", "")
     calls = om.openai_tool_calls(done)
-    if calls is None:
-        return {"role": "assistant", "content": text}
-    return {"role": "assistant", "content": text or None, "tool_calls": calls}
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls is not None:
+        message = {"role": "assistant", "content": text or None, "tool_calls": calls}
+    if done.get("reasoning"):
+        message["reasoning_content"] = done["reasoning"]
+    return message
+
+
+def reasoning_chunk(cid: str, created: int, model: str, text: str) -> dict[str, Any]:
+    """A `task_reasoning` piece as a chunk's `delta.reasoning_content` (module docstring)."""
+    return chunk(cid, created, model, {"reasoning_content": text})
 
 
 def completion(cid: str, created: int, model: str, done: dict[str, Any]) -> dict[str, Any]:

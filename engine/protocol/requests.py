@@ -67,15 +67,26 @@ class TextMessage(_Strict):
     content: Annotated[str, StringConstraints(max_length=1_000_000)]
 
 
+class ThinkingBlock(BaseModel):
+    """A provider's thinking block kept with an assistant turn that asked for tools
+    (Anthropic's signed `thinking` or `redacted_thinking`), sent back as it came."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: Literal["thinking", "redacted_thinking"]
+
+
 class Message(_Strict):
     """One message: text, or parts with images (docs/protocol.md "Images"); an assistant's
-    tool calls and a tool's result as docs/tools.md stores them."""
+    tool calls (with the thinking blocks to send back with them) and a tool's result as
+    docs/tools.md stores them."""
 
     role: Role
     content: Content
     tool_calls: list[MessageToolCall] | None = Field(None, min_length=1, max_length=MAX_TOOLS)
     tool_call_id: CallId | None = Field(None, validate_default=True)
     name: ToolName | None = Field(None, validate_default=True)
+    thinking: list[ThinkingBlock] | None = Field(None, min_length=1, max_length=64)
 
     @field_validator("tool_call_id", "name")
     @classmethod
@@ -91,6 +102,8 @@ class Message(_Strict):
     @model_validator(mode="after")
     def _by_role(self) -> Message:
         check_message_shape(self.role, self.content, self.tool_calls, self.tool_call_id, self.name)
+        if self.thinking is not None and not self.tool_calls:
+            raise ValueError("thinking is taken on an assistant message with tool_calls only")
         return self
 
     def neutral(self) -> dict[str, Any]:

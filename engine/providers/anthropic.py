@@ -18,6 +18,7 @@ from engine.providers.base import Provider, ProviderRequest, ProviderStream
 from engine.providers.parts import text_of
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
+from engine.providers.reasoning import budget_of, reasoning_setting, refuse
 from engine.providers.toolwire import anthropic_messages, anthropic_tools
 from engine.usage import Usage
 
@@ -25,6 +26,9 @@ DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; used when the reques
 # Our sampling settings, in the Messages API's names. The current API (and SDK) has no
 # temperature, top_p, seed or penalties: those are refused (`unsupported`).
 _SAMPLING = {"stop": "stop_sequences"}
+MIN_THINKING_BUDGET = 1024  # the least `thinking.budget_tokens` the API takes
+# Model families without extended thinking: `settings.reasoning` is refused for them.
+NON_THINKING = ("claude-3-5", "claude-3-haiku", "claude-3-opus", "claude-3-sonnet", "claude-2")
 
 
 def convert_error(exc: anthropic.AnthropicError) -> ProviderFault:
@@ -36,24 +40,32 @@ def convert_error(exc: anthropic.AnthropicError) -> ProviderFault:
     return faults.cut("anthropic")
 
 
-def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+def split_system(
+    messages: list[dict[str, Any]], thinking: bool = False
+) -> tuple[str | None, list[dict[str, Any]]]:
     """Anthropic takes system prompts in `system`, not among the messages; tool turns are
-    content blocks."""
+    content blocks (with their thinking blocks first when `thinking` is on)."""
     system = [text_of(m["content"]) for m in messages if m["role"] == "system"]
-    rest = anthropic_messages([m for m in messages if m["role"] != "system"])
+    rest = anthropic_messages([m for m in messages if m["role"] != "system"], thinking)
     return ("\n\n".join(system) if system else None), rest
 
 
 def build_params(request: ProviderRequest) -> dict[str, Any]:
     """The Messages API body of one streaming call."""
     settings = request.settings
-    system, messages = split_system(request.messages)
+    reasoning = reasoning_setting(settings)
+    system, messages = split_system(request.messages, reasoning is not None)
     params: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
         "stream": True,
         "max_tokens": int(settings.get("max_tokens") or DEFAULT_MAX_TOKENS),
     }
+    if reasoning is not None:
+        budget = budget_of(reasoning)
+        params["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if not settings.get("max_tokens"):  # the budget is part of max_tokens: room to answer
+            params["max_tokens"] = budget + DEFAULT_MAX_TOKENS
     if system is not None:
         params["system"] = system
     params.update(
@@ -76,6 +88,25 @@ class AnthropicProvider(Provider):
     # `json_schema` is its structured outputs (`output_config.format`); "any JSON object" has
     # no mechanism of its own there.
     unsupported_formats = ("json_object",)
+
+    def check_reasoning(
+        self, reasoning: dict[str, Any], settings: dict[str, Any], model: str
+    ) -> None:
+        """Extended thinking: a budget of at least 1024 tokens, below `max_tokens`, on a
+        model that thinks, and no forced tool choice (the API refuses each of these)."""
+        if model.startswith(NON_THINKING):
+            raise refuse(self.name, "reasoning", f"the model {model} has no extended thinking")
+        budget = budget_of(reasoning)
+        if budget < MIN_THINKING_BUDGET:
+            raise refuse(
+                self.name, "reasoning.budget_tokens", f"at least {MIN_THINKING_BUDGET} tokens"
+            )
+        limit = settings.get("max_tokens")
+        if limit is not None and budget >= int(limit):
+            raise refuse(self.name, "reasoning.budget_tokens", "it must be below max_tokens")
+        choice = settings.get("tool_choice")
+        if choice == "required" or isinstance(choice, dict):
+            raise refuse(self.name, "reasoning", "thinking cannot be on while a tool is forced")
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from engine.errors import InvalidRequest
 from engine.providers.parts import text_of
+from engine.providers.reasoning import reasoning_setting, refuse
 from engine.providers.toolcalls import Delta
 from engine.usage import Usage
 
@@ -43,6 +44,9 @@ class ProviderStream(abc.ABC):
     finish_reason: str | None = None
     usage: Usage | None = None
     refusal: str | None = None
+    # What the provider wants back with this answer's tool calls in a continuation
+    # (Anthropic's signed thinking blocks), opaque to the engine: kept on the stored turn.
+    thinking_blocks: list[dict[str, Any]] | None = None
 
     def __aiter__(self) -> AsyncIterator[Delta]:
         return self.deltas()
@@ -89,8 +93,8 @@ class Provider(abc.ABC):
     # `response_format` types it has no mechanism for (`json_object`, `json_schema`).
     unsupported_formats: ClassVar[tuple[str, ...]] = ()
 
-    def check_settings(self, settings: dict[str, Any]) -> None:
-        """Refuse (`invalid_request`) a set setting this provider does not take."""
+    def check_settings(self, settings: dict[str, Any], model: str = "") -> None:
+        """Refuse (`invalid_request`) a set setting this provider (or `model`) does not take."""
         for key in self.unsupported:
             if settings.get(key) is not None:
                 raise InvalidRequest(
@@ -106,6 +110,16 @@ class Provider(abc.ABC):
                     "errors": [{"field": "settings.response_format", "message": "unsupported"}]
                 },
             )
+        reasoning = reasoning_setting(settings)
+        if reasoning is not None:
+            self.check_reasoning(reasoning, settings, model)
+
+    def check_reasoning(
+        self, reasoning: dict[str, Any], settings: dict[str, Any], model: str
+    ) -> None:
+        """Refuse the parts of `settings.reasoning` this provider or model cannot take
+        (`engine.providers.reasoning.refuse`). By default a provider takes none of it."""
+        raise refuse(self.name, "reasoning", "it has no reasoning setting")
 
     @abc.abstractmethod
     async def open(self, request: ProviderRequest) -> ProviderStream:

@@ -27,6 +27,7 @@ from engine.providers.google_events import GoogleEvents
 from engine.providers.parts import text_of
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
+from engine.providers.reasoning import budget_of, reasoning_setting, refuse
 from engine.providers.toolwire import gemini_contents, gemini_tools
 from engine.usage import Usage
 
@@ -43,6 +44,11 @@ _GENERATION = {
     "presence_penalty": "presencePenalty",
     "frequency_penalty": "frequencyPenalty",
 }
+
+
+MAX_THINKING_BUDGET = 32768  # the most `thinkingBudget` any Gemini model takes
+# Model families that do not think: `settings.reasoning` is refused for them.
+NON_THINKING = ("gemini-1.", "gemma-")
 
 
 def _user_agent() -> str:
@@ -70,6 +76,12 @@ def build_body(request: ProviderRequest) -> dict[str, Any]:
         name: settings[key] for key, name in _GENERATION.items() if settings.get(key) is not None
     }
     config.update(_json_config(settings.get("response_format")))
+    reasoning = reasoning_setting(settings)
+    if reasoning is not None:
+        thinking: dict[str, Any] = {"includeThoughts": True}
+        if reasoning.get("budget_tokens") is not None or reasoning.get("effort"):
+            thinking["thinkingBudget"] = budget_of(reasoning)
+        config["thinkingConfig"] = thinking
     if config:
         body["generationConfig"] = config
     gemini_tools(settings, body)
@@ -105,6 +117,21 @@ class GoogleProvider(Provider):
     model_pattern = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~=-]{0,127}")
     model_rule = "up to 128 of letters, digits and . _ ~ = - (one URL path segment)"
     listed_prefixes = ("gemini", "gemma")  # the catalog's Google list has Vertex's Claude too
+
+    def check_reasoning(
+        self, reasoning: dict[str, Any], settings: dict[str, Any], model: str
+    ) -> None:
+        """`thinkingConfig`: a model that thinks, a budget of at most MAX_THINKING_BUDGET."""
+        thinks = not model.startswith(NON_THINKING) and (
+            not model.startswith("gemini-2.0") or "thinking" in model
+        )
+        if not thinks:
+            raise refuse(self.name, "reasoning", f"the model {model} does not think")
+        budget = reasoning.get("budget_tokens")
+        if budget is not None and budget > MAX_THINKING_BUDGET:
+            raise refuse(
+                self.name, "reasoning.budget_tokens", f"at most {MAX_THINKING_BUDGET} tokens"
+            )
 
     def __init__(self, api_key: str | None, base_url: str | None, timeout_s: float) -> None:
         self._api_key = api_key or "unset"

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from engine.providers import faults
+from engine.providers.reasoning import ReasoningDelta
 from engine.providers.sse import Out, count, json_object
 from engine.providers.toolcalls import Delta, ToolCallDelta
 from engine.usage import Usage
@@ -32,9 +33,12 @@ GOOGLE_FINISH = {
 
 
 class GoogleEvents:
-    """`streamGenerateContent?alt=sse` responses: candidate 0's text parts (thoughts left
-    out), its finish reason, `usageMetadata`, a blocked prompt (`promptFeedback.blockReason`)
-    and an `error` object in the stream. Other candidates are ignored, never mixed in."""
+    """`streamGenerateContent?alt=sse` responses: candidate 0's text parts, its thought parts
+    (`thought: true`) as reasoning, never as text, its finish reason, `usageMetadata`
+    (`thoughtsTokenCount` as reasoning tokens: Gemini bills them as output, and counts them
+    apart from `candidatesTokenCount`, so output is their sum), a blocked prompt
+    (`promptFeedback.blockReason`) and an `error` object in the stream. Other candidates are
+    ignored, never mixed in."""
 
     __slots__ = ("finish_reason", "usage", "done", "refusal", "_calls", "_headers")
 
@@ -56,11 +60,13 @@ class GoogleEvents:
             raise faults.from_status("google", status, self._headers)
         meta = response.get("usageMetadata")
         if isinstance(meta, dict):
-            output = count(meta.get("candidatesTokenCount")) + count(meta.get("thoughtsTokenCount"))
+            thoughts = count(meta.get("thoughtsTokenCount"))
+            output = count(meta.get("candidatesTokenCount")) + thoughts
             self.usage = Usage(
                 count(meta.get("promptTokenCount")),
                 output,
                 count(meta.get("cachedContentTokenCount")),
+                thoughts,
             )
         feedback = response.get("promptFeedback")
         blocked = feedback.get("blockReason") if isinstance(feedback, dict) else None
@@ -83,7 +89,9 @@ class GoogleEvents:
             if not isinstance(part, dict):
                 continue
             text = part.get("text")
-            if isinstance(text, str) and text and not part.get("thought"):
+            if isinstance(text, str) and text and part.get("thought") is True:
+                out.append(ReasoningDelta(text))
+            elif isinstance(text, str) and text and not part.get("thought"):
                 if out and isinstance(out[-1], str):
                     out[-1] += text
                 else:

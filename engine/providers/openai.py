@@ -16,6 +16,7 @@ from engine.providers import faults
 from engine.providers.base import Provider, ProviderRequest, ProviderStream
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
+from engine.providers.reasoning import reasoning_setting, refuse
 from engine.providers.sse import OpenAIEvents
 from engine.providers.toolwire import openai_message, openai_tools
 from engine.usage import Usage
@@ -33,6 +34,23 @@ _PASSTHROUGH = (
 )
 
 
+# Model families that do not reason: `reasoning_effort` is refused for them. Others (the o
+# series, gpt-5, the models of OpenAI-compatible upstreams) take it.
+NON_REASONING = ("gpt-3.5", "gpt-4", "chatgpt-", "gpt-5-chat")
+
+
+def reasoning_params(settings: dict[str, Any], body: dict[str, Any]) -> None:
+    """`settings.reasoning` as `reasoning_effort`; a reasoning model's output limit is
+    `max_completion_tokens` (it counts the reasoning too), never `max_tokens`."""
+    reasoning = reasoning_setting(settings)
+    if reasoning is None:
+        return
+    if reasoning.get("effort"):
+        body["reasoning_effort"] = reasoning["effort"]
+    if "max_tokens" in body:
+        body["max_completion_tokens"] = body.pop("max_tokens")
+
+
 def convert_error(exc: openai.OpenAIError) -> ProviderFault:
     """Our error for an SDK error; the message names the status, never the SDK's text."""
     if isinstance(exc, openai.APIStatusError):
@@ -46,6 +64,18 @@ def convert_error(exc: openai.OpenAIError) -> ProviderFault:
 
 class OpenAIProvider(Provider):
     name = "openai"
+
+    def check_reasoning(
+        self, reasoning: dict[str, Any], settings: dict[str, Any], model: str
+    ) -> None:
+        """Chat Completions takes an effort, never a token budget; non-reasoning models
+        take neither."""
+        if reasoning.get("budget_tokens") is not None:
+            raise refuse(
+                self.name, "reasoning.budget_tokens", "Chat Completions takes an effort only"
+            )
+        if model.startswith(NON_REASONING):
+            raise refuse(self.name, "reasoning", f"the model {model} does not reason")
 
     def __init__(
         self,
@@ -79,6 +109,7 @@ class OpenAIProvider(Provider):
         }
         body.update((k, request.settings[k]) for k in _PASSTHROUGH if k in request.settings)
         openai_tools(request.settings, body)
+        reasoning_params(request.settings, body)
         client = self._client
         if request.api_key is not None:
             client = client.with_options(api_key=request.api_key)

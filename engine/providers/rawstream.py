@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import httpx2
@@ -70,6 +70,16 @@ class RawSSEStream(ProviderStream):
     @refusal.setter
     def refusal(self, value: str | None) -> None:
         self._reader.refusal = value
+
+    @property
+    def thinking_blocks(self) -> list[dict[str, Any]] | None:
+        blocks = getattr(self._reader, "thinking_blocks", None)
+        return list(blocks) if blocks else None
+
+    @thinking_blocks.setter
+    def thinking_blocks(self, value: list[dict[str, Any]] | None) -> None:
+        if hasattr(self._reader, "thinking_blocks"):
+            self._reader.thinking_blocks = list(value or [])
 
     async def deltas(self) -> AsyncIterator[Delta]:
         reader = self._reader

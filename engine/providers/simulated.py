@@ -147,6 +147,11 @@ class SimulatedProvider(Provider):
     needs_key = False
     listed_extra = ("demo",)  # any name works; this one stands for them in `GET /v1/models`
 
+    def check_reasoning(
+        self, reasoning: dict[str, Any], settings: dict[str, Any], model: str
+    ) -> None:
+        """Every model of the simulator reasons (module docstring)."""
+
     async def open(self, request: ProviderRequest) -> ProviderStream:
         return SimulatedStream(request)
 

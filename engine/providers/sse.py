@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from engine.providers import faults
+from engine.providers.reasoning import ReasoningDelta
 from engine.providers.toolcalls import Delta, ToolCallDelta
 from engine.usage import Usage
 
@@ -94,7 +95,12 @@ def count(value: Any) -> int:
 class OpenAIEvents:
     """Chat Completions chunks: choice 0's `delta.content`, `delta.refusal`, `delta.tool_calls`
     and `finish_reason`, `usage`; `[DONE]`. Other choices (`n` > 1) are ignored, never mixed
-    into choice 0's text."""
+    into choice 0's text.
+
+    Reasoning: OpenAI streams none of its reasoning text, only its count
+    (`usage.completion_tokens_details.reasoning_tokens`); OpenAI-compatible upstreams that do
+    stream it put it in `delta.reasoning_content` (or `delta.reasoning`), taken as reasoning,
+    never as text."""
 
     __slots__ = ("finish_reason", "usage", "done", "refusal", "_refused")
 
@@ -118,10 +124,13 @@ class OpenAIEvents:
         if isinstance(usage, dict):
             details = usage.get("prompt_tokens_details")
             cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            output = usage.get("completion_tokens_details")
+            thought = output.get("reasoning_tokens") if isinstance(output, dict) else None
             self.usage = Usage(
                 count(usage.get("prompt_tokens")),
                 count(usage.get("completion_tokens")),
                 count(cached),
+                count(thought),
             )
         choices = chunk.get("choices")
         choice = _first_choice(choices)
@@ -143,11 +152,25 @@ class OpenAIEvents:
         content = delta.get("content")
         text = content if isinstance(content, str) and content else None
         calls = delta.get("tool_calls")
-        if not calls or not isinstance(calls, list):
+        thought = _reasoning_of(delta)
+        if thought is None and (not calls or not isinstance(calls, list)):
             return text
-        out: list[Delta] = [text] if text else []
-        out.extend(openai_tool_deltas(calls))
+        out: list[Delta] = [ReasoningDelta(thought)] if thought else []
+        if text:
+            out.append(text)
+        if calls and isinstance(calls, list):
+            out.extend(openai_tool_deltas(calls))
         return out
+
+
+def _reasoning_of(delta: dict[str, Any]) -> str | None:
+    """The reasoning text of an OpenAI-compatible delta (`reasoning_content`, or `reasoning`
+    as some gateways name it), if any."""
+    for name in ("reasoning_content", "reasoning"):
+        value = delta.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _first_choice(choices: Any) -> dict[str, Any] | None:

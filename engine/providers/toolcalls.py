@@ -102,9 +102,12 @@ class ToolCallAssembler:
         return out
 
 
-def assistant_message(text: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
-    """The stored assistant turn that asked for `calls` (arguments kept as JSON text)."""
-    return {
+def assistant_message(
+    text: str, calls: list[dict[str, Any]], thinking: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The stored assistant turn that asked for `calls` (arguments kept as JSON text), with
+    the provider's `thinking` blocks to send back with it, if any (docs/tools.md)."""
+    message = {
         "role": "assistant",
         "content": text,
         "tool_calls": [
@@ -118,6 +121,9 @@ def assistant_message(text: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
             for c in calls
         ],
     }
+    if thinking:
+        message["thinking"] = thinking
+    return message
 
 
 def tool_message(call: dict[str, Any], output: str) -> dict[str, Any]:

@@ -66,10 +66,14 @@ def openai_tools(settings: dict[str, Any], body: dict[str, Any]) -> None:
 # --- Anthropic Messages ---------------------------------------------------------------------
 
 
-def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def anthropic_messages(
+    messages: list[dict[str, Any]], thinking: bool = False
+) -> list[dict[str, Any]]:
     """Neutral non-system messages as Messages API turns: an assistant's calls as `tool_use`
     blocks, and the answers (consecutive `tool` messages) as one user turn of
-    `tool_result` blocks."""
+    `tool_result` blocks. With `thinking` on, an assistant turn's kept thinking blocks
+    (`thinking`: signed `thinking` and verbatim `redacted_thinking` blocks) go first, as
+    Anthropic requires of a tool-use continuation."""
     out: list[dict[str, Any]] = []
     for m in messages:
         role = m["role"]
@@ -86,6 +90,8 @@ def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 out.append({"role": "user", "content": [block]})
         elif role == "assistant" and m.get("tool_calls"):
             blocks: list[dict[str, Any]] = []
+            if thinking and isinstance(m.get("thinking"), list):
+                blocks.extend(dict(b) for b in m["thinking"] if isinstance(b, dict))
             if m.get("content"):
                 blocks.append({"type": "text", "text": m["content"]})
             blocks.extend(

@@ -95,6 +95,14 @@ class PrimedStream(ProviderStream):
     def refusal(self, value: str | None) -> None:
         self._inner.refusal = value
 
+    @property
+    def thinking_blocks(self) -> list[dict[str, Any]] | None:
+        return self._inner.thinking_blocks
+
+    @thinking_blocks.setter
+    def thinking_blocks(self, value: list[dict[str, Any]] | None) -> None:
+        self._inner.thinking_blocks = value
+
     async def deltas(self) -> AsyncIterator[Delta]:
         if self._first is None:
             return

@@ -46,6 +46,7 @@ class _Progress:
     events: list[dict[str, Any]] = field(default_factory=list)
     calls: ToolCallAssembler = field(default_factory=ToolCallAssembler)
     refusal: str | None = None  # the provider declined to answer (finish content_filter)
+    thinking: list[dict[str, Any]] | None = None  # to send back with its tool calls
 
     def event(self, kind: str, message: str = "", level: str = "info", **metadata: Any) -> None:
         self.events.append(task_event(kind, message, level, **metadata))
@@ -79,6 +80,7 @@ async def run_task(deps: RunnerDeps, plan: TaskPlan, reason: dict[str, str]) -> 
                 await _consume(deps, plan, stream, progress)
             finally:
                 usage, progress.refusal = stream.usage, stream.refusal
+                progress.thinking = stream.thinking_blocks
             if progress.refusal is not None:
                 progress.event("refusal", progress.refusal, level="warning")
             if stream.finish_reason is None:
@@ -186,7 +188,7 @@ async def _finish(
     calls = progress.calls.calls() if progress.calls else None
     step = StepEnd([*plan.new_messages, {"role": "assistant", "content": text}], None)
     if calls and status == TaskStatus.COMPLETED and finish == "tool_calls":
-        step = await end_step(deps, plan, text, calls)
+        step = await end_step(deps, plan, text, calls, progress.thinking)
         if step.error is not None:
             status, error = TaskStatus.FAILED, error_payload(step.error)
             progress.event("error", step.error.message, level="error", code=step.error.code)

@@ -110,7 +110,7 @@ class Engine:
             )
         check_output_limit(settings, user.tier, self.settings)
         fallbacks = resolve_fallbacks(self.registry, settings)
-        _check_settings((provider, *(f.provider for f in fallbacks)), settings)
+        _check_settings(((provider, model), *((f.provider, f.model) for f in fallbacks)), settings)
         tracked = req.track_in_runs
         run_id = (req.run_id or uuid.uuid4()) if tracked else None
         task_id = uuid.uuid4()
@@ -352,7 +352,7 @@ def task_view(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def _check_settings(providers: tuple[Provider, ...], settings: dict[str, Any]) -> None:
-    """Each provider that may answer takes every setting given (else `invalid_request`)."""
-    for provider in providers:
-        provider.check_settings(settings)
+def _check_settings(providers: tuple[tuple[Provider, str], ...], settings: dict[str, Any]) -> None:
+    """Each model that may answer takes every setting given (else `invalid_request`)."""
+    for provider, model in providers:
+        provider.check_settings(settings, model)

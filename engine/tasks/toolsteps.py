@@ -44,12 +44,17 @@ class StepEnd:
 
 
 async def end_step(
-    deps: RunnerDeps, plan: TaskPlan, text: str, calls: list[dict[str, Any]]
+    deps: RunnerDeps,
+    plan: TaskPlan,
+    text: str,
+    calls: list[dict[str, Any]],
+    thinking: list[dict[str, Any]] | None = None,
 ) -> StepEnd:
     """The asking task's run messages and its continuation (recorded, not yet running), or
     the max_steps error when this step was the last allowed; no continuation when the client
-    continues the conversation itself (`tool_steps: "client"`)."""
-    asked = assistant_message(text, calls)
+    continues the conversation itself (`tool_steps: "client"`). The provider's `thinking`
+    blocks stay with the asking turn, so the continuation sends them back."""
+    asked = assistant_message(text, calls, thinking)
     run_messages = [*plan.new_messages, asked]
     if plan.request.settings.get("tool_steps") == "client":
         return StepEnd(run_messages, None)  # the client's next execute carries the results

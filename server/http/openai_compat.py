@@ -211,6 +211,9 @@ async def _stream(
                 await response.write(
                     _data(oa.chunk(cid, created, model, {"content": payload["text"]}))
                 )
+            elif event == "task_reasoning":
+                reasoning = oa.reasoning_chunk(cid, created, model, payload["text"])
+                await response.write(_data(reasoning))
             elif event == "task_tool_call":
                 first = payload["call_id"] not in started
                 started.add(payload["call_id"])

@@ -2,11 +2,17 @@
 the real wire format (SSE ``data:`` lines of GenerateContentResponse JSON with
 ``usageMetadata``; the last one carries ``finishReason``). Scripted by the model name (see
 tests/fakes/scripted.py). ``genai.Client(http_options={"base_url": fake.base_url})`` works.
+
+Thinking (``generationConfig.thinkingConfig.includeThoughts``): ``think=N`` thought parts
+(``{"text": "think{i} ", "thought": true}``) first, one event each, and
+``usageMetadata.thoughtsTokenCount`` apart from ``candidatesTokenCount`` (their sum plus the
+prompt is ``totalTokenCount``, as Gemini counts them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
@@ -82,6 +88,14 @@ class FakeGemini(FakeServer):
             data["candidates"][0]["content"]["parts"] = [_call_part(c) for c in group]
             await resp.write(f"data: {json.dumps(data)}\r\n\r\n".encode())
 
+    @staticmethod
+    async def _send_thoughts(resp: web.StreamResponse, response: Any, script: Script) -> None:
+        """`think=N` thought parts, one event each, before the answer."""
+        for t in range(script.think):
+            data = response("", 0, False)
+            data["candidates"][0]["content"]["parts"] = [{"text": f"think{t} ", "thought": True}]
+            await resp.write(f"data: {json.dumps(data)}\r\n\r\n".encode())
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/{version}/models/{rest:.+}", self._handle)
 
@@ -103,6 +117,9 @@ class FakeGemini(FakeServer):
         if self.fails_now(model, script):
             return error_response(script.fail_with, "fake failure", script.retry_after)
         calls = _calls(body, script)
+        config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+        if not config.get("includeThoughts"):
+            script = dataclasses.replace(script, think=0)
         return await self._stream(request, model, script, count_words(prompt_texts(body)), calls)
 
     async def _stream(
@@ -122,11 +139,14 @@ class FakeGemini(FakeServer):
             }
             usage: dict[str, Any] = {
                 "promptTokenCount": prompt_tokens,
-                "totalTokenCount": prompt_tokens,
+                "totalTokenCount": prompt_tokens + script.think,
             }
+            if script.think:
+                usage["thoughtsTokenCount"] = script.think
             if last:
                 candidate["finishReason"] = script.finish or "STOP"
-                usage.update(candidatesTokenCount=i + 1, totalTokenCount=prompt_tokens + i + 1)
+                total = prompt_tokens + i + 1 + script.think
+                usage.update(candidatesTokenCount=i + 1, totalTokenCount=total)
                 if script.cached:
                     usage["cachedContentTokenCount"] = script.cached
             out: dict[str, Any] = {
@@ -141,6 +161,7 @@ class FakeGemini(FakeServer):
         finished = False
         try:
             await resp.prepare(request)
+            await self._send_thoughts(resp, response, script)
             for i in range(script.tokens):
                 if script.cut_after is not None and i >= script.cut_after:
                     finished = True

@@ -17,6 +17,12 @@ Options:
     context=N     a context window of N tokens (four characters each): longer input gets
                   OpenAI's 400 ``context_length_exceeded``
     tools=N, bad_args=1  tool calls (tests/fakes/tools.py), streamed after the text tokens
+    think=N       a reasoning model: N reasoning tokens, counted in ``completion_tokens`` and
+                  ``completion_tokens_details.reasoning_tokens`` as OpenAI reports them; like
+                  OpenAI's reasoning models it refuses ``max_tokens`` (it takes
+                  ``max_completion_tokens``)
+    stream_reasoning=1  with think=N: stream them first as ``delta.reasoning_content``
+                  (``"think{i} "``), as OpenAI-compatible reasoning servers do
 """
 
 from __future__ import annotations
@@ -84,6 +90,50 @@ def _call_deltas(calls: list[FakeCall]) -> list[dict[str, Any]]:
             {"tool_calls": [{"index": index, "function": {"arguments": f}}]} for f in call.fragments
         )
     return out
+
+
+async def _send_end(
+    send: Any, chunk: Any, calls: list[FakeCall], delay: float, finish: str
+) -> None:
+    """The tool calls' pieces, then the chunk with the finish reason."""
+    for delta in _call_deltas(calls):
+        if delay and "id" not in delta["tool_calls"][0]:
+            await asyncio.sleep(delay)
+        await send(chunk(delta))
+    await send(chunk({}, finish))
+
+
+def _reasoning(
+    opts: dict[str, str], body: dict[str, Any], usage: dict[str, Any]
+) -> tuple[web.Response | None, list[str]]:
+    """`think=N`: the refusal of `max_tokens`, the reasoning count in `usage`, and the
+    reasoning pieces to stream (with `stream_reasoning=1`)."""
+    think = int(opts.get("think", 0))
+    if not think:
+        return None, []
+    if "max_tokens" in body:
+        refused = error_response(
+            400,
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            "unsupported_parameter",
+        )
+        return refused, []
+    usage["completion_tokens"] += think
+    usage["total_tokens"] += think
+    usage["completion_tokens_details"] = {"reasoning_tokens": think}
+    return None, [f"think{i} " for i in range(think)] if opts.get("stream_reasoning") else []
+
+
+def _context_error(body: dict[str, Any], context: int | None) -> web.Response | None:
+    """OpenAI's 400 for input longer than the `context=N` window."""
+    if context is not None and count_prompt_chars(body.get("messages")) / 4 > context:
+        return error_response(
+            400,
+            f"This model's maximum context length is {context} tokens.",
+            "context_length_exceeded",
+        )
+    return None
 
 
 def token_text(i: int) -> str:
@@ -176,6 +226,7 @@ class FakeOpenAI(FakeServerBase):
             status = int(opts["status"]) if "status" in opts else None
             fail_first = int(opts.get("fail_first", 0))
             context = int(opts["context"]) if "context" in opts else None
+            int(opts.get("think", 0))
         except ValueError:
             return error_response(400, f"Bad fake model options: {model!r}")
         if "body" in opts:
@@ -193,18 +244,16 @@ class FakeOpenAI(FakeServerBase):
             if self._fail_counts[model] <= fail_first:
                 return error_response(500, f"Fake failure {self._fail_counts[model]}/{fail_first}.")
 
-        if context is not None and count_prompt_chars(body.get("messages")) / 4 > context:
-            return error_response(
-                400,
-                f"This model's maximum context length is {context} tokens.",
-                "context_length_exceeded",
-            )
         prompt_tokens = count_prompt_words(body.get("messages"))
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": n_tokens,
             "total_tokens": prompt_tokens + n_tokens,
         }
+        refused, thoughts = _reasoning(opts, body, usage)
+        refused = _context_error(body, context) or refused
+        if refused is not None:
+            return refused
         created = int(time.time())
         if not body.get("stream"):
             text = "".join(texts)
@@ -239,6 +288,7 @@ class FakeOpenAI(FakeServerBase):
             finish,
             usage if include_usage else None,
             calls,
+            thoughts,
         )
 
     async def _stream(
@@ -250,8 +300,9 @@ class FakeOpenAI(FakeServerBase):
         delay: float,
         cut_after: int | None,
         finish: str,
-        usage: dict[str, int] | None,
+        usage: dict[str, Any] | None,
         calls: list[FakeCall] | None = None,
+        thoughts: list[str] | None = None,
     ) -> web.StreamResponse:
         """Write the SSE stream; count client disconnects that happen before [DONE]."""
         resp = web.StreamResponse(
@@ -275,6 +326,8 @@ class FakeOpenAI(FakeServerBase):
         try:
             await resp.prepare(request)
             await send(chunk({"role": "assistant", "content": ""}))
+            for thought in thoughts or ():
+                await send(chunk({"content": None, "reasoning_content": thought}))
             for i, text in enumerate(texts):
                 if cut_after is not None and i >= cut_after:
                     cut = True
@@ -286,11 +339,7 @@ class FakeOpenAI(FakeServerBase):
                 if delay:
                     await asyncio.sleep(delay)
                 await send(chunk({"content": text}))
-            for delta in _call_deltas(calls or []):
-                if delay and "id" not in delta["tool_calls"][0]:
-                    await asyncio.sleep(delay)
-                await send(chunk(delta))
-            await send(chunk({}, finish))
+            await _send_end(send, chunk, calls or [], delay, finish)
             if usage is not None:
                 await send(
                     {

@@ -17,6 +17,8 @@ OpenAI fake (``"fake:tokens=5:delay_ms=10"``):
     finish=REASON  the provider's own finish reason (default: its normal stop)
     tools=N, bad_args=1  tool calls (tests/fakes/tools.py), streamed after the text tokens
     body=NAME      answer the fake's stored body `bodies[NAME]` as it is (a recorded stream)
+    think=N        with thinking asked for: N thinking tokens (``"think{i} "``; default 3)
+    redacted=1     with thinking asked for: a redacted_thinking block too (Anthropic)
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Script:
     finish: str | None = None
     tools: int = 0
     bad_args: bool = False
+    think: int = 3
+    redacted: bool = False
 
     @classmethod
     def parse(cls, model: str) -> Script:
@@ -67,6 +71,8 @@ class Script:
             finish=opts.get("finish"),
             tools=number.get("tools", 0),
             bad_args=number.get("bad_args", 0) == 1,
+            think=number.get("think", 3),
+            redacted=number.get("redacted", 0) == 1,
         )
 
 
