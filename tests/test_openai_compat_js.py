@@ -1,8 +1,9 @@
 """The OpenAI-compatible endpoint driven by the official `openai` JavaScript SDK, unchanged
 (tests/js/openai-sdk: the SDK pinned with its lockfile, installed by `npm ci`), against a
-real server with the fake OpenAI behind it: streaming with usage, a plain completion, a
-streamed tool call and its result, the model list, a bad key. What the script reports is
-checked against the stored tasks and the requests the fake provider received."""
+real server with the fake OpenAI behind it: streaming with usage, a plain completion,
+reasoning (`reasoning_effort`, `delta.reasoning_content`), a streamed tool call and its
+result, the model list, a bad key. What the script reports is checked against the stored
+tasks and the requests the fake provider received."""
 
 from __future__ import annotations
 
@@ -102,6 +103,8 @@ async def test_the_official_javascript_sdk_works_unchanged(
             "role": "system",
             "content": "Be brief.",
         }
+
+        assert found["reasoning"]["reasoning"].strip() not in found["reasoning"]["text"]
 
         calls = found["tools"]["calls"]
         first = await ended(server, task_of(found["tools"]["id"]))

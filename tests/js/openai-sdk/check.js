@@ -49,7 +49,9 @@ const result = {};
   assert.deepEqual(new Set(finishes.slice(0, -1)), new Set([null]));
   const last = chunks.at(-1);
   assert.deepEqual(last.choices, []);
-  assert.deepEqual(last.usage, { prompt_tokens: 2, completion_tokens: 20, total_tokens: 22 });
+  const { prompt_tokens, completion_tokens, total_tokens } = last.usage;
+  assert.deepEqual([prompt_tokens, completion_tokens, total_tokens], [2, 20, 22]);
+  assert.equal(last.usage.completion_tokens_details?.reasoning_tokens ?? 0, 0);
   assert.ok(chunks.slice(0, -1).every((c) => c.usage == null), "usage only at the end");
   result.streamed = { id: chunks[0].id, text };
 }
@@ -67,6 +69,46 @@ const result = {};
   assert.equal(answer.choices[0].finish_reason, "stop");
   assert.equal(answer.usage.completion_tokens, 12);
   result.plain = { id: answer.id, text: answer.choices[0].message.content };
+}
+
+// 2b. Reasoning: `reasoning_effort` asks for it; it streams as `delta.reasoning_content`
+// (a field the SDK passes through), never in `content`, and is counted in the usage.
+{
+  const stream = await client.chat.completions.create({
+    model: "simulated/demo",
+    messages: HELLO,
+    max_tokens: 6,
+    reasoning_effort: "high",
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let reasoning = "";
+  let text = "";
+  let usage = null;
+  const order = [];
+  for await (const chunk of stream) {
+    const delta = chunk.choices[0]?.delta ?? {};
+    if (delta.reasoning_content) {
+      reasoning += delta.reasoning_content;
+      order.push("reasoning");
+    }
+    if (delta.content) {
+      text += delta.content;
+      order.push("content");
+    }
+    usage = chunk.usage ?? usage;
+  }
+  assert.equal(reasoning.trim().split(/\s+/).length, 16);
+  assert.equal(text.trim().split(/\s+/).length, 6);
+  assert.equal(order.lastIndexOf("reasoning") < order.indexOf("content"), true, "reasoning first");
+  assert.equal(usage.completion_tokens_details.reasoning_tokens, 16);
+  assert.equal(usage.completion_tokens, 6 + 16);
+  const whole = await client.chat.completions.create({
+    model: "simulated/demo", messages: HELLO, max_tokens: 3, reasoning_effort: "low",
+  });
+  assert.equal(whole.choices[0].message.reasoning_content.trim().split(/\s+/).length, 4);
+  assert.equal(whole.usage.completion_tokens_details.reasoning_tokens, 4);
+  result.reasoning = { text, reasoning };
 }
 
 // 3. A tool call: streamed deltas assembled by index as an application does, and the same
