@@ -44,7 +44,9 @@ function saveChat() {
     // Over the storage quota (images): keep the conversation without the images' bytes.
     const turns = state.chat.turns.map((t) => (t.images
       ? { ...t, images: t.images.map(({ data, ...rest }) => rest) } : t));
-    sessionStorage.setItem(CHAT_STORE, JSON.stringify({ ...state.chat, turns }));
+    try {
+      sessionStorage.setItem(CHAT_STORE, JSON.stringify({ ...state.chat, turns }));
+    } catch (_) { /* still too large: the last copy saved stays */ }
   }
 }
 
