@@ -4,6 +4,7 @@
 from promptrelay_client.client import Client
 from promptrelay_client.credentials import TokenProvider
 from promptrelay_client.errors import ClientClosed, PromptrelayError
+from promptrelay_client.library import Library, each_item
 from promptrelay_client.task import Anomaly, Chunk, Task, TaskDone, ToolCallStream
 
 __all__ = [
@@ -11,9 +12,11 @@ __all__ = [
     "Chunk",
     "Client",
     "ClientClosed",
+    "Library",
     "PromptrelayError",
     "Task",
     "TaskDone",
     "TokenProvider",
     "ToolCallStream",
+    "each_item",
 ]

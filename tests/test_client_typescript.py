@@ -64,9 +64,10 @@ async def test_typescript_client_and_redux_binding(settings: Settings) -> None:
             "test/request-id.test.js",
             "test/redux.test.js",
             "test/client.test.js",
+            "test/reasoning.test.js",
         )
     assert "# fail 0" in out, out
-    assert "# pass 17" in out, out
+    assert "# pass 20" in out, out
 
 
 @pytest.mark.timeout(300)
@@ -107,6 +108,21 @@ async def test_typescript_client_when_credentials_end(
         await stop_server(slow)
     assert "# fail 0" in out, out
     assert "# pass 6" in out, out
+
+
+@pytest.mark.timeout(180)
+async def test_typescript_client_library_and_agent_routes(server: Server) -> None:
+    """test/library.test.js: prompts (mine, an org's, filters, paging), the template
+    gallery (publish, search, tags, fork, stats, unpublish) and agents (create, list,
+    update, run, executions, delete), two users against one real server."""
+    env = {
+        "PROMPTRELAY_LIBRARY_URL": server.url,
+        "PROMPTRELAY_OWNER_KEY": await server.new_key(),
+        "PROMPTRELAY_MEMBER_KEY": await server.new_key(),
+    }
+    out = await run_node(env, "--test", "--test-concurrency=1", "test/library.test.js")
+    assert "# fail 0" in out, out
+    assert "# pass 3" in out, out
 
 
 async def test_type_definitions_describe_what_an_application_writes() -> None:

@@ -273,13 +273,19 @@ async def test_page_and_assets_are_served(server: Server) -> None:
             "catalog.js",
             "library.js",
             "tools.js",
+            "images.js",
             "style.css",
         ):
             path = f"/playground/{name}"
             async with http.get(server.url + path) as resp:
                 assert resp.status == 200, path
         # The page is built on the client package, served as importable modules.
-        for path in ("/client/index.js", "/client/client.js", "/client/redux.js"):
+        for path in (
+            "/client/index.js",
+            "/client/client.js",
+            "/client/library.js",
+            "/client/redux.js",
+        ):
             async with http.get(server.url + path) as resp:
                 assert resp.status == 200, path
                 assert resp.content_type == "text/javascript"

@@ -9,9 +9,10 @@ import { createClient } from "/client/index.js";
 import { Catalog } from "./catalog.js";
 import { Library } from "./library.js";
 import { Sidebar } from "./sidebar.js";
+import { Attachments, imagePart } from "./images.js";
 import { EXAMPLE_TOOLS, addToolPiece, parseTools } from "./tools.js";
 import { showUsage } from "./usage.js";
-import { describeError, renderTurn, turnsOfRun } from "./view.js";
+import { describeError, renderTurn, turnsOfRun, updateReasoning } from "./view.js";
 
 const KEY_STORE = "promptrelay.key";
 const CHAT_STORE = "promptrelay.chat";
@@ -25,6 +26,7 @@ const state = {
   chat: loadChat(), // {run_id, turns: [...]}, kept in sessionStorage to survive a reload
   handles: new Map(), // task_id -> the client's task handle
   sidebar: null,
+  attachments: null, // images for the next message (images.js)
 };
 
 function loadChat() {
@@ -36,7 +38,16 @@ function loadChat() {
 }
 
 function saveChat() {
-  sessionStorage.setItem(CHAT_STORE, JSON.stringify(state.chat));
+  try {
+    sessionStorage.setItem(CHAT_STORE, JSON.stringify(state.chat));
+  } catch (_) {
+    // Over the storage quota (images): keep the conversation without the images' bytes.
+    const turns = state.chat.turns.map((t) => (t.images
+      ? { ...t, images: t.images.map(({ data, ...rest }) => rest) } : t));
+    try {
+      sessionStorage.setItem(CHAT_STORE, JSON.stringify({ ...state.chat, turns }));
+    } catch (_) { /* still too large: the last copy saved stays */ }
+  }
 }
 
 function showError(text) {
@@ -119,21 +130,26 @@ async function useEntry(value, name) {
 
 // ---- sending, streaming, cancelling
 
-function buildRequest(message) {
+function buildRequest(message, images) {
   const request = state.catalog.requestFields(); // the client adds a fresh request_id
-  if (message) request.messages = [{ role: "user", content: message }];
+  if (images.length) {
+    const parts = images.map(imagePart);
+    request.messages = [{ role: "user", content: message ? [{ type: "text", text: message }, ...parts] : parts }];
+  } else if (message) request.messages = [{ role: "user", content: message }];
   const model = $("model").value.trim();
   if (model) request.model = model;
   const settings = {};
   if ($("max-tokens").value) settings.max_tokens = Number($("max-tokens").value);
   if ($("tps").value) settings.tokens_per_second = Number($("tps").value);
+  if ($("reasoning").value) settings.reasoning = { effort: $("reasoning").value };
   if ($("tools-on").checked) {
     request.tools = parseTools($("tools").value); // throws, saying what is wrong
     if ($("sim-calls").value) settings.simulate_tool_calls = Number($("sim-calls").value);
   }
   if (Object.keys(settings).length) request.settings = settings;
   if ($("continue-run").checked && state.chat.run_id) request.run_id = state.chat.run_id;
-  const label = message || `${state.catalog.label()} ${JSON.stringify(request.variables || {})}`;
+  const label = message || (images.length ? ""
+    : `${state.catalog.label()} ${JSON.stringify(request.variables || {})}`);
   return { request, label };
 }
 
@@ -144,16 +160,17 @@ async function send(event) {
     return;
   }
   const message = $("message").value.trim();
+  const images = [...state.attachments.images];
   let built;
   try {
-    built = buildRequest(message);
+    built = buildRequest(message, images);
   } catch (err) {
     showError(err.message);
     $("tools").focus();
     return;
   }
   const { request, label } = built;
-  if (!request.builtin && !request.prompt_id && !request.agent_id && !message) {
+  if (!request.builtin && !request.prompt_id && !request.agent_id && !message && !images.length) {
     showError("Type a message, or pick a prompt.");
     return;
   }
@@ -170,9 +187,10 @@ async function send(event) {
     $("send").disabled = false;
   }
   $("message").value = "";
+  state.attachments.clear();
   if (ack.run_id) state.chat.run_id = ack.run_id;
   state.sidebar.setActive(state.chat.run_id);
-  state.chat.turns.push({ role: "user", text: label });
+  state.chat.turns.push(images.length ? { role: "user", text: label, images } : { role: "user", text: label });
   const turn = { role: "assistant", task_id: ack.task_id, text: "", last_seq: 0, done: null };
   state.chat.turns.push(turn);
   watch(turn, handle);
@@ -198,10 +216,12 @@ function watch(turn, handle) {
       afterTaskEnded();
     }
     turn.text = handle.text;
+    turn.reasoning = handle.reasoning;
     turn.last_seq = handle.lastSeq;
     if (kind === "tool_call") addToolPiece(turn, value); // kept across a reload's resume
     saveChat();
     if (kind === "chunk") renderTurnText(turn);
+    else if (kind === "reasoning") renderReasoningText(turn);
     else if (kind === "tool_call") renderToolCallText(turn, value);
     else renderAll();
   };
@@ -257,7 +277,8 @@ function followOpenTurns() {
   for (const turn of state.chat.turns) {
     if (turn.role !== "assistant" || turn.done || state.handles.has(turn.task_id)) continue;
     turn.resumed_at = turn.last_seq;
-    const handle = state.client.subscribe(turn.task_id, { afterSeq: turn.last_seq, text: turn.text });
+    const handle = state.client.subscribe(turn.task_id,
+      { afterSeq: turn.last_seq, text: turn.text, reasoning: turn.reasoning || "" });
     watch(turn, handle);
   }
   renderAll();
@@ -328,6 +349,10 @@ function renderTurnText(turn) {
   else renderAll();
 }
 
+function renderReasoningText(turn) {
+  if (!updateReasoning(document.querySelector(`li[data-task-id="${turn.task_id}"]`), turn)) renderAll();
+}
+
 function renderToolCallText(turn, piece) {
   const call = turn.tool_calls.find((c) => c.callId === piece.callId);
   const pre = document.querySelector(
@@ -377,6 +402,9 @@ $("tools-on").addEventListener("change", () => {
 });
 $("tools").value = JSON.stringify(EXAMPLE_TOOLS, null, 2);
 
+state.attachments = new Attachments({
+  input: $("image-input"), list: $("attachments"), status: $("attach-status"), pasteTarget: $("message"),
+});
 state.catalog = new Catalog({ api });
 state.library = new Library({ api, onUse: useEntry });
 state.sidebar = new Sidebar({ api, onOpen: openRun, onDeleted: onRunDeleted });

@@ -21,11 +21,12 @@ PAGE_FILES = {
     "catalog.js": "text/javascript",
     "library.js": "text/javascript",
     "tools.js": "text/javascript",
+    "images.js": "text/javascript",
     "style.css": "text/css",
 }
 # The JavaScript client package (clients/typescript/src), which the page is built on: in a
 # source checkout from there, in an installed wheel from the copy packaged beside the page.
-CLIENT_FILES = {"index.js", "client.js", "task.js", "errors.js", "redux.js"}
+CLIENT_FILES = {"index.js", "client.js", "task.js", "errors.js", "redux.js", "library.js"}
 _CHECKOUT_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "typescript" / "src"
 CLIENT_DIR = _CHECKOUT_CLIENT if _CHECKOUT_CLIENT.is_dir() else WEB_DIR / "client"
 # The page holds no secrets, but must not be framed or sniffed; scripts only from here.

@@ -1,5 +1,6 @@
 // Rendering helpers of the playground: DOM built from data, no state of their own.
 
+import { thumbnail } from "./images.js";
 import { renderToolCalls } from "./tools.js";
 
 export function describeError(error) {
@@ -77,7 +78,8 @@ function renderStats(turn) {
   dl.append(stat("Status", done.status + (done.finish_reason ? ` (${done.finish_reason})` : "")));
   if (done.usage) {
     const u = done.usage;
-    dl.append(stat("Tokens", `in ${u.input_tokens} · out ${u.output_tokens} · total ${u.total_tokens}`));
+    const thought = u.reasoning_tokens ? ` (reasoning ${u.reasoning_tokens})` : "";
+    dl.append(stat("Tokens", `in ${u.input_tokens} · out ${u.output_tokens}${thought} · total ${u.total_tokens}`));
   }
   if ("cost_usd" in done) dl.append(stat("Cost", done.cost_usd === null ? "unknown" : `$${done.cost_usd}`));
   if ("ttft_ms" in done) dl.append(stat("First token", ms(done.ttft_ms)));
@@ -97,6 +99,34 @@ function renderStats(turn) {
   return dl;
 }
 
+function reasoningSummary(turn) {
+  return turn.done ? "Reasoning" : "Reasoning (thinking…)";
+}
+
+/** The model's reasoning, folded apart above the answer (closed unless opened). */
+export function renderReasoning(turn) {
+  const details = document.createElement("details");
+  details.className = "reasoning";
+  details.open = Boolean(turn.reasoning_open);
+  details.addEventListener("toggle", () => { turn.reasoning_open = details.open; });
+  const summary = document.createElement("summary");
+  summary.textContent = reasoningSummary(turn);
+  const text = document.createElement("p");
+  text.className = "reasoning-text";
+  text.textContent = turn.reasoning;
+  details.append(summary, text);
+  return details;
+}
+
+/** The reasoning grew: update it in place (its open state kept), or say it is not shown yet. */
+export function updateReasoning(li, turn) {
+  const details = li && li.querySelector("details.reasoning");
+  if (!details) return false;
+  details.querySelector("summary").textContent = reasoningSummary(turn);
+  details.querySelector(".reasoning-text").textContent = turn.reasoning;
+  return true;
+}
+
 /** One transcript entry; onResult(turn, callId, output) sends a tool call's result. */
 export function renderTurn(turn, onResult) {
   const li = document.createElement("li");
@@ -110,15 +140,38 @@ export function renderTurn(turn, onResult) {
   const text = document.createElement("p");
   text.className = "text";
   text.textContent = turn.text;
-  li.append(who, text);
+  li.append(who);
+  if (turn.reasoning) li.append(renderReasoning(turn));
+  li.append(text);
+  if (turn.images && turn.images.length) {
+    const images = document.createElement("div");
+    images.className = "images";
+    images.append(...turn.images.map(thumbnail));
+    li.append(images);
+  }
   const calls = turn.role === "assistant" ? renderToolCalls(turn, onResult) : null;
   if (calls) li.append(calls);
   if (turn.role === "assistant") li.append(renderStats(turn));
   return li;
 }
 
+/** A stored message's content: its text, and its images (by URL only named in the text: the
+ * page shows no image from elsewhere). */
+function contentOf(content) {
+  if (typeof content === "string") return { text: content, images: [] };
+  if (!Array.isArray(content)) return { text: JSON.stringify(content), images: [] };
+  const texts = [];
+  const images = [];
+  for (const part of content) {
+    if (part.type === "text") texts.push(part.text);
+    else if (part.type === "image" && part.data) images.push({ media_type: part.media_type, data: part.data });
+    else if (part.type === "image") texts.push(`[image ${part.url}]`);
+  }
+  return { text: texts.join("\n"), images };
+}
+
 const DONE_FIELDS = ["status", "finish_reason", "usage", "cost_usd", "ttft_ms", "latency_ms",
-  "validation", "error", "refusal", "tool_calls", "next_task_id"];
+  "validation", "error", "refusal", "tool_calls", "next_task_id", "reasoning"];
 
 /** GET /v1/runs/{id} -> transcript turns: its user and assistant messages, each answer with
  * its task's figures; a task still running becomes an open turn the page follows. */
@@ -128,10 +181,9 @@ export function turnsOfRun(run) {
   const turns = [];
   for (const message of run.messages) {
     if (message.role !== "user" && message.role !== "assistant") continue;
-    const content = message.content;
-    const text = typeof content === "string" ? content : JSON.stringify(content);
+    const { text, images } = contentOf(message.content);
     if (message.role === "user") {
-      turns.push({ role: "user", text });
+      turns.push(images.length ? { role: "user", text, images } : { role: "user", text });
       continue;
     }
     const at = ended.findIndex((t) => t.text === text);
@@ -139,12 +191,13 @@ export function turnsOfRun(run) {
     const done = task ? Object.fromEntries(DONE_FIELDS.map((f) => [f, task[f]]))
       : { status: "completed" };
     turns.push({ role: "assistant", task_id: task ? task.id : null, text,
+      reasoning: (task && task.reasoning) || "",
       last_seq: task ? task.last_seq : 0, done, tool_results: task ? task.tool_results || {} : {},
       continues: Boolean(task && task.parent_task_id) });
   }
   for (const task of tasks) {
     if (task.status === "queued" || task.status === "running") {
-      turns.push({ role: "assistant", task_id: task.id, text: "", last_seq: 0, done: null });
+      turns.push({ role: "assistant", task_id: task.id, text: "", reasoning: "", last_seq: 0, done: null });
     }
   }
   return turns;

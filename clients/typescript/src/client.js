@@ -3,6 +3,7 @@
 // gaps, resubscribing after a reconnect or a draining node, idempotent retries of execute.
 
 import { ClientClosedError, PromptrelayError } from "./errors.js";
+import { libraryMethods } from "./library.js";
 import { TaskHandle } from "./task.js";
 
 const DEFAULTS = { ackTimeoutMs: 20000, executeAttempts: 5, reconnectionDelayMax: 2000, rateLimitRetries: 4 };
@@ -104,6 +105,7 @@ export class Client {
     socket.on("connect_error", (err) => this._onConnectError(err));
     socket.on("task_chunk", (chunk) => this._route("task_chunk", chunk));
     socket.on("task_tool_call", (piece) => this._route("task_tool_call", piece));
+    socket.on("task_reasoning", (piece) => this._route("task_reasoning", piece));
     socket.on("task_done", (done) => this._route("task_done", done));
     socket.on("server_draining", () => this._onDraining());
     socket.on("runs_changed", (change) => this._emit("runs_changed", change));
@@ -185,12 +187,12 @@ export class Client {
   _route(name, payload) {
     const handle = this.live.get(payload.task_id);
     if (handle) {
-      name === "task_done" ? this._finish(handle, payload) : handle._chunk(payload);
+      name === "task_done" ? this._finish(handle, payload) : handle._chunk(payload, name);
       return;
     }
     const ended = this.ended.get(payload.task_id);
     if (ended) {
-      name === "task_done" ? ended._done(payload) : ended._chunk(payload);
+      name === "task_done" ? ended._done(payload) : ended._chunk(payload, name);
       return;
     }
     // The server subscribes the socket before it answers execute, so events may come first.
@@ -302,15 +304,16 @@ export class Client {
     for (const [name, payload] of queued) this._route(name, payload);
   }
 
-  /** Follow a task started elsewhere (another tab, a server job, an earlier page). `afterSeq`
-   * and `text`: what the caller already has (e.g. kept across a reload). */
-  subscribe(taskId, { afterSeq = 0, text = "" } = {}) {
+  /** Follow a task started elsewhere (another tab, a server job, an earlier page). `afterSeq`,
+   * `text` and `reasoning`: what the caller already has (e.g. kept across a reload). */
+  subscribe(taskId, { afterSeq = 0, text = "", reasoning = "" } = {}) {
     const existing = this.live.get(taskId);
     if (existing) return existing;
     const handle = new TaskHandle(this);
     handle.taskId = taskId;
     handle.lastSeq = afterSeq;
     handle.text = text;
+    handle.reasoning = reasoning;
     this.live.set(taskId, handle);
     this._resubscribe(handle).then((ack) => ack && handle._start({ task_id: taskId, ...ack }));
     return handle;
@@ -357,13 +360,24 @@ export class Client {
     return this._http(`/v1/runs/${encodeURIComponent(runId)}`);
   }
 
-  async _http(path) {
+  /** One HTTP call with the client's token: the answer's JSON (null for 204), or its
+   * error as a PromptrelayError. */
+  async _http(path, { method = "GET", body } = {}) {
     const token = typeof this.token === "function" ? await this.token() : this.token;
     const base = this.url || globalThis.location?.origin;
-    const res = await fetch(new URL(path, base), { headers: { Authorization: `Bearer ${token}` } });
-    const body = await res.json().catch(() => null);
-    if (!res.ok) throw PromptrelayError.from(body && body.error);
-    return body;
+    const headers = { Authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let res;
+    try {
+      res = await fetch(new URL(path, base), {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new PromptrelayError("unavailable", `cannot reach the server: ${err?.message || err}`);
+    }
+    const answer = res.status === 204 ? null : await res.json().catch(() => null);
+    if (!res.ok) throw PromptrelayError.from(answer && answer.error);
+    return answer;
   }
 
   close() {
@@ -372,3 +386,6 @@ export class Client {
     this.ready.then((socket) => socket.disconnect(), () => {});
   }
 }
+
+// The prompt library, template gallery, organization and agent routes (src/library.js).
+Object.assign(Client.prototype, libraryMethods);

@@ -1,4 +1,9 @@
-import type { ErrorBody, ExecuteAck, ExecuteRequest, RunsChanged, RunView, SubscribeAck, TaskDone, ToolResultAck } from "../protocol.js";
+import type {
+  AgentCreate, AgentExecutionPage, AgentPage, AgentTemplateCreate, AgentTemplatePage, AgentTemplateView,
+  AgentUpdate, AgentView, ErrorBody, ExecuteAck, ExecuteRequest, ExecutionAccepted, ForkBody, OrgCreate,
+  OrgCreated, OrgPage, PromptCreate, PromptPage, PromptUpdate, PromptView, RunsChanged, RunView,
+  SubscribeAck, TaskDone, TemplatePage, TemplatePublish, TemplateStats, TemplateView, ToolResultAck,
+} from "../protocol.js";
 
 export type { ExecuteRequest, TaskDone } from "../protocol.js";
 export type ErrorCode = ErrorBody["code"];
@@ -36,8 +41,15 @@ export interface ToolCallPiece {
   delta: string;
 }
 
+/** A piece of the model's reasoning (`task_reasoning`), never part of the text. */
+export interface ReasoningPiece {
+  seq: number;
+  text: string;
+}
+
 export type TaskEvent =
   | ["chunk", Chunk]
+  | ["reasoning", ReasoningPiece]
   | ["tool_call", ToolCallPiece]
   | ["done", TaskDone]
   | ["error", PromptrelayError];
@@ -64,6 +76,9 @@ export class TaskHandle implements AsyncIterable<Chunk> {
   /** Tool calls the model wrote, by call_id in order of arrival. */
   readonly toolCalls: Readonly<Record<string, ToolCallStream>>;
   readonly toolPieces: readonly ToolCallPiece[];
+  /** The model's reasoning so far (the whole of it once done), apart from `text`; "" when none. */
+  readonly reasoning: string;
+  readonly reasoningPieces: readonly ReasoningPiece[];
   readonly anomalies: readonly Anomaly[];
   readonly status: TaskStatus | "starting";
   readonly result: TaskDone | null;
@@ -123,14 +138,81 @@ export class Client {
   on<E extends keyof ClientEvents>(event: E, fn: ClientEvents[E]): () => void;
   /** Start a task. A `request_id` is added when missing; retries reuse it. */
   execute(request: ExecuteRequest): TaskHandle;
-  /** Follow a task started elsewhere, from `afterSeq` on (with the `text` already held). */
-  subscribe(taskId: string, options?: { afterSeq?: number; text?: string }): TaskHandle;
+  /** Follow a task started elsewhere, from `afterSeq` on (with the `text` and `reasoning`
+   * already held). */
+  subscribe(taskId: string, options?: { afterSeq?: number; text?: string; reasoning?: string }): TaskHandle;
   unsubscribe(taskId: string): Promise<void>;
   /** `GET /v1/runs/{id}`: a past conversation with its messages and tasks. */
   getRun(runId: string): Promise<RunView>;
   /** Send one tool call's result; the ack names the continuation and the calls pending. */
   toolResult(taskId: string, callId: string, output: string): Promise<ToolResultAck>;
   close(): void;
+
+  // The library, gallery, organization and agent routes (docs/clients.md "Library and agents").
+  /** `GET /v1/prompts`: every prompt the caller may read, newest first, one page. */
+  listPrompts(filters?: PromptFilters): Promise<PromptPage>;
+  createPrompt(body: PromptCreate): Promise<PromptView>;
+  /** At its latest version, or at `version`. */
+  getPrompt(promptId: string, version?: number): Promise<PromptView>;
+  /** Writes a new version. */
+  updatePrompt(promptId: string, body: PromptUpdate): Promise<PromptView>;
+  /** Make `version` the one `execute` runs unpinned. */
+  publishPrompt(promptId: string, version: number): Promise<PromptView>;
+  archivePrompt(promptId: string): Promise<PromptView>;
+  deletePrompt(promptId: string): Promise<null>;
+  /** `GET /v1/templates`: the public gallery, searched and filtered. */
+  listTemplates(filters?: TemplateFilters): Promise<TemplatePage>;
+  getTemplate(templateId: string): Promise<TemplateView>;
+  /** A new draft prompt copied from the template's current version. */
+  forkTemplate(templateId: string, body?: ForkBody): Promise<PromptView>;
+  /** Publish (or re-point) a version of a prompt the caller administers as a public template. */
+  publishTemplate(promptId: string, version: number, body?: TemplatePublish): Promise<TemplateStats>;
+  unpublishTemplate(promptId: string): Promise<null>;
+  /** The prompt's template with its fork and run counts (admins of the prompt only). */
+  templateStats(promptId: string): Promise<TemplateStats>;
+  createOrg(body: OrgCreate): Promise<OrgCreated>;
+  listOrgs(paging?: Paging): Promise<OrgPage>;
+  createAgentTemplate(body: AgentTemplateCreate): Promise<AgentTemplateView>;
+  listAgentTemplates(paging?: Paging): Promise<AgentTemplatePage>;
+  getAgentTemplate(templateId: string): Promise<AgentTemplateView>;
+  createAgent(body: AgentCreate): Promise<AgentView>;
+  listAgents(paging?: Paging): Promise<AgentPage>;
+  getAgent(agentId: string): Promise<AgentView>;
+  updateAgent(agentId: string, body: AgentUpdate): Promise<AgentView>;
+  deleteAgent(agentId: string): Promise<null>;
+  /** Start the agent's task; answers at once. `subscribe(task_id)` streams it. */
+  runAgent(agentId: string, request?: Omit<ExecuteRequest, "agent_id">): Promise<ExecutionAccepted>;
+  listAgentExecutions(agentId: string, paging?: Paging): Promise<AgentExecutionPage>;
 }
+
+export interface Paging {
+  /** 1 to 200 (default 50). */
+  limit?: number;
+  /** The `next_cursor` of the page before. */
+  cursor?: string | null;
+}
+
+/** Whose prompts: the caller's own, an organization's, or a project's. */
+export type PromptOwner = "me" | `org:${string}` | `project:${string}`;
+
+export interface PromptFilters extends Paging {
+  owner?: PromptOwner;
+  status?: PromptView["status"];
+  tag?: string;
+  /** Searches name and description. */
+  q?: string;
+}
+
+export interface TemplateFilters extends Paging {
+  /** Searches name and description. */
+  q?: string;
+  tag?: string;
+  category?: string;
+}
+
+/** Every item of a paged list: `for await (const p of eachItem((cursor) => client.listPrompts({ cursor })))`. */
+export function eachItem<T>(
+  fetchPage: (cursor: string | null) => Promise<{ items: T[]; next_cursor: string | null }>,
+): AsyncGenerator<T, void, undefined>;
 
 export function createClient(options: ClientOptions): Client;

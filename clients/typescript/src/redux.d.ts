@@ -10,6 +10,8 @@ export interface TaskState {
   prompt: { role: "user"; content: string }[];
   status: TaskStatus;
   text: string;
+  /** The model's reasoning so far, kept apart from `text` ("" when none). */
+  reasoning: string;
   lastSeq: number;
   /** The task's task_done; null until it came (and for a task loaded with `loadRun`). */
   done: TaskDone | null;
@@ -38,6 +40,8 @@ export interface RunMessage {
   content: string;
   taskId?: string;
   status?: TaskStatus;
+  /** An answer's reasoning, when it has any. */
+  reasoning?: string;
   toolCalls?: ToolCallStream[];
   callId?: string;
   name?: string;
@@ -58,7 +62,7 @@ interface MiddlewareAction<T extends string, P> {
 }
 export interface ExecuteAction extends MiddlewareAction<"promptrelay/execute", { request: ExecuteRequest }> {}
 export interface CancelAction extends MiddlewareAction<"promptrelay/cancel", { taskId: string }> {}
-export interface FollowAction extends MiddlewareAction<"promptrelay/follow", { taskId: string; afterSeq: number; text: string }> {}
+export interface FollowAction extends MiddlewareAction<"promptrelay/follow", { taskId: string; afterSeq: number; text: string; reasoning: string }> {}
 export interface ToolResultAction extends MiddlewareAction<"promptrelay/toolResult", { taskId: string; callId: string; output: string }> {}
 export interface LoadRunAction extends MiddlewareAction<"promptrelay/loadRun", { runId: string }> {}
 
@@ -83,15 +87,17 @@ export function createMiddleware(client: Client): Middleware<PromptrelayDispatch
 
 export function execute(request: ExecuteRequest): ExecuteAction;
 export function cancel(taskId: string): CancelAction;
-/** Follow a task from `afterSeq` on, `text` being what the caller holds up to it. */
-export function follow(taskId: string, afterSeq?: number, text?: string): FollowAction;
+/** Follow a task from `afterSeq` on, `text` and `reasoning` being what the caller holds up to it. */
+export function follow(taskId: string, afterSeq?: number, text?: string, reasoning?: string): FollowAction;
 /** Load a past conversation (`GET /v1/runs/{id}`) into the store, for a sidebar. */
 export function loadRun(runId: string): LoadRunAction;
 /** Send a tool call's result (and keep it in the store); resolves to the ack. */
 export function toolResult(taskId: string, callId: string, output: string): ToolResultAction;
 export function runLoaded(run: RunView): Action<"promptrelay/runLoaded", RunView>;
-export function taskStarted(p: { taskId: string; runId?: string | null; status?: TaskStatus; requestId?: string | null; request?: ExecuteRequest | null; lastSeq?: number; text?: string }): Action;
+export function taskStarted(p: { taskId: string; runId?: string | null; status?: TaskStatus; requestId?: string | null; request?: ExecuteRequest | null; lastSeq?: number; text?: string; reasoning?: string }): Action;
 export function taskChunk(p: { taskId: string; seq: number; text: string }): Action;
+/** A piece of the task's reasoning, in the task's one sequence with its chunks. */
+export function taskReasoning(p: { taskId: string; seq: number; text: string }): Action;
 export function taskDone(p: TaskDone): Action;
 export function taskFailed(p: { taskId?: string | null; requestId?: string | null; error: ErrorBody }): Action;
 
@@ -107,10 +113,13 @@ export const RUN_LOADED: "promptrelay/runLoaded";
 export const TASK_TOOL_CALL: "promptrelay/taskToolCall";
 export const TOOL_RESULT: "promptrelay/toolResult";
 export const TOOL_RESULT_SENT: "promptrelay/toolResultSent";
+export const TASK_REASONING: "promptrelay/taskReasoning";
 
 type Root = PromptrelayState | { promptrelay: PromptrelayState };
 export function selectTask(state: Root, taskId: string): TaskState | undefined;
 export function selectTaskText(state: Root, taskId: string): string;
+/** The task's reasoning so far, apart from its text ("" when none). */
+export function selectTaskReasoning(state: Root, taskId: string): string;
 export function selectTaskStatus(state: Root, taskId: string): TaskStatus | undefined;
 export function selectFailure(state: Root, requestId: string): ErrorBody | undefined;
 export function makeSelectRunMessages(): (state: Root, runId: string) => RunMessage[];

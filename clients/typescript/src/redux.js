@@ -14,12 +14,15 @@ export const RUN_LOADED = "promptrelay/runLoaded";
 export const TASK_TOOL_CALL = "promptrelay/taskToolCall";
 export const TOOL_RESULT = "promptrelay/toolResult";
 export const TOOL_RESULT_SENT = "promptrelay/toolResultSent";
+export const TASK_REASONING = "promptrelay/taskReasoning";
 
 export const execute = (request) => ({ type: EXECUTE, payload: { request } });
 export const cancel = (taskId) => ({ type: CANCEL, payload: { taskId } });
-/** Follow a task from `afterSeq` on (e.g. kept across a page reload), `text` being what the
- * caller holds up to it: the store takes the chunks after `afterSeq` at once. */
-export const follow = (taskId, afterSeq = 0, text = "") => ({ type: FOLLOW, payload: { taskId, afterSeq, text } });
+/** Follow a task from `afterSeq` on (e.g. kept across a page reload), `text` and `reasoning`
+ * being what the caller holds up to it: the store takes the events after `afterSeq` at once. */
+export const follow = (taskId, afterSeq = 0, text = "", reasoning = "") => ({
+  type: FOLLOW, payload: { taskId, afterSeq, text, reasoning },
+});
 /** Load a past conversation (`GET /v1/runs/{id}`) into the store; tasks still running are
  * followed from their last seq. `dispatch(loadRun(id))` returns a promise of the run. */
 export const loadRun = (runId) => ({ type: LOAD_RUN, payload: { runId } });
@@ -30,6 +33,7 @@ export const taskToolCall = (payload) => ({ type: TASK_TOOL_CALL, payload });
 export const toolResultSent = (payload) => ({ type: TOOL_RESULT_SENT, payload });
 export const taskStarted = (payload) => ({ type: TASK_STARTED, payload });
 export const taskChunk = (payload) => ({ type: TASK_CHUNK, payload });
+export const taskReasoning = (payload) => ({ type: TASK_REASONING, payload });
 export const taskDone = (payload) => ({ type: TASK_DONE, payload });
 export const taskFailed = (payload) => ({ type: TASK_FAILED, payload });
 
@@ -57,7 +61,7 @@ export function reducer(state = initialState, action) {
       const task = {
         taskId: p.taskId, runId: p.runId ?? null, requestId: p.requestId ?? null,
         prompt: userMessages(p.request), status: p.status || "running",
-        text: p.text ?? "", lastSeq: p.lastSeq ?? 0, done: null, error: null,
+        text: p.text ?? "", reasoning: p.reasoning ?? "", lastSeq: p.lastSeq ?? 0, done: null, error: null,
         toolCalls: [], toolResults: {},
       };
       const runs = { ...state.runs };
@@ -70,6 +74,9 @@ export function reducer(state = initialState, action) {
     case TASK_CHUNK:
       return withTask(state, p.taskId, (t) => (t.done || p.seq !== t.lastSeq + 1 ? t
         : { ...t, text: t.text + p.text, lastSeq: p.seq, status: "running" }));
+    case TASK_REASONING:
+      return withTask(state, p.taskId, (t) => (t.done || p.seq !== t.lastSeq + 1 ? t
+        : { ...t, reasoning: (t.reasoning ?? "") + p.text, lastSeq: p.seq, status: "running" }));
     case TASK_TOOL_CALL:
       return withTask(state, p.taskId, (t) => (t.done || p.seq !== t.lastSeq + 1 ? t : {
         ...t, lastSeq: p.seq, toolCalls: withPiece(t.toolCalls || [], p),
@@ -78,7 +85,8 @@ export function reducer(state = initialState, action) {
       return withTask(state, p.taskId, (t) => ({ ...t, toolResults: { ...t.toolResults, [p.callId]: p.output } }));
     case TASK_DONE: {
       const ended = withTask(state, p.task_id, (t) => (t.done ? t : {
-        ...t, text: p.text, lastSeq: p.last_seq, status: p.status, done: p, error: p.error ?? null,
+        ...t, text: p.text, reasoning: p.reasoning || t.reasoning || "", lastSeq: p.last_seq,
+        status: p.status, done: p, error: p.error ?? null,
       }));
       // A tool step: its continuation joins the run now, before it streams.
       if (!p.next_task_id || !p.run_id || ended.tasks[p.next_task_id]) return ended;
@@ -113,7 +121,7 @@ function withRun(state, run) {
     if (tasks[t.id]) continue;
     tasks[t.id] = {
       taskId: t.id, runId: run.id, requestId: null, prompt: userMessages(t.request),
-      status: t.status, text: t.text ?? "", lastSeq: t.last_seq, done: null,
+      status: t.status, text: t.text ?? "", reasoning: t.reasoning ?? "", lastSeq: t.last_seq, done: null,
       toolCalls: (t.tool_calls || []).map((c, index) => ({
         callId: c.id, index, name: c.name, arguments: c.arguments_text ?? JSON.stringify(c.arguments),
       })),
@@ -135,9 +143,9 @@ export function createMiddleware(client) {
         return handle;
       }
       case FOLLOW: {
-        const { taskId, afterSeq, text } = action.payload;
-        const handle = client.subscribe(taskId, { afterSeq, text });
-        store.dispatch(taskStarted({ taskId, status: "running", lastSeq: afterSeq, text }));
+        const { taskId, afterSeq, text, reasoning = "" } = action.payload;
+        const handle = client.subscribe(taskId, { afterSeq, text, reasoning });
+        store.dispatch(taskStarted({ taskId, status: "running", lastSeq: afterSeq, text, reasoning }));
         bind(store, handle, null);
         return handle;
       }
@@ -146,7 +154,7 @@ export function createMiddleware(client) {
           store.dispatch(runLoaded(run));
           for (const t of run.tasks) {
             if (t.status === "queued" || t.status === "running") {
-              store.dispatch(follow(t.id, t.last_seq, t.text ?? ""));
+              store.dispatch(follow(t.id, t.last_seq, t.text ?? "", t.reasoning ?? ""));
             }
           }
           return run;
@@ -173,8 +181,9 @@ function bind(store, handle, request) {
       taskId: ack.task_id, runId: ack.run_id ?? null, status: ack.status,
       requestId: handle.requestId, request,
     }));
-    // What came before the ack, in seq order: text chunks and tool call pieces.
+    // What came before the ack, in seq order: text chunks, reasoning and tool call pieces.
     const early = [...handle.chunks.map((c) => [c.seq, taskChunk({ taskId: ack.task_id, ...c })]),
+      ...handle.reasoningPieces.map((r) => [r.seq, taskReasoning({ taskId: ack.task_id, ...r })]),
       ...handle.toolPieces.map((p) => [p.seq, taskToolCall({ taskId: ack.task_id, ...p })])];
     for (const [, action] of early.sort((a, b) => a[0] - b[0])) store.dispatch(action);
     if (handle.result) {
@@ -189,6 +198,8 @@ function bind(store, handle, request) {
         error: { code: value.code, message: value.message, details: value.details } }));
     } else if (announced && kind === "chunk") {
       store.dispatch(taskChunk({ taskId: handle.taskId, ...value }));
+    } else if (announced && kind === "reasoning") {
+      store.dispatch(taskReasoning({ taskId: handle.taskId, ...value }));
     } else if (announced && kind === "tool_call") {
       store.dispatch(taskToolCall({ taskId: handle.taskId, ...value }));
     } else if (announced) {
@@ -204,6 +215,8 @@ const slice = (state) => state.promptrelay || state;
 
 export const selectTask = (state, taskId) => slice(state).tasks[taskId];
 export const selectTaskText = (state, taskId) => selectTask(state, taskId)?.text ?? "";
+/** The task's reasoning so far, apart from its text ("" when none). */
+export const selectTaskReasoning = (state, taskId) => selectTask(state, taskId)?.reasoning ?? "";
 export const selectTaskStatus = (state, taskId) => selectTask(state, taskId)?.status;
 export const selectFailure = (state, requestId) => slice(state).failures[requestId];
 
@@ -221,9 +234,7 @@ export function makeSelectRunMessages() {
     lastTasks = tasks;
     lastResult = tasks.flatMap((t) => [
       ...t.prompt.map((m) => ({ role: "user", content: m.content })),
-      t.toolCalls && t.toolCalls.length
-        ? { role: "assistant", content: t.text, taskId: t.taskId, status: t.status, toolCalls: t.toolCalls }
-        : { role: "assistant", content: t.text, taskId: t.taskId, status: t.status },
+      answerOf(t),
       ...(t.toolCalls || []).filter((c) => c.callId in (t.toolResults || {}))
         .map((c) => ({ role: "tool", content: t.toolResults[c.callId], callId: c.callId, name: c.name })),
     ]);
@@ -231,3 +242,10 @@ export function makeSelectRunMessages() {
   };
 }
 export const selectRunMessages = makeSelectRunMessages();
+
+function answerOf(t) {
+  const answer = { role: "assistant", content: t.text, taskId: t.taskId, status: t.status };
+  if (t.reasoning) answer.reasoning = t.reasoning;
+  if (t.toolCalls && t.toolCalls.length) answer.toolCalls = t.toolCalls;
+  return answer;
+}

@@ -1,5 +1,6 @@
 // One task as the client sees it: chunks in seq order with no gap and no repeat, the text
-// so far, and the final task_done. Fed by the client; read by the application.
+// so far, the reasoning so far (apart from the text), and the final task_done. Fed by the
+// client; read by the application.
 
 export class TaskHandle {
   constructor(client, requestId = null) {
@@ -16,6 +17,10 @@ export class TaskHandle {
     // { callId, index, name, arguments } with `arguments` the argument text so far.
     this.toolCalls = {};
     this.toolPieces = []; // each task_tool_call kept: { seq, callId, index, name, delta }
+    // The model's reasoning (task_reasoning), never part of `text`: the text so far and
+    // each piece { seq, text }, in the task's one sequence with the chunks.
+    this.reasoning = "";
+    this.reasoningPieces = [];
     // What the server sent out of order, kept on record as the client repaired it:
     // { kind: "repeat" | "gap" | "after_done" | "missing", seq, held } (held: lastSeq then).
     this.anomalies = [];
@@ -40,7 +45,8 @@ export class TaskHandle {
     return this.taskId ? "running" : "starting";
   }
 
-  /** Called with ("chunk", chunk), ("tool_call", call), ("done", taskDone) or ("error", error); returns an unsubscriber. */
+  /** Called with ("chunk", chunk), ("reasoning", piece), ("tool_call", call), ("done", taskDone)
+   * or ("error", error); returns an unsubscriber. */
   listen(fn) {
     this._listeners.add(fn);
     return () => this._listeners.delete(fn);
@@ -81,8 +87,9 @@ export class TaskHandle {
     this._resolveStarted(ack);
   }
 
-  /** A task_chunk: kept if it is the next seq; a repeat is dropped; a gap asks again. */
-  _chunk(chunk) {
+  /** A task_chunk, task_reasoning or task_tool_call (`kind`, the event's name; one
+   * sequence): kept if it is the next seq; a repeat is dropped; a gap asks again. */
+  _chunk(chunk, kind = "task_chunk") {
     if (this.result || chunk.seq <= this.lastSeq) {
       this._anomaly(this.result ? "after_done" : "repeat", chunk.seq);
       this.client.stats.repeats += 1;
@@ -98,6 +105,10 @@ export class TaskHandle {
       return;
     }
     this.lastSeq = chunk.seq;
+    if (kind === "task_reasoning") {
+      this._addReasoning({ seq: chunk.seq, text: chunk.text });
+      return;
+    }
     if ("arguments_delta" in chunk) { // a task_tool_call: the same sequence as chunks
       const call = this.toolCalls[chunk.call_id]
         || (this.toolCalls[chunk.call_id] = { callId: chunk.call_id, index: chunk.index, name: chunk.name, arguments: "" });
@@ -118,9 +129,15 @@ export class TaskHandle {
       this._anomaly("after_done", done.last_seq);
       return;
     }
-    if (done.last_seq !== this.lastSeq || done.text !== this.text) {
+    const reasoning = done.reasoning ?? "";
+    if (done.last_seq !== this.lastSeq || done.text !== this.text || reasoning !== this.reasoning) {
       this._anomaly("missing", done.last_seq);
     }
+    // The same for the reasoning: its rest arrives as one last piece.
+    if (reasoning.length > this.reasoning.length && reasoning.startsWith(this.reasoning)) {
+      this._addReasoning({ seq: done.last_seq, text: reasoning.slice(this.reasoning.length) });
+    }
+    this.reasoning = reasoning || this.reasoning;
     // task_done carries the whole text: if history had expired before a resume, the rest
     // arrives here as one last chunk, so the chunks always add up to the final text.
     if (done.text.length > this.text.length && done.text.startsWith(this.text)) {
@@ -133,6 +150,12 @@ export class TaskHandle {
     this.result = done;
     this._resolveDone(done);
     this._emit("done", done);
+  }
+
+  _addReasoning(piece) {
+    this.reasoning += piece.text;
+    this.reasoningPieces.push(piece);
+    this._emit("reasoning", piece);
   }
 
   _anomaly(kind, seq) {
