@@ -6,6 +6,18 @@
 ALTER TABLE ai_tasks ADD COLUMN first_task_id uuid REFERENCES ai_tasks (task_id) ON DELETE SET NULL;
 CREATE INDEX ai_tasks_first_task_idx ON ai_tasks (first_task_id) WHERE first_task_id IS NOT NULL;
 
+-- Continuations recorded before: their turn's first task and agent. No status changes, so
+-- nothing is counted again (those executions keep the counts they had).
+WITH RECURSIVE turn AS (
+    SELECT task_id, task_id AS first_id, agent_id FROM ai_tasks
+    WHERE parent_task_id IS NULL AND next_task_id IS NOT NULL
+    UNION ALL
+    SELECT c.task_id, turn.first_id, turn.agent_id
+    FROM ai_tasks c JOIN turn ON c.parent_task_id = turn.task_id
+)
+UPDATE ai_tasks t SET first_task_id = turn.first_id, agent_id = COALESCE(t.agent_id, turn.agent_id)
+FROM turn WHERE t.task_id = turn.task_id AND turn.task_id <> turn.first_id;
+
 CREATE FUNCTION ai_tasks_join_turn() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     SELECT COALESCE(p.first_task_id, p.task_id), COALESCE(NEW.agent_id, p.agent_id)
