@@ -242,3 +242,23 @@ async def test_a_socket_payload_over_the_limit_is_answered_and_beyond_the_transp
     after = await bystander.call("execute", body())
     assert after["ok"], after
     await bystander.wait_done(after["task_id"])
+
+
+async def test_a_websocket_message_beyond_the_transport_is_closed_as_too_big(
+    small_server: Server, http: aiohttp.ClientSession
+) -> None:
+    """What a client below Socket.IO sees of a message the transport refuses unread: the
+    websocket's close code 1009 (message too big), not a bare drop."""
+    key = await small_server.new_key()
+    url = small_server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    async with http.ws_connect(url) as ws:
+        assert (await ws.receive_str()).startswith("0")  # Engine.IO open
+        await ws.send_str("40" + json.dumps({"token": key}))
+        assert (await ws.receive_str()).startswith("40")  # Socket.IO connected
+        event = json.dumps(["execute", image_body(png_of(2 * SMALL_LIMIT + 64 * 1024 + 4096))])
+        await ws.send_str("420" + event)
+        while not ws.closed:
+            message = await ws.receive(timeout=10)
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                break
+        assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
