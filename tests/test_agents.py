@@ -1,5 +1,7 @@
 """Agents: templates and instances, run as an `execute` with `agent_id`, their executions
-tracked, and per-agent counters exact under concurrent runs (counted in SQL at finalize)."""
+tracked (a turn with its tool continuations is one execution), per-agent counters exact
+under concurrent runs on two nodes (counted in SQL at finalize), and the system prompt
+leading every model call, in a new run and an existing one, as the fake provider got it."""
 
 from __future__ import annotations
 
@@ -296,6 +298,8 @@ async def test_an_execution_covers_its_tool_continuations(
         assert len(f.openai.requests) == 2
         for request in f.openai.requests:
             assert request["messages"][0] == SYSTEM
+            offered = [t["function"]["name"] for t in request["tools"]]
+            assert offered == ["lookup_order", "order_status"]
             assert [m["role"] for m in request["messages"]].count("system") == 1
 
         db = await asyncpg.connect(srv.settings.database_url)
