@@ -174,6 +174,44 @@ async def delete_agent(
     return row is not None
 
 
+# An execution is a turn: its first task (the execute's) and the tool continuations after it
+# (sql/018_agent_turns.sql). Status, end, result and error are the last step's; tokens, model
+# calls and tools called add up over every step.
+_EXECUTIONS = """
+WITH f AS (
+    SELECT t.task_id, t.model, t.started_at, t.created_at FROM ai_tasks t
+    WHERE t.agent_id = $1 AND t.user_id = $2 AND t.first_task_id IS NULL
+      AND ($3::timestamptz IS NULL OR (t.created_at, t.task_id) < ($3, $4::uuid))
+    ORDER BY t.created_at DESC, t.task_id DESC LIMIT $5
+)
+SELECT f.task_id, f.model, f.started_at, f.created_at, last.status, last.completed_at,
+       last.response_text, last.error, steps.total_tokens, calls.model_calls, tools.names
+FROM f
+CROSS JOIN LATERAL (
+    SELECT s.status, s.completed_at, s.response_text, s.error FROM ai_tasks s
+    WHERE s.task_id = f.task_id OR s.first_task_id = f.task_id
+    ORDER BY s.step DESC, s.created_at DESC LIMIT 1
+) last
+CROSS JOIN LATERAL (
+    SELECT sum(s.total_tokens)::bigint AS total_tokens FROM ai_tasks s
+    WHERE s.task_id = f.task_id OR s.first_task_id = f.task_id
+) steps
+CROSS JOIN LATERAL (
+    SELECT count(*) AS model_calls FROM ai_tasks s
+    JOIN task_events e ON e.task_id = s.task_id AND e.kind = 'provider_call'
+    WHERE s.task_id = f.task_id OR s.first_task_id = f.task_id
+) calls
+CROSS JOIN LATERAL (
+    SELECT COALESCE(jsonb_agg(c.call ->> 'name' ORDER BY s.step, c.ord), '[]'::jsonb) AS names
+    FROM ai_tasks s
+    CROSS JOIN LATERAL jsonb_array_elements(COALESCE(s.tool_calls, '[]'::jsonb))
+        WITH ORDINALITY AS c(call, ord)
+    WHERE s.task_id = f.task_id OR s.first_task_id = f.task_id
+) tools
+ORDER BY f.created_at DESC, f.task_id DESC
+"""
+
+
 async def list_executions(
     conn: asyncpg.Connection | asyncpg.Pool,
     agent_id: UUID,
@@ -182,15 +220,10 @@ async def list_executions(
     limit: int,
     after: tuple[Any, UUID] | None,
 ) -> list[asyncpg.Record]:
-    """The caller's executions of the agent (its tasks), newest first."""
+    """The caller's executions of the agent, newest first: one row per turn, named by its
+    first task, with the figures of all its steps."""
     return await conn.fetch(
-        "SELECT t.task_id, t.status, t.model, t.started_at, t.completed_at, t.created_at,"
-        " t.total_tokens, t.response_text, t.error,"
-        " (SELECT count(*) FROM task_events e WHERE e.task_id = t.task_id"
-        "    AND e.kind = 'provider_call') AS model_calls"
-        " FROM ai_tasks t WHERE t.agent_id = $1 AND t.user_id = $2"
-        "   AND ($3::timestamptz IS NULL OR (t.created_at, t.task_id) < ($3, $4::uuid))"
-        " ORDER BY t.created_at DESC, t.task_id DESC LIMIT $5",
+        _EXECUTIONS,
         agent_id,
         user_id,
         after[0] if after else None,

@@ -6,13 +6,28 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
     """Where the embedded Postgres and Redis keep their data by default."""
     return Path(platformdirs.user_data_dir("promptrelay"))
+
+
+# The default payload limit's room for everything of a request but its base64 images.
+TEXT_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_IMAGES_TOTAL_BYTES = 20 * 1024 * 1024
+
+
+def base64_size(decoded: int) -> int:
+    """Characters of `decoded` bytes in base64 (with padding)."""
+    return 4 * -(-decoded // 3)
+
+
+def payload_room(images_total_bytes: int) -> int:
+    """The default MAX_PAYLOAD_BYTES: the images' base64 and TEXT_PAYLOAD_BYTES besides."""
+    return TEXT_PAYLOAD_BYTES + base64_size(images_total_bytes)
 
 
 class Settings(BaseSettings):
@@ -54,8 +69,11 @@ class Settings(BaseSettings):
     # and load balancers do not close it as idle.
     sse_keepalive_s: float = Field(15.0, gt=0)
 
-    # Input limits
-    max_payload_bytes: int = Field(1024 * 1024, ge=1024)
+    # Input limits. The payload limit applies first, to the whole event or body; unset, it
+    # is MAX_IMAGES_TOTAL_BYTES in base64 plus TEXT_PAYLOAD_BYTES (29010604 with the default
+    # image limits), so that a request within the image limits is never refused for its
+    # size before they can name the image (docs/tenancy.md "Limits").
+    max_payload_bytes: int = Field(payload_room(DEFAULT_IMAGES_TOTAL_BYTES), ge=1024)
     max_messages: int = Field(500, ge=1)
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)
 
@@ -104,10 +122,11 @@ class Settings(BaseSettings):
     max_variables: int = Field(200, ge=1)
     max_message_chars: int = Field(200_000, ge=1)
     # Images in one request (docs/protocol.md "Images"): how many, and bytes once decoded of
-    # one and of all (base64 images also count toward MAX_PAYLOAD_BYTES)
+    # one and of all (base64 images also count toward MAX_PAYLOAD_BYTES, whose default
+    # makes room for them)
     max_images: int = Field(8, ge=0)
     max_image_bytes: int = Field(5 * 1024 * 1024, ge=1)
-    max_images_total_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_images_total_bytes: int = Field(DEFAULT_IMAGES_TOTAL_BYTES, ge=1)
     auth_recheck_s: float = Field(5.0, gt=0)  # backstop for revocations and deleted users
     # Abuse resistance: output validations run in worker processes with a deadline, and a
     # user has at most VALIDATION_PER_USER of them in the pool at once.
@@ -167,6 +186,13 @@ class Settings(BaseSettings):
     # A waiting lower-priority job starts after at most this many higher-priority starts on
     # a worker (the anti-starvation bound of the priority queue).
     priority_starvation_bound: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _payload_room_for_images(self) -> Settings:
+        """Unset MAX_PAYLOAD_BYTES: room for the images the image limits allow, and text."""
+        if "max_payload_bytes" not in self.model_fields_set:
+            self.max_payload_bytes = payload_room(self.max_images_total_bytes)
+        return self
 
     def resolved_default_model(self) -> str:
         """The model of an execute that names none: OpenAI when a key is set, else the simulator."""

@@ -1,8 +1,9 @@
 """The python-socketio / python-engineio internals our subclasses override or use, in the
 installed releases.
 
-server/realtime/handshakes.py (GuardedServer), rooms.py (IndexedManager) and websocket.py
-(PlainWebSocket) override private methods and read private attributes. pyproject.toml caps
+server/realtime/handshakes.py (GuardedServer), rooms.py (IndexedManager), websocket.py
+(PlainWebSocket) and polling.py (WholeBody) override private methods and read private
+attributes. pyproject.toml caps
 both packages before their next minor; when a new release is allowed, this test says which
 method or attribute changed shape, before any socket test fails in a puzzling way.
 """
@@ -81,6 +82,8 @@ def test_private_attributes_our_subclasses_use_exist() -> None:
         "engineio AsyncServer.sockets": (sio.eio, "sockets"),
         "engineio AsyncServer._async": (sio.eio, "_async"),
         "engineio AsyncServer.reason": (sio.eio, "reason"),
+        "engineio AsyncServer.ping_interval": (sio.eio, "ping_interval"),
+        "engineio AsyncServer.ping_timeout": (sio.eio, "ping_timeout"),
         "AsyncManager.callbacks": (manager, "callbacks"),
         "AsyncManager.pending_connect": (manager, "pending_connect"),
         "AsyncManager.pending_disconnect": (manager, "pending_disconnect"),
@@ -88,5 +91,12 @@ def test_private_attributes_our_subclasses_use_exist() -> None:
     gone = [label for label, (obj, name) in used.items() if not hasattr(obj, name)]
     assert not gone, f"gone from the installed python-socketio/engineio: {', '.join(gone)}"
     assert "websocket" in sio.eio._async, "engineio AsyncServer._async has no 'websocket' driver"
+    # use_whole_bodies wraps the aiohttp driver's request translation (a sync function of the
+    # request) and replaces the `wsgi.input` that AsyncSocket.handle_post_request reads
+    translate = sio.eio._async.get("translate_request")
+    assert translate is not None and not inspect.iscoroutinefunction(translate)
+    assert shape(translate) == ["request"], "engineio's translate_request changed shape"
+    post = inspect.getsource(engineio.async_socket.AsyncSocket.handle_post_request)
+    assert "environ['wsgi.input'].read(length)" in post, "engineio reads polling bodies anew"
     assert hasattr(sio.eio.reason, "SERVER_DISCONNECT"), "engineio reason.SERVER_DISCONNECT gone"
     assert socketio.packet.ACK == 3, "socketio.packet.ACK changed"

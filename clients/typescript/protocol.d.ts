@@ -16,7 +16,7 @@ export interface AgentExecutionPage {
   next_cursor: string | null;
 }
 
-/** One execution of an agent: its task. */
+/** One execution of an agent: a conversation turn, named by its first task; with tools, the tool continuations after it are part of it (docs/prompts.md "Agents"). */
 export interface AgentExecutionView {
   task_id: string;
   status: "queued" | "running" | "completed" | "failed" | "cancelled";
@@ -26,6 +26,7 @@ export interface AgentExecutionView {
   tokens_used: number | null;
   execution_ms: number | null;
   model_calls: number;
+  tools_called: Array<string>;
   result: string | null;
   error: Record<string, unknown> | null;
 }

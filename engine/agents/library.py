@@ -7,6 +7,7 @@ and written by its admins. Anyone else gets `not_found`, as for a missing id.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +22,13 @@ from engine.protocol import paging
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _span_ms(started: datetime, ended: datetime) -> int:
+    """Whole milliseconds, rounded half up as the counting trigger's `::bigint` rounds them
+    (sql/018_agent_turns.sql), so the average and the executions agree."""
+    micros = (ended - started) // timedelta(microseconds=1)
+    return max(0, (micros + 500) // 1000)
 
 
 def template_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -59,7 +67,7 @@ def agent_view(row: asyncpg.Record) -> dict[str, Any]:
 
 def execution_view(row: asyncpg.Record) -> dict[str, Any]:
     started, completed = row["started_at"], row["completed_at"]
-    elapsed = round((completed - started).total_seconds() * 1000) if started and completed else None
+    elapsed = _span_ms(started, completed) if started and completed else None
     return {
         "task_id": str(row["task_id"]),
         "status": row["status"],
@@ -69,6 +77,7 @@ def execution_view(row: asyncpg.Record) -> dict[str, Any]:
         "tokens_used": row["total_tokens"],
         "execution_ms": elapsed,
         "model_calls": row["model_calls"],
+        "tools_called": row["names"],
         "result": row["response_text"],
         "error": row["error"],
     }

@@ -100,7 +100,8 @@ class AgentPage(_View):
 
 
 class AgentExecutionView(_View):
-    """One execution of an agent: its task."""
+    """One execution of an agent: a conversation turn, named by its first task; with tools,
+    the tool continuations after it are part of it (docs/prompts.md "Agents")."""
 
     task_id: str
     status: Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -110,6 +111,7 @@ class AgentExecutionView(_View):
     tokens_used: int | None
     execution_ms: int | None
     model_calls: int
+    tools_called: list[str]
     result: str | None
     error: dict[str, Any] | None
 

@@ -4,10 +4,15 @@ An agent's system prompt is its template's, rendered through the generated-promp
 the request's values over the agent's over the scoped layers (an org's agent takes its org's
 variables); its model is the request's, else the agent's override, else the template's, and
 its tools the request's, else the template's.
+
+The rendered system prompt leads every model call of the agent, also in an existing run: it
+takes the place of the system messages the run's history starts with (an earlier render, or
+the prompt of whatever started the run), and the run stores it once, on its first turn.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -52,3 +57,21 @@ def tools_of(req: ExecuteRequest, prompt: ResolvedPrompt) -> list[Tool] | None:
     if req.tools:
         return req.tools
     return [Tool.model_validate(t) for t in prompt.tools] or None
+
+
+def turn_messages(
+    prompt: ResolvedPrompt, history: list[dict[str, Any]], given: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The history to send before the new messages, and the new messages (which the run
+    stores). A new run starts with the prompt's messages; in an existing run a stored prompt's
+    messages were sent on its first turn and are in the history, while an agent's system
+    prompt replaces the history's leading system messages, so that it leads every call
+    without being stored again."""
+    if not history:
+        return history, [*prompt.messages, *given]
+    if prompt.agent_id is None:
+        return history, given
+    start = 0
+    while start < len(history) and history[start].get("role") == "system":
+        start += 1
+    return [*prompt.messages, *history[start:]], given

@@ -231,7 +231,10 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 def decode(model: type[M], payload: Any, *, max_bytes: int | None = None) -> M:
     """Validate a decoded JSON payload against `model`, raising our stable errors."""
     if max_bytes is not None and _size(payload) > max_bytes:
-        raise PayloadTooLarge(f"payload is larger than {max_bytes} bytes")
+        raise PayloadTooLarge(
+            f"payload is larger than {max_bytes} bytes",
+            details={"limit": "payload_bytes", "max": max_bytes},
+        )
     if not isinstance(payload, dict):
         raise InvalidRequest(
             "payload must be a JSON object",

@@ -3,8 +3,11 @@
 Each refusal is `invalid_request` with `details.limit` naming the limit (a stable string:
 `messages`, `message_chars`, `variables`, `max_tokens`, `images`) and `details.max` its
 value, besides the usual `details.errors`; images too large are `payload_too_large` the
-same way (`image_bytes`, `images_total_bytes`). The payload size limit is checked earlier
-(`payload_too_large`).
+same way (`image_bytes`, `images_total_bytes`). The payload size limit is checked earlier,
+when the payload is decoded (`payload_too_large`, `payload_bytes`), and the transports'
+before that; its default leaves room for every image these limits allow (engine.settings
+`payload_room`; the whole order is docs/tenancy.md "Limits against floods and hostile
+input").
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
 from engine.accounts.byok import ProviderKeys
-from engine.agents.runs import resolve_execute, tools_of
+from engine.agents.runs import resolve_execute, tools_of, turn_messages
 from engine.errors import InvalidRequest, NotFound
 from engine.protocol.formats import format_validations
 from engine.protocol.requests import ExecuteRequest
@@ -91,7 +91,7 @@ class Engine:
             history, run_turns = run["messages"], run["task_count"]
         model_ref = req.model or prompt.model or self.settings.resolved_default_model()
         provider, model = self.registry.resolve(model_ref)
-        new_messages = ([] if history else prompt.messages) + [m.neutral() for m in req.messages]
+        history, new_messages = turn_messages(prompt, history, [m.neutral() for m in req.messages])
         settings = req.settings.merged_over(prompt.settings)
         settings.update(
             tool_settings(

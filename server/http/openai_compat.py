@@ -21,13 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from db.users import User
-from engine.errors import InvalidRequest, NotFound, PayloadTooLarge, PromptrelayError, Unauthorized
+from engine.errors import InvalidRequest, NotFound, PromptrelayError, Unauthorized
 from engine.protocol import openai_compat as oa
 from engine.protocol.openai_messages import tool_call_delta
 from engine.providers.pricing import format_money
 from server.errors import client_error
 from server.http.cors import prepare_cors
-from server.http.requests import current_user, json_body
+from server.http.requests import body_too_large, current_user, json_body
 from server.realtime.sessions import SESSIONS
 from server.state import ENGINE, METRICS, RELAY, SETTINGS
 
@@ -66,7 +66,7 @@ def openai_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except web.HTTPRequestEntityTooLarge:
-            exc: PromptrelayError = PayloadTooLarge("request body too large")
+            exc: PromptrelayError = body_too_large(request)
         except web.HTTPException:
             raise
         except Exception as raised:

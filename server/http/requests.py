@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from db.users import User
-from engine.errors import InvalidRequest, NotFound, Unauthorized
+from engine.errors import InvalidRequest, NotFound, PayloadTooLarge, Unauthorized
 from engine.protocol.requests import decode
 from server.auth import authenticate, token_from
 from server.http.throttle import limit_address, limit_user
@@ -36,6 +36,16 @@ def path_uuid(value: str, field: str = "id") -> UUID:
         return UUID(value)
     except ValueError:
         raise NotFound(f"{field} not found") from None
+
+
+def body_too_large(request: web.Request) -> PayloadTooLarge:
+    """A body above MAX_PAYLOAD_BYTES (aiohttp's `client_max_size`), refused while it was read:
+    the same error, with the same `details`, as a payload found too large once decoded."""
+    limit = request.app[SETTINGS].max_payload_bytes
+    return PayloadTooLarge(
+        f"request body is larger than {limit} bytes",
+        details={"limit": "payload_bytes", "max": limit},
+    )
 
 
 async def json_body(request: web.Request) -> Any:

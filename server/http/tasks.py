@@ -13,13 +13,12 @@ from redis.exceptions import RedisError
 from engine.errors import (
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
     PromptrelayError,
 )
 from engine.protocol.requests import ExecuteRequest
 from engine.protocol.tools import ToolResultBody, ToolResultRequest
 from server.errors import client_error, error_response
-from server.http.requests import body_as, current_user, path_uuid
+from server.http.requests import body_as, body_too_large, current_user, path_uuid
 from server.state import ENGINE, METRICS, POOL, REDIS
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         response: web.StreamResponse = await handler(request)
         return response
     except web.HTTPRequestEntityTooLarge:
-        exc: PromptrelayError = PayloadTooLarge("request body too large")
+        exc: PromptrelayError = body_too_large(request)
     except web.HTTPNotFound:  # no route matched: the same JSON error as an unknown id
         exc = NotFound("not found")
     except web.HTTPMethodNotAllowed as e:

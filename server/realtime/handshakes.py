@@ -30,6 +30,7 @@ import socketio
 from aiohttp import web
 
 from engine.settings import Settings
+from server.realtime.polling import use_whole_bodies
 from server.realtime.websocket import use_plain_websockets
 from server.state import SETTINGS
 
@@ -138,6 +139,7 @@ class GuardedServer(socketio.AsyncServer):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.guard = guard
         use_plain_websockets(self.eio)  # no permessage-deflate (server/realtime/websocket.py)
+        use_whole_bodies(self.eio)  # a large polling POST read whole (server/realtime/polling.py)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         admitted, evicted = self.guard.admit(eio_sid, client_address(environ))
