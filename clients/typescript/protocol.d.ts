@@ -871,9 +871,9 @@ export interface TextMessage {
   content: string;
 }
 
-/** A provider's thinking block kept with an assistant turn that asked for tools (Anthropic's signed `thinking` or `redacted_thinking`), sent back as it came. */
+/** A provider's thinking kept with an assistant turn that asked for tools (Anthropic's signed `thinking` or `redacted_thinking` block, Gemini's `thought_signature` of a call), sent back as it came. */
 export interface ThinkingBlock {
-  type: "thinking" | "redacted_thinking";
+  type: "thinking" | "redacted_thinking" | "thought_signature";
 }
 
 /** Tasks per quota day and month (null: unlimited) and the running-task cap. */
