@@ -33,25 +33,33 @@ def test_a_tasks_records_and_channel_share_a_slot() -> None:
     assert slot(keys.history(task)) != slot(keys.history(uuid.uuid4())) or True  # spread
 
 
-def test_the_hand_off_shares_one_slot() -> None:
+def test_each_partition_of_the_hand_off_shares_one_slot() -> None:
     keys = RedisKeys("ps:")
     task, other = uuid.uuid4(), uuid.uuid4()
-    # the claim, renew and sweep scripts; enqueue's and ack's MULTI/EXEC; XREADGROUP over
-    # the three priorities; MGET of cancel flags
+    # the claim, renew and sweep scripts; enqueue's and ack's MULTI/EXEC; the heads script
+    # over the three priorities of a partition
+    part = keys.jobs_of(task)
     names = [
-        keys.leases(),
+        part.leases(),
         keys.claim(task),
-        keys.claim(other),
+        part.claim(other),
         keys.job(task),
         keys.cancel_flag(task),
-        *(keys.priority_jobs(p) for p in ("high", "normal", "low")),
+        *part.streams(),
     ]
-    assert {slot(n) for n in names} == {slot(keys.jobs())}
-    # another deployment's prefix on the same cluster has its own slot
-    assert (
-        slot(RedisKeys("other:").jobs()) != slot(keys.jobs())
-        or RedisKeys("other:").jobs() != keys.jobs()
-    )
+    assert {slot(n) for n in names} == {slot(part.base)}
+    # the partitions are as many slots: no one key carries every job
+    partitions = keys.job_partition_list()
+    assert len(partitions) == 16
+    assert len({slot(p.base) for p in partitions}) == 16
+    # a task's partition is the same wherever it is computed, and tasks spread over all
+    spread = {keys.jobs_of(uuid.uuid4()).base for _ in range(2000)}
+    assert spread == {p.base for p in partitions}
+    assert keys.jobs_of(str(task)) == RedisKeys("ps:", 16).jobs_of(task)
+    # the queue of earlier versions keeps its name, for the workers that drain it
+    assert keys.legacy_jobs().base == "ps:{ps:jobs}"
+    # another deployment's prefix on the same cluster has its own slots
+    assert RedisKeys("other:").job_partition(0).base != keys.job_partition(0).base
 
 
 def test_a_users_keys_share_a_slot() -> None:
@@ -127,9 +135,10 @@ async def test_a_master_killed_mid_stream_ends_every_task(
     ids = await _start(client, 9, 60, 15)  # about four seconds each
     for task_id in ids:
         await client.wait_chunks(task_id, 1, 30)
-    # the master of the job queue's slot: the hand-off and some of the tasks go down with it
+    # the master of a job queue partition's slot: some of the hand-off and of the tasks go
+    # down with it
     redis = cast(RedisCluster, gateway.app[REDIS])
-    node = redis.get_node_from_key(RedisKeys(gateway.settings.redis_prefix).jobs())
+    node = redis.get_node_from_key(RedisKeys(gateway.settings.redis_prefix).jobs_of(ids[0]).base)
     assert node is not None and node.port in processes.masters()
     victim = node.port
     processes.kill(victim)

@@ -1,0 +1,279 @@
+"""The job queue: JOB_PARTITIONS partitions, each with one stream per priority under its own
+Redis hash tag, read by the consumer group of all workers.
+
+A gateway stores a job's description and adds it to the stream of its priority in the
+task's partition (a hash of the task id, engine/redis_keys.py), in one transaction, so no
+single key carries every job. A worker looks at the head of every stream (one script per
+partition: the oldest entry not yet delivered to the group), picks the priority with its
+`PriorityPicker`, and reads that priority's partitions oldest head first: first in, first
+out within a priority across partitions, and no partition is left behind. Reads cannot
+block across slots, so a worker that found nothing looks again after a short pause (at
+most `IDLE_POLL_S`).
+
+Jobs waiting in the single queue of earlier versions are moved to their partitions by the
+workers (`drain_legacy`), so an upgrade loses none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
+
+from engine.cluster.jobs import GROUP, JOB_TTL_S, Job, task_ids
+from engine.cluster.priority import LEVELS, PriorityPicker
+from engine.redis_keys import JobKeys, RedisKeys
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.05  # longest pause between two looks of an idle worker
+_SEP = "/"  # entry ids handed out are `partition/level/redis-id`
+_NO_GROUP = b"-"
+
+# KEYS: the streams of one partition, highest priority first. ARGV: group. For each stream,
+# when its oldest entry not yet delivered to the group was queued (microseconds since the
+# epoch: the gateway's stamp `t`, else the entry id's milliseconds); false when none waits,
+# and `-` for a stream without the group (Redis lost it: the worker creates it again).
+# Entry ids alone cannot order streams: each stream numbers its own entries.
+_HEADS = """
+local out = {}
+for i, stream in ipairs(KEYS) do
+    out[i] = false
+    if redis.call('EXISTS', stream) == 1 then
+        out[i] = '-'
+        for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+            local info = {}
+            for j = 1, #g, 2 do info[g[j]] = g[j + 1] end
+            if info['name'] == ARGV[1] then
+                out[i] = false
+                local nxt = redis.call('XRANGE', stream, '(' .. info['last-delivered-id'],
+                    '+', 'COUNT', 1)
+                if #nxt > 0 then
+                    out[i] = string.match(nxt[1][1], '^%d+') .. '000'
+                    local fields = nxt[1][2]
+                    for j = 1, #fields, 2 do
+                        if fields[j] == 't' then out[i] = fields[j + 1] end
+                    end
+                end
+            end
+        end
+    end
+end
+return out
+"""
+
+
+def _stamp() -> str:
+    """When a job is queued, in microseconds: orders the heads of different streams."""
+    return str(time.time_ns() // 1000)
+
+
+class JobQueue:
+    """The partitioned job streams of the three priorities, and the job descriptions."""
+
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, bound: int) -> None:
+        self.redis = redis
+        self.names = keys
+        self.parts = keys.job_partition_list()
+        self.picker = PriorityPicker(bound)
+        self._heads = redis.register_script(_HEADS)
+        self._turn = 0  # where the next reclaim starts: partitions in turn
+
+    async def _create_groups(self, streams: list[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in streams:
+            pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        for result in await pipe.execute(raise_on_error=False):
+            if isinstance(result, ResponseError) and "BUSYGROUP" not in str(result):
+                raise result  # BUSYGROUP: the group exists, the normal case
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group on every stream of every partition."""
+        await self._create_groups([s for part in self.parts for s in part.streams()])
+
+    async def enqueue(self, job: Job) -> None:
+        """Store the job's description and add it to its priority's stream, atomically."""
+        level = job.priority if job.priority in LEVELS else "normal"
+        part = self.names.jobs_of(job.task_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(part.job(job.task_id), job.encode(), ex=JOB_TTL_S)
+        pipe.xadd(part.stream(level), {"j": job.task_id, "t": _stamp()})
+        await pipe.execute()
+
+    async def remember(self, job: Job) -> None:
+        """Store the description of a job this node runs itself (for a sweeper)."""
+        await self.redis.set(self.names.job(job.task_id), job.encode(), ex=JOB_TTL_S)
+
+    async def describe(self, task_id: str) -> Job | None:
+        """The task's job, from its partition or else from the queue of earlier versions."""
+        raw = await self.redis.get(self.names.job(task_id))
+        if raw is None:
+            raw = await self.redis.get(self.names.legacy_jobs().job(task_id))
+        if raw is None:
+            return None
+        try:
+            return Job.decode(raw)
+        except (ValueError, KeyError, TypeError):
+            log.error("undecodable job description of task %s", task_id)
+            return None
+
+    # Taking jobs ---------------------------------------------------------------------------
+
+    async def waiting(self) -> dict[str, list[tuple[int, int]]]:
+        """Per priority, the partitions with a job waiting: (when its oldest was queued,
+        partition), oldest first."""
+        heads = await self._scan()
+        out: dict[str, list[tuple[int, int]]] = {lv: [] for lv in LEVELS}
+        lost: list[str] = []
+        for p, found in enumerate(heads):
+            for level, head in zip(LEVELS, found, strict=True):
+                if head == _NO_GROUP:
+                    lost.append(self.parts[p].stream(level))
+                elif head:
+                    out[level].append((int(head), p))
+        if lost:
+            await self._create_groups(lost)
+        for level in LEVELS:
+            out[level].sort()
+        return out
+
+    async def _scan(self) -> list[Any]:
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for part in self.parts:
+                pipe.evalsha(self._heads.sha, 3, *part.streams(), GROUP)
+            try:
+                return await pipe.execute()
+            except NoScriptError:  # a restarted or new Redis node: load it and look again
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(_HEADS)
+        raise AssertionError("unreachable")
+
+    async def take(self, consumer: str, count: int) -> list[tuple[str, str]]:
+        """Up to `count` waiting entries in priority order: (entry id, task id)."""
+        waiting = await self.waiting()
+        for level in LEVELS:
+            if not waiting[level]:  # nothing of it waits: nothing is passed over
+                self.picker.record(level, 0)
+        empty = {level for level in LEVELS if not waiting[level]}
+        taken: list[tuple[str, str]] = []
+        while len(taken) < count:
+            step = self.picker.next_read(count - len(taken), empty)
+            if step is None:
+                break
+            level, n = step
+            got = await self._take_level(consumer, level, waiting[level], n)
+            self.picker.record(level, len(got))
+            if len(got) < n:
+                empty.add(level)
+            taken += got
+        return taken
+
+    async def _take_level(
+        self, consumer: str, level: str, heads: list[tuple[int, int]], n: int
+    ) -> list[tuple[str, str]]:
+        """Up to `n` entries of one priority, partitions by the age of their oldest job,
+        an even share from each."""
+        out: list[tuple[str, str]] = []
+        while heads and len(out) < n:
+            share = -(-(n - len(out)) // len(heads))
+            for head in list(heads):
+                want = min(share, n - len(out))
+                if want <= 0:
+                    break
+                got = await self._read(consumer, head[1], level, want)
+                out += got
+                if len(got) < want:
+                    heads.remove(head)
+        return out
+
+    async def _read(
+        self, consumer: str, partition: int, level: str, count: int
+    ) -> list[tuple[str, str]]:
+        stream = self.parts[partition].stream(level)
+        reply: Any = await self.redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=count)
+        entries = reply[0][1] if reply else []  # RESP2: [[stream, entries]]
+        return [(f"{partition}{_SEP}{level}{_SEP}{e}", t) for e, t in task_ids(entries)]
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[str, str]]:
+        """Entries a dead consumer read but never acknowledged, highest priority first."""
+        order = [(level, p) for level in LEVELS for p in self._rotation()]
+        pipe = self.redis.pipeline(transaction=False)
+        for level, p in order:
+            pipe.xpending(self.parts[p].stream(level), GROUP)
+        pending = await pipe.execute(raise_on_error=False)
+        out: list[tuple[str, str]] = []
+        for (level, p), info in zip(order, pending, strict=True):
+            if len(out) >= count:
+                break
+            if not isinstance(info, dict) or not info.get("pending"):
+                continue
+            reply = await self.redis.xautoclaim(
+                self.parts[p].stream(level),
+                GROUP,
+                consumer,
+                min_idle_ms,
+                start_id="0-0",
+                count=count - len(out),
+            )
+            out += [(f"{p}{_SEP}{level}{_SEP}{e}", t) for e, t in task_ids(reply[1])]
+        return out
+
+    def _rotation(self) -> list[int]:
+        self._turn = (self._turn + 1) % len(self.parts)
+        return [(self._turn + i) % len(self.parts) for i in range(len(self.parts))]
+
+    async def ack(self, entry_id: str) -> None:
+        partition, level, raw = entry_id.split(_SEP, 2)
+        stream = self.parts[int(partition)].stream(level)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(stream, GROUP, raw)
+        pipe.xdel(stream, raw)
+        await pipe.execute()
+
+    # Upgrades ------------------------------------------------------------------------------
+
+    async def drain_legacy(self, consumer: str, min_idle_ms: int) -> int:
+        """Move the jobs waiting in the single queue of earlier versions to their partitions
+        (also those a dead consumer had read); returns how many were moved."""
+        legacy = self.names.legacy_jobs()
+        pipe = self.redis.pipeline(transaction=False)
+        for level in LEVELS:
+            pipe.exists(legacy.stream(level))
+        present = [lv for lv, n in zip(LEVELS, await pipe.execute(), strict=True) if n]
+        if not present:
+            return 0
+        await self._create_groups([legacy.stream(lv) for lv in present])
+        moved = 0
+        for level in present:
+            stream = legacy.stream(level)
+            stale = await self.redis.xautoclaim(
+                stream, GROUP, consumer, min_idle_ms, start_id="0-0", count=100
+            )
+            fresh: Any = await self.redis.xreadgroup(GROUP, consumer, {stream: ">"}, count=100)
+            entries = task_ids(stale[1]) + task_ids(fresh[0][1] if fresh else [])
+            for entry_id, task_id in entries:
+                moved += await self._move(legacy, level, entry_id, task_id)
+        return moved
+
+    async def _move(self, legacy: JobKeys, level: str, entry_id: str, task_id: str) -> int:
+        """One job of the old queue into its partition, unless an older worker claimed it."""
+        moved = 0
+        if task_id:
+            raw, claimed = await self.redis.mget([legacy.job(task_id), legacy.claim(task_id)])
+            if raw is not None and claimed is None:
+                part = self.names.jobs_of(task_id)
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.set(part.job(task_id), raw, ex=JOB_TTL_S)
+                pipe.xadd(part.stream(level), {"j": task_id, "t": _stamp()})
+                await pipe.execute()
+                moved = 1
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(legacy.stream(level), GROUP, entry_id)
+        pipe.xdel(legacy.stream(level), entry_id)
+        await pipe.execute()
+        return moved
