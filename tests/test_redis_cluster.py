@@ -15,10 +15,20 @@ import pytest_asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from engine.cluster.jobs import Job, Leases
+from engine.cluster.queue import JobQueue
 from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from server.state import REDIS
-from tests.conftest import Client, Infra, Server, assert_intact, start_server, stop_server
+from tests.conftest import (
+    Client,
+    Infra,
+    Server,
+    assert_intact,
+    redis_of,
+    start_server,
+    stop_server,
+)
 
 
 def slot(name: str) -> int:
@@ -169,3 +179,121 @@ async def test_a_master_killed_mid_stream_ends_every_task(
     finally:
         processes.restart(victim)  # back as a replica: the next test has six nodes again
         await asyncio.to_thread(processes.wait_ok)
+
+
+async def _counts(settings: Settings, ids: list[str], sql: str) -> list[int]:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch(sql, [uuid.UUID(t) for t in ids])
+    finally:
+        await conn.close()
+    found = {str(r["task_id"]): int(r["n"]) for r in rows}
+    return [found.get(t, 0) for t in ids]
+
+
+async def test_slots_migrated_while_tasks_stream(
+    split: tuple[Server, Server], cluster_infra: Infra
+) -> None:
+    """A job-queue partition's slot (leases, claims, job descriptions, streams) and a live
+    task's slot (its history) move to another master, key by key, while tasks stream and
+    new ones are queued: every task completes with every chunk once, none stays running,
+    each is finalized once."""
+    processes = cluster_infra.cluster
+    assert processes is not None
+    gateway, _ = split
+    keys = RedisKeys(gateway.settings.redis_prefix)
+    client = await gateway.client(await gateway.new_key())
+    ids = await _start(client, 9, 120, 15)  # about eight seconds each
+    for task_id in ids:
+        await client.wait_chunks(task_id, 1, 30)
+    moves = [slot(keys.history(ids[1])), slot(keys.jobs_of(ids[0]).base)]
+
+    async def migrate(number: int) -> int:
+        target = next(p for p in processes.masters() if p != processes.owner(number))
+        return await asyncio.to_thread(processes.migrate_slot, number, target, 0.3)
+
+    async def migrate_both() -> list[int]:
+        moved = [await migrate(moves[0])]
+        # the moved task's chunks still arrive live: its sharded subscription followed
+        seen = len(client.chunks[ids[1]])
+        await client.wait_chunks(ids[1], seen + 3, 10)
+        assert ids[1] not in client.done
+        return [*moved, await migrate(moves[1])]
+
+    errors_before = processes.errors()
+    migration = asyncio.create_task(migrate_both())
+    later: list[str] = []
+    while not migration.done():  # more work queued and started while the slots move
+        later += await _start(client, 1, 20, 40)
+        await asyncio.sleep(0.4)
+    moved = await migration
+    assert moved[0] == 1 and moved[1] >= 3, moved  # the history; the partition's keys
+    errors = processes.errors()
+    redirected = {k: errors.get(k, 0) - errors_before.get(k, 0) for k in ("ASK", "TRYAGAIN")}
+    print("redirects during the migration:", redirected)
+    assert redirected["ASK"] > 0, redirected  # the clients met the moving slots
+    for task_id in [*ids, *later]:
+        done = await client.wait_done(task_id, 60)
+        assert done["status"] == "completed", done
+        assert_intact(client, task_id)
+    everything = [*ids, *later]
+    running = await _counts(
+        gateway.settings,
+        everything,
+        "SELECT task_id, count(*) AS n FROM ai_tasks"
+        " WHERE status = 'running' AND task_id = ANY($1::uuid[]) GROUP BY task_id",
+    )
+    assert running == [0] * len(everything)
+    finalized = await _counts(
+        gateway.settings,
+        everything,
+        "SELECT task_id, count(*) AS n FROM ai_usage_logs"
+        " WHERE task_id = ANY($1::uuid[]) GROUP BY task_id",
+    )
+    assert finalized == [1] * len(everything)
+    for number, owner in zip(moves, [processes.owner(n) for n in moves], strict=True):
+        assert owner in processes.masters(), (number, owner)
+
+
+async def test_hand_off_on_a_half_moved_slot_waits_for_the_move(
+    cluster_infra: Infra, settings: Settings
+) -> None:
+    """While a partition's keys are split between two masters, a transaction or script
+    over several of them gets TRYAGAIN (the client's own retries last about half a second):
+    queueing and claiming wait for the move to end instead of failing the task."""
+    processes = cluster_infra.cluster
+    assert processes is not None
+    redis = redis_of(cluster_infra)
+    keys = RedisKeys(settings.redis_prefix)
+    queue = JobQueue(redis, keys, bound=8)
+    leases = Leases(redis, keys, "w", 30.0)
+    try:
+        await queue.ensure_group()
+        first, second = str(uuid.uuid4()), ""
+        while not second:  # another task of the same partition
+            other = str(uuid.uuid4())
+            second = other if keys.jobs_of(other) == keys.jobs_of(first) else ""
+        part = keys.jobs_of(first)
+        await queue.enqueue(Job(first, None, str(uuid.uuid4()), "simulated", "m", [], {}, []))
+        assert await leases.claim(first)
+        number = slot(part.base)
+        target = next(p for p in processes.masters() if p != processes.owner(number))
+        source, ids = await asyncio.to_thread(processes.start_migration, number, target)
+        # the normal stream and the first claim move; the high stream and the lease set stay
+        await asyncio.to_thread(
+            processes.move_keys, source, target, part.stream("normal"), part.claim(first)
+        )
+        job = Job(second, None, str(uuid.uuid4()), "simulated", "m", [], {}, [], priority="high")
+        queued = asyncio.create_task(queue.enqueue(job))
+        claimed = asyncio.create_task(leases.claim(second))
+        await asyncio.sleep(1.5)
+        assert not queued.done() and not claimed.done()
+        await asyncio.to_thread(processes.end_migration, number, source, target, ids)
+        await asyncio.wait_for(queued, 10)
+        assert await asyncio.wait_for(claimed, 10) is True
+        assert processes.owner(number) == target
+        assert await leases.renew([first, second]) == []
+        taken = await queue.take("w", 10)
+        assert sorted(t for _, t in taken) == sorted([first, second])
+    finally:
+        await redis.aclose()

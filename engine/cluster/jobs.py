@@ -11,14 +11,17 @@ lease set per partition; the lease set of the single queue of earlier versions i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.exceptions import ClusterError, TryAgainError
 
 from engine.accounts.quotas import Reservation
 from engine.providers.base import ProviderRequest
@@ -28,9 +31,29 @@ from engine.tasks.plan import Candidate, KeySource, TaskPlan
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 GROUP = "workers"
 JOB_TTL_S = 24 * 3600  # the job description outlives any task
 SWEPT = "swept"  # claim value once a sweeper has ended the task
+MOVE_WAIT_S = 5.0  # how long a hand-off waits for a slot being migrated
+
+
+async def across_moves(call: Callable[[], Awaitable[T]]) -> T:
+    """Run a transaction or script over several keys of one slot, again while the slot is
+    being migrated between masters (a reshard): its keys are then split between the two,
+    and Redis answers TRYAGAIN until the move ends, longer than the client's own retries
+    last. Gives up (raises) after MOVE_WAIT_S; a cluster that is down fails the same way."""
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + MOVE_WAIT_S, 0.05
+    while True:
+        try:
+            return await call()
+        except (ClusterError, TryAgainError):
+            if loop.time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 @dataclass(frozen=True)
@@ -179,8 +202,10 @@ class Leases:
         keys = [part.claim(task_id), part.leases()]
         if holder is not None:  # claimed to end it without running it (cancel before start)
             return bool(await self.redis.set(keys[0], holder, nx=True, ex=JOB_TTL_S))
-        won = await self._claim(
-            keys=keys, args=[self.node_id, JOB_TTL_S, self._deadline(), task_id]
+        won = await across_moves(
+            lambda: self._claim(
+                keys=keys, args=[self.node_id, JOB_TTL_S, self._deadline(), task_id]
+            )
         )
         return bool(won)
 

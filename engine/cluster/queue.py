@@ -23,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 
-from engine.cluster.jobs import GROUP, JOB_TTL_S, Job, task_ids
+from engine.cluster.jobs import GROUP, JOB_TTL_S, Job, across_moves, task_ids
 from engine.cluster.priority import LEVELS, PriorityPicker
 from engine.redis_keys import JobKeys, RedisKeys
 
@@ -97,11 +97,16 @@ class JobQueue:
     async def enqueue(self, job: Job) -> None:
         """Store the job's description and add it to its priority's stream, atomically."""
         level = job.priority if job.priority in LEVELS else "normal"
-        part = self.names.jobs_of(job.task_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(part.job(job.task_id), job.encode(), ex=JOB_TTL_S)
-        pipe.xadd(part.stream(level), {"j": job.task_id, "t": _stamp()})
-        await pipe.execute()
+        await self._queue(self.names.jobs_of(job.task_id), level, job.task_id, job.encode())
+
+    async def _queue(self, part: JobKeys, level: str, task_id: str, raw: str | bytes) -> None:
+        async def transaction() -> None:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.set(part.job(task_id), raw, ex=JOB_TTL_S)
+            pipe.xadd(part.stream(level), {"j": task_id, "t": _stamp()})
+            await pipe.execute()
+
+        await across_moves(transaction)
 
     async def remember(self, job: Job) -> None:
         """Store the description of a job this node runs itself (for a sweeper)."""
@@ -266,11 +271,7 @@ class JobQueue:
         if task_id:
             raw, claimed = await self.redis.mget([legacy.job(task_id), legacy.claim(task_id)])
             if raw is not None and claimed is None:
-                part = self.names.jobs_of(task_id)
-                pipe = self.redis.pipeline(transaction=True)
-                pipe.set(part.job(task_id), raw, ex=JOB_TTL_S)
-                pipe.xadd(part.stream(level), {"j": task_id, "t": _stamp()})
-                await pipe.execute()
+                await self._queue(self.names.jobs_of(task_id), level, task_id, raw)
                 moved = 1
         pipe = self.redis.pipeline(transaction=True)
         pipe.xack(legacy.stream(level), GROUP, entry_id)
