@@ -116,6 +116,10 @@ class RedisKeys:
         """The single job queue of versions before partitions, drained after an upgrade."""
         return JobKeys(f"{self.prefix}{{{self.prefix}jobs}}")
 
+    def jobs_ready_channel(self) -> str:
+        """Pub/sub channel a gateway rings with the partition of each job it queued."""
+        return f"{self.prefix}jobs:ready"
+
     def jobs_of(self, task_id: UUID | str) -> JobKeys:
         """The partition a task is queued, claimed and leased in."""
         return self.job_partition(partition_of(task_id, self.job_partitions))

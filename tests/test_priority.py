@@ -15,7 +15,7 @@ from db import users
 from db.pool import connect
 from engine.cluster.jobs import Job
 from engine.cluster.priority import LEVELS, PriorityPicker
-from engine.cluster.queue import JobQueue
+from engine.cluster.queue import Doorbell, JobQueue
 from engine.redis_keys import RedisKeys, partition_of
 from engine.settings import Settings
 from server.state import REDIS
@@ -155,6 +155,28 @@ async def test_a_high_job_in_another_partition_goes_before_the_low_ones(infra: I
         assert described is not None and (described.task_id, described.priority) == (low, "low")
         assert await redis.exists(keys.job_partition(2).job(low)) == 1
     finally:
+        await redis.aclose()
+
+
+async def test_a_queued_job_rings_the_idle_workers_doorbell(infra: Infra) -> None:
+    redis = redis_of(infra)
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
+    queue, bell = JobQueue(redis, keys, bound=8), Doorbell(redis, keys)
+    try:
+        await queue.ensure_group()
+        assert await bell.wait(0.2) is None  # nothing rang: look at every partition
+        first, second = _ids_in([7, 2])
+        await queue.enqueue(_queued(first, "low"))
+        await queue.enqueue(_queued(second, "high"))
+        rung: set[int] = set()
+        while rung != {7, 2}:  # one wait returns the rings that have arrived by then
+            got = await bell.wait(5)
+            assert got and got <= {7, 2}, got
+            rung |= got
+        # the rung partitions alone are looked at, in priority order
+        assert [t for _, t in await queue.take("w", 5, rung)] == [second, first]
+    finally:
+        await bell.close()
         await redis.aclose()
 
 

@@ -7,8 +7,10 @@ single key carries every job. A worker looks at the head of every stream (one sc
 partition: the oldest entry not yet delivered to the group), picks the priority with its
 `PriorityPicker`, and reads that priority's partitions oldest head first: first in, first
 out within a priority across partitions, and no partition is left behind. Reads cannot
-block across slots, so a worker that found nothing looks again after a short pause (at
-most `IDLE_POLL_S`).
+block across slots, so a worker that found nothing waits on the `Doorbell`: the gateway
+publishes each queued job's partition on one deployment-wide channel, and the worker then
+looks only at the partitions rung (it looks at all of them every `IDLE_SCAN_S` anyway,
+for a ring lost with a connection).
 
 Jobs waiting in the single queue of earlier versions are moved to their partitions by the
 workers (`drain_legacy`), so an upgrade loses none.
@@ -16,33 +18,36 @@ workers (`drain_legacy`), so an upgrade loses none.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from engine.aio import check_cancelled, close_pubsub
 from engine.cluster.jobs import GROUP, JOB_TTL_S, Job, across_moves, task_ids
 from engine.cluster.priority import LEVELS, PriorityPicker
-from engine.redis_keys import JobKeys, RedisKeys
+from engine.redis_keys import JobKeys, RedisKeys, partition_of
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL_S = 0.05  # longest pause between two looks of an idle worker
+IDLE_SCAN_S = 1.0  # an idle worker looks at every partition this often, rung or not
 _SEP = "/"  # entry ids handed out are `partition/level/redis-id`
 _NO_GROUP = b"-"
 
 # KEYS: the streams of one partition, highest priority first. ARGV: group. For each stream,
 # when its oldest entry not yet delivered to the group was queued (microseconds since the
 # epoch: the gateway's stamp `t`, else the entry id's milliseconds); false when none waits,
-# and `-` for a stream without the group (Redis lost it: the worker creates it again).
+# and `-` for a stream without the group (Redis lost it: the worker creates it again). An
+# empty stream costs one XLEN: an idle worker's look is cheap.
 # Entry ids alone cannot order streams: each stream numbers its own entries.
 _HEADS = """
 local out = {}
 for i, stream in ipairs(KEYS) do
     out[i] = false
-    if redis.call('EXISTS', stream) == 1 then
+    if redis.call('XLEN', stream) > 0 then
         out[i] = '-'
         for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
             local info = {}
@@ -98,6 +103,16 @@ class JobQueue:
         """Store the job's description and add it to its priority's stream, atomically."""
         level = job.priority if job.priority in LEVELS else "normal"
         await self._queue(self.names.jobs_of(job.task_id), level, job.task_id, job.encode())
+        await self._ring(job.task_id)
+
+    async def _ring(self, task_id: str) -> None:
+        """Wake the idle workers; a ring that fails is made up for by their next full look."""
+        partition = partition_of(task_id, len(self.parts))
+        try:
+            await self.redis.publish(self.names.jobs_ready_channel(), str(partition))
+        except (RedisError, OSError) as exc:
+            check_cancelled()
+            log.info("doorbell not rung (%s); workers look within a second", type(exc).__name__)
 
     async def _queue(self, part: JobKeys, level: str, task_id: str, raw: str | bytes) -> None:
         async def transaction() -> None:
@@ -127,13 +142,14 @@ class JobQueue:
 
     # Taking jobs ---------------------------------------------------------------------------
 
-    async def waiting(self) -> dict[str, list[tuple[int, int]]]:
+    async def waiting(self, only: set[int] | None = None) -> dict[str, list[tuple[int, int]]]:
         """Per priority, the partitions with a job waiting: (when its oldest was queued,
-        partition), oldest first."""
-        heads = await self._scan()
+        partition), oldest first; of the partitions in `only`, or of all."""
+        numbers = sorted(only) if only is not None else list(range(len(self.parts)))
+        heads = await self._scan(numbers)
         out: dict[str, list[tuple[int, int]]] = {lv: [] for lv in LEVELS}
         lost: list[str] = []
-        for p, found in enumerate(heads):
+        for p, found in zip(numbers, heads, strict=True):
             for level, head in zip(LEVELS, found, strict=True):
                 if head == _NO_GROUP:
                     lost.append(self.parts[p].stream(level))
@@ -145,10 +161,10 @@ class JobQueue:
             out[level].sort()
         return out
 
-    async def _scan(self) -> list[Any]:
+    async def _scan(self, numbers: list[int]) -> list[Any]:
         for attempt in (1, 2):
             pipe = self.redis.pipeline(transaction=False)
-            for part in self.parts:
+            for part in (self.parts[n] for n in numbers):
                 pipe.evalsha(self._heads.sha, 3, *part.streams(), GROUP)
             try:
                 return await pipe.execute()
@@ -158,11 +174,14 @@ class JobQueue:
                 await self.redis.script_load(_HEADS)
         raise AssertionError("unreachable")
 
-    async def take(self, consumer: str, count: int) -> list[tuple[str, str]]:
-        """Up to `count` waiting entries in priority order: (entry id, task id)."""
-        waiting = await self.waiting()
+    async def take(
+        self, consumer: str, count: int, only: set[int] | None = None
+    ) -> list[tuple[str, str]]:
+        """Up to `count` waiting entries in priority order: (entry id, task id); from the
+        partitions in `only` (those rung since a look found nothing at all), or from all."""
+        waiting = await self.waiting(only)
         for level in LEVELS:
-            if not waiting[level]:  # nothing of it waits: nothing is passed over
+            if not waiting[level] and only is None:  # nothing of it waits: none passed over
                 self.picker.record(level, 0)
         empty = {level for level in LEVELS if not waiting[level]}
         taken: list[tuple[str, str]] = []
@@ -278,3 +297,41 @@ class JobQueue:
         pipe.xdel(legacy.stream(level), entry_id)
         await pipe.execute()
         return moved
+
+
+class Doorbell:
+    """The channel gateways ring with the partition of each job they queue, as a worker
+    listens to it while idle. One plain pub/sub channel for the deployment: a ring is a
+    few bytes per job, and a subscriber needs one connection (a Redis Cluster forwards it
+    to every node)."""
+
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+        self.redis = redis
+        self.channel = keys.jobs_ready_channel()
+        self._pubsub: Any = None
+
+    async def wait(self, timeout_s: float) -> set[int] | None:
+        """The partitions rung within `timeout_s` (with every ring already waiting); None
+        when none rang or the subscription was lost meanwhile: then look at them all."""
+        try:
+            if self._pubsub is None:
+                self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                await self._pubsub.subscribe(self.channel)
+            rung: set[int] = set()
+            message = await self._pubsub.get_message(timeout=timeout_s)
+            while message is not None:
+                if message["type"] == "message":
+                    rung.add(int(message["data"]))
+                message = await self._pubsub.get_message(timeout=0)
+        except (RedisError, OSError, ValueError) as exc:
+            check_cancelled()
+            log.info("doorbell lost (%s); listening again", type(exc).__name__)
+            await self.close()
+            await asyncio.sleep(min(timeout_s, 0.5))
+            return None
+        return rung or None
+
+    async def close(self) -> None:
+        if self._pubsub is not None:
+            pubsub, self._pubsub = self._pubsub, None
+            await close_pubsub(pubsub)
