@@ -175,6 +175,10 @@ async def test_a_queued_job_rings_the_idle_workers_doorbell(infra: Infra) -> Non
             rung |= got
         # the rung partitions alone are looked at, in priority order
         assert [t for _, t in await queue.take("w", 5, rung)] == [second, first]
+        # what is not a partition of this queue rings nothing
+        await redis.publish(keys.jobs_ready_channel(), "nonsense")
+        assert await bell.wait(1) is None
+        assert await queue.take("w", 5, {99}) == []
     finally:
         await bell.close()
         await redis.aclose()

@@ -145,7 +145,8 @@ class JobQueue:
     async def waiting(self, only: set[int] | None = None) -> dict[str, list[tuple[int, int]]]:
         """Per priority, the partitions with a job waiting: (when its oldest was queued,
         partition), oldest first; of the partitions in `only`, or of all."""
-        numbers = sorted(only) if only is not None else list(range(len(self.parts)))
+        count = len(self.parts)
+        numbers = sorted(n for n in only if n < count) if only is not None else list(range(count))
         heads = await self._scan(numbers)
         out: dict[str, list[tuple[int, int]]] = {lv: [] for lv in LEVELS}
         lost: list[str] = []
@@ -291,6 +292,7 @@ class JobQueue:
             raw, claimed = await self.redis.mget([legacy.job(task_id), legacy.claim(task_id)])
             if raw is not None and claimed is None:
                 await self._queue(self.names.jobs_of(task_id), level, task_id, raw)
+                await self._ring(task_id)
                 moved = 1
         pipe = self.redis.pipeline(transaction=True)
         pipe.xack(legacy.stream(level), GROUP, entry_id)
@@ -320,10 +322,11 @@ class Doorbell:
             rung: set[int] = set()
             message = await self._pubsub.get_message(timeout=timeout_s)
             while message is not None:
-                if message["type"] == "message":
-                    rung.add(int(message["data"]))
+                data = message["data"] if message["type"] == "message" else b""
+                if data.isdigit():  # a partition number; anything else is not a ring
+                    rung.add(int(data))
                 message = await self._pubsub.get_message(timeout=0)
-        except (RedisError, OSError, ValueError) as exc:
+        except (RedisError, OSError) as exc:
             check_cancelled()
             log.info("doorbell lost (%s); listening again", type(exc).__name__)
             await self.close()
