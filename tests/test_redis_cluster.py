@@ -203,7 +203,8 @@ async def test_slots_migrated_while_tasks_stream(
     gateway, _ = split
     keys = RedisKeys(gateway.settings.redis_prefix)
     client = await gateway.client(await gateway.new_key())
-    ids = await _start(client, 9, 120, 15)  # about eight seconds each
+    ids = await _start(client, 8, 120, 15)  # about eight seconds each
+    ids.insert(1, (await _start(client, 1, 400, 15))[0])  # whose slot moves: 27 s
     for task_id in ids:
         await client.wait_chunks(task_id, 1, 30)
     moves = [slot(keys.history(ids[1])), slot(keys.jobs_of(ids[0]).base)]
@@ -216,7 +217,7 @@ async def test_slots_migrated_while_tasks_stream(
         moved = [await migrate(moves[0])]
         # the moved task's chunks still arrive live: its sharded subscription followed
         seen = len(client.chunks[ids[1]])
-        await client.wait_chunks(ids[1], seen + 3, 10)
+        await client.wait_chunks(ids[1], seen + 3, 15)
         assert ids[1] not in client.done
         return [*moved, await migrate(moves[1])]
 
