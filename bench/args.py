@@ -25,6 +25,14 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         action="store_true",
         help="start a server on embedded Postgres and Redis in a temp dir and load it",
     )
+    p.add_argument(
+        "--redis",
+        choices=["embedded", "cluster"],
+        default="embedded",
+        help="--spawn: the server's Redis: its embedded one, or a local Redis Cluster of three"
+        " masters with one replica each that the bench starts (redis-server 7, a source"
+        " checkout); either way the report counts Redis commands per task",
+    )
     p.add_argument("--clients", type=int, default=10, help="sockets that run tasks")
     p.add_argument("--concurrency", type=int, default=50, help="tasks in flight")
     p.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ class Target:
     url: str
     token: str
     pid: int | None  # the spawned server's, when the bench started it
+    redis: Callable[[], dict[str, float]] | None = None  # its Redis's command count (and CPU)
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -36,6 +37,25 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--plot writes a PNG: give a FILE.png"
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         return "--plot needs matplotlib: pip install 'promptrelay[bench]'"
+    if args.redis == "cluster":
+        return _check_cluster(args) or _check_upstream(args)
+    return _check_upstream(args)
+
+
+def _check_cluster(args: argparse.Namespace) -> str | None:
+    from bench.rediscluster import cluster_launcher
+
+    if not args.spawn:
+        return "--redis cluster starts the server's Redis: give --spawn"
+    if cluster_launcher() is None:
+        return (
+            "--redis cluster needs a source checkout (it runs tests/redis_cluster.py)"
+            " and redis-server 7 or later"
+        )
+    return None
+
+
+def _check_upstream(args: argparse.Namespace) -> str | None:
     if args.upstream is None:
         return None
     if args.upstream_tokens < 1 or args.upstream_delay_ms < 0 or args.upstream_port < 0:
@@ -59,10 +79,25 @@ def _target(
     if not args.spawn:
         yield Target(args.url, args.token, None)
         return
-    console.print("starting a server on embedded Postgres and Redis ...")
-    with spawned_server(env, server_keys=env is not None) as server:
+    from bench.rediscluster import cluster_probe, embedded_probe, local_cluster
+
+    with contextlib.ExitStack() as stack:
+        overrides = dict(env or {})
+        nodes = None
+        if args.redis == "cluster":
+            console.print("starting a local Redis Cluster (three masters, one replica each) ...")
+            nodes = stack.enter_context(local_cluster())
+            overrides.update({"REDIS_URL": nodes.url, "REDIS_CLUSTER": "1"})
+        console.print("starting a server on embedded Postgres and Redis ...")
+        server = stack.enter_context(spawned_server(overrides, server_keys=env is not None))
         console.print(f"spawned server at {server.url} (pid {server.pid})")
-        yield Target(server.url, server.token, server.pid)
+        data_dir = server.env["PROMPTRELAY_DATA_DIR"]
+        yield Target(
+            server.url,
+            server.token,
+            server.pid,
+            (lambda: cluster_probe(nodes)) if nodes else (lambda: embedded_probe(data_dir)),
+        )
 
 
 def _probe(target: Target, upstream: Any) -> Probe | None:
@@ -75,6 +110,8 @@ def _probe(target: Target, upstream: Any) -> Probe | None:
         out = tree_cpu(target.pid) if target.pid is not None else {}
         if upstream is not None:
             out["upstream"] = upstream.cpu_s()
+        if target.redis is not None:
+            out.update(target.redis())
         return out
 
     return read

@@ -176,7 +176,7 @@ def run_bench(
         probed = probe() if probe else {}
         result = run.run_load()
         after = scrape(cfg.url)
-        probed = {k: v - probed[k] for k, v in probe().items()} if probe else {}
+        probed = {k: v - probed.get(k, 0.0) for k, v in probe().items()} if probe else {}
     finally:
         run.shared.start.set()
         run.stop()

@@ -73,6 +73,12 @@ def _probe_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     for key, label in labels.items():
         if key in probe and tokens:
             out.append((label, _fmt(round(probe[key] / tokens * 1000, 4))))
+    if "redis_cluster_cpu" in probe and tokens:
+        per_1k = round(probe["redis_cluster_cpu"] / tokens * 1000, 4)
+        out.append(("Redis Cluster (six nodes): CPU s per 1,000 tokens", _fmt(per_1k)))
+    if "redis_calls" in probe and report["tasks"]:
+        per_task = round(probe["redis_calls"] / report["tasks"], 1)
+        out.append(("Redis commands per task (INFO commandstats)", _fmt(per_task)))
     if "upstream" in probe:
         out.append(("fake upstream: CPU s during the relay run", _fmt(probe["upstream"])))
     return out

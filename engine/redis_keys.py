@@ -4,9 +4,12 @@ names them (tests use it too).
 On a Redis Cluster (REDIS_CLUSTER=1) a key's slot comes from the part of its name in braces
 (its hash tag), and a transaction or a Lua script may only touch keys of one slot. So:
 - a task's records and live channel carry the task id as their tag: `{<task id>}`;
-- the hand-off between nodes (the job streams, the leases, and each task's job
-  description, claim and cancel flag) shares the tag `{<prefix>jobs}`: the claim, lease
-  renewal and sweep scripts touch leases and claims together (docs/deploy.md);
+- the hand-off between nodes is split into `job_partitions` partitions (JOB_PARTITIONS), each
+  under its own tag `{<prefix>jobs:<n>}`: its job streams (one per priority), its lease set,
+  and the job description, claim and cancel flag of each task whose id hashes to it; the
+  claim, lease renewal and sweep scripts touch a partition's leases and claims together
+  (docs/deploy.md). The single queue of earlier versions (tag `{<prefix>jobs}`) is named
+  too, for the workers that drain it after an upgrade;
 - a user's quota counters, running slots, connections and request ids carry the user id:
   `{u:<user id>}`.
 Single-node Redis ignores the braces.
@@ -14,9 +17,50 @@ Single-node Redis ignores the braces.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
+
+DEFAULT_JOB_PARTITIONS = 16
+PRIORITIES = ("high", "normal", "low")  # highest first (engine/cluster/priority.py)
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """Names of one partition of the job queue, all under one hash tag: `base` is the
+    normal-priority stream, and every other name extends it."""
+
+    base: str
+
+    def stream(self, priority: str) -> str:
+        """The job stream of one priority: `base` (normal), `base:high` or `base:low`."""
+        return self.base if priority == "normal" else f"{self.base}:{priority}"
+
+    def streams(self) -> list[str]:
+        """The streams of every priority, highest first."""
+        return [self.stream(p) for p in PRIORITIES]
+
+    def leases(self) -> str:
+        """Sorted set of the partition's running tasks by lease deadline."""
+        return f"{self.base}:leases"
+
+    def job(self, task_id: UUID | str) -> str:
+        """A task's job description, for whoever ends it."""
+        return f"{self.base}:job:{task_id}"
+
+    def claim(self, task_id: UUID | str) -> str:
+        """Who runs the task (set once)."""
+        return f"{self.base}:claim:{task_id}"
+
+    def cancel_flag(self, task_id: UUID | str) -> str:
+        """Set when a cancel was asked for a task running elsewhere."""
+        return f"{self.base}:cancel:{task_id}"
+
+
+def partition_of(task_id: UUID | str, partitions: int) -> int:
+    """The job-queue partition of a task: a stable hash of its id (the same on every node)."""
+    return zlib.crc32(str(task_id).encode()) % partitions
 
 
 @dataclass(frozen=True)
@@ -24,6 +68,7 @@ class RedisKeys:
     """Names of the deployment's Redis keys and channels."""
 
     prefix: str = "ps:"
+    job_partitions: int = DEFAULT_JOB_PARTITIONS  # JOB_PARTITIONS: the same on every node
 
     @staticmethod
     def _user(user_id: UUID | str) -> str:
@@ -60,29 +105,36 @@ class RedisKeys:
         """Hash of finalizes waiting for Postgres to come back."""
         return f"{self.prefix}finalize"
 
-    def jobs(self) -> str:
-        """The job stream that workers read."""
-        return f"{self.prefix}{{{self.prefix}jobs}}"
+    def job_partition(self, partition: int) -> JobKeys:
+        """One partition of the job queue (0 to job_partitions - 1)."""
+        return JobKeys(f"{self.prefix}{{{self.prefix}jobs:{partition}}}")
 
-    def priority_jobs(self, priority: str) -> str:
-        """The job stream of one priority: `jobs` (normal), `jobs:high` or `jobs:low`."""
-        return self.jobs() if priority == "normal" else f"{self.jobs()}:{priority}"
+    def job_partition_list(self) -> list[JobKeys]:
+        return [self.job_partition(n) for n in range(self.job_partitions)]
 
-    def leases(self) -> str:
-        """Sorted set of running tasks by lease deadline."""
-        return f"{self.jobs()}:leases"
+    def legacy_jobs(self) -> JobKeys:
+        """The single job queue of versions before partitions, drained after an upgrade."""
+        return JobKeys(f"{self.prefix}{{{self.prefix}jobs}}")
+
+    def jobs_ready_channel(self) -> str:
+        """Pub/sub channel a gateway rings with the partition of each job it queued."""
+        return f"{self.prefix}jobs:ready"
+
+    def jobs_of(self, task_id: UUID | str) -> JobKeys:
+        """The partition a task is queued, claimed and leased in."""
+        return self.job_partition(partition_of(task_id, self.job_partitions))
 
     def job(self, task_id: UUID | str) -> str:
         """A task's job description, for whoever ends it."""
-        return f"{self.jobs()}:job:{task_id}"
+        return self.jobs_of(task_id).job(task_id)
 
     def claim(self, task_id: UUID | str) -> str:
         """Who runs the task (set once)."""
-        return f"{self.jobs()}:claim:{task_id}"
+        return self.jobs_of(task_id).claim(task_id)
 
     def cancel_flag(self, task_id: UUID | str) -> str:
         """Set when a cancel was asked for a task running elsewhere."""
-        return f"{self.jobs()}:cancel:{task_id}"
+        return self.jobs_of(task_id).cancel_flag(task_id)
 
     # --- accounts (engine/accounts) -------------------------------------------------------
     def quota_day(self, user_id: UUID | str, day: date | str) -> str:

@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     node_id: str | None = None  # consumer name in the job stream; default host-pid-random
     lease_ttl_s: float = Field(15.0, ge=1)  # a task whose worker is silent this long fails
     worker_concurrency: int = Field(256, ge=1)  # tasks one worker runs at once
+    # Partitions of the job queue, each under its own Redis hash tag (docs/deploy.md); the
+    # same on every node of a deployment.
+    job_partitions: int = Field(16, ge=1, le=1024)
     # Worker processes `serve` starts on this machine (server/process/local_workers.py); 0: serve
     # runs tasks in its own process; -1: one per core.
     local_workers: int = Field(0, ge=-1, le=256)

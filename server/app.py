@@ -116,7 +116,7 @@ def redis_client(url: str, settings: Settings) -> aioredis.Redis:
 async def engine_ctx(app: web.Application) -> AsyncIterator[None]:
     """Providers, the chunk flusher, running tasks and the relay; stopped in reverse."""
     settings = app[SETTINGS]
-    keys = RedisKeys(settings.redis_prefix)
+    keys = RedisKeys(settings.redis_prefix, settings.job_partitions)
     registry = ProviderRegistry.from_settings(settings)
     metrics = app[METRICS]
     local = LocalFeed()  # records of the tasks running here, straight to this relay

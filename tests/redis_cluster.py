@@ -134,6 +134,70 @@ class RedisClusterProcesses:
                 out.append(port)
         return out
 
+    def owner(self, slot: int) -> int:
+        """Port of the master that serves a slot."""
+        for line in self._cli(self.masters()[0], "cluster", "nodes").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for span in fields[8:]:
+                if span.startswith("["):  # a slot being moved: `[slot->-node]`
+                    continue
+                low, _, high = span.partition("-")
+                if int(low) <= slot <= int(high or low):
+                    return int(fields[1].split(":")[1].split("@")[0])
+        raise RuntimeError(f"no master serves slot {slot}")
+
+    def start_migration(self, slot: int, target: int) -> tuple[int, dict[int, str]]:
+        """SETSLOT IMPORTING on the target and MIGRATING on the source; (source, node ids)."""
+        source = self.owner(slot)
+        ids = {p: self._cli(p, "cluster", "myid").strip() for p in (source, target)}
+        self._ok(target, "cluster", "setslot", str(slot), "importing", ids[source])
+        self._ok(source, "cluster", "setslot", str(slot), "migrating", ids[target])
+        return source, ids
+
+    def move_keys(self, source: int, target: int, *keys: str) -> None:
+        self._ok(source, "migrate", "127.0.0.1", str(target), "", "0", "5000", "keys", *keys)
+
+    def end_migration(self, slot: int, source: int, target: int, ids: dict[int, str]) -> None:
+        """Move the slot's remaining keys, then SETSLOT NODE on every master."""
+        while keys := self._cli(source, "cluster", "getkeysinslot", str(slot), "100").split():
+            self.move_keys(source, target, *keys)
+        for port in (target, source, *(p for p in self.masters() if p not in (source, target))):
+            self._ok(port, "cluster", "setslot", str(slot), "node", ids[target])
+
+    def migrate_slot(self, slot: int, target: int, pause_s: float = 0.0) -> int:
+        """Move a slot to the master on port `target` the way `redis-cli --cluster reshard`
+        does (SETSLOT IMPORTING/MIGRATING, MIGRATE ... KEYS, SETSLOT NODE), one key at a
+        time with `pause_s` between keys and before the end, so that clients meet ASK and
+        TRYAGAIN meanwhile. Returns how many keys moved."""
+        source, ids = self.start_migration(slot, target)
+        moved = 0
+        while keys := self._cli(source, "cluster", "getkeysinslot", str(slot), "1").split():
+            self.move_keys(source, target, *keys)
+            moved += len(keys)
+            time.sleep(pause_s)
+        time.sleep(pause_s)  # new keys of the slot are made on the target meanwhile (ASK)
+        self.end_migration(slot, source, target, ids)
+        return moved
+
+    def errors(self) -> dict[str, int]:
+        """Error replies every live node has sent so far, by kind (`ASK`, `TRYAGAIN`...)."""
+        total: dict[str, int] = {}
+        for port, proc in self.procs.items():
+            if proc.poll() is not None:
+                continue
+            for line in self._cli(port, "info", "errorstats").splitlines():
+                found = re.match(r"errorstat_(\w+):count=(\d+)", line)
+                if found:
+                    total[found[1]] = total.get(found[1], 0) + int(found[2])
+        return total
+
+    def _ok(self, port: int, *args: str) -> None:
+        out = self._cli(port, *args).strip()
+        if out not in ("OK", "NOKEY"):
+            raise RuntimeError(f"{' '.join(args)} on {port}: {out}")
+
     def kill(self, port: int) -> None:
         """`kill -9` one node."""
         proc = self.procs[port]

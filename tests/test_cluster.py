@@ -4,6 +4,8 @@ Redis; faults injected for real (SIGKILL, SIGTERM, a job taken by a worker that 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -145,7 +147,8 @@ async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(cluster: 
     redis = cluster.redis
     assert redis is not None
     # A worker reads the job and dies before starting it (it never acknowledges).
-    taken = await redis.xreadgroup("workers", "ghost", {cluster.keys.jobs(): ">"}, count=10)
+    stream = cluster.keys.jobs_of(task_id).stream("normal")
+    taken = await redis.xreadgroup("workers", "ghost", {stream: ">"}, count=10)
     assert len(taken[0][1]) == 1
 
     await cluster.start(("worker", "w1"), ("worker", "w2"))
@@ -154,10 +157,10 @@ async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(cluster: 
     assert_intact(a, task_id)
 
     # The same job delivered once more is acknowledged without a second run.
-    await redis.xadd(cluster.keys.jobs(), {"j": task_id})
+    await redis.xadd(stream, {"j": task_id})
 
     async def stream_empty() -> bool:
-        return int(await redis.xlen(cluster.keys.jobs())) == 0
+        return int(await redis.xlen(stream)) == 0
 
     for _ in range(600):
         if await stream_empty():
@@ -273,11 +276,12 @@ async def test_cancel_before_any_worker_started_the_task(cluster: Cluster) -> No
     await cluster.start(("worker", "w1"))
     redis = cluster.redis
     assert redis is not None
+    stream = cluster.keys.jobs_of(task_id).stream("normal")
     for _ in range(600):
-        if int(await redis.xlen(cluster.keys.jobs())) == 0:
+        if int(await redis.xlen(stream)) == 0:
             break
         await asyncio.sleep(0.05)
-    assert int(await redis.xlen(cluster.keys.jobs())) == 0
+    assert int(await redis.xlen(stream)) == 0
     later = (await a.call("execute", adhoc(10, 0)))["task_id"]  # barrier, as above
     assert (await a.wait_done(later, 40))["status"] == "completed"
     assert (
@@ -315,3 +319,102 @@ async def test_what_the_gateway_decided_reaches_the_worker(cluster: Cluster) -> 
         cluster, ack["task_id"], "SELECT validation_status FROM ai_tasks WHERE task_id = $1"
     )
     assert status == "failed"
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_every_partition_is_read_reclaimed_and_swept(cluster: Cluster) -> None:
+    """Jobs read by a dead consumer in several partitions are delivered again, and the
+    running tasks of a killed worker end in whichever partition they are leased."""
+    (g1,) = await cluster.start(("gateway", "g1"))
+    a = await cluster.client(g1, await cluster.new_key())
+    redis = cluster.redis
+    assert redis is not None
+    taken = []
+    for _ in range(4):
+        task_id = (await a.call("execute", adhoc(10, 0)))["task_id"]
+        stream = cluster.keys.jobs_of(task_id).stream("normal")
+        got = await redis.xreadgroup("workers", "ghost", {stream: ">"}, count=10)
+        assert [e[1][b"j"].decode() for e in got[0][1]] == [task_id]
+        taken.append(task_id)
+    assert len({cluster.keys.jobs_of(t) for t in taken}) > 1
+
+    (w1,) = await cluster.start(("worker", "w1"))
+    for task_id in taken:  # read again once idle for LEASE_TTL_S, and run once
+        assert (await a.wait_done(task_id, 60))["status"] == "completed"
+        assert_intact(a, task_id)
+        sql = "SELECT count(*) FROM ai_usage_logs WHERE task_id = $1"
+        assert await _row(cluster, task_id, sql) == 1
+
+    # An idle worker looks at every partition in turn without spinning a core.
+    before, started = _cpu_s(w1.proc.pid), time.monotonic()
+    await asyncio.sleep(3)
+    share = (_cpu_s(w1.proc.pid) - before) / (time.monotonic() - started)
+    assert share < 0.1, f"an idle worker used {share:.0%} of a core"
+
+    running = [(await a.call("execute", adhoc(2000, 20)))["task_id"] for _ in range(6)]
+    assert len({cluster.keys.jobs_of(t) for t in running}) > 1
+    await until(lambda: all(a.chunks[t] for t in running), what="chunks of every task")
+    w1.kill()
+    for task_id in running:
+        done = await a.wait_done(task_id, 60)
+        assert done["status"] == "failed" and done["error"] == LOST
+        assert_intact(a, task_id)
+    await cluster.start(("worker", "w2"))
+    b = await cluster.client(g1, await cluster.new_key())  # a free tier's day is ten tasks
+    later = (await b.call("execute", adhoc(10, 0)))["task_id"]
+    assert (await b.wait_done(later, 40))["status"] == "completed"
+
+
+async def test_jobs_queued_before_an_upgrade_still_run(cluster: Cluster) -> None:
+    """The single job queue of versions before partitions: the jobs waiting in it (one of
+    them read by an old worker that died) are run by the new workers, and a task an old
+    worker was running when it died is swept from the old lease set."""
+    (g1,) = await cluster.start(("gateway", "g1"))
+    a = await cluster.client(g1, await cluster.new_key())
+    redis = cluster.redis
+    assert redis is not None
+    keys, legacy = cluster.keys, cluster.keys.legacy_jobs()
+    waiting = {
+        (await a.call("execute", {**adhoc(10, 0), "priority": level}))["task_id"]: level
+        for level in ("normal", "high", "low", "normal")
+    }
+    orphan = (await a.call("execute", adhoc(10, 0)))["task_id"]
+    for stream in legacy.streams():  # what the earlier version had created
+        await redis.xgroup_create(stream, "workers", id="0", mkstream=True)
+    # Each job as the earlier version queued it: the description and the stream entry in the
+    # old queue, nothing in the partitions.
+    for task_id, level in [*waiting.items(), (orphan, "normal")]:
+        part = keys.jobs_of(task_id)
+        raw = await redis.get(part.job(task_id))
+        assert raw is not None
+        entries = await redis.xrange(part.stream(level))
+        ids = [e for e, fields in entries if fields[b"j"].decode() == task_id]
+        assert len(ids) == 1
+        await redis.xdel(part.stream(level), *ids)
+        await redis.delete(part.job(task_id))
+        await redis.set(legacy.job(task_id), raw)
+        if task_id != orphan:
+            await redis.xadd(legacy.stream(level), {"j": task_id})
+    # an old worker read the first job and died before claiming it ...
+    got = await redis.xreadgroup("workers", "old", {legacy.stream("normal"): ">"}, count=1)
+    assert got[0][1][0][1][b"j"].decode() == next(iter(waiting))
+    # ... and another one died running `orphan`: its claim and an expired lease, old style
+    await redis.set(legacy.claim(orphan), "old-worker")
+    await redis.zadd(legacy.leases(), {orphan: 0})
+
+    await cluster.start(("worker", "w1"))
+    for task_id in waiting:
+        done = await a.wait_done(task_id, 60)
+        assert done["status"] == "completed", done
+        assert_intact(a, task_id)
+        assert await _holder(cluster, task_id) == "w1"
+    done = await a.wait_done(orphan, 60)
+    assert done["status"] == "failed" and done["error"] == LOST
+    for stream in legacy.streams():
+        assert await redis.xlen(stream) == 0
+    assert await redis.zcard(legacy.leases()) == 0

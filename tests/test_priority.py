@@ -1,6 +1,7 @@
 """Execution priority: the pure picker's order and its anti-starvation bound, the default
-by tier, and jobs waiting in the real Redis job streams between an in-process gateway and a
-worker that runs one task at a time, started in priority order."""
+by tier, the partitioned job queue on the real Redis (a high job in another partition than
+the low ones still goes first), and jobs waiting in the real Redis job streams between an
+in-process gateway and a worker that runs one task at a time, started in priority order."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 
 from db import users
 from db.pool import connect
+from engine.cluster.jobs import Job
 from engine.cluster.priority import LEVELS, PriorityPicker
-from engine.redis_keys import RedisKeys
+from engine.cluster.queue import Doorbell, JobQueue
+from engine.redis_keys import RedisKeys, partition_of
 from engine.settings import Settings
 from server.state import REDIS
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Infra, Server, redis_of, start_server, stop_server
 
 
 def drain(picker: PriorityPicker, waiting: dict[str, list[str]], wanted: int = 1) -> list[str]:
@@ -83,6 +86,102 @@ def test_an_empty_lower_level_does_not_slow_the_higher_ones() -> None:
     picker = PriorityPicker(2)
     waiting = {"high": [f"h{i}" for i in range(7)], "normal": [], "low": []}
     assert drain(picker, waiting) == [f"h{i}" for i in range(7)]
+
+
+def _ids_in(partitions: list[int], count: int = 16) -> list[str]:
+    """Task ids that land in the given partitions, one each, in that order."""
+    out = []
+    for wanted in partitions:
+        while True:
+            task_id = str(uuid.uuid4())
+            if partition_of(task_id, count) == wanted:
+                out.append(task_id)
+                break
+    return out
+
+
+def _queued(task_id: str, priority: str) -> Job:
+    return Job(
+        task_id=task_id,
+        run_id=None,
+        user_id=str(uuid.uuid4()),
+        provider="simulated",
+        model="prio",
+        messages=[{"role": "user", "content": "go"}],
+        settings={},
+        new_messages=[],
+        priority=priority,
+    )
+
+
+async def _taken(queue: JobQueue, count: int) -> list[str]:
+    """Task ids in the order a worker taking `count` at a time starts them."""
+    order: list[str] = []
+    while got := await queue.take("w", count):
+        for entry_id, task_id in got:
+            await queue.ack(entry_id)
+            order.append(task_id)
+    return order
+
+
+async def test_a_high_job_in_another_partition_goes_before_the_low_ones(infra: Infra) -> None:
+    redis = redis_of(infra)
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
+    queue = JobQueue(redis, keys, bound=8)
+    try:
+        await queue.ensure_group()
+        low1, low2, normal, high = _ids_in([3, 3, 9, 12])
+        for task_id, level in [(low1, "low"), (low2, "low"), (normal, "normal"), (high, "high")]:
+            await queue.enqueue(_queued(task_id, level))
+        assert await _taken(queue, 1) == [high, normal, low1, low2]
+        # first in, first out within a priority across partitions, and every partition read
+        ids = _ids_in([5, 1, 14, 1, 7, 0])
+        for task_id in ids:
+            await queue.enqueue(_queued(task_id, "normal"))
+        assert await _taken(queue, 1) == ids
+        for task_id in ids:
+            await queue.enqueue(_queued(task_id, "normal"))
+        assert sorted(await _taken(queue, 4)) == sorted(ids)
+        # the anti-starvation bound holds across partitions too
+        low = _ids_in([2])[0]
+        highs = _ids_in([4, 6, 8, 10, 11])
+        await queue.enqueue(_queued(low, "low"))
+        for task_id in highs:
+            await queue.enqueue(_queued(task_id, "high"))
+        order = await _taken(JobQueue(redis, keys, bound=2), 1)
+        assert order == [*highs[:2], low, *highs[2:]]
+        # and the job descriptions are kept in each task's own partition
+        described = await queue.describe(low)
+        assert described is not None and (described.task_id, described.priority) == (low, "low")
+        assert await redis.exists(keys.job_partition(2).job(low)) == 1
+    finally:
+        await redis.aclose()
+
+
+async def test_a_queued_job_rings_the_idle_workers_doorbell(infra: Infra) -> None:
+    redis = redis_of(infra)
+    keys = RedisKeys(f"t{uuid.uuid4().hex[:8]}:")
+    queue, bell = JobQueue(redis, keys, bound=8), Doorbell(redis, keys)
+    try:
+        await queue.ensure_group()
+        assert await bell.wait(0.2) is None  # nothing rang: look at every partition
+        first, second = _ids_in([7, 2])
+        await queue.enqueue(_queued(first, "low"))
+        await queue.enqueue(_queued(second, "high"))
+        rung: set[int] = set()
+        while rung != {7, 2}:  # one wait returns the rings that have arrived by then
+            got = await bell.wait(5)
+            assert got and got <= {7, 2}, got
+            rung |= got
+        # the rung partitions alone are looked at, in priority order
+        assert [t for _, t in await queue.take("w", 5, rung)] == [second, first]
+        # what is not a partition of this queue rings nothing
+        await redis.publish(keys.jobs_ready_channel(), "nonsense")
+        assert await bell.wait(1) is None
+        assert await queue.take("w", 5, {99}) == []
+    finally:
+        await bell.close()
+        await redis.aclose()
 
 
 async def _key(settings: Settings, tier: str) -> str:
@@ -200,7 +299,10 @@ async def test_gateway_and_worker_streams_are_separate_per_priority(settings: Se
             assert (await client.call("execute", _job(priority)))["ok"]
         redis = gateway.app[REDIS]
         keys = RedisKeys(settings.redis_prefix)
-        lengths = [await redis.xlen(keys.priority_jobs(p)) for p in ("high", "normal", "low")]
+        lengths = [
+            sum([await redis.xlen(part.stream(p)) for part in keys.job_partition_list()])
+            for p in ("high", "normal", "low")
+        ]
         assert lengths == [1, 1, 2]
     finally:
         await stop_server(gateway)

@@ -1,35 +1,59 @@
-"""Hand-off of tasks between nodes through Redis: the job stream, start claims and leases.
+"""Hand-off of tasks between nodes through Redis: the job description, start claims and
+leases (the job streams themselves are engine/cluster/queue.py).
 
-A gateway writes a job into one Redis stream read by the consumer group of all workers.
 A worker that reads a job first *claims* the task (SET NX): only the claimer runs it, so a
 job delivered twice (re-delivery after a crash) still runs once. The claim comes with a
 *lease*, a deadline in a sorted set that the worker's heartbeat keeps moving; a lease left
 to expire means its worker died, and any node's sweeper ends the task (engine/cluster/sweeper.py).
+Claims and leases live in the task's partition of the job queue (engine/redis_keys.py), one
+lease set per partition; the lease set of the single queue of earlier versions is swept too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar
 from uuid import UUID
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import ClusterError, TryAgainError
 
 from engine.accounts.quotas import Reservation
 from engine.providers.base import ProviderRequest
 from engine.providers.registry import ProviderRegistry
-from engine.redis_keys import RedisKeys
+from engine.redis_keys import JobKeys, RedisKeys
 from engine.tasks.plan import Candidate, KeySource, TaskPlan
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 GROUP = "workers"
 JOB_TTL_S = 24 * 3600  # the job description outlives any task
 SWEPT = "swept"  # claim value once a sweeper has ended the task
+MOVE_WAIT_S = 5.0  # how long a hand-off waits for a slot being migrated
+
+
+async def across_moves(call: Callable[[], Awaitable[T]]) -> T:
+    """Run a transaction or script over several keys of one slot, again while the slot is
+    being migrated between masters (a reshard): its keys are then split between the two,
+    and Redis answers TRYAGAIN until the move ends, longer than the client's own retries
+    last. Gives up (raises) after MOVE_WAIT_S; a cluster that is down fails the same way."""
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + MOVE_WAIT_S, 0.05
+    while True:
+        try:
+            return await call()
+        except (ClusterError, TryAgainError):
+            if loop.time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 @dataclass(frozen=True)
@@ -144,64 +168,6 @@ return 0
 """
 
 
-class JobQueue:
-    """The job stream and its consumer group."""
-
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
-        self.redis = redis
-        self.names = keys
-
-    async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.names.jobs(), GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):  # the group exists: the normal case
-                raise
-
-    async def enqueue(self, job: Job) -> None:
-        """Store the job's description and hand it to the workers, in one transaction."""
-        raw = job.encode()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.names.job(job.task_id), raw, ex=JOB_TTL_S)
-        pipe.xadd(self.names.jobs(), {"j": job.task_id})
-        await pipe.execute()
-
-    async def remember(self, job: Job) -> None:
-        """Store the description of a job this node runs itself (for a sweeper)."""
-        await self.redis.set(self.names.job(job.task_id), job.encode(), ex=JOB_TTL_S)
-
-    async def describe(self, task_id: str) -> Job | None:
-        raw = await self.redis.get(self.names.job(task_id))
-        if raw is None:
-            return None
-        try:
-            return Job.decode(raw)
-        except (ValueError, KeyError, TypeError):
-            log.error("undecodable job description of task %s", task_id)
-            return None
-
-    async def take(self, consumer: str, count: int, block_ms: int) -> list[tuple[str, str]]:
-        """New entries for this consumer: (entry id, task id)."""
-        reply: Any = await self.redis.xreadgroup(
-            GROUP, consumer, {self.names.jobs(): ">"}, count=count, block=block_ms
-        )
-        return task_ids(reply[0][1] if reply else [])  # RESP2: [[stream, entries]]
-
-    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[str, str]]:
-        """Entries another consumer read but never acknowledged (it died before claiming)."""
-        reply = await self.redis.xautoclaim(
-            self.names.jobs(), GROUP, consumer, min_idle_ms, start_id="0-0", count=count
-        )
-        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], reply[1])
-        return task_ids(entries)
-
-    async def ack(self, entry_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xack(self.names.jobs(), GROUP, entry_id)
-        pipe.xdel(self.names.jobs(), entry_id)
-        await pipe.execute()
-
-
 def task_ids(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str, str]]:
     out = []
     for entry_id, fields in entries:
@@ -212,7 +178,7 @@ def task_ids(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[tuple[str,
 
 
 class Leases:
-    """Start claims and heartbeated leases of running tasks."""
+    """Start claims and heartbeated leases of running tasks, in each task's partition."""
 
     def __init__(self, redis: aioredis.Redis, keys: RedisKeys, node_id: str, ttl_s: float) -> None:
         self.redis = redis
@@ -226,48 +192,74 @@ class Leases:
     def _deadline(self) -> float:
         return time.time() + self.ttl_s
 
+    def lease_sets(self) -> list[JobKeys]:
+        """Every partition, then the single queue of earlier versions (swept after an upgrade)."""
+        return [*self.names.job_partition_list(), self.names.legacy_jobs()]
+
     async def claim(self, task_id: str, holder: str | None = None) -> bool:
         """Become the only node that starts the task; with a lease unless `holder` is given."""
-        keys = [self.names.claim(task_id), self.names.leases()]
+        part = self.names.jobs_of(task_id)
+        keys = [part.claim(task_id), part.leases()]
         if holder is not None:  # claimed to end it without running it (cancel before start)
             return bool(await self.redis.set(keys[0], holder, nx=True, ex=JOB_TTL_S))
-        won = await self._claim(
-            keys=keys, args=[self.node_id, JOB_TTL_S, self._deadline(), task_id]
+        won = await across_moves(
+            lambda: self._claim(
+                keys=keys, args=[self.node_id, JOB_TTL_S, self._deadline(), task_id]
+            )
         )
         return bool(won)
 
     async def renew(self, task_ids: list[str]) -> list[str]:
-        """Move the leases of these tasks on; returns the ones this node no longer holds."""
-        if not task_ids:
-            return []
-        keys = [self.names.leases(), *(self.names.claim(t) for t in task_ids)]
-        lost = await self._renew(keys=keys, args=[self.node_id, self._deadline(), *task_ids])
-        return [t.decode() if isinstance(t, bytes) else str(t) for t in lost]
+        """Move the leases of these tasks on; returns the ones this node no longer holds.
+
+        One script per partition (a script touches one slot)."""
+        groups: dict[JobKeys, list[str]] = {}
+        for task_id in task_ids:
+            groups.setdefault(self.names.jobs_of(task_id), []).append(task_id)
+        deadline = self._deadline()
+        lost: list[str] = []
+        for part, tasks in groups.items():
+            keys = [part.leases(), *(part.claim(t) for t in tasks)]
+            got = await self._renew(keys=keys, args=[self.node_id, deadline, *tasks])
+            lost += [t.decode() if isinstance(t, bytes) else str(t) for t in got]
+        return lost
 
     async def release(self, task_id: str) -> None:
-        await self.redis.zrem(self.names.leases(), task_id)
+        await self.redis.zrem(self.names.jobs_of(task_id).leases(), task_id)
 
-    async def expired(self, limit: int = 100) -> list[str]:
-        ids = await self.redis.zrangebyscore(
-            self.names.leases(), "-inf", time.time(), start=0, num=limit
-        )
-        return [t.decode() if isinstance(t, bytes) else str(t) for t in ids]
+    async def expired(self, limit: int = 100) -> list[tuple[JobKeys, str]]:
+        """Expired leases of every lease set: (the set's partition, task id)."""
+        now, parts = time.time(), self.lease_sets()
+        pipe = self.redis.pipeline(transaction=False)
+        for part in parts:
+            pipe.zrangebyscore(part.leases(), "-inf", now, start=0, num=limit)
+        found = await pipe.execute()
+        return [
+            (part, t.decode() if isinstance(t, bytes) else str(t))
+            for part, ids in zip(parts, found, strict=True)
+            for t in ids
+        ]
 
-    async def take_expired(self, task_id: str) -> bool:
+    async def take_expired(self, part: JobKeys, task_id: str) -> bool:
         """True for exactly one sweeper of an expired lease."""
-        keys = [self.names.leases(), self.names.claim(task_id)]
+        keys = [part.leases(), part.claim(task_id)]
         return bool(await self._sweep(keys=keys, args=[task_id, JOB_TTL_S]))
 
     async def handed_over(self, task_ids: list[str]) -> list[bool]:
-        """Whether each task has a job description or a claim (was handed to a runner)."""
+        """Whether each task has a job description or a claim (was handed to a runner), in
+        its partition or in the single queue of earlier versions."""
+        legacy = self.names.legacy_jobs()
         pipe = self.redis.pipeline(transaction=False)
         for task_id in task_ids:
-            pipe.exists(self.names.job(task_id), self.names.claim(task_id))
-        return [bool(n) for n in await pipe.execute()]
+            part = self.names.jobs_of(task_id)
+            pipe.exists(part.job(task_id), part.claim(task_id))
+            pipe.exists(legacy.job(task_id), legacy.claim(task_id))
+        found = await pipe.execute()
+        return [bool(found[i] or found[i + 1]) for i in range(0, len(found), 2)]
 
-    async def restore_expired(self, task_id: str) -> None:
+    async def restore_expired(self, part: JobKeys, task_id: str) -> None:
         """Put back a lease taken by a sweep that failed, already expired."""
-        await self.redis.zadd(self.names.leases(), {task_id: 0})
+        await self.redis.zadd(part.leases(), {task_id: 0})
 
     async def request_cancel(self, task_id: str) -> None:
         await self.redis.set(self.names.cancel_flag(task_id), "1", ex=JOB_TTL_S)
@@ -275,5 +267,8 @@ class Leases:
     async def cancel_requested(self, task_ids: list[str]) -> list[str]:
         if not task_ids:
             return []
-        flags = await self.redis.mget([self.names.cancel_flag(t) for t in task_ids])
+        pipe = self.redis.pipeline(transaction=False)  # one GET each: flags span partitions
+        for task_id in task_ids:
+            pipe.get(self.names.cancel_flag(task_id))
+        flags = await pipe.execute()
         return [t for t, flag in zip(task_ids, flags, strict=True) if flag is not None]

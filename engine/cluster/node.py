@@ -1,8 +1,8 @@
 """This node's part in a deployment of gateways and workers sharing Redis and Postgres.
 
-- gateway: records tasks and hands them to workers through the job stream.
-- worker: reads the job stream, claims each task, runs it with the runner, heartbeats its
-  lease, and obeys cancels from any node.
+- gateway: records tasks and hands them to workers through the job queue.
+- worker: reads the job queue's partitions, claims each task, runs it with the runner,
+  heartbeats its lease, and obeys cancels from any node.
 - serve: both; a task it records runs here at once (no hand-off), and it also takes jobs.
 Every role sweeps expired leases (engine/cluster/sweeper.py) and lands parked finalizes
 (engine/tasks/parked.py).
@@ -27,7 +27,7 @@ from engine.accounts.byok import ProviderKeys
 from engine.accounts.quotas import Reservation
 from engine.aio import check_cancelled, close_pubsub, spawn_loop, stop
 from engine.cluster.jobs import Job, Leases
-from engine.cluster.priority import PriorityJobQueue
+from engine.cluster.queue import IDLE_SCAN_S, Doorbell, JobQueue
 from engine.cluster.sweeper import CANCELLED_BEFORE_START, Sweeper, end_task
 from engine.errors import InternalError, InvalidRequest, ServiceUnavailable
 from engine.providers.registry import ProviderRegistry
@@ -75,7 +75,8 @@ class ClusterNode:
         self.provider_keys = provider_keys
         self.finalizes = finalizes
         self.node_id = settings.node_id or default_node_id()
-        self.queue = PriorityJobQueue(deps.redis, deps.keys, settings.priority_starvation_bound)
+        self.queue = JobQueue(deps.redis, deps.keys, settings.priority_starvation_bound)
+        self.doorbell = Doorbell(deps.redis, deps.keys)
         self.leases = Leases(deps.redis, deps.keys, self.node_id, settings.lease_ttl_s)
         self.sweeper = Sweeper(deps, registry, self.leases, self.queue, settings.lease_ttl_s / 2)
         self._loops: dict[str, asyncio.Task[None]] = {}
@@ -228,9 +229,16 @@ class ClusterNode:
         await self.queue.ack(entry_id)
 
     async def _consume(self) -> None:
+        try:
+            await self._take_jobs()
+        finally:
+            await self.doorbell.close()
+
+    async def _take_jobs(self) -> None:
         loop = asyncio.get_running_loop()
         idle_ms = int(self.settings.lease_ttl_s * 1000)
         next_reclaim = 0.0
+        rung: set[int] | None = None  # partitions rung since a look found nothing; None: all
         while not self._stopping.is_set():
             free = self.settings.worker_concurrency - len(self.supervisor)
             if free <= 0:
@@ -238,18 +246,24 @@ class ClusterNode:
                 continue
             try:
                 entries: list[tuple[str, str]] = []
-                if loop.time() >= next_reclaim:  # jobs read by a worker that died
+                if loop.time() >= next_reclaim:  # jobs read by a worker that died, and
+                    await self.queue.drain_legacy(self.node_id, idle_ms)  # the old queue's
                     entries = await self.queue.reclaim(self.node_id, idle_ms, free)
                     next_reclaim = loop.time() + self.settings.lease_ttl_s / 3
                 if not entries:
-                    entries = await self.queue.take(self.node_id, min(free, 16), 1000)
+                    entries = await self.queue.take(self.node_id, min(free, 16), rung)
                 for entry_id, task_id in entries:
                     await self._accept(entry_id, task_id)
             except (RedisError, OSError) as exc:
                 check_cancelled()
-                log.warning("job stream unavailable (%s); retrying", type(exc).__name__)
+                log.warning("job queue unavailable (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
                 await self._ensure_group()
+                rung = None
+                continue
+            # Nothing waited: reads cannot block across the partitions' slots, so wait for
+            # a gateway's ring (then look at the partitions rung), or look at all in a while.
+            rung = None if entries else await self.doorbell.wait(IDLE_SCAN_S)
 
     async def _heartbeat(self) -> None:
         """Keep this node's leases alive; obey cancels whose message was missed."""
@@ -312,7 +326,7 @@ class ClusterNode:
         consumer = self._loops.pop("job-consumer", None)
         if consumer is not None:
             try:
-                await asyncio.wait_for(consumer, 3.0)  # a blocked read returns within 1 s
+                await asyncio.wait_for(consumer, 3.0)  # it waits IDLE_SCAN_S at most
             except TimeoutError:
                 pass
         loop = asyncio.get_running_loop()

@@ -1,9 +1,11 @@
 """End tasks that no runner will end: lost with their worker, or cancelled before starting.
 
-The sweeper of every node looks for leases whose heartbeat stopped; exactly one sweeper
-takes each (engine/cluster/jobs.py) and ends the task `failed` (`internal`, retryable) with the
-partial text its history stream holds, then writes the terminal record so subscribers get
-`task_done`. The same ending serves a task cancelled before any worker started it.
+The sweeper of every node looks for leases whose heartbeat stopped, in the lease set of
+every partition of the job queue (and of the single queue of earlier versions); exactly one
+sweeper takes each (engine/cluster/jobs.py) and ends the task `failed` (`internal`,
+retryable) with the partial text its history stream holds, then writes the terminal record
+so subscribers get `task_done`. The same ending serves a task cancelled before any worker
+started it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from db import tasks as task_rows
 from db.pool import count_as_background
 from engine.accounts.quotas import Reservation
 from engine.aio import check_cancelled
-from engine.cluster.jobs import Job, JobQueue, Leases
+from engine.cluster.jobs import Job, Leases
+from engine.cluster.queue import JobQueue
 from engine.errors import InternalError, InvalidRequest
 from engine.providers.base import estimate_tokens
 from engine.providers.registry import ProviderRegistry
@@ -146,8 +149,8 @@ class Sweeper:
     async def sweep_once(self) -> int:
         """End every task whose lease has expired; returns how many this node ended."""
         ended = 0
-        for task_id in await self.leases.expired():
-            if not await self.leases.take_expired(task_id):
+        for part, task_id in await self.leases.expired():
+            if not await self.leases.take_expired(part, task_id):
                 continue  # another node's sweeper took it
             log.warning("lease of task %s expired; ending it as failed", task_id)
             try:
@@ -155,7 +158,7 @@ class Sweeper:
                 if await end_task(self.deps, self.registry, task_id, job, WORKER_LOST):
                     ended += 1
             except BaseException:
-                await self.leases.restore_expired(task_id)  # the next sweep tries again
+                await self.leases.restore_expired(part, task_id)  # the next sweep tries again
                 raise
         return ended
 

@@ -22,6 +22,8 @@ re-subscription re-reads each task's history for what was missed.
 On a Redis Cluster the live channels and the probe are sharded channels (SSUBSCRIBE, one
 connection per shard, engine/stream/live.py); redis-py moves a channel to the new owner of
 its slot after a failover or a migration, and the new confirmation re-reads the history.
+After a migration, Redis unsubscribes the channels of the moved slot itself: the relay then
+has the client read the slot owners again, which is what makes redis-py move them.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Relay:
         self._lock = asyncio.Lock()  # one pub/sub command at a time on the shared connection
         self._active = asyncio.Event()
         self._closed = False
+        self._refreshing = False  # the cluster's slot owners are being read again
         self.outage = Outage("Redis (relay)", log)
         self.local = local or LocalFeed()
         self.local.attach(self)
@@ -268,7 +271,9 @@ class Relay:
         watch = self._by_channel.get(channel)
         if watch is None:
             return
-        if message["type"] in ("subscribe", "ssubscribe"):
+        if message["type"] == "sunsubscribe":  # not ours: its slot moved to another master
+            self._own(self._follow_slot_move())
+        elif message["type"] in ("subscribe", "ssubscribe"):
             if watch.confirmed.is_set():
                 watch.queue.put_nowait(Resync())
             watch.confirmed.set()
@@ -300,6 +305,21 @@ class Relay:
         for pubsub in [self._pubsub, *shards.values()]:
             if pubsub.connection is not None:
                 await pubsub.connection.disconnect()
+
+    async def _follow_slot_move(self) -> None:
+        """Learn the cluster's new slot owners: redis-py then subscribes the channels there,
+        and each confirmation re-reads its task's history for what was missed."""
+        nodes = getattr(self.redis, "nodes_manager", None)
+        if nodes is None or self._refreshing:
+            return
+        self._refreshing = True
+        try:
+            await nodes.initialize()
+        except (RedisError, OSError) as exc:
+            check_cancelled()
+            log.info("slot owners not refreshed (%s)", type(exc).__name__)
+        finally:
+            self._refreshing = False
 
     async def _subscribe(self, channel: str) -> None:
         if self._sharded:

@@ -130,7 +130,7 @@ class RunnerDeps:
         metrics: Metrics,
         defer_finalize: FinalizeDeferrer | None,
     ) -> RunnerDeps:
-        keys = RedisKeys(settings.redis_prefix)
+        keys = RedisKeys(settings.redis_prefix, settings.job_partitions)
         return cls(
             pool=pool,
             redis=redis,
