@@ -138,6 +138,30 @@ async def test_worker_killed_mid_task_ends_failed_with_partial_text(cluster: Clu
     assert (await a.wait_done(ack["task_id"], 40))["status"] == "completed"
 
 
+async def test_worker_killed_mid_answer_keeps_the_reasoning_it_streamed(cluster: Cluster) -> None:
+    """A task whose worker dies ends with the reasoning its history holds: in task_done,
+    the task row, and counted apart as reasoning tokens."""
+    g1, w1, w2 = await cluster.start(("gateway", "g1"), ("worker", "w1"), ("worker", "w2"))
+    a = await cluster.client(g1, await cluster.new_key())
+    request = adhoc(2000, 20)
+    request["settings"]["reasoning"] = {"effort": "high"}
+    ack = await a.call("execute", request)
+    task_id = ack["task_id"]
+    await until(lambda: len(a.chunks[task_id]) >= 2, what="answer chunks after the reasoning")
+    thought = "".join(r["text"] for r in a.reasoning[task_id])
+    assert thought
+    holder = await _holder(cluster, task_id)
+    (w1 if holder == "w1" else w2).kill()
+
+    done = await a.wait_done(task_id, 60)
+    assert done["status"] == "failed" and done["error"] == LOST
+    assert done["reasoning"] == thought and thought not in done["text"]
+    assert done["usage"]["reasoning_tokens"] > 0
+    assert done["usage"]["output_tokens"] > done["usage"]["reasoning_tokens"]
+    stored = "SELECT reasoning_text FROM ai_tasks WHERE task_id = $1"
+    assert await _row(cluster, task_id, stored) == thought
+
+
 async def test_job_taken_by_a_dead_worker_is_redelivered_and_runs_once(cluster: Cluster) -> None:
     (g1,) = await cluster.start(("gateway", "g1"))
     token = await cluster.new_key()

@@ -72,8 +72,11 @@ async def end_task(
     if row is None or partial.ended:
         return False
     messages = job.messages if job else row["request"].get("messages", [])
+    thought = estimate_tokens(partial.reasoning)
     usage = Usage(
-        sum(estimate_tokens(m.get("content", "")) for m in messages), estimate_tokens(partial.text)
+        sum(estimate_tokens(m.get("content", "")) for m in messages),
+        estimate_tokens(partial.text) + thought,
+        reasoning_tokens=thought,
     )
     try:
         provider, _ = registry.resolve(f"{row['provider']}/{row['model']}")
@@ -87,6 +90,7 @@ async def end_task(
         status=ending.status,
         finish_reason=ending.finish_reason,
         text=partial.text,
+        reasoning=partial.reasoning or None,
         last_seq=partial.last_seq,
         provider=row["provider"],
         model=row["model"],
