@@ -4,9 +4,11 @@ Walks each `.py` module in the wheel with `ast`, maps each top-level import name
 distributions that provide it in the running environment
 (`importlib.metadata.packages_distributions()`), and fails naming every import whose
 distribution is not among the wheel's `Requires-Dist` (without extra; modules under
-`bench/` may also use the `bench` extra). Run it with the Python of an environment where
-the wheel was installed with its dependencies (and the bench extra): a module installed
-only as a dependency of a dependency is not declared, and fails.
+`bench/` may also use the `bench` extra, and the source checkout's `tests` package, which
+they import only after finding a checkout beside them and say so when there is none).
+Run it with the Python of an environment where the wheel was installed with its
+dependencies (and the bench extra): a module installed only as a dependency of a
+dependency is not declared, and fails.
 
     python .ci/import_check.py dist/promptrelay-*.whl
 
@@ -23,6 +25,9 @@ import zipfile
 from email.parser import Parser
 
 EXTRA_PREFIXES = {"bench": ("bench/",)}
+# Packages of the source checkout (not of any distribution) that modules under these
+# prefixes may import, found on a path they add themselves.
+CHECKOUT_IMPORTS = {"tests": ("bench/",)}
 
 
 def normalize(name: str) -> str:
@@ -69,6 +74,8 @@ def undeclared(wheel: str) -> list[str]:
                 allowed |= deps.get(extra, set())
         for name in sorted(top_level_imports(source)):
             if name in sys.stdlib_module_names or name in ours or name == "__future__":
+                continue
+            if path.startswith(CHECKOUT_IMPORTS.get(name, ())):
                 continue
             dists = {normalize(d) for d in providers.get(name, [])}
             if not dists:
