@@ -10,6 +10,7 @@ import pytest
 from engine.errors import ProviderRejected, ProviderUnavailable
 from engine.providers.anthropic_events import AnthropicEvents
 from engine.providers.google_events import GoogleEvents
+from engine.providers.reasoning import ReasoningDelta
 from engine.providers.sse import OpenAIEvents, SSEDecoder
 from engine.usage import Usage
 
@@ -175,9 +176,11 @@ def google_response(parts: list[dict[str, Any]], **extra: Any) -> bytes:
     return data({"candidates": [{"content": {"parts": parts, "role": "model"}, **extra}]})
 
 
-def test_google_text_without_thoughts_usage_and_finish() -> None:
+def test_google_thoughts_apart_from_text_usage_and_finish() -> None:
     reader = GoogleEvents()
-    assert reader.on_event(None, google_response([{"text": "hm", "thought": True}])) is None
+    # A thought part is reasoning, on its own channel: never text.
+    thought = reader.on_event(None, google_response([{"text": "hm", "thought": True}]))
+    assert thought == [ReasoningDelta("hm")]
     assert reader.on_event(None, google_response([{"text": "a"}, {"text": "b"}])) == "ab"
     last = json.loads(google_response([{"text": "c"}], finishReason="MAX_TOKENS"))
     last["usageMetadata"] = {
@@ -187,7 +190,7 @@ def test_google_text_without_thoughts_usage_and_finish() -> None:
         "cachedContentTokenCount": 1,
     }
     assert reader.on_event(None, data(last)) == "c"
-    assert reader.finish_reason == "length" and reader.usage == Usage(5, 5, 1)
+    assert reader.finish_reason == "length" and reader.usage == Usage(5, 5, 1, 2)
 
 
 def test_google_function_call_finishes_as_tool_calls() -> None:
