@@ -20,7 +20,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from db import tasks as task_rows
-from db.pool import DatabaseBusy
+from db.pool import RETRYABLE_ERRORS
 from engine.errors import PromptrelayError
 from engine.providers.pricing import format_money
 from engine.redis_keys import RedisKeys
@@ -32,14 +32,7 @@ from engine.usage import Usage
 log = logging.getLogger(__name__)
 
 # Postgres unreachable, restarting or out of free connections: trying again may help.
-FINALIZE_RETRYABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    DatabaseBusy,
-    OSError,
-    TimeoutError,
-)
+FINALIZE_RETRYABLE = RETRYABLE_ERRORS
 
 SKIPPED_VALIDATION: dict[str, Any] = {"status": "skipped", "errors": []}
 
