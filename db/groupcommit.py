@@ -33,7 +33,8 @@ R = TypeVar("R")  # its result
 class GroupCommit(Generic[I, R]):
     """Items of concurrent callers, written `max_batch` at a time by `run_many`, with at
     most `max_in_flight` statements at once; `run_one` writes a lone item, and each item of a
-    batch that failed as a whole. `key` keeps two items of one key (one task's two
+    batch that failed as a whole. `run_many` may give an exception as an item's result: that
+    item's caller gets it raised. `key` keeps two items of one key (one task's two
     finalizes) out of the same statement: the later one waits for the next."""
 
     def __init__(
@@ -60,16 +61,25 @@ class GroupCommit(Generic[I, R]):
 
     async def submit(self, item: I) -> R:
         """Write `item` with whatever else is waiting; its own result, or its own error."""
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        entry = (item, fut)
-        self._pending.append(entry)
-        self._schedule()
+        fut = self.enqueue(item)
         try:
             return await fut
         except asyncio.CancelledError:
-            if entry in self._pending:  # not sent yet: nothing of it gets written
-                self._pending.remove(entry)
+            self.withdraw(fut)
             raise
+
+    def enqueue(self, item: I) -> asyncio.Future[R]:
+        """Hand `item` over without waiting: items enqueued in one go share a statement, in
+        this order. Await the future; `withdraw` it if the wait is given up."""
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, fut))
+        self._schedule()
+        return fut
+
+    def withdraw(self, fut: asyncio.Future[R]) -> None:
+        """Take an item back that is not sent yet (nothing of it gets written)."""
+        self._pending = [e for e in self._pending if e[1] is not fut]
+        fut.cancel()
 
     async def wait_idle(self) -> None:
         """Until every statement started (and every item waiting) has been written."""
@@ -142,7 +152,9 @@ class GroupCommit(Generic[I, R]):
             await self._one_by_one(batch)
             return
         for (_, fut), result in zip(batch, results, strict=True):
-            if not fut.done():
+            if isinstance(result, BaseException):  # that item's own error (a pipeline's)
+                _fail(fut, result)
+            elif not fut.done():
                 fut.set_result(result)
 
     async def _one_by_one(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:

@@ -19,9 +19,11 @@ from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from engine.errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from engine.redis_batch import redis_batch
 from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 
@@ -29,8 +31,9 @@ log = logging.getLogger(__name__)
 
 UNLIMITED = -1
 RETRY_AFTER_MS = 1000
-# Quota scripts in flight per process: a burst of executes queues here instead of taking
-# every connection of the Redis pool (redis-py raises past its max_connections).
+# Quota scripts in flight per process on a Redis Cluster: a burst of executes queues here
+# instead of taking every connection of the Redis pool (redis-py raises past its
+# max_connections). On a plain Redis they go in the tick's pipeline (engine/redis_batch.py).
 MAX_IN_FLIGHT = 16
 
 # KEYS: daily, monthly, running.  ARGV: daily limit, monthly limit, daily ttl, monthly ttl,
@@ -128,6 +131,7 @@ class Quotas:
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._batch = redis_batch(redis)
 
     def _keys(self, user_id: UUID, period: Period) -> tuple[str, str, str]:
         k = self.keys
@@ -148,21 +152,19 @@ class Quotas:
         daily, monthly, running = self._keys(user_id, period)
         lease_s = self._first_lease_s()
         ts = now.timestamp()
+        keys = [daily, monthly, running]
+        args = [
+            limits.daily,
+            limits.monthly,
+            _ttl(period.day_ends, now),
+            _ttl(period.month_ends, now),
+            self.settings.max_concurrent_tasks,
+            ts,
+            task_id,
+            ts + lease_s,
+        ]
         try:
-            async with self._in_flight:
-                result: Any = await self._reserve(
-                    keys=[daily, monthly, running],
-                    args=[
-                        limits.daily,
-                        limits.monthly,
-                        _ttl(period.day_ends, now),
-                        _ttl(period.month_ends, now),
-                        self.settings.max_concurrent_tasks,
-                        ts,
-                        task_id,
-                        ts + lease_s,
-                    ],
-                )
+            result: Any = await self._run(self._reserve, keys, args)
         except (RedisError, OSError) as exc:
             # Nothing is recorded yet: the caller gets a clean, retryable 503.
             raise ServiceUnavailable("the quota store (Redis) is unreachable; try again") from exc
@@ -197,15 +199,23 @@ class Quotas:
         if reservation is None:
             return
         try:
-            async with self._in_flight:
-                await self._settle(
-                    keys=[reservation.daily_key, reservation.monthly_key, reservation.running_key],
-                    args=[reservation.task_id, "1" if give_back else "0"],
-                )
+            await self._run(
+                self._settle,
+                [reservation.daily_key, reservation.monthly_key, reservation.running_key],
+                [reservation.task_id, "1" if give_back else "0"],
+            )
         except RedisError as exc:
             log.warning(
                 "settling the quota of task %s failed (%s)", reservation.task_id, type(exc).__name__
             )
+
+    async def _run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
+        """A quota script: in the tick's pipeline of a plain Redis (engine/redis_batch.py),
+        else on its own, a bounded number at once."""
+        if self._batch is not None:
+            return await self._batch.script(script, keys, args)
+        async with self._in_flight:
+            return await script(keys=keys, args=args)
 
     async def renew(self, reservations: list[Reservation], lease_s: float) -> None:
         """Move the running slots of tasks this node runs on to `now + lease_s`.
