@@ -77,6 +77,13 @@ class RedisBatch:
         except NoScriptError:
             return await script(keys=list(keys), args=list(args))
 
+    async def eval(self, script: str, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """A script known by its text and SHA1, as `script` does for a registered one."""
+        try:
+            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.redis.eval(script, len(keys), *keys, *args)
+
     async def _pipeline(self, commands: list[Command]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for command in commands:

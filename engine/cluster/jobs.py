@@ -101,7 +101,8 @@ class Job:
         )
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        # Its fields are plain JSON values: no deep copy (asdict) needed to write them.
+        return json.dumps(vars(self), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def decode(cls, raw: str | bytes) -> Job:
