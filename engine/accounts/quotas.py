@@ -36,10 +36,17 @@ RETRY_AFTER_MS = 1000
 # max_connections). On a plain Redis they go in the tick's pipeline (engine/redis_batch.py).
 MAX_IN_FLIGHT = 16
 
-# KEYS: daily, monthly, running.  ARGV: daily limit, monthly limit, daily ttl, monthly ttl,
-# running cap, now (s), task id, lease end (s).
-# Returns {0} admitted, {1, used} daily used up, {2, used} monthly used up, {3} capped.
+# KEYS: daily, monthly, running, [the request_id's idempotency key].  ARGV: daily limit,
+# monthly limit, daily ttl, monthly ttl, running cap, now (s), task id, lease end (s),
+# [the ids the idempotency key gets, its ttl].
+# Returns {0} admitted, {1, used} daily used up, {2, used} monthly used up, {3} capped,
+# {4, 0, ids} the request_id is held by an earlier request (nothing reserved). The key is
+# claimed only with the reservation, so a refused request leaves it free.
 _RESERVE = """
+if KEYS[4] then
+  local held = redis.call('GET', KEYS[4])
+  if held then return {4, 0, held} end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[6])
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return {3, 0} end
 local day = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -52,6 +59,7 @@ redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[8], ARGV[7])
 redis.call('EXPIRE', KEYS[3], 86400)
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[9], 'EX', ARGV[10]) end
 return {0, 0}
 """
 
@@ -112,6 +120,23 @@ class Reservation:
     running_key: str
 
 
+@dataclass(frozen=True)
+class Claim:
+    """An execute's `request_id` to claim with its reservation: the key, what it holds (the
+    task's ids), for how long."""
+
+    key: str
+    value: str
+    ttl_s: int
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the `request_id`'s key held: the ids of the earlier request's task."""
+
+    value: str
+
+
 def limits_for(settings: Settings, tier: str) -> TierLimits:
     """The configured limits of a tier (`free`, `premium`, `byok`); unknown tiers are free."""
     if tier == "premium":
@@ -146,6 +171,16 @@ class Quotas:
 
         QuotaExceeded (with limit, used, resets_at) or RateLimited (retry_after_ms).
         """
+        found = await self.reserve_claiming(user_id, tier, task_id, None)
+        assert isinstance(found, Reservation)  # nothing to find held without a claim
+        return found
+
+    async def reserve_claiming(
+        self, user_id: UUID, tier: str, task_id: str, claim: Claim | None
+    ) -> Reservation | Held:
+        """`reserve`, and in the same script (one round trip, atomic) the claim of an
+        execute's `request_id`: when an earlier request holds it, nothing is reserved and
+        what it holds is returned; else the key is set with the reservation."""
         now = datetime.now(UTC)
         period = Period.at(now, self.settings.quota_utc_offset_min)
         limits = limits_for(self.settings, tier)
@@ -153,7 +188,7 @@ class Quotas:
         lease_s = self._first_lease_s()
         ts = now.timestamp()
         keys = [daily, monthly, running]
-        args = [
+        args: list[Any] = [
             limits.daily,
             limits.monthly,
             _ttl(period.day_ends, now),
@@ -163,12 +198,18 @@ class Quotas:
             task_id,
             ts + lease_s,
         ]
+        if claim is not None:
+            keys.append(claim.key)
+            args += [claim.value, claim.ttl_s]
         try:
             result: Any = await self._run(self._reserve, keys, args)
         except (RedisError, OSError) as exc:
             # Nothing is recorded yet: the caller gets a clean, retryable 503.
             raise ServiceUnavailable("the quota store (Redis) is unreachable; try again") from exc
         verdict, used = int(result[0]), int(result[1])
+        if verdict == 4:
+            held = result[2]
+            return Held(held.decode() if isinstance(held, bytes) else str(held))
         if verdict == 3:
             raise RateLimited(
                 f"at most {self.settings.max_concurrent_tasks} tasks may run at once",
