@@ -14,11 +14,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 import socketio
 
 from db import users
 from db.pool import connect
-from engine.accounts.quotas import Period
+from engine.accounts.quotas import Period, Quotas
 from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from tests.conftest import Client, start_server, stop_server
@@ -287,3 +288,10 @@ async def test_request_id_is_claimed_with_the_unit_in_one_script(settings: Setti
         assert (await client.wait_done(again["task_id"]))["status"] == "completed"
     finally:
         await stop_server(srv)
+
+
+def test_the_period_kept_between_executes_turns_with_the_day(settings: Settings) -> None:
+    quotas = Quotas(aioredis.Redis(), RedisKeys("t:"), settings)
+    before = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+    for now in (before, before + timedelta(seconds=2), before - timedelta(days=3)):
+        assert quotas._period(now) == Period.at(now, settings.quota_utc_offset_min)

@@ -157,6 +157,14 @@ class Quotas:
         self._settle = redis.register_script(_SETTLE)
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._batch = redis_batch(redis)
+        self._current: Period | None = None
+
+    def _period(self, now: datetime) -> Period:
+        """`Period.at(now)`, worked out once per quota day (every execute asks)."""
+        cached = self._current
+        if cached is None or not (cached.day_ends - _DAY <= now < cached.day_ends):
+            cached = self._current = Period.at(now, self.settings.quota_utc_offset_min)
+        return cached
 
     def _keys(self, user_id: UUID, period: Period) -> tuple[str, str, str]:
         k = self.keys
@@ -182,7 +190,7 @@ class Quotas:
         execute's `request_id`: when an earlier request holds it, nothing is reserved and
         what it holds is returned; else the key is set with the reservation."""
         now = datetime.now(UTC)
-        period = Period.at(now, self.settings.quota_utc_offset_min)
+        period = self._period(now)
         limits = limits_for(self.settings, tier)
         daily, monthly, running = self._keys(user_id, period)
         lease_s = self._first_lease_s()
@@ -291,6 +299,9 @@ class Quotas:
             "day_resets_at": period.day_ends.isoformat(),
             "month_resets_at": period.month_ends.isoformat(),
         }
+
+
+_DAY = timedelta(days=1)
 
 
 def _ttl(end: datetime, now: datetime) -> int:
