@@ -14,8 +14,8 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from db import prices, users
 from db import tasks as task_rows
-from db import users
 from db.groupcommit import GroupCommit
 from db.pool import DatabaseBusy, create_pool
 
@@ -261,3 +261,29 @@ async def test_a_lone_item_uses_the_single_statement(pool: asyncpg.Pool, size: i
         await task_rows.create_task(pool, r)
     creates = _group(pool, "task_creates")
     assert (creates.statements, creates.items) == (size, size)
+
+
+async def test_concurrent_price_reads_share_one_statement(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await prices.set_price(conn, "openai", "a", prices.ModelPrice(Decimal("1"), Decimal("2")))
+        await prices.set_price(
+            conn, "openai", "b", prices.ModelPrice(Decimal("3"), Decimal("4"), Decimal("0.5"))
+        )
+    wanted = [("openai", "a"), ("openai", "b"), ("openai", "none"), ("openai", "a")]
+    found = await asyncio.gather(*(prices.current_price(pool, p, m) for p, m in wanted))
+    assert found == [
+        prices.ModelPrice(Decimal("1"), Decimal("2")),
+        prices.ModelPrice(Decimal("3"), Decimal("4"), Decimal("0.5")),
+        None,
+        prices.ModelPrice(Decimal("1"), Decimal("2")),
+    ]
+    reads = _group(pool, "price_reads")
+    assert (reads.statements, reads.items) == (1, 4)
+    # A price set since is what the next read sees: nothing is kept between reads.
+    async with pool.acquire() as conn:
+        await prices.set_price(
+            conn, "openai", "none", prices.ModelPrice(Decimal("5"), Decimal("6"))
+        )
+    assert await prices.current_price(pool, "openai", "none") == prices.ModelPrice(
+        Decimal("5"), Decimal("6")
+    )
