@@ -5,7 +5,8 @@ claim, its lease release, the runs-feed announcement) each cost a round trip, an
 redis-py a round trip costs far more CPU than the command: a connection from the pool, a
 write, a read, a parse. `RedisBatch` hands the commands that concurrent callers issue in the
 same turn of the event loop to one non-transactional pipeline (db/groupcommit.py does the
-grouping), and each caller gets its own command's reply or error. A script stays one atomic
+grouping), and each caller gets its own command's reply or error; a caller's several
+commands (`calls`) stay together, in their order, in one pipeline. A script stays one atomic
 command, so what each one checks (the quota, the running cap, a claim) is as exact as before.
 
 Only for a plain Redis: on a Redis Cluster the commands go one by one as before (a pipeline
@@ -14,7 +15,6 @@ there is split by slot, which takes most of the gain away and adds its own failu
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from db.groupcommit import GroupCommit
@@ -37,37 +37,27 @@ _SHARED = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 class RedisBatch:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self._group: GroupCommit[Command, Any] = GroupCommit(
+        # An item is the commands of one caller, kept together and in order.
+        self._group: GroupCommit[tuple[Command, ...], list[Any]] = GroupCommit(
             self._pipeline,
             self._single,
-            key=lambda _: object(),  # every command is its own
+            key=lambda _: object(),  # every caller's item is its own
             shared_errors=_SHARED,
-            max_batch=256,
+            max_batch=128,
             max_in_flight=2,
         )
 
     async def call(self, *command: Any) -> Any:
         """One command, sent with whatever else the other tasks send in this tick."""
-        return await self._group.submit(command)
+        reply = (await self._group.submit((command,)))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def calls(self, *commands: Command) -> list[Any]:
-        """Several commands, in this order in the same pipeline; each one's reply, or its
-        error in its place."""
-        waiting = [self._group.enqueue(c) for c in commands]
-        results: list[Any] = []
-        try:
-            for fut in waiting:
-                try:
-                    results.append(await fut)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    results.append(exc)
-        except asyncio.CancelledError:
-            for fut in waiting:
-                self._group.withdraw(fut)
-            raise
-        return results
+        """Several commands, one after the other in the same pipeline; each one's reply, or
+        its error in its place."""
+        return await self._group.submit(commands)
 
     async def script(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """EVALSHA in the tick's pipeline; a Redis that lost the script (restarted, flushed)
@@ -84,15 +74,26 @@ class RedisBatch:
         except NoScriptError:
             return await self.redis.eval(script, len(keys), *keys, *args)
 
-    async def _pipeline(self, commands: list[Command]) -> list[Any]:
+    async def _pipeline(self, items: list[tuple[Command, ...]]) -> list[list[Any]]:
         pipe = self.redis.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+        for commands in items:
+            for command in commands:
+                pipe.execute_command(*command)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        out: list[list[Any]] = []
+        at = 0
+        for commands in items:
+            out.append(replies[at : at + len(commands)])
+            at += len(commands)
+        return out
 
-    async def _single(self, command: Command) -> Any:
-        return await self.redis.execute_command(*command)  # type: ignore[no-untyped-call]
+    async def _single(self, commands: tuple[Command, ...]) -> list[Any]:
+        if len(commands) > 1:
+            return (await self._pipeline([commands]))[0]
+        try:
+            return [await self.redis.execute_command(*commands[0])]  # type: ignore[no-untyped-call]
+        except ResponseError as exc:  # that command's own error, as in a pipeline
+            return [exc]
 
 
 _BATCHES: weakref.WeakKeyDictionary[Any, RedisBatch] = weakref.WeakKeyDictionary()
