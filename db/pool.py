@@ -52,6 +52,17 @@ class DatabaseBusy(Exception):
     """No Postgres connection became free in time (every one is in use, or Postgres is down)."""
 
 
+# Postgres unreachable, restarting or out of free connections: trying again may help.
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    DatabaseBusy,
+    OSError,
+    TimeoutError,
+)
+
+
 class _BoundedAcquire(PoolAcquireContext):
     __slots__ = ()
 
@@ -67,6 +78,7 @@ class BoundedPool(asyncpg.Pool):
     `acquire_timeout_s`, then raises DatabaseBusy instead of queueing without end."""
 
     acquire_timeout_s: float | None = None
+    group_commits = True  # task rows and finalizes go through db.groupcommit
 
     def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
         return _BoundedAcquire(self, timeout if timeout is not None else self.acquire_timeout_s)

@@ -8,6 +8,9 @@ from decimal import Decimal
 
 import asyncpg
 
+from db.groupcommit import GroupCommit, attached
+from db.pool import RETRYABLE_ERRORS
+
 
 @dataclass(frozen=True)
 class ModelPrice:
@@ -19,7 +22,20 @@ class ModelPrice:
 async def current_price(
     conn: asyncpg.Connection | asyncpg.Pool, provider: str, model: str
 ) -> ModelPrice | None:
-    """The override in effect today for `provider/model`, or None."""
+    """The override in effect today for `provider/model`, or None.
+
+    Through a pool, the reads of concurrent finalizes share one statement
+    (db/groupcommit.py): each is sent after its caller asked, so none sees an older price
+    than its own read would have."""
+    group = _read_group(conn)
+    if group is not None:
+        return await group.submit((provider, model))
+    return await _read_one(conn, provider, model)
+
+
+async def _read_one(
+    conn: asyncpg.Connection | asyncpg.Pool, provider: str, model: str
+) -> ModelPrice | None:
     row = await conn.fetchrow(
         "SELECT input_per_mtok, output_per_mtok, cached_input_per_mtok FROM model_prices"
         " WHERE provider = $1 AND model = $2 AND effective_from <= CURRENT_DATE"
@@ -30,6 +46,46 @@ async def current_price(
     if row is None:
         return None
     return ModelPrice(row["input_per_mtok"], row["output_per_mtok"], row["cached_input_per_mtok"])
+
+
+_READ_MANY = """
+SELECT DISTINCT ON (p.provider, p.model) p.provider, p.model, p.input_per_mtok,
+       p.output_per_mtok, p.cached_input_per_mtok
+FROM model_prices p
+JOIN unnest($1::text[], $2::text[]) AS w(provider, model)
+  ON p.provider = w.provider AND p.model = w.model
+WHERE p.effective_from <= CURRENT_DATE
+ORDER BY p.provider, p.model, p.effective_from DESC
+"""
+
+
+async def _read_many(pool: asyncpg.Pool, wanted: list[tuple[str, str]]) -> list[ModelPrice | None]:
+    distinct = sorted(set(wanted))
+    rows = await pool.fetch(
+        _READ_MANY, [provider for provider, _ in distinct], [model for _, model in distinct]
+    )
+    found = {
+        (r["provider"], r["model"]): ModelPrice(
+            r["input_per_mtok"], r["output_per_mtok"], r["cached_input_per_mtok"]
+        )
+        for r in rows
+    }
+    return [found.get(w) for w in wanted]
+
+
+def _read_group(
+    conn: asyncpg.Connection | asyncpg.Pool,
+) -> GroupCommit[tuple[str, str], ModelPrice | None] | None:
+    def make() -> GroupCommit[tuple[str, str], ModelPrice | None]:
+        assert isinstance(conn, asyncpg.Pool)
+        return GroupCommit(
+            lambda wanted: _read_many(conn, wanted),
+            lambda one: _read_one(conn, *one),
+            key=lambda _: object(),  # the same model twice: both in the one read
+            shared_errors=RETRYABLE_ERRORS,
+        )
+
+    return attached(conn, "price_reads", make)
 
 
 async def set_price(

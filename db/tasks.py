@@ -1,4 +1,9 @@
-"""ai_tasks rows: created in one statement with their run, finalized in one statement."""
+"""ai_tasks rows: created in one statement with their run, finalized in one statement.
+
+Through a pool (`db.pool.create_pool`), the creates and the finalizes of concurrent tasks
+are grouped (db/groupcommit.py): one statement writes the rows of every task waiting, each
+caller still gets its own result once that statement has committed.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from uuid import UUID
 
 import asyncpg
 
-from db.pool import TxConnection
+from db.groupcommit import GroupCommit, attached
+from db.pool import RETRYABLE_ERRORS, TxConnection
 
 TASK_COLUMNS = (
     "task_id, run_id, user_id, prompt_id, prompt_version, builtin, provider, model, status,"
@@ -120,6 +126,9 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
     Returns the new run's `created_at` (None when no run was created). TurnConflict when the
     run's turn is taken (see NewTask.run_turns and RUN_TURN_INDEX)."""
     if task.run_turns is None:
+        group = _create_group(conn)
+        if group is not None:
+            return await group.submit(task)
         return await _insert(conn, task)
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as held:
@@ -231,6 +240,15 @@ async def finalize_task(
 
     Idempotent: a task that has already ended is left as it is and False is returned.
     """
+    group = _finalize_group(conn)
+    if group is not None:
+        return await group.submit((task_id, out))
+    return await _finalize_one(conn, task_id, out)
+
+
+async def _finalize_one(
+    conn: asyncpg.Connection | asyncpg.Pool, task_id: UUID, out: TaskOutcome
+) -> bool:
     count = await conn.fetchval(
         _FINALIZE,
         task_id,
@@ -319,3 +337,204 @@ async def list_stale_running(
         limit,
     )
     return [r["task_id"] for r in rows]
+
+
+# The grouped forms: one jsonb array of rows in, the same writes as _CREATE / _FINALIZE for
+# each, in the order given.
+_CREATE_MANY = """
+WITH x AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+        n int, task_id uuid, run_id uuid, user_id uuid, prompt_id uuid, run_name text,
+        variable_values jsonb, broker_values jsonb, create_run bool, prompt_version int,
+        builtin text, request_id text, provider text, model text, request jsonb,
+        events jsonb, priority text, parent_task_id uuid, step int, agent_id uuid)
+), r AS (
+    INSERT INTO ai_runs (id, user_id, prompt_id, name, variable_values, broker_values)
+    SELECT run_id, user_id, prompt_id, run_name, variable_values, broker_values
+    FROM x WHERE create_run ORDER BY n
+    RETURNING id, created_at
+), t AS (
+    INSERT INTO ai_tasks (task_id, run_id, user_id, prompt_id, prompt_version, builtin,
+                          request_id, provider, model, status, request, started_at, priority,
+                          parent_task_id, step, agent_id)
+    SELECT task_id, run_id, user_id, prompt_id, prompt_version, builtin, request_id, provider,
+           model, 'running', request, now(), priority, parent_task_id, step, agent_id
+    FROM x ORDER BY n
+    RETURNING task_id
+), e AS (
+    INSERT INTO task_events (task_id, kind, message, metadata)
+    SELECT task_id, kind, message, metadata FROM (
+        SELECT x.task_id, x.n, 0::bigint AS ord, 'queued' AS kind, 'task created' AS message,
+               jsonb_build_object('provider', x.provider, 'model', x.model) AS metadata
+        FROM t JOIN x USING (task_id)
+        UNION ALL
+        SELECT x.task_id, x.n, ev.ord, ev.kind, COALESCE(ev.message, ''),
+               COALESCE(ev.metadata, '{}')
+        FROM t JOIN x USING (task_id),
+             ROWS FROM (jsonb_to_recordset(x.events)
+                        AS (kind text, message text, metadata jsonb))
+             WITH ORDINALITY AS ev(kind, message, metadata, ord)
+    ) e ORDER BY n, ord
+)
+SELECT x.n, r.created_at FROM x LEFT JOIN r ON x.create_run AND r.id = x.run_id ORDER BY x.n
+"""
+
+
+def _json_id(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+async def _create_many(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[datetime | None]:
+    rows = [
+        {
+            "n": n,
+            "task_id": str(t.task_id),
+            "run_id": _json_id(t.run_id),
+            "user_id": str(t.user_id),
+            "prompt_id": _json_id(t.prompt_id),
+            "run_name": t.run_name,
+            "variable_values": t.variable_values,
+            "broker_values": t.broker_values,
+            "create_run": t.create_run,
+            "prompt_version": t.prompt_version,
+            "builtin": t.builtin,
+            "request_id": t.request_id,
+            "provider": t.provider,
+            "model": t.model,
+            "request": t.request,
+            "events": t.events,
+            "priority": t.priority,
+            "parent_task_id": _json_id(t.parent_task_id),
+            "step": t.step,
+            "agent_id": _json_id(t.agent_id),
+        }
+        for n, t in enumerate(tasks)
+    ]
+    found = await pool.fetch(_CREATE_MANY, rows)
+    return [r["created_at"] for r in found]
+
+
+def _create_group(
+    conn: asyncpg.Connection | asyncpg.Pool,
+) -> GroupCommit[NewTask, datetime | None] | None:
+    def make() -> GroupCommit[NewTask, datetime | None]:
+        assert isinstance(conn, asyncpg.Pool)
+        return GroupCommit(
+            lambda tasks: _create_many(conn, tasks),
+            lambda task: _insert(conn, task),
+            key=lambda task: task.task_id,
+            shared_errors=RETRYABLE_ERRORS,
+        )
+
+    return attached(conn, "task_creates", make)
+
+
+_FINALIZE_MANY = """
+WITH x AS (
+    SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
+        n int, task_id uuid, status text, text text, input_tokens int, output_tokens int,
+        usage_source text, cost_usd numeric, last_seq int, ttft_ms int, latency_ms int,
+        finish_reason text, error jsonb, validation_status text, run_messages jsonb,
+        events jsonb, validation_errors jsonb, tool_calls jsonb, next_task_id uuid,
+        reasoning text, reasoning_tokens int)
+), t AS (
+    UPDATE ai_tasks SET status = x.status, response_text = x.text,
+        input_tokens = x.input_tokens, output_tokens = x.output_tokens,
+        total_tokens = x.input_tokens + x.output_tokens, usage_source = x.usage_source,
+        cost_usd = x.cost_usd, last_seq = x.last_seq, ttft_ms = x.ttft_ms,
+        latency_ms = x.latency_ms, finish_reason = x.finish_reason, error = x.error,
+        validation_status = x.validation_status, validation_errors = x.validation_errors,
+        tool_calls = x.tool_calls, next_task_id = x.next_task_id,
+        reasoning_text = x.reasoning, reasoning_tokens = x.reasoning_tokens,
+        completed_at = GREATEST(now(), ai_tasks.started_at)
+    FROM x
+    WHERE ai_tasks.task_id = x.task_id AND ai_tasks.status IN ('queued', 'running')
+    RETURNING ai_tasks.task_id, ai_tasks.run_id, ai_tasks.user_id, ai_tasks.provider,
+              ai_tasks.model, x.n, x.status, x.input_tokens, x.output_tokens,
+              x.reasoning_tokens, x.cost_usd, x.run_messages, x.events
+), runs AS (
+    SELECT t.run_id, sum(t.input_tokens) AS input_tokens,
+           sum(t.output_tokens) AS output_tokens,
+           sum(t.reasoning_tokens) AS reasoning_tokens,
+           sum(COALESCE(t.cost_usd, 0)) AS cost_usd,
+           count(*) FILTER (WHERE t.cost_usd IS NULL) AS unpriced, count(*) AS tasks,
+           (SELECT COALESCE(jsonb_agg(m.msg ORDER BY o.n, m.ord), '[]'::jsonb)
+            FROM t AS o, jsonb_array_elements(o.run_messages) WITH ORDINALITY AS m(msg, ord)
+            WHERE o.run_id = t.run_id) AS messages
+    FROM t WHERE t.run_id IS NOT NULL GROUP BY t.run_id
+), r AS (
+    UPDATE ai_runs SET messages = ai_runs.messages || runs.messages,
+        input_tokens = ai_runs.input_tokens + runs.input_tokens,
+        output_tokens = ai_runs.output_tokens + runs.output_tokens,
+        reasoning_tokens = ai_runs.reasoning_tokens + runs.reasoning_tokens,
+        total_tokens = ai_runs.total_tokens + runs.input_tokens + runs.output_tokens,
+        total_cost_usd = ai_runs.total_cost_usd + runs.cost_usd,
+        unpriced_tasks = ai_runs.unpriced_tasks + runs.unpriced,
+        task_count = ai_runs.task_count + runs.tasks, updated_at = now()
+    FROM runs WHERE ai_runs.id = runs.run_id
+), u AS (
+    INSERT INTO ai_usage_logs (task_id, user_id, tier, provider, model, input_tokens,
+                               output_tokens, cost_usd, status, day, reasoning_tokens)
+    SELECT t.task_id, t.user_id,
+           COALESCE((SELECT tier FROM user_ai_settings s WHERE s.user_id = t.user_id), 'free'),
+           t.provider, t.model, t.input_tokens, t.output_tokens, t.cost_usd, t.status,
+           (now() AT TIME ZONE 'UTC')::date, t.reasoning_tokens
+    FROM t ORDER BY t.n
+    ON CONFLICT (task_id) DO NOTHING
+), e AS (
+    INSERT INTO task_events (task_id, at, level, kind, message, metadata)
+    SELECT t.task_id, ev.at, ev.level, ev.kind, ev.message, COALESCE(ev.metadata, '{}')
+    FROM t, ROWS FROM (jsonb_to_recordset(t.events)
+                       AS (at timestamptz, level text, kind text, message text,
+                           metadata jsonb))
+         WITH ORDINALITY AS ev(at, level, kind, message, metadata, ord)
+    ORDER BY t.n, ev.ord
+)
+SELECT n FROM t
+"""
+
+
+async def _finalize_many(pool: asyncpg.Pool, items: list[tuple[UUID, TaskOutcome]]) -> list[bool]:
+    rows = [
+        {
+            "n": n,
+            "task_id": str(task_id),
+            "status": out.status,
+            "text": out.text,
+            "input_tokens": out.input_tokens,
+            "output_tokens": out.output_tokens,
+            "usage_source": out.usage_source,
+            "cost_usd": None if out.cost_usd is None else str(out.cost_usd),
+            "last_seq": out.last_seq,
+            "ttft_ms": out.ttft_ms,
+            "latency_ms": out.latency_ms,
+            "finish_reason": out.finish_reason,
+            "error": out.error,
+            "validation_status": out.validation_status,
+            "run_messages": out.run_messages,
+            "events": out.events,
+            "validation_errors": out.validation_errors,
+            "tool_calls": out.tool_calls,
+            "next_task_id": _json_id(out.next_task_id),
+            "reasoning": out.reasoning,
+            "reasoning_tokens": out.reasoning_tokens,
+        }
+        for n, (task_id, out) in enumerate(items)
+    ]
+    landed = {r["n"] for r in await pool.fetch(_FINALIZE_MANY, rows)}
+    return [n in landed for n in range(len(items))]
+
+
+def _finalize_group(
+    conn: asyncpg.Connection | asyncpg.Pool,
+) -> GroupCommit[tuple[UUID, TaskOutcome], bool] | None:
+    def make() -> GroupCommit[tuple[UUID, TaskOutcome], bool]:
+        assert isinstance(conn, asyncpg.Pool)
+        return GroupCommit(
+            lambda items: _finalize_many(conn, items),
+            lambda item: _finalize_one(conn, *item),
+            key=lambda item: item[0],
+            shared_errors=RETRYABLE_ERRORS,
+        )
+
+    return attached(conn, "task_finalizes", make)

@@ -119,7 +119,7 @@ async def test_bench_against_the_server(server: Server, tmp_path: Path) -> None:
     assert report["load_cpu_us_per_chunk"] > 0
     server_side = report["server"]
     assert server_side["tasks_ended"] == 24 and server_side["tokens_relayed"] == 24 * 50
-    assert server_side["pg_statements_per_task"] == 2.0
+    assert 0 < server_side["pg_statements_per_task"] <= 2.0  # grouped: fewer under load
     assert server_side["sockets_opened"] == 3 + 20
     assert server_side["chunks_emitted"] == report["chunks"]
     write_json(report, tmp_path / "r.json")
@@ -182,7 +182,7 @@ def test_bench_spawn_one_command(tmp_path: Path) -> None:
     assert "every stream intact" in out.stdout and "delivered tokens/s" in out.stdout
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["completed_intact"] == 20 and report["tokens"] == 20 * 30
-    assert report["server"]["pg_statements_per_task"] == 2.0
+    assert 0 < report["server"]["pg_statements_per_task"] <= 2.0  # grouped: fewer under load
     assert (tmp_path / "b.png").read_bytes().startswith(PNG_MAGIC)
 
 

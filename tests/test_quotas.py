@@ -14,11 +14,12 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 import socketio
 
 from db import users
 from db.pool import connect
-from engine.accounts.quotas import Period
+from engine.accounts.quotas import Period, Quotas
 from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from tests.conftest import Client, start_server, stop_server
@@ -255,3 +256,42 @@ def test_quota_period(now: datetime, offset: int, day: str, ends: str) -> None:
     assert period.day_ends.isoformat() == ends
     assert period.day_ends > now
     assert period.month_ends >= period.day_ends
+
+
+async def test_request_id_is_claimed_with_the_unit_in_one_script(settings: Settings) -> None:
+    """Duplicates racing on one request_id take one unit between them; a request the quota
+    refuses leaves its request_id free for the retry once a unit is there again."""
+    srv = await start_server(settings.model_copy(update={"quota_free_daily": 2}))
+    try:
+        conn = await connect(srv.settings.database_url or "")
+        try:
+            user = await users.ensure_user(conn, "idem@test", "free")
+            key = (await users.create_api_key(conn, user.id)).key
+        finally:
+            await conn.close()
+        client = await srv.client(key)
+        body = {**adhoc(), "request_id": "same"}
+        acks = await asyncio.gather(*(client.call("execute", body) for _ in range(8)))
+        assert all(a["ok"] for a in acks) and len({a["task_id"] for a in acks}) == 1
+        await client.wait_done(acks[0]["task_id"])
+        assert (await srv.engine.quotas.usage(user.id))["tasks_today"] == 1
+        assert (await run_to_end(client, adhoc()))["status"] == "completed"  # the 2nd unit
+        refused = await client.call("execute", {**adhoc(), "request_id": "later"})
+        assert refused["error"]["code"] == "quota_exceeded"
+        names = RedisKeys(srv.settings.redis_prefix)
+        redis = srv.engine.redis
+        assert await redis.exists(names.idempotency(user.id, "later")) == 0  # not claimed
+        today = Period.at(datetime.now(UTC), srv.settings.quota_utc_offset_min).day
+        await redis.delete(names.quota_day(user.id, today))  # a new day
+        again = await client.call("execute", {**adhoc(), "request_id": "later"})
+        assert again["ok"], again
+        assert (await client.wait_done(again["task_id"]))["status"] == "completed"
+    finally:
+        await stop_server(srv)
+
+
+def test_the_period_kept_between_executes_turns_with_the_day(settings: Settings) -> None:
+    quotas = Quotas(aioredis.Redis(), RedisKeys("t:"), settings)
+    before = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+    for now in (before, before + timedelta(seconds=2), before - timedelta(days=3)):
+        assert quotas._period(now) == Period.at(now, settings.quota_utc_offset_min)

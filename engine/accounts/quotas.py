@@ -19,9 +19,11 @@ from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from engine.errors import QuotaExceeded, RateLimited, ServiceUnavailable
+from engine.redis_batch import redis_batch
 from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 
@@ -29,14 +31,22 @@ log = logging.getLogger(__name__)
 
 UNLIMITED = -1
 RETRY_AFTER_MS = 1000
-# Quota scripts in flight per process: a burst of executes queues here instead of taking
-# every connection of the Redis pool (redis-py raises past its max_connections).
+# Quota scripts in flight per process on a Redis Cluster: a burst of executes queues here
+# instead of taking every connection of the Redis pool (redis-py raises past its
+# max_connections). On a plain Redis they go in the tick's pipeline (engine/redis_batch.py).
 MAX_IN_FLIGHT = 16
 
-# KEYS: daily, monthly, running.  ARGV: daily limit, monthly limit, daily ttl, monthly ttl,
-# running cap, now (s), task id, lease end (s).
-# Returns {0} admitted, {1, used} daily used up, {2, used} monthly used up, {3} capped.
+# KEYS: daily, monthly, running, [the request_id's idempotency key].  ARGV: daily limit,
+# monthly limit, daily ttl, monthly ttl, running cap, now (s), task id, lease end (s),
+# [the ids the idempotency key gets, its ttl].
+# Returns {0} admitted, {1, used} daily used up, {2, used} monthly used up, {3} capped,
+# {4, 0, ids} the request_id is held by an earlier request (nothing reserved). The key is
+# claimed only with the reservation, so a refused request leaves it free.
 _RESERVE = """
+if KEYS[4] then
+  local held = redis.call('GET', KEYS[4])
+  if held then return {4, 0, held} end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[6])
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return {3, 0} end
 local day = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -49,6 +59,7 @@ redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[8], ARGV[7])
 redis.call('EXPIRE', KEYS[3], 86400)
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[9], 'EX', ARGV[10]) end
 return {0, 0}
 """
 
@@ -109,6 +120,23 @@ class Reservation:
     running_key: str
 
 
+@dataclass(frozen=True)
+class Claim:
+    """An execute's `request_id` to claim with its reservation: the key, what it holds (the
+    task's ids), for how long."""
+
+    key: str
+    value: str
+    ttl_s: int
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the `request_id`'s key held: the ids of the earlier request's task."""
+
+    value: str
+
+
 def limits_for(settings: Settings, tier: str) -> TierLimits:
     """The configured limits of a tier (`free`, `premium`, `byok`); unknown tiers are free."""
     if tier == "premium":
@@ -128,6 +156,15 @@ class Quotas:
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._batch = redis_batch(redis)
+        self._current: Period | None = None
+
+    def _period(self, now: datetime) -> Period:
+        """`Period.at(now)`, worked out once per quota day (every execute asks)."""
+        cached = self._current
+        if cached is None or not (cached.day_ends - _DAY <= now < cached.day_ends):
+            cached = self._current = Period.at(now, self.settings.quota_utc_offset_min)
+        return cached
 
     def _keys(self, user_id: UUID, period: Period) -> tuple[str, str, str]:
         k = self.keys
@@ -142,31 +179,45 @@ class Quotas:
 
         QuotaExceeded (with limit, used, resets_at) or RateLimited (retry_after_ms).
         """
+        found = await self.reserve_claiming(user_id, tier, task_id, None)
+        assert isinstance(found, Reservation)  # nothing to find held without a claim
+        return found
+
+    async def reserve_claiming(
+        self, user_id: UUID, tier: str, task_id: str, claim: Claim | None
+    ) -> Reservation | Held:
+        """`reserve`, and in the same script (one round trip, atomic) the claim of an
+        execute's `request_id`: when an earlier request holds it, nothing is reserved and
+        what it holds is returned; else the key is set with the reservation."""
         now = datetime.now(UTC)
-        period = Period.at(now, self.settings.quota_utc_offset_min)
+        period = self._period(now)
         limits = limits_for(self.settings, tier)
         daily, monthly, running = self._keys(user_id, period)
         lease_s = self._first_lease_s()
         ts = now.timestamp()
+        keys = [daily, monthly, running]
+        args: list[Any] = [
+            limits.daily,
+            limits.monthly,
+            _ttl(period.day_ends, now),
+            _ttl(period.month_ends, now),
+            self.settings.max_concurrent_tasks,
+            ts,
+            task_id,
+            ts + lease_s,
+        ]
+        if claim is not None:
+            keys.append(claim.key)
+            args += [claim.value, claim.ttl_s]
         try:
-            async with self._in_flight:
-                result: Any = await self._reserve(
-                    keys=[daily, monthly, running],
-                    args=[
-                        limits.daily,
-                        limits.monthly,
-                        _ttl(period.day_ends, now),
-                        _ttl(period.month_ends, now),
-                        self.settings.max_concurrent_tasks,
-                        ts,
-                        task_id,
-                        ts + lease_s,
-                    ],
-                )
+            result: Any = await self._run(self._reserve, keys, args)
         except (RedisError, OSError) as exc:
             # Nothing is recorded yet: the caller gets a clean, retryable 503.
             raise ServiceUnavailable("the quota store (Redis) is unreachable; try again") from exc
         verdict, used = int(result[0]), int(result[1])
+        if verdict == 4:
+            held = result[2]
+            return Held(held.decode() if isinstance(held, bytes) else str(held))
         if verdict == 3:
             raise RateLimited(
                 f"at most {self.settings.max_concurrent_tasks} tasks may run at once",
@@ -197,15 +248,23 @@ class Quotas:
         if reservation is None:
             return
         try:
-            async with self._in_flight:
-                await self._settle(
-                    keys=[reservation.daily_key, reservation.monthly_key, reservation.running_key],
-                    args=[reservation.task_id, "1" if give_back else "0"],
-                )
+            await self._run(
+                self._settle,
+                [reservation.daily_key, reservation.monthly_key, reservation.running_key],
+                [reservation.task_id, "1" if give_back else "0"],
+            )
         except RedisError as exc:
             log.warning(
                 "settling the quota of task %s failed (%s)", reservation.task_id, type(exc).__name__
             )
+
+    async def _run(self, script: AsyncScript, keys: list[Any], args: list[Any]) -> Any:
+        """A quota script: in the tick's pipeline of a plain Redis (engine/redis_batch.py),
+        else on its own, a bounded number at once."""
+        if self._batch is not None:
+            return await self._batch.script(script, keys, args)
+        async with self._in_flight:
+            return await script(keys=keys, args=args)
 
     async def renew(self, reservations: list[Reservation], lease_s: float) -> None:
         """Move the running slots of tasks this node runs on to `now + lease_s`.
@@ -240,6 +299,9 @@ class Quotas:
             "day_resets_at": period.day_ends.isoformat(),
             "month_resets_at": period.month_ends.isoformat(),
         }
+
+
+_DAY = timedelta(days=1)
 
 
 def _ttl(end: datetime, now: datetime) -> int:

@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import redis.asyncio as aioredis
-from redis.exceptions import ClusterError, TryAgainError
+from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 
 from engine.accounts.quotas import Reservation
 from engine.providers.base import ProviderRequest
 from engine.providers.registry import ProviderRegistry
+from engine.redis_batch import redis_batch
 from engine.redis_keys import JobKeys, RedisKeys
 from engine.tasks.plan import Candidate, KeySource, TaskPlan
 
@@ -100,7 +101,8 @@ class Job:
         )
 
     def encode(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        # Its fields are plain JSON values: no deep copy (asdict) needed to write them.
+        return json.dumps(vars(self), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def decode(cls, raw: str | bytes) -> Job:
@@ -224,8 +226,35 @@ class Leases:
             lost += [t.decode() if isinstance(t, bytes) else str(t) for t in got]
         return lost
 
+    async def claim_new(self, job: Job) -> bool:
+        """Store the description of a job this node runs itself (for a sweeper) and claim
+        it: in one round trip, the tick's pipeline, on a plain Redis."""
+        part = self.names.jobs_of(job.task_id)
+        batch = redis_batch(self.redis)
+        if batch is None:
+            await self.redis.set(part.job(job.task_id), job.encode(), ex=JOB_TTL_S)
+            return await self.claim(job.task_id)
+        keys = [part.claim(job.task_id), part.leases()]
+        args: list[Any] = [self.node_id, JOB_TTL_S, self._deadline(), job.task_id]
+        stored, won = await batch.calls(
+            ("SET", part.job(job.task_id), job.encode(), "EX", JOB_TTL_S),
+            ("EVALSHA", self._claim.sha, len(keys), *keys, *args),
+        )
+        if isinstance(stored, Exception):
+            raise stored
+        if isinstance(won, NoScriptError):  # Redis lost the script: its own call loads it
+            won = await self._claim(keys=keys, args=args)
+        elif isinstance(won, Exception):
+            raise won
+        return bool(won)
+
     async def release(self, task_id: str) -> None:
-        await self.redis.zrem(self.names.jobs_of(task_id).leases(), task_id)
+        key = self.names.jobs_of(task_id).leases()
+        batch = redis_batch(self.redis)
+        if batch is None:
+            await self.redis.zrem(key, task_id)
+        else:
+            await batch.call("ZREM", key, task_id)
 
     async def expired(self, limit: int = 100) -> list[tuple[JobKeys, str]]:
         """Expired leases of every lease set: (the set's partition, task id)."""

@@ -115,8 +115,7 @@ class ClusterNode:
             if not self.runs_tasks:
                 await self.queue.enqueue(job)
                 return
-            await self.queue.remember(job)
-            claimed = await self.leases.claim(job.task_id)
+            claimed = await self.leases.claim_new(job)
         except (RedisError, OSError):
             check_cancelled()
             await self._fail_undispatched(plan)

@@ -14,7 +14,7 @@ import httpx2
 from engine.errors import ProviderFault
 from engine.providers import faults
 from engine.providers.anthropic_events import AnthropicEvents, anthropic_error
-from engine.providers.base import Provider, ProviderRequest, ProviderStream
+from engine.providers.base import Provider, ProviderRequest, ProviderStream, keyed_client
 from engine.providers.parts import text_of
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
@@ -124,20 +124,31 @@ class AnthropicProvider(Provider):
             max_retries=0,
             http_client=http_client or anthropic.DefaultAioHttpClient(timeout=timeout_s),
         )
+        self._by_key: dict[str, anthropic.AsyncAnthropic] = {}
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
-        client = self._client
-        if request.api_key is not None:
-            client = client.with_options(api_key=request.api_key)
-        # The SDK makes the request and raises its status errors; the body is read raw.
-        call = client.messages.with_streaming_response.create(**build_params(request))
+        client = self._client if request.api_key is None else self._keyed(request.api_key)
+        # The SDK makes the request (auth, base URL, headers, status errors) with the body as
+        # it is: `post` skips the per-call typed transform of `messages.create`. Its stream
+        # object is never iterated: the body is read raw.
         try:
-            response = await call.__aenter__()
+            stream = await client.post(
+                "/v1/messages",
+                cast_to=object,
+                body=build_params(request),
+                stream=True,
+                stream_cls=anthropic.AsyncStream[object],
+            )
         except anthropic.AnthropicError as exc:
             raise convert_error(exc) from exc
+        response = stream.response
         reader = AnthropicEvents(response.headers)
-        return RawSSEStream(
-            "anthropic", response.http_response.aiter_bytes(), reader, response.close
+        return RawSSEStream("anthropic", response.aiter_bytes(), reader, response.aclose)
+
+    def _keyed(self, api_key: str) -> anthropic.AsyncAnthropic:
+        """The client for a user's own key, made once per key (it shares the connections)."""
+        return keyed_client(
+            self._by_key, api_key, lambda: self._client.with_options(api_key=api_key)
         )
 
     def price(self, model: str, usage: Usage) -> Decimal | None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from engine.errors import InvalidRequest
 from engine.providers.parts import text_of
@@ -141,3 +141,18 @@ def count_words(messages: list[dict[str, Any]]) -> int:
 def estimate_tokens(text: str) -> int:
     """A rough token count (about four characters a token) for when a provider reports none."""
     return (len(text) + 3) // 4
+
+
+KEYED_CLIENTS = 256  # users' own keys whose SDK client is kept (the oldest goes first)
+C = TypeVar("C")
+
+
+def keyed_client(cache: dict[str, C], api_key: str, make: Callable[[], C]) -> C:
+    """An SDK client for a user's own key, made once (`with_options` copies the whole client
+    on every call); at most KEYED_CLIENTS are kept."""
+    found = cache.get(api_key)
+    if found is None:
+        if len(cache) >= KEYED_CLIENTS:
+            del cache[next(iter(cache))]
+        found = cache[api_key] = make()
+    return found

@@ -13,7 +13,7 @@ import openai
 
 from engine.errors import ProviderFault, ProviderUnavailable
 from engine.providers import faults
-from engine.providers.base import Provider, ProviderRequest, ProviderStream
+from engine.providers.base import Provider, ProviderRequest, ProviderStream, keyed_client
 from engine.providers.pricing import catalog_price
 from engine.providers.rawstream import RawSSEStream
 from engine.providers.reasoning import reasoning_setting, refuse
@@ -94,6 +94,7 @@ class OpenAIProvider(Provider):
             max_retries=max_retries,
             http_client=http_client or openai.DefaultAioHttpClient(timeout=timeout_s),
         )
+        self._by_key: dict[str, openai.AsyncOpenAI] = {}
 
     async def open(self, request: ProviderRequest) -> ProviderStream:
         body: dict[str, Any] = {
@@ -110,9 +111,7 @@ class OpenAIProvider(Provider):
         body.update((k, request.settings[k]) for k in _PASSTHROUGH if k in request.settings)
         openai_tools(request.settings, body)
         reasoning_params(request.settings, body)
-        client = self._client
-        if request.api_key is not None:
-            client = client.with_options(api_key=request.api_key)
+        client = self._client if request.api_key is None else self._keyed(request.api_key)
         # The SDK makes the request (auth, base URL, headers, status errors) with the body as
         # it is: `post` skips the per-call typed transform of `chat.completions.create`, about
         # 0.7 ms of CPU a call. Its stream object is never iterated: the body is read raw.
@@ -128,6 +127,12 @@ class OpenAIProvider(Provider):
             raise convert_error(exc) from exc
         response = stream.response
         return RawSSEStream("openai", response.aiter_bytes(), OpenAIEvents(), response.aclose)
+
+    def _keyed(self, api_key: str) -> openai.AsyncOpenAI:
+        """The client for a user's own key, made once per key (it shares the connections)."""
+        return keyed_client(
+            self._by_key, api_key, lambda: self._client.with_options(api_key=api_key)
+        )
 
     def price(self, model: str, usage: Usage) -> Decimal | None:
         return catalog_price("openai", model, usage)

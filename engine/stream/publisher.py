@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from engine.aio import check_cancelled
 from engine.errors import ServiceUnavailable
 from engine.metrics import Metrics
+from engine.redis_batch import redis_batch
 from engine.redis_keys import RedisKeys
 from engine.stream import records
 from engine.stream.coalescer import REASONING, CallRef, Chunk, Coalescer
@@ -229,8 +230,11 @@ class ChunkPublisher:
 
     async def _marker_alive(self) -> bool:
         """Refresh the marker; False when Redis lost it (and with it, its data)."""
+        batch = redis_batch(self._redis)  # the checks of tasks ending at once: one pipeline
         alive = await retrying(
-            lambda: self._redis.expire(self._marker, MARKER_TTL_S),
+            (lambda: batch.call("EXPIRE", self._marker, MARKER_TTL_S))
+            if batch is not None
+            else (lambda: self._redis.expire(self._marker, MARKER_TTL_S)),
             outage=self.outage,
             stop=self._gone,
         )

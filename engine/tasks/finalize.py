@@ -9,6 +9,7 @@ the outcome row, the `task_done` payload, the idempotent write and the terminal 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,9 +21,10 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from db import tasks as task_rows
-from db.pool import DatabaseBusy
+from db.pool import RETRYABLE_ERRORS
 from engine.errors import PromptrelayError
 from engine.providers.pricing import format_money
+from engine.redis_batch import redis_batch
 from engine.redis_keys import RedisKeys
 from engine.stream.live import publish_live
 from engine.stream.local import LocalFeed
@@ -32,14 +34,7 @@ from engine.usage import Usage
 log = logging.getLogger(__name__)
 
 # Postgres unreachable, restarting or out of free connections: trying again may help.
-FINALIZE_RETRYABLE = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    DatabaseBusy,
-    OSError,
-    TimeoutError,
-)
+FINALIZE_RETRYABLE = RETRYABLE_ERRORS
 
 SKIPPED_VALIDATION: dict[str, Any] = {"status": "skipped", "errors": []}
 
@@ -261,6 +256,17 @@ async def write_outcome(
     return False  # not reached: the last attempt returns or raises
 
 
+# The terminal record on a plain Redis, as the transaction below does on a cluster (where
+# the live channel is a sharded one). KEYS: history. ARGV: record, ttl, live channel.
+_DONE = """
+redis.call('XADD', KEYS[1], '*', 'r', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 0
+"""
+_DONE_SHA = hashlib.sha1(_DONE.encode()).hexdigest()
+
+
 async def publish_done(
     redis: aioredis.Redis,
     keys: RedisKeys,
@@ -272,6 +278,13 @@ async def publish_done(
     """Write the terminal record into the history stream and announce it live, and to this
     process's subscribers when the task runs here (after the write: see LocalFeed)."""
     record = encode_done(payload)
+    batch = redis_batch(redis)
+    if batch is not None:  # one script, in the tick's pipeline (engine/redis_batch.py)
+        history = keys.history(task_id)
+        await batch.eval(_DONE, _DONE_SHA, [history], [record, ttl_s, keys.live(task_id)])
+        if local is not None:
+            local.hand(task_id, DONE, payload)
+        return
     pipe = redis.pipeline(transaction=True)
     pipe.xadd(keys.history(task_id), {"r": record})
     pipe.expire(keys.history(task_id), ttl_s)

@@ -14,6 +14,7 @@ from db import runs as run_rows
 from db import tasks as task_rows
 from db.users import User
 from engine.accounts.byok import ProviderKeys
+from engine.accounts.quotas import Claim, Held
 from engine.agents.runs import resolve_execute, tools_of, turn_messages
 from engine.errors import InvalidRequest, NotFound
 from engine.protocol.formats import format_validations
@@ -114,10 +115,13 @@ class Engine:
         tracked = req.track_in_runs
         run_id = (req.run_id or uuid.uuid4()) if tracked else None
         task_id = uuid.uuid4()
+        claim = None
         if req.request_id is not None:
-            winner = await self._claim(user, req.request_id, task_id, run_id)
-            if winner is not None:
-                return winner
+            claim = Claim(
+                self.keys.idempotency(user.id, req.request_id),
+                json.dumps({"task_id": str(task_id), "run_id": str(run_id) if run_id else None}),
+                self.settings.idempotency_ttl_s,
+            )
         row = task_rows.NewTask(
             task_id=task_id,
             user_id=user.id,
@@ -140,15 +144,18 @@ class Engine:
         )
         reservation = None
         try:
-            reservation = await self.quotas.reserve(user.id, user.tier, str(task_id))
+            # The quota, the running slot and the request_id's claim: one script.
+            reserved = await self.quotas.reserve_claiming(user.id, user.tier, str(task_id), claim)
+            if isinstance(reserved, Held):  # an earlier request with this request_id
+                return await self._held(user, reserved.value)
+            reservation = reserved
             run_created = await start_turn(self.pool, row)
         except asyncpg.ForeignKeyViolationError:  # the run was deleted meanwhile
             await self._undo_claim(user, req, reservation)
             raise NotFound("run not found") from None
         except BaseException:
-            await self.quotas.settle(reservation, give_back=True)
-            if req.request_id is not None:
-                await self.redis.delete(self.keys.idempotency(user.id, req.request_id))
+            if reservation is not None:  # else nothing was reserved, nor claimed
+                await self._undo_claim(user, req, reservation)
             raise
         plan = TaskPlan(
             task_id=task_id,
@@ -211,26 +218,20 @@ class Engine:
     async def _earlier(self, user: User, request_id: str) -> ExecuteResult | None:
         raw = await self.redis.get(self.keys.idempotency(user.id, request_id))
         if raw is not None:
-            ids = json.loads(raw)
-            task_id = UUID(ids["task_id"])
-            row = await task_rows.get_task(self.pool, task_id, user.id)
-            status = row["status"] if row is not None else TaskStatus.RUNNING
-            run_id = UUID(ids["run_id"]) if ids["run_id"] else None
-            return ExecuteResult(task_id, run_id, status)
+            return await self._held(user, raw)
         row = await task_rows.find_by_request_id(self.pool, user.id, request_id)
         if row is not None:
             return ExecuteResult(row["task_id"], row["run_id"], row["status"])
         return None
 
-    async def _claim(
-        self, user: User, request_id: str, task_id: UUID, run_id: UUID | None
-    ) -> ExecuteResult | None:
-        """Claim the idempotency key; when another request holds it, return that one's ids."""
-        value = json.dumps({"task_id": str(task_id), "run_id": str(run_id) if run_id else None})
-        key = self.keys.idempotency(user.id, request_id)
-        if await self.redis.set(key, value, nx=True, ex=self.settings.idempotency_ttl_s):
-            return None
-        return await self._earlier(user, request_id)
+    async def _held(self, user: User, raw: str | bytes) -> ExecuteResult:
+        """The task an idempotency key holds (its row may not be written yet: running)."""
+        ids = json.loads(raw)
+        task_id = UUID(ids["task_id"])
+        row = await task_rows.get_task(self.pool, task_id, user.id)
+        status = row["status"] if row is not None else TaskStatus.RUNNING
+        run_id = UUID(ids["run_id"]) if ids["run_id"] else None
+        return ExecuteResult(task_id, run_id, status)
 
     async def tool_result(self, user: User, req: ToolResultRequest) -> dict[str, Any]:
         """Record the caller's result for one tool call (docs/tools.md)."""
