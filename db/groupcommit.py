@@ -22,7 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import fields
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from db.pool import DATABASE_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +183,37 @@ def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-def attached(
-    owner: Any, name: str, make: Callable[[], GroupCommit[I, R]]
+def pool_group(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    name: str,
+    run_many: Callable[[asyncpg.Pool, list[I]], Awaitable[Sequence[R]]],
+    run_one: Callable[[asyncpg.Pool, I], Awaitable[R]],
+    *,
+    key: Callable[[I], Hashable],
 ) -> GroupCommit[I, R] | None:
-    """The owner's (a pool's) group commit called `name`, made on first use; None when the
-    owner cannot carry one (a plain asyncpg pool or connection): the caller writes alone."""
-    store = getattr(owner, "__dict__", None)
-    if store is None or not getattr(owner, "group_commits", False):
+    """The pool's group commit called `name` (made on first use), whose statements run on
+    the pool and whose Postgres outages reach every caller; None when `conn` cannot carry
+    one (a connection, a plain asyncpg pool): the caller writes alone."""
+    if not isinstance(conn, asyncpg.Pool) or not getattr(conn, "group_commits", False):
         return None
-    found: GroupCommit[I, R] | None = store.get(name)
+    pool = conn
+    found: GroupCommit[I, R] | None = vars(pool).get(name)
     if found is None:
-        found = make()
-        store[name] = found
+        found = vars(pool)[name] = GroupCommit(
+            lambda items: run_many(pool, items),
+            lambda item: run_one(pool, item),
+            key=key,
+            shared_errors=DATABASE_DOWN,
+        )
     return found
+
+
+def json_row(n: int, record: Any, **extra: Any) -> dict[str, Any]:
+    """A dataclass's fields as one row of a grouped statement's jsonb array (`n`: its
+    place): ids and amounts as text, `extra` added or put in place of a field."""
+    row: dict[str, Any] = {"n": n}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        row[f.name] = str(value) if isinstance(value, UUID | Decimal) else value
+    row.update(extra)
+    return row

@@ -53,7 +53,7 @@ class DatabaseBusy(Exception):
 
 
 # Postgres unreachable, restarting or out of free connections: trying again may help.
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,

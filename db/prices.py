@@ -8,8 +8,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from db.groupcommit import GroupCommit, attached
-from db.pool import RETRYABLE_ERRORS
+from db.groupcommit import pool_group
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,13 @@ async def current_price(
     Through a pool, the reads of concurrent finalizes share one statement
     (db/groupcommit.py): each is sent after its caller asked, so none sees an older price
     than its own read would have."""
-    group = _read_group(conn)
+    group = pool_group(
+        conn,
+        "price_reads",
+        _read_many,
+        lambda pool, wanted: _read_one(pool, *wanted),
+        key=lambda _: object(),  # the same model twice: both in the one read
+    )
     if group is not None:
         return await group.submit((provider, model))
     return await _read_one(conn, provider, model)
@@ -71,21 +76,6 @@ async def _read_many(pool: asyncpg.Pool, wanted: list[tuple[str, str]]) -> list[
         for r in rows
     }
     return [found.get(w) for w in wanted]
-
-
-def _read_group(
-    conn: asyncpg.Connection | asyncpg.Pool,
-) -> GroupCommit[tuple[str, str], ModelPrice | None] | None:
-    def make() -> GroupCommit[tuple[str, str], ModelPrice | None]:
-        assert isinstance(conn, asyncpg.Pool)
-        return GroupCommit(
-            lambda wanted: _read_many(conn, wanted),
-            lambda one: _read_one(conn, *one),
-            key=lambda _: object(),  # the same model twice: both in the one read
-            shared_errors=RETRYABLE_ERRORS,
-        )
-
-    return attached(conn, "price_reads", make)
 
 
 async def set_price(

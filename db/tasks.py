@@ -15,8 +15,8 @@ from uuid import UUID
 
 import asyncpg
 
-from db.groupcommit import GroupCommit, attached
-from db.pool import RETRYABLE_ERRORS, TxConnection
+from db.groupcommit import json_row, pool_group
+from db.pool import TxConnection
 
 TASK_COLUMNS = (
     "task_id, run_id, user_id, prompt_id, prompt_version, builtin, provider, model, status,"
@@ -126,7 +126,7 @@ async def create_task(conn: asyncpg.Connection | asyncpg.Pool, task: NewTask) ->
     Returns the new run's `created_at` (None when no run was created). TurnConflict when the
     run's turn is taken (see NewTask.run_turns and RUN_TURN_INDEX)."""
     if task.run_turns is None:
-        group = _create_group(conn)
+        group = pool_group(conn, "task_creates", _create_many, _insert, key=_task_id)
         if group is not None:
             return await group.submit(task)
         return await _insert(conn, task)
@@ -240,7 +240,13 @@ async def finalize_task(
 
     Idempotent: a task that has already ended is left as it is and False is returned.
     """
-    group = _finalize_group(conn)
+    group = pool_group(
+        conn,
+        "task_finalizes",
+        _finalize_many,
+        lambda pool, item: _finalize_one(pool, *item),
+        key=lambda item: item[0],
+    )
     if group is not None:
         return await group.submit((task_id, out))
     return await _finalize_one(conn, task_id, out)
@@ -380,53 +386,13 @@ SELECT x.n, r.created_at FROM x LEFT JOIN r ON x.create_run AND r.id = x.run_id 
 """
 
 
-def _json_id(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
+def _task_id(task: NewTask) -> UUID:
+    return task.task_id
 
 
 async def _create_many(pool: asyncpg.Pool, tasks: list[NewTask]) -> list[datetime | None]:
-    rows = [
-        {
-            "n": n,
-            "task_id": str(t.task_id),
-            "run_id": _json_id(t.run_id),
-            "user_id": str(t.user_id),
-            "prompt_id": _json_id(t.prompt_id),
-            "run_name": t.run_name,
-            "variable_values": t.variable_values,
-            "broker_values": t.broker_values,
-            "create_run": t.create_run,
-            "prompt_version": t.prompt_version,
-            "builtin": t.builtin,
-            "request_id": t.request_id,
-            "provider": t.provider,
-            "model": t.model,
-            "request": t.request,
-            "events": t.events,
-            "priority": t.priority,
-            "parent_task_id": _json_id(t.parent_task_id),
-            "step": t.step,
-            "agent_id": _json_id(t.agent_id),
-        }
-        for n, t in enumerate(tasks)
-    ]
-    found = await pool.fetch(_CREATE_MANY, rows)
+    found = await pool.fetch(_CREATE_MANY, [json_row(n, t) for n, t in enumerate(tasks)])
     return [r["created_at"] for r in found]
-
-
-def _create_group(
-    conn: asyncpg.Connection | asyncpg.Pool,
-) -> GroupCommit[NewTask, datetime | None] | None:
-    def make() -> GroupCommit[NewTask, datetime | None]:
-        assert isinstance(conn, asyncpg.Pool)
-        return GroupCommit(
-            lambda tasks: _create_many(conn, tasks),
-            lambda task: _insert(conn, task),
-            key=lambda task: task.task_id,
-            shared_errors=RETRYABLE_ERRORS,
-        )
-
-    return attached(conn, "task_creates", make)
 
 
 _FINALIZE_MANY = """
@@ -495,46 +461,6 @@ SELECT n FROM t
 
 
 async def _finalize_many(pool: asyncpg.Pool, items: list[tuple[UUID, TaskOutcome]]) -> list[bool]:
-    rows = [
-        {
-            "n": n,
-            "task_id": str(task_id),
-            "status": out.status,
-            "text": out.text,
-            "input_tokens": out.input_tokens,
-            "output_tokens": out.output_tokens,
-            "usage_source": out.usage_source,
-            "cost_usd": None if out.cost_usd is None else str(out.cost_usd),
-            "last_seq": out.last_seq,
-            "ttft_ms": out.ttft_ms,
-            "latency_ms": out.latency_ms,
-            "finish_reason": out.finish_reason,
-            "error": out.error,
-            "validation_status": out.validation_status,
-            "run_messages": out.run_messages,
-            "events": out.events,
-            "validation_errors": out.validation_errors,
-            "tool_calls": out.tool_calls,
-            "next_task_id": _json_id(out.next_task_id),
-            "reasoning": out.reasoning,
-            "reasoning_tokens": out.reasoning_tokens,
-        }
-        for n, (task_id, out) in enumerate(items)
-    ]
+    rows = [json_row(n, out, task_id=str(task_id)) for n, (task_id, out) in enumerate(items)]
     landed = {r["n"] for r in await pool.fetch(_FINALIZE_MANY, rows)}
     return [n in landed for n in range(len(items))]
-
-
-def _finalize_group(
-    conn: asyncpg.Connection | asyncpg.Pool,
-) -> GroupCommit[tuple[UUID, TaskOutcome], bool] | None:
-    def make() -> GroupCommit[tuple[UUID, TaskOutcome], bool]:
-        assert isinstance(conn, asyncpg.Pool)
-        return GroupCommit(
-            lambda items: _finalize_many(conn, items),
-            lambda item: _finalize_one(conn, *item),
-            key=lambda item: item[0],
-            shared_errors=RETRYABLE_ERRORS,
-        )
-
-    return attached(conn, "task_finalizes", make)

@@ -99,6 +99,14 @@ class RedisBatch:
 _BATCHES: weakref.WeakKeyDictionary[Any, RedisBatch] = weakref.WeakKeyDictionary()
 
 
+async def send(redis: Any, *command: Any) -> Any:
+    """One command: in the tick's pipeline on a plain Redis, on its own on a cluster."""
+    batch = redis_batch(redis)
+    if batch is None:
+        return await redis.execute_command(*command)
+    return await batch.call(*command)
+
+
 def redis_batch(redis: Any) -> RedisBatch | None:
     """The client's batch (made on first use); None on a Redis Cluster."""
     if isinstance(redis, RedisCluster) or not isinstance(redis, aioredis.Redis):

@@ -26,7 +26,7 @@ from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 from engine.accounts.quotas import Reservation
 from engine.providers.base import ProviderRequest
 from engine.providers.registry import ProviderRegistry
-from engine.redis_batch import redis_batch
+from engine.redis_batch import redis_batch, send
 from engine.redis_keys import JobKeys, RedisKeys
 from engine.tasks.plan import Candidate, KeySource, TaskPlan
 
@@ -249,12 +249,7 @@ class Leases:
         return bool(won)
 
     async def release(self, task_id: str) -> None:
-        key = self.names.jobs_of(task_id).leases()
-        batch = redis_batch(self.redis)
-        if batch is None:
-            await self.redis.zrem(key, task_id)
-        else:
-            await batch.call("ZREM", key, task_id)
+        await send(self.redis, "ZREM", self.names.jobs_of(task_id).leases(), task_id)
 
     async def expired(self, limit: int = 100) -> list[tuple[JobKeys, str]]:
         """Expired leases of every lease set: (the set's partition, task id)."""

@@ -123,10 +123,6 @@ class JobQueue:
 
         await across_moves(transaction)
 
-    async def remember(self, job: Job) -> None:
-        """Store the description of a job this node runs itself (for a sweeper)."""
-        await self.redis.set(self.names.job(job.task_id), job.encode(), ex=JOB_TTL_S)
-
     async def describe(self, task_id: str) -> Job | None:
         """The task's job, from its partition or else from the queue of earlier versions."""
         raw = await self.redis.get(self.names.job(task_id))

@@ -13,10 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import asyncpg
 from redis.exceptions import RedisError
 
-from db.pool import DatabaseBusy
 from engine.aio import check_cancelled
 
 log = logging.getLogger(__name__)
@@ -25,16 +23,6 @@ T = TypeVar("T")
 
 # Redis unreachable, restarting or loading its data.
 REDIS_DOWN: tuple[type[BaseException], ...] = (RedisError, OSError)
-
-# Postgres unreachable, restarting or out of free connections.
-DATABASE_DOWN: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    DatabaseBusy,
-    OSError,
-    TimeoutError,
-)
 
 
 class Outage:

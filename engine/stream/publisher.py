@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from engine.aio import check_cancelled
 from engine.errors import ServiceUnavailable
 from engine.metrics import Metrics
-from engine.redis_batch import redis_batch
+from engine.redis_batch import send
 from engine.redis_keys import RedisKeys
 from engine.stream import records
 from engine.stream.coalescer import REASONING, CallRef, Chunk, Coalescer
@@ -230,11 +230,9 @@ class ChunkPublisher:
 
     async def _marker_alive(self) -> bool:
         """Refresh the marker; False when Redis lost it (and with it, its data)."""
-        batch = redis_batch(self._redis)  # the checks of tasks ending at once: one pipeline
         alive = await retrying(
-            (lambda: batch.call("EXPIRE", self._marker, MARKER_TTL_S))
-            if batch is not None
-            else (lambda: self._redis.expire(self._marker, MARKER_TTL_S)),
+            # the checks of tasks ending at once go in one pipeline (engine/redis_batch.py)
+            lambda: send(self._redis, "EXPIRE", self._marker, MARKER_TTL_S),
             outage=self.outage,
             stop=self._gone,
         )

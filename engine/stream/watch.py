@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from db.pool import DATABASE_DOWN
 from engine.status import TaskStatus
 from engine.stream.history import read_records
-from engine.stream.outage import DATABASE_DOWN, retrying
+from engine.stream.outage import retrying
 from engine.stream.records import DONE, EVENTS, SEQUENCED, Record, decode_record
 
 if TYPE_CHECKING:

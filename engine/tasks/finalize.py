@@ -21,7 +21,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from db import tasks as task_rows
-from db.pool import RETRYABLE_ERRORS
+from db.pool import DATABASE_DOWN
 from engine.errors import PromptrelayError
 from engine.providers.pricing import format_money
 from engine.redis_batch import redis_batch
@@ -32,9 +32,6 @@ from engine.stream.records import DONE, encode_done
 from engine.usage import Usage
 
 log = logging.getLogger(__name__)
-
-# Postgres unreachable, restarting or out of free connections: trying again may help.
-FINALIZE_RETRYABLE = RETRYABLE_ERRORS
 
 SKIPPED_VALIDATION: dict[str, Any] = {"status": "skipped", "errors": []}
 
@@ -247,7 +244,7 @@ async def write_outcome(
         try:
             # After a dropped connection the earlier attempt may have committed.
             return await task_rows.finalize_task(pool, task_id, outcome) or attempt > 1
-        except FINALIZE_RETRYABLE as exc:
+        except DATABASE_DOWN as exc:
             if attempt == attempts:
                 raise
             log.warning("finalize of task %s failed (%s); retrying", task_id, type(exc).__name__)

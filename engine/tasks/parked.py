@@ -23,10 +23,11 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from db import tasks as task_rows
+from db.pool import DATABASE_DOWN
 from engine.aio import check_cancelled
 from engine.redis_keys import RedisKeys
 from engine.stream.history import read_partial
-from engine.tasks.finalize import FINALIZE_RETRYABLE, publish_done
+from engine.tasks.finalize import publish_done
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class PendingFinalizes:
             outcome, payload = decode(raw)
             try:
                 landed = await task_rows.finalize_task(self.pool, UUID(task_id.decode()), outcome)
-            except FINALIZE_RETRYABLE:
+            except DATABASE_DOWN:
                 left += 1
                 continue
             if landed or not (await read_partial(self.redis, self.keys, task_id.decode())).ended:

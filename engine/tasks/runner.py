@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from db.pool import DATABASE_DOWN
 from engine.errors import InternalError, PromptrelayError, ProviderUnavailable, StreamTimeout
 from engine.providers.base import ProviderRequest, estimate_tokens
 from engine.providers.parts import content_chars
@@ -18,7 +19,6 @@ from engine.providers.toolcalls import ToolCallAssembler, ToolCallDelta
 from engine.status import TaskStatus
 from engine.stream.coalescer import CallRef
 from engine.tasks.finalize import (
-    FINALIZE_RETRYABLE,
     TaskEnd,
     error_payload,
     publish_done,
@@ -222,7 +222,7 @@ async def _finish(
     try:
         with deps.metrics.pg_finalize.time():
             landed = await write_outcome(deps.pool, plan.task_id, outcome)
-    except FINALIZE_RETRYABLE:
+    except DATABASE_DOWN:
         if deps.defer_finalize is None:
             raise
         # Postgres stays away: park the outcome in Redis; it lands (once) when it is back,

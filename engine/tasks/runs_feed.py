@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from engine.providers.parts import text_of
-from engine.redis_batch import redis_batch
+from engine.redis_batch import send
 from engine.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,6 @@ async def announce(
     message = {"user_id": str(user_id), "run_id": str(run_id), "change": change, "run": run}
     try:
         raw = json.dumps(message, separators=(",", ":"))
-        batch = redis_batch(redis)
-        if batch is None:
-            await redis.publish(keys.runs_changed_channel(), raw)
-        else:  # with the other tasks' commands of this tick (engine/redis_batch.py)
-            await batch.call("PUBLISH", keys.runs_changed_channel(), raw)
+        await send(redis, "PUBLISH", keys.runs_changed_channel(), raw)
     except (RedisError, OSError) as exc:
         log.warning("runs_changed not announced (%s)", type(exc).__name__)
