@@ -42,7 +42,8 @@ class GroupCommit(Generic[I, R]):
     most `max_in_flight` statements at once; `run_one` writes a lone item, and each item of a
     batch that failed as a whole. `run_many` may give an exception as an item's result: that
     item's caller gets it raised. `key` keeps two items of one key (one task's two
-    finalizes) out of the same statement: the later one waits for the next."""
+    finalizes) apart: the later one is sent only once the statement holding the earlier
+    one has ended (two statements in flight run on two connections, in no set order)."""
 
     def __init__(
         self,
@@ -61,7 +62,8 @@ class GroupCommit(Generic[I, R]):
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._pending: list[tuple[I, asyncio.Future[R]]] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[asyncio.Task[None], list[Hashable]] = {}  # with their keys
+        self._busy: set[Hashable] = set()  # the keys of the items in flight
         self._kick_scheduled = False
         self.statements = 0  # statements run, batches and single items (for tests, stats)
         self.items = 0
@@ -104,31 +106,33 @@ class GroupCommit(Generic[I, R]):
     def _kick(self) -> None:
         self._kick_scheduled = False
         while self._pending and len(self._in_flight) < self._max_in_flight:
-            batch = self._take()
+            batch, keys = self._take()
             if not batch:
                 break
             task = asyncio.get_running_loop().create_task(self._write(batch))
-            self._in_flight.add(task)
+            self._in_flight[task] = keys
             task.add_done_callback(self._done)
 
-    def _take(self) -> list[tuple[I, asyncio.Future[R]]]:
+    def _take(self) -> tuple[list[tuple[I, asyncio.Future[R]]], list[Hashable]]:
+        """The next batch, and its keys (now busy)."""
         batch: list[tuple[I, asyncio.Future[R]]] = []
-        keys: set[Hashable] = set()
+        keys: list[Hashable] = []
         rest: list[tuple[I, asyncio.Future[R]]] = []
         for entry in self._pending:
             if entry[1].done():  # its caller was cancelled
                 continue
             k = self._key(entry[0])
-            if len(batch) < self._max_batch and k not in keys:
-                keys.add(k)
+            if len(batch) < self._max_batch and k not in self._busy:
+                self._busy.add(k)
+                keys.append(k)
                 batch.append(entry)
             else:
                 rest.append(entry)
         self._pending = rest
-        return batch
+        return batch, keys
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
+        self._busy.difference_update(self._in_flight.pop(task, ()))
         if not task.cancelled() and task.exception() is not None:
             log.error("group commit failed", exc_info=task.exception())
         if self._pending:

@@ -287,3 +287,30 @@ async def test_concurrent_price_reads_share_one_statement(pool: asyncpg.Pool) ->
     assert await prices.current_price(pool, "openai", "none") == prices.ModelPrice(
         Decimal("5"), Decimal("6")
     )
+
+
+async def test_an_item_waits_for_the_statement_holding_its_key_to_end() -> None:
+    """A task's second finalize is not sent while its first is still in flight (the two
+    statements run on two connections: the later one could reach Postgres first)."""
+    sent: list[list[str]] = []
+    release = asyncio.Event()
+
+    async def run_many(items: list[str]) -> list[str]:
+        sent.append(list(items))
+        if len(sent) == 1:
+            await release.wait()  # the first statement is slow
+        return items
+
+    async def run_one(item: str) -> str:
+        return (await run_many([item]))[0]
+
+    group: GroupCommit[str, str] = GroupCommit(run_many, run_one, key=lambda i: i[0])
+    first = asyncio.ensure_future(asyncio.gather(group.submit("a1"), group.submit("b1")))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(asyncio.gather(group.submit("a2"), group.submit("c1")))
+    await asyncio.sleep(0.01)
+    # c1 may go while the first statement runs; a2 (key "a", in flight) may not.
+    assert sent == [["a1", "b1"], ["c1"]]
+    release.set()
+    assert await first == ["a1", "b1"] and await second == ["a2", "c1"]
+    assert sent[2:] == [["a2"]]
