@@ -93,6 +93,9 @@ class RedisClusterProcesses:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(folder / "nodes.conf"),
                 "--cluster-node-timeout", "2000",
+                # a replica syncs at once (not after the default 5 s): one that has never
+                # synced refuses to take over from its master
+                "--repl-diskless-sync-delay", "0",
                 "--appendonly", "no",
                 "--save", "",
                 "--dir", str(folder),
@@ -116,15 +119,32 @@ class RedisClusterProcesses:
             time.sleep(0.05)
 
     def wait_ok(self, timeout_s: float = 60) -> None:
-        """Until every live node says the cluster is ok and covers all slots."""
+        """Until every live node says the cluster is ok and covers all slots, and every
+        live replica has synced with its master (a replica that never has cannot take its
+        master's place: a test that kills a master needs this)."""
         deadline = time.monotonic() + timeout_s
         while True:
             alive = [p for p, proc in self.procs.items() if proc.poll() is None]
-            if all("cluster_state:ok" in self._cli(p, "cluster", "info") for p in alive):
+            if all(self._ready(p) for p in alive):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError("the Redis Cluster did not become ok")
             time.sleep(0.2)
+
+    def _ready(self, port: int) -> bool:
+        if "cluster_state:ok" not in self._cli(port, "cluster", "info"):
+            return False
+        replication = self._cli(port, "info", "replication")
+        if "role:slave" in replication:
+            return "master_link_status:up" in replication
+        # a master: ready once `cluster create` has given it its replica
+        return "connected_slaves:0" not in replication or self._alone(port)
+
+    def _alone(self, port: int) -> bool:
+        """Whether this master has no replica in the cluster (its replica was killed)."""
+        me = self._cli(port, "cluster", "myid").strip()
+        nodes = self._cli(port, "cluster", "nodes").splitlines()
+        return not any(line.split()[3] == me and "fail" not in line.split()[2] for line in nodes)
 
     def masters(self) -> list[int]:
         """Ports of the live masters."""
