@@ -15,6 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -60,6 +61,17 @@ def require(condition: bool, why: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(why)
     pytest.skip(why)
+
+
+async def clear_of_midnight(margin_s: float = 300.0) -> None:
+    """For a test that reads "today" (UTC) and then records usage: when midnight is under
+    `margin_s` away, wait until it has passed, so the day the test reads is the day the
+    server records."""
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    left = (midnight - now).total_seconds()
+    if left < margin_s:
+        await asyncio.sleep(left + 1.0)
 
 
 def secret_env() -> set[str]:

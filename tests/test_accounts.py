@@ -18,7 +18,7 @@ from engine.redis_keys import RedisKeys
 from engine.settings import Settings
 from server.cli.main import main as cli_main
 from server.realtime.sessions import _not_in, _Session
-from tests.conftest import Client, Server, start_server, stop_server
+from tests.conftest import Client, Server, clear_of_midnight, start_server, stop_server
 from tests.test_auth import connect_error
 
 FAST = {"max_tokens": 3, "tokens_per_second": 0}
@@ -55,6 +55,7 @@ async def wait_disconnected(client: Client, within_s: float) -> float:
 async def test_me_reports_tier_limits_and_usage_today(
     server: Server, http: aiohttp.ClientSession
 ) -> None:
+    await clear_of_midnight()
     key = await server.new_key("me@test")
     client = await server.client(key)
     await run_to_end(client, adhoc())
@@ -101,6 +102,7 @@ async def test_keys_create_list_revoke(server: Server, http: aiohttp.ClientSessi
 
 
 async def test_usage_by_day_and_model(server: Server, http: aiohttp.ClientSession) -> None:
+    await clear_of_midnight()
     key = await server.new_key("usage@test")
     client = await server.client(key)
     for model in ("simulated/a", "simulated/a", "simulated/b"):

@@ -17,7 +17,7 @@ import pytest_asyncio
 from engine.errors import InvalidRequest
 from engine.protocol import openai_compat as oa
 from engine.settings import Settings
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, clear_of_midnight, start_server, stop_server
 from tests.provider_env import Fakes, fetch, provider_server, task_row
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -318,6 +318,7 @@ async def test_a_client_that_leaves_mid_stream_cancels_the_task(server: Server) 
 
 
 async def test_a_used_up_quota_is_a_rate_limit_error_with_retry_after(settings: Settings) -> None:
+    await clear_of_midnight()  # the quota counts by UTC day and month
     srv = await start_server(settings.model_copy(update={"quota_free_daily": 1}))
     try:
         client = sdk(srv, await srv.new_key())

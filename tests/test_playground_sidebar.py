@@ -15,7 +15,7 @@ from playwright.async_api import Browser, Page, expect
 
 from db.pool import connect
 from tests import test_playground
-from tests.conftest import Server
+from tests.conftest import Server, clear_of_midnight
 from tests.test_playground import ARTIFACTS, WAIT_MS, open_page, send, wait_status
 
 browser = test_playground.browser  # the Chromium fixture
@@ -238,6 +238,7 @@ def cost_text(value: Decimal) -> str:
 
 
 async def test_usage_chart_draws_one_bar_per_day(server: Server, browser: Browser) -> None:
+    await clear_of_midnight()
     email = f"{uuid.uuid4().hex[:8]}@test"
     key = await server.new_key(email)
     today = datetime.now(UTC).date()

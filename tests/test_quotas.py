@@ -22,7 +22,7 @@ from db.pool import connect
 from engine.accounts.quotas import Period, Quotas
 from engine.redis_keys import RedisKeys
 from engine.settings import Settings
-from tests.conftest import Client, start_server, stop_server
+from tests.conftest import Client, clear_of_midnight, start_server, stop_server
 from tests.test_cli import cli
 
 FAST = {"max_tokens": 2, "tokens_per_second": 0}
@@ -52,6 +52,7 @@ async def run_to_end(client: Client, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_free_tier_daily_quota_then_quota_exceeded(settings: Settings) -> None:
+    await clear_of_midnight()  # the quota counts by UTC day and month
     srv = await start_server(settings.model_copy(update={"quota_free_daily": 3}))
     try:
         client = await srv.client(await key_for(srv.settings, "free", "free@test"))
@@ -85,6 +86,7 @@ async def test_free_tier_daily_quota_then_quota_exceeded(settings: Settings) -> 
 
 
 async def test_monthly_quota(settings: Settings) -> None:
+    await clear_of_midnight()  # the quota counts by UTC day and month
     srv = await start_server(
         settings.model_copy(update={"quota_premium_daily": -1, "quota_premium_monthly": 2})
     )
@@ -103,6 +105,7 @@ async def test_monthly_quota(settings: Settings) -> None:
 async def test_50_concurrent_executes_at_limit_minus_one_over_two_nodes_admit_one(
     settings: Settings,
 ) -> None:
+    await clear_of_midnight()  # the quota counts by UTC day and month
     limit = 5
     shared = settings.model_copy(update={"quota_free_daily": limit, "max_concurrent_tasks": 1000})
     node_a, node_b = await start_server(shared), await start_server(shared)
@@ -193,6 +196,7 @@ async def test_50_concurrent_executes_over_two_os_processes_admit_one(settings: 
 
 
 async def test_task_failing_before_first_token_gives_its_unit_back(settings: Settings) -> None:
+    await clear_of_midnight()  # the quota counts by UTC day and month
     srv = await start_server(
         settings.model_copy(update={"quota_free_daily": 1, "first_token_timeout_s": 0.3})
     )
@@ -210,6 +214,7 @@ async def test_task_failing_before_first_token_gives_its_unit_back(settings: Set
 
 
 async def test_cancelled_after_tokens_keeps_its_unit(settings: Settings) -> None:
+    await clear_of_midnight()  # the quota counts by UTC day and month
     srv = await start_server(settings.model_copy(update={"quota_free_daily": 1}))
     try:
         client = await srv.client(await key_for(srv.settings, "free", "keep@test"))
@@ -259,6 +264,7 @@ def test_quota_period(now: datetime, offset: int, day: str, ends: str) -> None:
 
 
 async def test_request_id_is_claimed_with_the_unit_in_one_script(settings: Settings) -> None:
+    await clear_of_midnight()  # the quota counts by UTC day and month
     """Duplicates racing on one request_id take one unit between them; a request the quota
     refuses leaves its request_id free for the retry once a unit is there again."""
     srv = await start_server(settings.model_copy(update={"quota_free_daily": 2}))
