@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +32,7 @@ from redis.asyncio.cluster import RedisCluster
 from db import users
 from db.migrate import apply_migrations
 from db.pool import connect
+from engine.accounts.quotas import Period
 from engine.protocol import responses as events
 from engine.settings import Settings
 from server.app import create_app
@@ -63,13 +64,12 @@ def require(condition: bool, why: str) -> None:
     pytest.skip(why)
 
 
-async def clear_of_midnight(margin_s: float = 300.0) -> None:
-    """For a test that reads "today" (UTC) and then records usage: when midnight is under
-    `margin_s` away, wait until it has passed, so the day the test reads is the day the
-    server records."""
+async def clear_of_midnight(utc_offset_min: int = 0, margin_s: float = 300.0) -> None:
+    """For a test that reads "today" or counts a daily or monthly quota: when the day (UTC,
+    or the quota day's `utc_offset_min`) ends in under `margin_s`, wait until it has, so the
+    day the test reads is the day the server records."""
     now = datetime.now(UTC)
-    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    left = (midnight - now).total_seconds()
+    left = (Period.at(now, utc_offset_min).day_ends - now).total_seconds()
     if left < margin_s:
         await asyncio.sleep(left + 1.0)
 

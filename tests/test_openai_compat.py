@@ -318,7 +318,7 @@ async def test_a_client_that_leaves_mid_stream_cancels_the_task(server: Server) 
 
 
 async def test_a_used_up_quota_is_a_rate_limit_error_with_retry_after(settings: Settings) -> None:
-    await clear_of_midnight()  # the quota counts by UTC day and month
+    await clear_of_midnight(settings.quota_utc_offset_min)
     srv = await start_server(settings.model_copy(update={"quota_free_daily": 1}))
     try:
         client = sdk(srv, await srv.new_key())

@@ -52,7 +52,7 @@ async def run_to_end(client: Client, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_free_tier_daily_quota_then_quota_exceeded(settings: Settings) -> None:
-    await clear_of_midnight()  # the quota counts by UTC day and month
+    await clear_of_midnight(settings.quota_utc_offset_min)
     srv = await start_server(settings.model_copy(update={"quota_free_daily": 3}))
     try:
         client = await srv.client(await key_for(srv.settings, "free", "free@test"))
@@ -86,7 +86,7 @@ async def test_free_tier_daily_quota_then_quota_exceeded(settings: Settings) -> 
 
 
 async def test_monthly_quota(settings: Settings) -> None:
-    await clear_of_midnight()  # the quota counts by UTC day and month
+    await clear_of_midnight(settings.quota_utc_offset_min)
     srv = await start_server(
         settings.model_copy(update={"quota_premium_daily": -1, "quota_premium_monthly": 2})
     )
@@ -105,7 +105,7 @@ async def test_monthly_quota(settings: Settings) -> None:
 async def test_50_concurrent_executes_at_limit_minus_one_over_two_nodes_admit_one(
     settings: Settings,
 ) -> None:
-    await clear_of_midnight()  # the quota counts by UTC day and month
+    await clear_of_midnight(settings.quota_utc_offset_min)
     limit = 5
     shared = settings.model_copy(update={"quota_free_daily": limit, "max_concurrent_tasks": 1000})
     node_a, node_b = await start_server(shared), await start_server(shared)
@@ -178,6 +178,7 @@ async def serve_process(settings: Settings, **env: str) -> AsyncIterator[str]:
 
 
 async def test_50_concurrent_executes_over_two_os_processes_admit_one(settings: Settings) -> None:
+    await clear_of_midnight(settings.quota_utc_offset_min)
     limit = 5
     key = await key_for(settings, "free", "procs@test")
     env = {"QUOTA_FREE_DAILY": str(limit), "MAX_CONCURRENT_TASKS": "1000"}
@@ -196,7 +197,7 @@ async def test_50_concurrent_executes_over_two_os_processes_admit_one(settings: 
 
 
 async def test_task_failing_before_first_token_gives_its_unit_back(settings: Settings) -> None:
-    await clear_of_midnight()  # the quota counts by UTC day and month
+    await clear_of_midnight(settings.quota_utc_offset_min)
     srv = await start_server(
         settings.model_copy(update={"quota_free_daily": 1, "first_token_timeout_s": 0.3})
     )
@@ -214,7 +215,7 @@ async def test_task_failing_before_first_token_gives_its_unit_back(settings: Set
 
 
 async def test_cancelled_after_tokens_keeps_its_unit(settings: Settings) -> None:
-    await clear_of_midnight()  # the quota counts by UTC day and month
+    await clear_of_midnight(settings.quota_utc_offset_min)
     srv = await start_server(settings.model_copy(update={"quota_free_daily": 1}))
     try:
         client = await srv.client(await key_for(srv.settings, "free", "keep@test"))
@@ -264,9 +265,9 @@ def test_quota_period(now: datetime, offset: int, day: str, ends: str) -> None:
 
 
 async def test_request_id_is_claimed_with_the_unit_in_one_script(settings: Settings) -> None:
-    await clear_of_midnight()  # the quota counts by UTC day and month
     """Duplicates racing on one request_id take one unit between them; a request the quota
     refuses leaves its request_id free for the retry once a unit is there again."""
+    await clear_of_midnight(settings.quota_utc_offset_min)
     srv = await start_server(settings.model_copy(update={"quota_free_daily": 2}))
     try:
         conn = await connect(srv.settings.database_url or "")
